@@ -1,0 +1,293 @@
+//! Address types and translation granules.
+//!
+//! VA, IPA and PA are distinct types so that a stage-1 output can never be
+//! used as a physical address by accident: in a nested walk the stage-1
+//! descriptors hold IPAs that stage 2 must translate (Arm ARM D8.2).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! address_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            /// The raw 64-bit value.
+            #[inline]
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+            /// This address rounded down to a multiple of `1 << shift`.
+            #[inline]
+            pub const fn align_down(self, shift: u32) -> Self {
+                Self(self.0 & !((1u64 << shift) - 1))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{:#x}"), self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:#x}", self.0)
+            }
+        }
+    };
+}
+
+address_type!(
+    /// A virtual address: the input to a stage-1 translation.
+    Va, "VA:"
+);
+address_type!(
+    /// An intermediate physical address: stage-1 output, stage-2 input.
+    Ipa, "IPA:"
+);
+address_type!(
+    /// A physical address in simulated memory.
+    Pa, "PA:"
+);
+
+/// A translation granule (Arm ARM D8.2.1): the page size and, with it, the
+/// table geometry: each level resolves `shift - 3` address bits.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Granule {
+    /// 4 KiB pages; levels 0..=3; blocks at levels 1 (1 GiB) and 2 (2 MiB).
+    #[serde(rename = "4k")]
+    K4,
+    /// 16 KiB pages; levels 0..=3 (level 0 resolves one bit); blocks at level 2 (32 MiB).
+    #[serde(rename = "16k")]
+    K16,
+    /// 64 KiB pages; levels 1..=3; blocks at level 2 (512 MiB).
+    #[serde(rename = "64k")]
+    K64,
+}
+
+/// Input-address size the model implements: 48 bits (TnSZ = 16), Arm ARM D8.1.
+pub const INPUT_ADDRESS_BITS: u32 = 48;
+/// Output-address size the model implements (ID_AA64MMFR0_EL1.PARange = 48 bits).
+pub const OUTPUT_ADDRESS_BITS: u32 = 48;
+
+impl Granule {
+    /// All three granules, smallest first.
+    pub const ALL: [Granule; 3] = [Granule::K4, Granule::K16, Granule::K64];
+
+    /// log2 of the page size.
+    #[inline]
+    pub const fn shift(self) -> u32 {
+        match self {
+            Granule::K4 => 12,
+            Granule::K16 => 14,
+            Granule::K64 => 16,
+        }
+    }
+
+    /// Page size in bytes.
+    #[inline]
+    pub const fn size(self) -> u64 {
+        1 << self.shift()
+    }
+
+    /// Address bits resolved per full level (a table holds `2^bits` descriptors).
+    #[inline]
+    pub const fn bits_per_level(self) -> u32 {
+        self.shift() - 3
+    }
+
+    /// The first lookup level for a 48-bit input address (Arm ARM D8.2.6,
+    /// tables D8-7/8/9 with TnSZ = 16): level 0 for 4K and 16K, level 1 for 64K.
+    #[inline]
+    pub const fn start_level(self) -> u8 {
+        match self {
+            Granule::K4 | Granule::K16 => 0,
+            Granule::K64 => 1,
+        }
+    }
+
+    /// log2 of the address span one descriptor at `level` covers.
+    #[inline]
+    pub const fn level_shift(self, level: u8) -> u32 {
+        self.shift() + (3 - level as u32) * self.bits_per_level()
+    }
+
+    /// Number of descriptors in a table at `level` for a 48-bit input
+    /// (the start level is a partial table when the bits do not divide evenly).
+    #[inline]
+    pub const fn entries_at(self, level: u8) -> u64 {
+        let top = INPUT_ADDRESS_BITS;
+        let lo = self.level_shift(level);
+        let hi = if level == self.start_level() {
+            top
+        } else {
+            self.level_shift(level - 1)
+        };
+        1 << (hi - lo)
+    }
+
+    /// Index of the descriptor for `addr` in the table at `level`.
+    #[inline]
+    pub const fn index(self, level: u8, addr: u64) -> u64 {
+        (addr >> self.level_shift(level)) & (self.entries_at(level) - 1)
+    }
+
+    /// Whether a block descriptor is permitted at `level` with 48-bit
+    /// output addresses (Arm ARM D8.3.1: 4K blocks at L1/L2, 16K and 64K at
+    /// L2 only; L1 blocks for 16K/64K and L0 blocks need FEAT_LPA/LPA2).
+    #[inline]
+    pub const fn block_allowed(self, level: u8) -> bool {
+        matches!((self, level), (Granule::K4, 1) | (_, 2))
+    }
+
+    /// The TG encoding shared by TLBI range operands, TTL hints and SMMU
+    /// commands: 4K = 0b01, 16K = 0b10, 64K = 0b11 (Arm ARM D8.13.5).
+    #[inline]
+    pub const fn tg(self) -> u8 {
+        match self {
+            Granule::K4 => 1,
+            Granule::K16 => 2,
+            Granule::K64 => 3,
+        }
+    }
+
+    /// The granule a TG encoding names; `None` for the reserved 0b00.
+    #[inline]
+    pub const fn from_tg(tg: u8) -> Option<Granule> {
+        match tg {
+            1 => Some(Granule::K4),
+            2 => Some(Granule::K16),
+            3 => Some(Granule::K64),
+            _ => None,
+        }
+    }
+
+    /// Short name used in reports and scenario files.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Granule::K4 => "4k",
+            Granule::K16 => "16k",
+            Granule::K64 => "64k",
+        }
+    }
+}
+
+impl fmt::Display for Granule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An inclusive address range `[first, last]`; inclusive so that a range
+/// reaching the top of the 64-bit space needs no 65-bit end.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AddrRange {
+    /// First address covered.
+    pub first: u64,
+    /// Last address covered.
+    pub last: u64,
+}
+
+impl AddrRange {
+    /// The whole 64-bit space.
+    pub const ALL: AddrRange = AddrRange {
+        first: 0,
+        last: u64::MAX,
+    };
+
+    /// The naturally aligned span of `1 << shift` bytes containing `addr`.
+    #[inline]
+    pub const fn span(addr: u64, shift: u32) -> AddrRange {
+        if shift >= 64 {
+            return AddrRange::ALL;
+        }
+        let first = addr & !((1u64 << shift) - 1);
+        AddrRange {
+            first,
+            last: first + ((1u64 << shift) - 1),
+        }
+    }
+
+    /// `len` bytes starting at `first` (saturating at the top of the space).
+    #[inline]
+    pub const fn from_len(first: u64, len: u64) -> AddrRange {
+        AddrRange {
+            first,
+            last: first.saturating_add(len.saturating_sub(1)),
+        }
+    }
+
+    /// Whether the two ranges share at least one address.
+    #[inline]
+    pub const fn overlaps(self, other: AddrRange) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+
+    /// Whether `addr` lies in the range.
+    #[inline]
+    pub const fn contains(self, addr: u64) -> bool {
+        self.first <= addr && addr <= self.last
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:#x}, {:#x}]", self.first, self.last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arm ARM D8.2.6: 48-bit input, 4K granule: L0 resolves VA[47:39],
+    /// L1 VA[38:30], L2 VA[29:21], L3 VA[20:12].
+    #[test]
+    fn four_k_geometry() {
+        let g = Granule::K4;
+        assert_eq!(
+            [0, 1, 2, 3].map(|l| g.level_shift(l)),
+            [39, 30, 21, 12]
+        );
+        assert_eq!([0, 1, 2, 3].map(|l| g.entries_at(l)), [512; 4]);
+    }
+
+    /// 16K: L0 resolves VA[47] only (2 entries), then 11 bits per level.
+    #[test]
+    fn sixteen_k_geometry() {
+        let g = Granule::K16;
+        assert_eq!([0, 1, 2, 3].map(|l| g.level_shift(l)), [47, 36, 25, 14]);
+        assert_eq!([0, 1, 2, 3].map(|l| g.entries_at(l)), [2, 2048, 2048, 2048]);
+    }
+
+    /// 64K: starts at L1 resolving VA[47:42] (64 entries), then 13 bits.
+    #[test]
+    fn sixty_four_k_geometry() {
+        let g = Granule::K64;
+        assert_eq!(g.start_level(), 1);
+        assert_eq!([1, 2, 3].map(|l| g.level_shift(l)), [42, 29, 16]);
+        assert_eq!([1, 2, 3].map(|l| g.entries_at(l)), [64, 8192, 8192]);
+    }
+
+    #[test]
+    fn index_extracts_the_level_bits() {
+        let va = 0x0000_7f12_3456_7000u64;
+        assert_eq!(Granule::K4.index(0, va), (va >> 39) & 0x1ff);
+        assert_eq!(Granule::K4.index(3, va), (va >> 12) & 0x1ff);
+        assert_eq!(Granule::K16.index(0, va), (va >> 47) & 1);
+        assert_eq!(Granule::K64.index(1, va), (va >> 42) & 0x3f);
+    }
+
+    #[test]
+    fn ranges_overlap_and_span() {
+        let a = AddrRange::span(0x40_1234, 21);
+        assert_eq!(a, AddrRange { first: 0x40_0000, last: 0x5f_ffff });
+        assert!(a.overlaps(AddrRange::from_len(0x5f_f000, 0x2000)));
+        assert!(!a.overlaps(AddrRange::from_len(0x60_0000, 0x1000)));
+        assert_eq!(AddrRange::span(5, 64), AddrRange::ALL);
+    }
+}

@@ -1,0 +1,3 @@
+//! The CPU side: TLB maintenance instructions and their completion.
+
+pub mod tlbi;

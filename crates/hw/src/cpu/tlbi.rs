@@ -1,0 +1,1 @@
+//! TLBI operations and their 64-bit operands (filled in by the TLBI codec work).

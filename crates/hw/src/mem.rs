@@ -1,0 +1,387 @@
+//! Simulated physical memory: 4 KiB frames, an owner tag per frame, a LIFO
+//! allocator, and 64-bit descriptor words whose stores may be invisible to
+//! table walkers until a DSB.
+//!
+//! Memory is stored sparsely (only non-zero words) in a sorted vector, so
+//! that a whole machine state stays small, clones cheaply and hashes
+//! deterministically: the checker keeps millions of them.
+
+use crate::addr::Pa;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use thiserror::Error;
+
+/// log2 of the frame size. Frames are 4 KiB whatever the translation
+/// granule; a 16K or 64K table occupies 4 or 16 consecutive frames.
+pub const FRAME_SHIFT: u32 = 12;
+/// Frame size in bytes.
+pub const FRAME_SIZE: u64 = 1 << FRAME_SHIFT;
+
+/// A physical frame number (`PA >> 12`).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Pfn(pub u64);
+
+impl Pfn {
+    /// The frame containing `pa`.
+    #[inline]
+    pub const fn of(pa: Pa) -> Pfn {
+        Pfn(pa.0 >> FRAME_SHIFT)
+    }
+    /// The first byte of the frame.
+    #[inline]
+    pub const fn base(self) -> Pa {
+        Pa(self.0 << FRAME_SHIFT)
+    }
+}
+
+impl fmt::Debug for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "frame {:#x}", self.0)
+    }
+}
+
+/// Which translation regime and stage a page-table frame belongs to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableOwner {
+    /// Stage-1 tables of an address space (process), by scenario id.
+    Stage1 {
+        /// Address-space id in the scenario.
+        space: u16,
+    },
+    /// Stage-2 tables of a VM, by VMID.
+    Stage2 {
+        /// The VM's VMID.
+        vmid: u16,
+    },
+}
+
+/// What a frame currently holds. Reports use it to say what a stale entry
+/// points at now ("table of VM 1 level 3, freed at step 4, now data of process 2").
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FrameOwner {
+    /// In the allocator's free list.
+    Free,
+    /// A translation table of the given owner at `level`.
+    Table {
+        /// Whose tables.
+        owner: TableOwner,
+        /// Lookup level the table serves.
+        level: u8,
+    },
+    /// A data page of an address space (scenario id).
+    Data {
+        /// Address-space id in the scenario.
+        space: u16,
+    },
+    /// SMMU in-memory structures (stream table, CD tables, queues).
+    Smmu,
+    /// Outside the allocator's pool; never handed out.
+    Reserved,
+}
+
+impl fmt::Display for FrameOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameOwner::Free => f.write_str("free"),
+            FrameOwner::Table {
+                owner: TableOwner::Stage1 { space },
+                level,
+            } => write!(f, "stage-1 table of process {space} level {level}"),
+            FrameOwner::Table {
+                owner: TableOwner::Stage2 { vmid },
+                level,
+            } => write!(f, "stage-2 table of VM {vmid} level {level}"),
+            FrameOwner::Data { space } => write!(f, "data of process {space}"),
+            FrameOwner::Smmu => f.write_str("SMMU structure"),
+            FrameOwner::Reserved => f.write_str("reserved"),
+        }
+    }
+}
+
+/// Bit mask of agents (CPUs, SMMU, device ATCs), bit `n` for agent `n`.
+pub type AgentMask = u32;
+
+/// A descriptor store that some table walkers may not observe yet
+/// (Arm ARM D8.2.3 / B2.3.10: a store is only guaranteed visible to
+/// translation table walks after a DSB). Those walkers may see `old`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PendingStore {
+    /// Word address.
+    pub pa: Pa,
+    /// The value before the store.
+    pub old: u64,
+    /// The agent (CPU) that stored.
+    pub by: u8,
+    /// Agents whose walkers may still see `old`.
+    pub stale_for: AgentMask,
+}
+
+/// Errors from memory operations: each names what was wrong.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MemError {
+    /// A descriptor access that is not 8-byte aligned.
+    #[error("unaligned 64-bit access at {0:?}")]
+    Unaligned(Pa),
+    /// The allocator has no free frame.
+    #[error("out of frames: every frame of the pool is in use")]
+    OutOfFrames,
+    /// Freeing a frame that is not in use.
+    #[error("double free of {0:?}: it is already free")]
+    DoubleFree(Pfn),
+    /// Freeing a frame outside the allocator's pool.
+    #[error("{0:?} is outside the allocator's pool")]
+    NotInPool(Pfn),
+}
+
+/// The whole simulated physical memory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PhysMem {
+    /// Non-zero 64-bit words, sorted by address.
+    words: Vec<(Pa, u64)>,
+    /// First frame of the allocator's pool.
+    pool_base: Pfn,
+    /// Owner of each frame of the pool.
+    owners: Vec<FrameOwner>,
+    /// Free frames; the last one is handed out next, so the most recently
+    /// freed frame is reused first and a use-after-free shows at once.
+    free: Vec<u32>,
+    /// Stores not yet visible to every walker.
+    pending: Vec<PendingStore>,
+}
+
+impl PhysMem {
+    /// A memory whose allocator pool is `frames` frames starting at `pool_base`,
+    /// all free. Frames are handed out in ascending order at first.
+    pub fn new(pool_base: Pfn, frames: u32) -> PhysMem {
+        PhysMem {
+            words: Vec::new(),
+            pool_base,
+            owners: vec![FrameOwner::Free; frames as usize],
+            free: (0..frames).rev().collect(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads the 64-bit word at `pa` as the storing CPUs see it (latest value).
+    #[inline]
+    pub fn read(&self, pa: Pa) -> u64 {
+        match self.words.binary_search_by_key(&pa, |w| w.0) {
+            Ok(i) => self.words[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Calls `f` with every value a table walker of `agent` may read at `pa`:
+    /// the latest value, then the old value of each store not yet visible to it.
+    #[inline]
+    pub fn for_each_walker_value(&self, agent: u8, pa: Pa, mut f: impl FnMut(u64)) {
+        let latest = self.read(pa);
+        f(latest);
+        for p in &self.pending {
+            if p.pa == pa && p.stale_for & (1 << agent) != 0 && p.old != latest {
+                f(p.old);
+            }
+        }
+    }
+
+    /// Writes a word with immediate visibility (set-up, and stores by agents
+    /// whose writes are coherent with walkers, such as the SMMU).
+    pub fn write(&mut self, pa: Pa, value: u64) -> Result<(), MemError> {
+        if pa.0 & 7 != 0 {
+            return Err(MemError::Unaligned(pa));
+        }
+        match self.words.binary_search_by_key(&pa, |w| w.0) {
+            Ok(i) if value == 0 => {
+                self.words.remove(i);
+            }
+            Ok(i) => self.words[i].1 = value,
+            Err(i) if value != 0 => self.words.insert(i, (pa, value)),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A descriptor store by CPU `cpu`: visible to CPU reads at once, but the
+    /// walkers of every agent in `walkers` may keep seeing the old value until
+    /// a DSB by `cpu` completes it.
+    pub fn store(&mut self, cpu: u8, walkers: AgentMask, pa: Pa, value: u64) -> Result<(), MemError> {
+        let old = self.read(pa);
+        self.write(pa, value)?;
+        if old != value && walkers != 0 {
+            self.pending.push(PendingStore {
+                pa,
+                old,
+                by: cpu,
+                stale_for: walkers,
+            });
+        }
+        Ok(())
+    }
+
+    /// DSB by `cpu` with the given reach: completes its stores for the
+    /// walkers in `reach` (all agents for ISH/ISHST, only itself for NSH).
+    pub fn complete_stores(&mut self, cpu: u8, reach: AgentMask) {
+        for p in &mut self.pending {
+            if p.by == cpu {
+                p.stale_for &= !reach;
+            }
+        }
+        self.pending.retain(|p| p.stale_for != 0);
+    }
+
+    /// Stores some walker may not observe yet.
+    pub fn pending_stores(&self) -> &[PendingStore] {
+        &self.pending
+    }
+
+    /// Hands out a frame (most recently freed first), zeroed, tagged `owner`.
+    pub fn alloc(&mut self, owner: FrameOwner) -> Result<Pfn, MemError> {
+        let idx = self.free.pop().ok_or(MemError::OutOfFrames)?;
+        let pfn = Pfn(self.pool_base.0 + u64::from(idx));
+        self.zero_frame(pfn);
+        self.owners[idx as usize] = owner;
+        Ok(pfn)
+    }
+
+    /// Takes a specific free frame out of the pool (scenario set-up that
+    /// places tables at fixed addresses).
+    pub fn claim(&mut self, pfn: Pfn, owner: FrameOwner) -> Result<(), MemError> {
+        let idx = self.pool_index(pfn)?;
+        let pos = self
+            .free
+            .iter()
+            .position(|&f| f == idx)
+            .ok_or(MemError::DoubleFree(pfn))?;
+        self.free.remove(pos);
+        self.owners[idx as usize] = owner;
+        Ok(())
+    }
+
+    /// Returns a frame to the allocator. Its contents stay until reuse
+    /// (a stale walker may still read them).
+    pub fn free(&mut self, pfn: Pfn) -> Result<(), MemError> {
+        let idx = self.pool_index(pfn)?;
+        if self.owners[idx as usize] == FrameOwner::Free {
+            return Err(MemError::DoubleFree(pfn));
+        }
+        self.owners[idx as usize] = FrameOwner::Free;
+        self.free.push(idx);
+        Ok(())
+    }
+
+    /// What the frame holds now (`Reserved` outside the pool).
+    pub fn owner(&self, pfn: Pfn) -> FrameOwner {
+        match self.pool_index(pfn) {
+            Ok(i) => self.owners[i as usize],
+            Err(_) => FrameOwner::Reserved,
+        }
+    }
+
+    /// Re-tags a frame in use (for example a data page that becomes a table).
+    pub fn set_owner(&mut self, pfn: Pfn, owner: FrameOwner) -> Result<(), MemError> {
+        let idx = self.pool_index(pfn)?;
+        self.owners[idx as usize] = owner;
+        Ok(())
+    }
+
+    /// Non-zero words in `[first, first + len)`, in address order.
+    pub fn words_in(&self, first: Pa, len: u64) -> &[(Pa, u64)] {
+        let lo = self.words.partition_point(|w| w.0 < first);
+        let end = Pa(first.0.saturating_add(len));
+        let hi = self.words.partition_point(|w| w.0 < end);
+        &self.words[lo..hi]
+    }
+
+    fn zero_frame(&mut self, pfn: Pfn) {
+        let base = pfn.base();
+        let lo = self.words.partition_point(|w| w.0 < base);
+        let hi = self.words.partition_point(|w| w.0 < Pa(base.0 + FRAME_SIZE));
+        self.words.drain(lo..hi);
+    }
+
+    fn pool_index(&self, pfn: Pfn) -> Result<u32, MemError> {
+        pfn.0
+            .checked_sub(self.pool_base.0)
+            .filter(|&i| i < self.owners.len() as u64)
+            .map(|i| i as u32)
+            .ok_or(MemError::NotInPool(pfn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem() -> PhysMem {
+        PhysMem::new(Pfn(0x100), 4)
+    }
+
+    #[test]
+    fn allocator_reuses_the_most_recently_freed_frame() {
+        let mut m = mem();
+        let a = m.alloc(FrameOwner::Data { space: 1 }).unwrap();
+        let b = m.alloc(FrameOwner::Data { space: 1 }).unwrap();
+        assert_eq!((a, b), (Pfn(0x100), Pfn(0x101)));
+        m.free(a).unwrap();
+        m.free(b).unwrap();
+        assert_eq!(m.alloc(FrameOwner::Smmu).unwrap(), b);
+        assert_eq!(m.alloc(FrameOwner::Smmu).unwrap(), a);
+        assert_eq!(m.owner(a), FrameOwner::Smmu);
+    }
+
+    #[test]
+    fn double_free_and_foreign_frames_are_errors() {
+        let mut m = mem();
+        let a = m.alloc(FrameOwner::Data { space: 0 }).unwrap();
+        m.free(a).unwrap();
+        assert_eq!(m.free(a), Err(MemError::DoubleFree(a)));
+        assert_eq!(m.free(Pfn(0x5)), Err(MemError::NotInPool(Pfn(0x5))));
+        assert_eq!(m.owner(Pfn(0x5)), FrameOwner::Reserved);
+    }
+
+    #[test]
+    fn freed_contents_survive_until_reuse_then_read_zero() {
+        let mut m = mem();
+        let a = m.alloc(FrameOwner::Data { space: 0 }).unwrap();
+        m.write(Pa(a.base().0 + 8), 0xdead).unwrap();
+        m.free(a).unwrap();
+        assert_eq!(m.read(Pa(a.base().0 + 8)), 0xdead);
+        assert_eq!(m.alloc(FrameOwner::Data { space: 1 }).unwrap(), a);
+        assert_eq!(m.read(Pa(a.base().0 + 8)), 0);
+    }
+
+    #[test]
+    fn walkers_see_old_values_until_the_storing_cpu_completes_a_dsb() {
+        let mut m = mem();
+        let pa = Pa(0x100_000);
+        m.write(pa, 1).unwrap();
+        m.store(0, 0b111, pa, 2).unwrap();
+        let seen = |m: &PhysMem, agent| {
+            let mut v = vec![];
+            m.for_each_walker_value(agent, pa, |x| v.push(x));
+            v
+        };
+        assert_eq!(m.read(pa), 2);
+        assert_eq!(seen(&m, 1), vec![2, 1]);
+        // A DSB by another CPU completes nothing.
+        m.complete_stores(1, 0b111);
+        assert_eq!(seen(&m, 1), vec![2, 1]);
+        // DSB NSH: only the storing CPU's own walker.
+        m.complete_stores(0, 0b001);
+        assert_eq!(seen(&m, 0), vec![2]);
+        assert_eq!(seen(&m, 2), vec![2, 1]);
+        m.complete_stores(0, 0b111);
+        assert_eq!(seen(&m, 2), vec![2]);
+        assert!(m.pending_stores().is_empty());
+    }
+
+    #[test]
+    fn unaligned_writes_are_rejected_without_effect() {
+        let mut m = mem();
+        assert_eq!(m.write(Pa(0x100_004), 1), Err(MemError::Unaligned(Pa(0x100_004))));
+        assert_eq!(m.read(Pa(0x100_000)), 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! SMMUv3 event records (filled in by the command codec work).

@@ -1,0 +1,277 @@
+//! TLB entries (leaf, walk-cache, combined) and invalidation scopes.
+//!
+//! One entry type serves the CPU TLB, the SMMU IOTLB and device ATCs, so
+//! that one scope predicate ([`InvalScope::covers`]) encodes the Arm rules
+//! for every TLBI, SMMU TLBI command and ATC_INV.
+
+use crate::addr::{AddrRange, Granule};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What an entry translates.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Stage 1 only: VA -> PA (no stage 2) or VA -> IPA (nested, kept separately).
+    S1,
+    /// Stage 2 only: IPA -> PA.
+    S2,
+    /// Combined stage 1 + stage 2: VA -> PA of a nested walk (Arm ARM D8.14.1).
+    Combined,
+}
+
+/// Leaf translation or cached table pointer (walk-cache / intermediate entry).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryKind {
+    /// A page or block translation.
+    Leaf,
+    /// A table descriptor: lets a walk resume at the next level without
+    /// reading the levels above (Arm ARM D8.13.3, "intermediate caching").
+    Walk,
+}
+
+/// The translation regime an entry belongs to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regime {
+    /// EL1&0 (guest or host user/kernel), tagged by VMID.
+    El10,
+    /// EL2 (or EL2&0 with E2H), not tagged by VMID; SMMU TLBI_EL2_*.
+    El2,
+}
+
+/// Permissions of a leaf entry, already combined across stages and table
+/// attributes, as the TLB holds them. Arm lets a TLB cache an entry whose
+/// permission check failed (Arm ARM D8.14.3), so these may forbid the access.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Perms {
+    /// Privileged (EL1) reads allowed.
+    pub read: bool,
+    /// Privileged writes allowed.
+    pub write: bool,
+    /// Unprivileged (EL0) reads allowed (stage 1 AP[1]).
+    pub user: bool,
+    /// Unprivileged execute never.
+    pub uxn: bool,
+    /// Privileged execute never.
+    pub pxn: bool,
+    /// Writable once the hardware sets the dirty state (DBM, recorded only).
+    pub dbm: bool,
+}
+
+/// A memory access to be checked against a translation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Access {
+    /// A write (else a read).
+    pub write: bool,
+    /// Made at EL0 / as an unprivileged transaction.
+    pub user: bool,
+}
+
+impl Perms {
+    /// Whether `access` is permitted (Arm ARM D8.4.1, stage-1 AP[2:1]).
+    #[inline]
+    pub fn allows(self, access: Access) -> bool {
+        (!access.user || self.user) && self.read && (!access.write || self.write)
+    }
+}
+
+/// One TLB, walk-cache or ATC entry.
+///
+/// `input` and `span_shift` give the naturally aligned input range the entry
+/// covers: for a leaf the block or page, for a walk entry the span of the
+/// table descriptor (so a level-2 walk entry with 4K covers 2 MiB).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TlbEntry {
+    /// Leaf or table pointer.
+    pub kind: EntryKind,
+    /// What it translates.
+    pub stage: Stage,
+    /// Translation regime.
+    pub regime: Regime,
+    /// Lookup level of the descriptor the entry was made from.
+    pub level: u8,
+    /// Granule of the tables it came from.
+    pub granule: Granule,
+    /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2.
+    pub asid: Option<u16>,
+    /// VMID tag (0 where the regime has none).
+    pub vmid: u16,
+    /// Base input address (VA, or IPA for stage 2), aligned to the span.
+    pub input: u64,
+    /// log2 of the input span covered.
+    pub span_shift: u8,
+    /// Leaf: output base (PA; IPA for a nested stage-1 entry). Walk: address
+    /// of the next-level table (an IPA for a nested stage-1 walk entry).
+    pub output: u64,
+    /// Leaf permissions (all false for walk entries).
+    pub perms: Perms,
+}
+
+impl TlbEntry {
+    /// The input range this entry translates.
+    #[inline]
+    pub fn input_range(&self) -> AddrRange {
+        AddrRange::span(self.input, u32::from(self.span_shift))
+    }
+
+    /// For a leaf, the output address of `input_addr` (which it must cover).
+    #[inline]
+    pub fn translate(&self, input_addr: u64) -> u64 {
+        self.output + (input_addr - self.input)
+    }
+}
+
+impl fmt::Display for TlbEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            EntryKind::Leaf => "leaf",
+            EntryKind::Walk => "walk-cache",
+        };
+        let stage = match self.stage {
+            Stage::S1 => "stage-1",
+            Stage::S2 => "stage-2",
+            Stage::Combined => "stage-1+2",
+        };
+        let input = if self.stage == Stage::S2 { "IPA" } else { "VA" };
+        write!(
+            f,
+            "{stage} {kind} L{} {input} {:#x}/{}",
+            self.level,
+            self.input,
+            self.granule.name()
+        )?;
+        if self.regime == Regime::El2 {
+            f.write_str(" EL2")?;
+        }
+        match self.asid {
+            Some(a) => write!(f, " ASID {a}")?,
+            None if self.stage != Stage::S2 && self.kind == EntryKind::Leaf => {
+                f.write_str(" global")?
+            }
+            None => {}
+        }
+        if self.regime == Regime::El10 {
+            write!(f, " VMID {}", self.vmid)?;
+        }
+        match self.kind {
+            EntryKind::Leaf => write!(f, " -> {:#x}", self.output),
+            EntryKind::Walk => write!(f, " -> table {:#x}", self.output),
+        }
+    }
+}
+
+/// Which stages an invalidation reaches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StageSel {
+    /// Stage-1-only entries.
+    pub s1: bool,
+    /// Stage-2-only entries.
+    pub s2: bool,
+    /// Combined stage-1+2 entries.
+    pub combined: bool,
+}
+
+impl StageSel {
+    /// Stage 1 and combined: what a by-VA / by-ASID / VMALL stage-1 operation reaches.
+    pub const STAGE1: StageSel = StageSel {
+        s1: true,
+        s2: false,
+        combined: true,
+    };
+    /// Stage 2 only: IPAS2* and TLBI_S2_IPA leave combined entries
+    /// (Arm ARM D8.13.6; SMMUv3 4.4.4).
+    pub const STAGE2: StageSel = StageSel {
+        s1: false,
+        s2: true,
+        combined: false,
+    };
+    /// Everything.
+    pub const ALL: StageSel = StageSel {
+        s1: true,
+        s2: true,
+        combined: true,
+    };
+
+    #[inline]
+    fn selects(self, stage: Stage) -> bool {
+        match stage {
+            Stage::S1 => self.s1,
+            Stage::S2 => self.s2,
+            Stage::Combined => self.combined,
+        }
+    }
+}
+
+/// Which ASIDs an invalidation reaches.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AsidSel {
+    /// Every ASID, global entries included (VAA*, VMALL*, ALL).
+    Any,
+    /// Entries tagged with this ASID; global leaves too only if `with_global`
+    /// (by-VA forms hit global entries, ASIDE1 does not: Arm ARM D8.13.5).
+    Only {
+        /// The ASID.
+        asid: u16,
+        /// Whether global (nG = 0) leaves are also reached.
+        with_global: bool,
+    },
+}
+
+/// Exactly what one invalidation reaches, decoded from an instruction or a
+/// command. An entry is removed iff [`InvalScope::covers`] holds for it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InvalScope {
+    /// Regime reached.
+    pub regime: Regime,
+    /// Stages reached.
+    pub stages: StageSel,
+    /// VMID reached; `None` for every VMID (ALLE1, TLBI_NSNH_ALL).
+    pub vmid: Option<u16>,
+    /// ASIDs reached.
+    pub asid: AsidSel,
+    /// Input addresses reached (VA or IPA); `None` for all. An entry is
+    /// reached when its span overlaps the range.
+    pub range: Option<AddrRange>,
+    /// Last-level forms (VALE1, Leaf = 1): walk-cache entries stay.
+    pub leaf_only: bool,
+    /// TTL level hint. The invalidation promises to remove leaves at this
+    /// level and walk entries above it only; others may stay (Arm ARM
+    /// D8.13.5.1: an entry at a level the hint excludes need not be removed).
+    pub ttl_level: Option<u8>,
+}
+
+impl InvalScope {
+    /// Whether this invalidation is guaranteed to remove `e`.
+    #[inline]
+    pub fn covers(&self, e: &TlbEntry) -> bool {
+        if e.regime != self.regime || !self.stages.selects(e.stage) {
+            return false;
+        }
+        if let Some(v) = self.vmid {
+            if e.regime == Regime::El10 && e.vmid != v {
+                return false;
+            }
+        }
+        if let AsidSel::Only { asid, with_global } = self.asid {
+            if e.stage != Stage::S2 {
+                match e.asid {
+                    Some(a) if a == asid => {}
+                    None if with_global => {}
+                    _ => return false,
+                }
+            }
+        }
+        if let Some(r) = self.range {
+            if !r.overlaps(e.input_range()) {
+                return false;
+            }
+        }
+        match e.kind {
+            EntryKind::Walk if self.leaf_only => false,
+            EntryKind::Walk => self.ttl_level.is_none_or(|t| e.level < t),
+            EntryKind::Leaf => self.ttl_level.is_none_or(|t| e.level == t),
+        }
+    }
+}

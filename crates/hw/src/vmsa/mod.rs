@@ -1,0 +1,1 @@
+//! VMSAv8-64 translation tables: descriptor formats and walks.
