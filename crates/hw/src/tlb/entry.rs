@@ -234,6 +234,9 @@ pub struct InvalScope {
     /// Input addresses reached (VA or IPA); `None` for all. An entry is
     /// reached when its span overlaps the range.
     pub range: Option<AddrRange>,
+    /// Granule the operation names (range TG, or the TTL hint's TG): entries
+    /// from tables of another granule need not be removed. `None`: any.
+    pub granule: Option<Granule>,
     /// Last-level forms (VALE1, Leaf = 1): walk-cache entries stay.
     pub leaf_only: bool,
     /// TTL level hint. The invalidation promises to remove leaves at this
@@ -262,6 +265,9 @@ impl InvalScope {
                     _ => return false,
                 }
             }
+        }
+        if self.granule.is_some_and(|g| g != e.granule) {
+            return false;
         }
         if let Some(r) = self.range {
             if !r.overlaps(e.input_range()) {
