@@ -187,6 +187,26 @@ impl PhysMem {
         }
     }
 
+    /// Calls `f(pa, value)` for every word a table walker of `agent` may read
+    /// as non-zero in `[first, first + len)`: latest values, then old values
+    /// of stores it may not see yet (a word can come twice, with each value).
+    pub fn for_each_walker_word(&self, agent: u8, first: Pa, len: u64, mut f: impl FnMut(Pa, u64)) {
+        for &(pa, v) in self.words_in(first, len) {
+            f(pa, v);
+        }
+        let end = first.0.saturating_add(len);
+        for p in &self.pending {
+            if p.pa >= first
+                && p.pa.0 < end
+                && p.stale_for & (1 << agent) != 0
+                && p.old != 0
+                && p.old != self.read(p.pa)
+            {
+                f(p.pa, p.old);
+            }
+        }
+    }
+
     /// Writes a word with immediate visibility (set-up, and stores by agents
     /// whose writes are coherent with walkers, such as the SMMU).
     pub fn write(&mut self, pa: Pa, value: u64) -> Result<(), MemError> {
@@ -207,7 +227,13 @@ impl PhysMem {
     /// A descriptor store by CPU `cpu`: visible to CPU reads at once, but the
     /// walkers of every agent in `walkers` may keep seeing the old value until
     /// a DSB by `cpu` completes it.
-    pub fn store(&mut self, cpu: u8, walkers: AgentMask, pa: Pa, value: u64) -> Result<(), MemError> {
+    pub fn store(
+        &mut self,
+        cpu: u8,
+        walkers: AgentMask,
+        pa: Pa,
+        value: u64,
+    ) -> Result<(), MemError> {
         let old = self.read(pa);
         self.write(pa, value)?;
         if old != value && walkers != 0 {
@@ -298,7 +324,9 @@ impl PhysMem {
     fn zero_frame(&mut self, pfn: Pfn) {
         let base = pfn.base();
         let lo = self.words.partition_point(|w| w.0 < base);
-        let hi = self.words.partition_point(|w| w.0 < Pa(base.0 + FRAME_SIZE));
+        let hi = self
+            .words
+            .partition_point(|w| w.0 < Pa(base.0 + FRAME_SIZE));
         self.words.drain(lo..hi);
     }
 
@@ -381,7 +409,10 @@ mod tests {
     #[test]
     fn unaligned_writes_are_rejected_without_effect() {
         let mut m = mem();
-        assert_eq!(m.write(Pa(0x100_004), 1), Err(MemError::Unaligned(Pa(0x100_004))));
+        assert_eq!(
+            m.write(Pa(0x100_004), 1),
+            Err(MemError::Unaligned(Pa(0x100_004)))
+        );
         assert_eq!(m.read(Pa(0x100_000)), 0);
     }
 }

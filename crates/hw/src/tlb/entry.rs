@@ -14,10 +14,10 @@ use std::fmt;
 pub enum Stage {
     /// Stage 1 only: VA -> PA (no stage 2) or VA -> IPA (nested, kept separately).
     S1,
-    /// Stage 2 only: IPA -> PA.
-    S2,
     /// Combined stage 1 + stage 2: VA -> PA of a nested walk (Arm ARM D8.14.1).
     Combined,
+    /// Stage 2 only: IPA -> PA.
+    S2,
 }
 
 /// Leaf translation or cached table pointer (walk-cache / intermediate entry).
@@ -44,7 +44,9 @@ pub enum Regime {
 /// Permissions of a leaf entry, already combined across stages and table
 /// attributes, as the TLB holds them. Arm lets a TLB cache an entry whose
 /// permission check failed (Arm ARM D8.14.3), so these may forbid the access.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Perms {
     /// Privileged (EL1) reads allowed.
     pub read: bool,
@@ -82,26 +84,30 @@ impl Perms {
 /// `input` and `span_shift` give the naturally aligned input range the entry
 /// covers: for a leaf the block or page, for a walk entry the span of the
 /// table descriptor (so a level-2 walk entry with 4K covers 2 MiB).
+///
+/// The field order is the sort order of may-hold sets: regime, VMID, stage,
+/// ASID, span, input. Every invalidation scope is then a few contiguous key
+/// ranges, so removing entries costs time in proportion to what is removed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TlbEntry {
-    /// Leaf or table pointer.
-    pub kind: EntryKind,
-    /// What it translates.
-    pub stage: Stage,
     /// Translation regime.
     pub regime: Regime,
-    /// Lookup level of the descriptor the entry was made from.
-    pub level: u8,
-    /// Granule of the tables it came from.
-    pub granule: Granule,
-    /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2.
-    pub asid: Option<u16>,
     /// VMID tag (0 where the regime has none).
     pub vmid: u16,
-    /// Base input address (VA, or IPA for stage 2), aligned to the span.
-    pub input: u64,
+    /// What it translates.
+    pub stage: Stage,
+    /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2.
+    pub asid: Option<u16>,
     /// log2 of the input span covered.
     pub span_shift: u8,
+    /// Base input address (VA, or IPA for stage 2), aligned to the span.
+    pub input: u64,
+    /// Lookup level of the descriptor the entry was made from.
+    pub level: u8,
+    /// Leaf or table pointer.
+    pub kind: EntryKind,
+    /// Granule of the tables it came from.
+    pub granule: Granule,
     /// Leaf: output base (PA; IPA for a nested stage-1 entry). Walk: address
     /// of the next-level table (an IPA for a nested stage-1 walk entry).
     pub output: u64,

@@ -1,1 +1,7 @@
 //! VMSAv8-64 translation tables: descriptor formats and walks.
+
+pub mod desc;
+pub mod walk;
+
+pub use desc::{Descriptor, LeafAttrs, TableStage};
+pub use walk::{translate, Context, Fault, FaultKind, StageConfig, Translation};

@@ -1,0 +1,632 @@
+//! Translation table walks: one address at a time (what a walker returns
+//! now, or the fault), and exhaustively (every entry a walker could make from
+//! the tables as it may see them: the raw material of the may-hold set).
+
+use super::desc::{decode, Descriptor, TableStage};
+use crate::addr::{Granule, Pa, OUTPUT_ADDRESS_BITS};
+use crate::mem::PhysMem;
+use crate::tlb::{Access, EntryKind, Perms, Regime, Stage, TlbEntry};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The configuration of one stage of a translation regime: granule, table
+/// base (TTBR / VTTBR BADDR) and output size (TCR.IPS / VTCR.PS).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StageConfig {
+    /// Translation granule.
+    pub granule: Granule,
+    /// Base of the start-level table: a PA, or an IPA for a nested stage 1.
+    pub ttb: u64,
+    /// Output address size in bits (at most 48).
+    pub oa_bits: u32,
+}
+
+impl StageConfig {
+    /// A 48-bit-output stage with tables at `ttb`.
+    pub const fn new(granule: Granule, ttb: u64) -> StageConfig {
+        StageConfig {
+            granule,
+            ttb,
+            oa_bits: OUTPUT_ADDRESS_BITS,
+        }
+    }
+}
+
+/// A translation context an agent can walk: stage 1 alone (tagged with
+/// ASID, and VMID when running in a VM with stage 2 off), stage 2 alone, or
+/// nested (stage-1 tables and output translated by stage 2, Arm ARM D8.2.11).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Context {
+    /// Regime of the entries this context creates.
+    pub regime: Regime,
+    /// ASID of the stage-1 tables (ignored without stage 1).
+    pub asid: u16,
+    /// VMID of the VM (0 for the host).
+    pub vmid: u16,
+    /// Stage-1 configuration, if stage 1 is enabled.
+    pub s1: Option<StageConfig>,
+    /// Stage-2 configuration, if stage 2 is enabled.
+    pub s2: Option<StageConfig>,
+}
+
+/// Kind of a translation fault (Arm ARM D8.5).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Invalid descriptor (or no translation configured).
+    Translation,
+    /// Leaf with AF = 0 and no hardware AF management.
+    AccessFlag,
+    /// The final permissions forbid the access.
+    Permission,
+    /// An address above the configured output size.
+    AddressSize,
+}
+
+/// A fault with where it happened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fault {
+    /// What went wrong.
+    pub kind: FaultKind,
+    /// Which stage faulted.
+    pub stage: TableStage,
+    /// Lookup level of the descriptor at fault (the leaf level for Permission).
+    pub level: u8,
+    /// A stage-2 fault on a stage-1 table walk (S1PTW).
+    pub s1ptw: bool,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            FaultKind::Translation => "translation",
+            FaultKind::AccessFlag => "access flag",
+            FaultKind::Permission => "permission",
+            FaultKind::AddressSize => "address size",
+        };
+        let stage = match self.stage {
+            TableStage::S1 => 1,
+            TableStage::S2 => 2,
+        };
+        write!(f, "stage-{stage} {kind} fault at level {}", self.level)?;
+        if self.s1ptw {
+            f.write_str(" (on a stage-1 table walk)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A successful walk: the output address, the final permissions, and every
+/// entry the walk let the walker cache (walk-cache entries and the leaf).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Output physical address.
+    pub pa: Pa,
+    /// Permissions of the leaf (combined across stages).
+    pub perms: Perms,
+    /// The entries this walk can leave behind in a TLB.
+    pub entries: Vec<TlbEntry>,
+}
+
+/// One leaf reached by a single-stage walk.
+#[derive(Copy, Clone, Debug)]
+struct StageLeaf {
+    output: u64,
+    level: u8,
+    span_shift: u32,
+    perms: Perms,
+    global: bool,
+}
+
+fn tag(ctx: &Context, stage: Stage, global: bool) -> (Option<u16>, u16) {
+    let asid = match stage {
+        Stage::S2 => None,
+        _ if global => None,
+        _ => Some(ctx.asid),
+    };
+    let vmid = if ctx.regime == Regime::El10 {
+        ctx.vmid
+    } else {
+        0
+    };
+    (asid, vmid)
+}
+
+/// Walks `addr` through a single stage reading the latest memory values.
+/// `resolve` maps each table address to a PA (the identity except for a
+/// nested stage 1); a failure there is a stage-2 fault on the table walk.
+fn walk_stage(
+    mem: &PhysMem,
+    ctx: &Context,
+    stage: TableStage,
+    cfg: StageConfig,
+    addr: u64,
+    resolve: &mut dyn FnMut(u64, &mut Vec<TlbEntry>) -> Result<u64, Fault>,
+    entries: &mut Vec<TlbEntry>,
+) -> Result<StageLeaf, Fault> {
+    let g = cfg.granule;
+    let fault = |kind, level| Fault {
+        kind,
+        stage,
+        level,
+        s1ptw: false,
+    };
+    let entry_stage = match stage {
+        TableStage::S1 => Stage::S1,
+        TableStage::S2 => Stage::S2,
+    };
+    // Arm ARM D8.2.5: an input address above the configured size faults at
+    // the start level.
+    if addr >> crate::addr::INPUT_ADDRESS_BITS != 0 {
+        return Err(fault(FaultKind::Translation, g.start_level()));
+    }
+    if cfg.oa_bits < 48 && cfg.ttb >> cfg.oa_bits != 0 {
+        return Err(fault(FaultKind::AddressSize, g.start_level()));
+    }
+    let mut table = resolve(cfg.ttb, entries)?;
+    let mut level = g.start_level();
+    loop {
+        let pa = Pa(table + 8 * g.index(level, addr));
+        match decode(mem.read(pa), stage, g, level, cfg.oa_bits) {
+            Err(_) => return Err(fault(FaultKind::AddressSize, level)),
+            Ok(Descriptor::Invalid) => return Err(fault(FaultKind::Translation, level)),
+            Ok(Descriptor::Table { next }) => {
+                let shift = g.level_shift(level);
+                let (asid, vmid) = tag(ctx, entry_stage, false);
+                entries.push(TlbEntry {
+                    regime: ctx.regime,
+                    vmid,
+                    stage: entry_stage,
+                    asid,
+                    span_shift: shift as u8,
+                    input: addr & !((1u64 << shift) - 1),
+                    level,
+                    kind: EntryKind::Walk,
+                    granule: g,
+                    output: next,
+                    perms: Perms::default(),
+                });
+                table = resolve(next, entries)?;
+                level += 1;
+            }
+            Ok(Descriptor::Leaf { output, attrs }) => {
+                if !attrs.af {
+                    return Err(fault(FaultKind::AccessFlag, level));
+                }
+                return Ok(StageLeaf {
+                    output,
+                    level,
+                    span_shift: g.level_shift(level),
+                    perms: attrs.perms(stage),
+                    global: !attrs.ng,
+                });
+            }
+        }
+    }
+}
+
+fn leaf_entry(ctx: &Context, stage: Stage, g: Granule, l: &StageLeaf, addr: u64) -> TlbEntry {
+    let (asid, vmid) = tag(ctx, stage, l.global);
+    TlbEntry {
+        regime: ctx.regime,
+        vmid,
+        stage,
+        asid,
+        span_shift: l.span_shift as u8,
+        input: addr & !((1u64 << l.span_shift) - 1),
+        level: l.level,
+        kind: EntryKind::Leaf,
+        granule: g,
+        output: l.output,
+        perms: l.perms,
+    }
+}
+
+fn walk_s2(
+    mem: &PhysMem,
+    ctx: &Context,
+    s2: StageConfig,
+    ipa: u64,
+    entries: &mut Vec<TlbEntry>,
+) -> Result<(u64, Perms), Fault> {
+    let leaf = walk_stage(
+        mem,
+        ctx,
+        TableStage::S2,
+        s2,
+        ipa,
+        &mut |t, _| Ok(t),
+        entries,
+    )?;
+    entries.push(leaf_entry(ctx, Stage::S2, s2.granule, &leaf, ipa));
+    let offset = ipa & ((1u64 << leaf.span_shift) - 1);
+    Ok((leaf.output + offset, leaf.perms))
+}
+
+/// Translates `addr` in `ctx` as a walker that reads the latest memory
+/// values and caches nothing would, then checks `access` against the final
+/// permissions (Arm ARM D8.4). A walk that faults leaves no entry behind.
+pub fn translate(
+    mem: &PhysMem,
+    ctx: &Context,
+    addr: u64,
+    access: Access,
+) -> Result<Translation, Fault> {
+    let mut entries = Vec::new();
+    let (pa, perms) = match (ctx.s1, ctx.s2) {
+        (None, None) => (
+            addr,
+            Perms {
+                read: true,
+                write: true,
+                user: true,
+                ..Perms::default()
+            },
+        ),
+        (None, Some(s2)) => walk_s2(mem, ctx, s2, addr, &mut entries)?,
+        (Some(s1), s2) => {
+            // In a nested walk every stage-1 table address is an IPA that
+            // stage 2 must translate first (Arm ARM D8.2.11).
+            let mut resolve = |t: u64, e: &mut Vec<TlbEntry>| match s2 {
+                None => Ok(t),
+                Some(s2) => walk_s2(mem, ctx, s2, t, e)
+                    .map(|(pa, _)| pa)
+                    .map_err(|f| Fault { s1ptw: true, ..f }),
+            };
+            let leaf = walk_stage(
+                mem,
+                ctx,
+                TableStage::S1,
+                s1,
+                addr,
+                &mut resolve,
+                &mut entries,
+            )?;
+            let s1_out = leaf.output + (addr & ((1u64 << leaf.span_shift) - 1));
+            match s2 {
+                None => {
+                    entries.push(leaf_entry(ctx, Stage::S1, s1.granule, &leaf, addr));
+                    (s1_out, leaf.perms)
+                }
+                Some(s2) => {
+                    let s1_entry = leaf_entry(ctx, Stage::S1, s1.granule, &leaf, addr);
+                    let mut s2_entries = Vec::new();
+                    let (pa, s2_perms) = walk_s2(mem, ctx, s2, s1_out, &mut s2_entries)?;
+                    let s2_leaf = *s2_entries.last().expect("walk_s2 pushes its leaf");
+                    entries.extend(s2_entries);
+                    entries.push(s1_entry);
+                    entries
+                        .push(combine(&s1_entry, &s2_leaf).expect("overlapping by construction"));
+                    (pa, combine_perms(leaf.perms, s2_perms))
+                }
+            }
+        }
+    };
+    if !perms.allows(access) {
+        let level = entries.last().map_or(0, |e| e.level);
+        let stage = if ctx.s1.is_some() && !stage1_allows(&entries, access) {
+            TableStage::S1
+        } else {
+            TableStage::S2
+        };
+        return Err(Fault {
+            kind: FaultKind::Permission,
+            stage,
+            level,
+            s1ptw: false,
+        });
+    }
+    Ok(Translation {
+        pa: Pa(pa),
+        perms,
+        entries,
+    })
+}
+
+fn stage1_allows(entries: &[TlbEntry], access: Access) -> bool {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.stage == Stage::S1 && e.kind == EntryKind::Leaf)
+        .is_none_or(|e| e.perms.allows(access))
+}
+
+/// Permissions of a combined entry: an access must pass both stages.
+pub fn combine_perms(s1: Perms, s2: Perms) -> Perms {
+    Perms {
+        read: s1.read && s2.read,
+        write: s1.write && s2.write,
+        user: s1.user && s2.user,
+        uxn: s1.uxn || s2.uxn,
+        pxn: s1.pxn || s2.pxn,
+        dbm: s1.dbm && s2.dbm,
+    }
+}
+
+/// The combined stage-1+2 entry a TLB may form from a stage-1 leaf (VA ->
+/// IPA) and a stage-2 leaf (IPA -> PA) covering part of its output: the
+/// span is the smaller of the two (Arm ARM D8.14.1). `None` if they do not
+/// overlap.
+pub fn combine(s1: &TlbEntry, s2: &TlbEntry) -> Option<TlbEntry> {
+    let s1_out = crate::addr::AddrRange::span(s1.output, u32::from(s1.span_shift));
+    if !s1_out.overlaps(s2.input_range()) {
+        return None;
+    }
+    let (input, span_shift, output) = if s2.span_shift >= s1.span_shift {
+        (s1.input, s1.span_shift, s2.translate(s1.output))
+    } else {
+        (s1.input + (s2.input - s1.output), s2.span_shift, s2.output)
+    };
+    Some(TlbEntry {
+        stage: Stage::Combined,
+        input,
+        span_shift,
+        output,
+        perms: combine_perms(s1.perms, s2.perms),
+        // A combined entry keeps the stage-1 tags; its level is the stage-1 leaf level.
+        ..*s1
+    })
+}
+
+/// Every entry a walker of `agent` could create by walking one stage's
+/// tables from `table` (already a PA) at `level`, covering input addresses
+/// from `input_base`, reading every value it may observe (latest values and
+/// stores not yet visible to it). `resolve` turns a next-table address into
+/// the PAs the walker may read it at (stage-2 translations for a nested
+/// stage 1). `emit` receives each entry with the PA of its descriptor.
+#[allow(clippy::too_many_arguments)]
+pub fn enumerate_stage(
+    mem: &PhysMem,
+    agent: u8,
+    ctx: &Context,
+    stage: TableStage,
+    cfg: StageConfig,
+    level: u8,
+    table: u64,
+    input_base: u64,
+    resolve: &dyn Fn(u64, &mut dyn FnMut(u64)),
+    emit: &mut dyn FnMut(TlbEntry, Pa),
+) {
+    let g = cfg.granule;
+    let shift = g.level_shift(level);
+    let entry_stage = match stage {
+        TableStage::S1 => Stage::S1,
+        TableStage::S2 => Stage::S2,
+    };
+    let len = 8 * g.entries_at(level);
+    mem.for_each_walker_word(agent, Pa(table), len, |pa, raw| {
+        let input = input_base + (((pa.0 - table) / 8) << shift);
+        match decode(raw, stage, g, level, cfg.oa_bits) {
+            Ok(Descriptor::Table { next }) if level < 3 => {
+                let (asid, vmid) = tag(ctx, entry_stage, false);
+                emit(
+                    TlbEntry {
+                        regime: ctx.regime,
+                        vmid,
+                        stage: entry_stage,
+                        asid,
+                        span_shift: shift as u8,
+                        input,
+                        level,
+                        kind: EntryKind::Walk,
+                        granule: g,
+                        output: next,
+                        perms: Perms::default(),
+                    },
+                    pa,
+                );
+                resolve(next, &mut |next_pa| {
+                    enumerate_stage(
+                        mem,
+                        agent,
+                        ctx,
+                        stage,
+                        cfg,
+                        level + 1,
+                        next_pa,
+                        input,
+                        resolve,
+                        emit,
+                    )
+                });
+            }
+            Ok(Descriptor::Leaf { output, attrs }) if attrs.af => {
+                let leaf = StageLeaf {
+                    output,
+                    level,
+                    span_shift: shift,
+                    perms: attrs.perms(stage),
+                    global: !attrs.ng,
+                };
+                emit(leaf_entry(ctx, entry_stage, g, &leaf, input), pa);
+            }
+            // Faulting descriptors are never cached (Arm ARM D8.14.2).
+            _ => {}
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::Pfn;
+    use crate::vmsa::desc::{s1_block, s1_page, s2_page, table};
+
+    const READ: Access = Access {
+        write: false,
+        user: false,
+    };
+    const WRITE: Access = Access {
+        write: true,
+        user: false,
+    };
+
+    fn mem() -> PhysMem {
+        PhysMem::new(Pfn(0x100), 64)
+    }
+
+    fn ctx_s1(ttb: u64) -> Context {
+        Context {
+            regime: Regime::El10,
+            asid: 7,
+            vmid: 0,
+            s1: Some(StageConfig::new(Granule::K4, ttb)),
+            s2: None,
+        }
+    }
+
+    /// 4K, VA 0x4020_3000: L0 index 0, L1 index VA[38:30] = 1,
+    /// L2 index VA[29:21] = 1, L3 index VA[20:12] = 3.
+    #[test]
+    fn four_level_4k_walk_by_hand() {
+        let mut m = mem();
+        let (l0, l1, l2, l3) = (0x10_0000u64, 0x10_1000, 0x10_2000, 0x10_3000);
+        let va = 0x4020_3000u64;
+        assert_eq!(Granule::K4.index(1, va), 1);
+        assert_eq!(Granule::K4.index(2, va), 1);
+        m.write(Pa(l0), table(l1)).unwrap();
+        m.write(Pa(l1 + 8), table(l2)).unwrap();
+        m.write(Pa(l2 + 8), table(l3)).unwrap();
+        m.write(Pa(l3 + 8 * 3), s1_page(0x8000_0000, false, false, false))
+            .unwrap();
+        let t = translate(&m, &ctx_s1(l0), va + 0x10, READ).unwrap();
+        assert_eq!(t.pa, Pa(0x8000_0010));
+        assert_eq!(t.entries.len(), 4);
+        assert_eq!(t.entries[3].kind, EntryKind::Leaf);
+        assert_eq!(t.entries[3].asid, Some(7));
+        assert_eq!(t.entries[2].output, l3);
+        // Read-only: a write is a permission fault at level 3.
+        let f = translate(&m, &ctx_s1(l0), va, WRITE).unwrap_err();
+        assert_eq!(
+            (f.kind, f.level, f.stage),
+            (FaultKind::Permission, 3, TableStage::S1)
+        );
+        // Unmapped neighbour: translation fault at level 3.
+        let f = translate(&m, &ctx_s1(l0), va + 0x1000, READ).unwrap_err();
+        assert_eq!((f.kind, f.level), (FaultKind::Translation, 3));
+    }
+
+    #[test]
+    fn access_flag_and_address_size_faults() {
+        let mut m = mem();
+        m.write(Pa(0x10_0000), table(0x10_1000)).unwrap();
+        m.write(
+            Pa(0x10_1000),
+            s1_block(0x4000_0000, true, false, true) & !crate::vmsa::desc::bits::AF,
+        )
+        .unwrap();
+        let f = translate(&m, &ctx_s1(0x10_0000), 0x1234, READ).unwrap_err();
+        assert_eq!((f.kind, f.level), (FaultKind::AccessFlag, 1));
+        let mut c = ctx_s1(0x10_0000);
+        c.s1 = Some(StageConfig {
+            oa_bits: 20,
+            ..c.s1.unwrap()
+        });
+        let f = translate(&m, &c, 0x1234, READ).unwrap_err();
+        assert_eq!(f.kind, FaultKind::AddressSize);
+    }
+
+    /// Nested: stage-1 tables live at IPAs 0x10_0000.. which stage 2 maps to
+    /// PAs 0x11_0000..; VA 0x5000 -> IPA 0x2_0000 -> PA 0x50_0000 (stage 2
+    /// read-only). A missing stage-2 mapping of a stage-1 table is a stage-2
+    /// fault on the stage-1 walk.
+    #[test]
+    fn nested_walk_translates_table_addresses() {
+        let mut m = mem();
+        let s2 = [0x12_0000u64, 0x12_1000, 0x12_2000, 0x12_3000];
+        m.write(Pa(s2[0]), table(s2[1])).unwrap();
+        m.write(Pa(s2[1]), table(s2[2])).unwrap();
+        m.write(Pa(s2[2]), table(s2[3])).unwrap();
+        let s2_slot = |ipa: u64| Pa(s2[3] + 8 * ((ipa >> 12) & 0x1ff));
+        for ipa in [0x10_0000u64, 0x10_1000, 0x10_2000, 0x10_3000] {
+            m.write(s2_slot(ipa), s2_page(ipa + 0x1_0000, true, true))
+                .unwrap();
+        }
+        m.write(s2_slot(0x2_0000), s2_page(0x50_0000, true, false))
+            .unwrap();
+        m.write(Pa(0x11_0000), table(0x10_1000)).unwrap();
+        m.write(Pa(0x11_1000), table(0x10_2000)).unwrap();
+        m.write(Pa(0x11_2000), table(0x10_3000)).unwrap();
+        m.write(Pa(0x11_3000 + 8 * 5), s1_page(0x2_0000, true, false, false))
+            .unwrap();
+        let ctx = Context {
+            regime: Regime::El10,
+            asid: 3,
+            vmid: 9,
+            s1: Some(StageConfig::new(Granule::K4, 0x10_0000)),
+            s2: Some(StageConfig::new(Granule::K4, s2[0])),
+        };
+        let t = translate(&m, &ctx, 0x5008, READ).unwrap();
+        assert_eq!(t.pa, Pa(0x50_0008));
+        let combined = t
+            .entries
+            .iter()
+            .find(|e| e.stage == Stage::Combined)
+            .unwrap();
+        assert_eq!(
+            (combined.input, combined.output, combined.vmid),
+            (0x5000, 0x50_0000, 9)
+        );
+        assert!(!combined.perms.write, "stage 2 is read-only");
+        let f = translate(&m, &ctx, 0x5008, WRITE).unwrap_err();
+        assert_eq!((f.kind, f.stage), (FaultKind::Permission, TableStage::S2));
+        m.write(s2_slot(0x10_2000), 0).unwrap();
+        let f = translate(&m, &ctx, 0x5008, READ).unwrap_err();
+        assert_eq!(
+            (f.kind, f.stage, f.level, f.s1ptw),
+            (FaultKind::Translation, TableStage::S2, 3, true)
+        );
+    }
+
+    #[test]
+    fn enumeration_finds_every_cacheable_entry_including_unbarriered_old_values() {
+        let mut m = mem();
+        let (l0, l1, l2, l3) = (0x10_0000u64, 0x10_1000, 0x10_2000, 0x10_3000);
+        m.write(Pa(l0), table(l1)).unwrap();
+        m.write(Pa(l1), table(l2)).unwrap();
+        m.write(Pa(l2), table(l3)).unwrap();
+        m.write(Pa(l2 + 8), s1_block(0x20_0000, true, false, true))
+            .unwrap();
+        m.write(Pa(l3), s1_page(0x40_0000, true, false, false))
+            .unwrap();
+        // CPU 0 clears the L3 page without a DSB: agent 1 may still see it.
+        m.store(0, 0b10, Pa(l3), 0).unwrap();
+        let ctx = ctx_s1(l0);
+        let cfg = ctx.s1.unwrap();
+        let collect = |agent: u8| {
+            let mut found = Vec::new();
+            enumerate_stage(
+                &m,
+                agent,
+                &ctx,
+                TableStage::S1,
+                cfg,
+                0,
+                l0,
+                0,
+                &|t, f| f(t),
+                &mut |e, _| found.push(e),
+            );
+            found.sort();
+            found
+        };
+        let seen_by_0 = collect(0);
+        let seen_by_1 = collect(1);
+        // Walk entries L0, L1, L2 + the 2 MiB block (+ the page for agent 1).
+        assert_eq!(seen_by_0.len(), 4);
+        assert_eq!(seen_by_1.len(), 5);
+        let page = seen_by_1.iter().find(|e| e.level == 3).unwrap();
+        assert_eq!(
+            (page.input, page.output, page.asid),
+            (0, 0x40_0000, Some(7))
+        );
+        let block = seen_by_0
+            .iter()
+            .find(|e| e.kind == EntryKind::Leaf)
+            .unwrap();
+        assert_eq!(
+            (block.input, block.span_shift, block.asid),
+            (0x20_0000, 21, None)
+        );
+    }
+}
