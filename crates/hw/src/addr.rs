@@ -249,10 +249,7 @@ mod tests {
     #[test]
     fn four_k_geometry() {
         let g = Granule::K4;
-        assert_eq!(
-            [0, 1, 2, 3].map(|l| g.level_shift(l)),
-            [39, 30, 21, 12]
-        );
+        assert_eq!([0, 1, 2, 3].map(|l| g.level_shift(l)), [39, 30, 21, 12]);
         assert_eq!([0, 1, 2, 3].map(|l| g.entries_at(l)), [512; 4]);
     }
 
@@ -285,7 +282,13 @@ mod tests {
     #[test]
     fn ranges_overlap_and_span() {
         let a = AddrRange::span(0x40_1234, 21);
-        assert_eq!(a, AddrRange { first: 0x40_0000, last: 0x5f_ffff });
+        assert_eq!(
+            a,
+            AddrRange {
+                first: 0x40_0000,
+                last: 0x5f_ffff
+            }
+        );
         assert!(a.overlaps(AddrRange::from_len(0x5f_f000, 0x2000)));
         assert!(!a.overlaps(AddrRange::from_len(0x60_0000, 0x1000)));
         assert_eq!(AddrRange::span(5, 64), AddrRange::ALL);
