@@ -11,7 +11,8 @@
 //! - [`tlb`]: TLB entries and invalidation scopes; the *may-hold* set (every
 //!   entry the architecture lets an agent hold now) and a realistic
 //!   set-associative TLB for the cost model.
-//! - [`cpu`]: CPU TLB maintenance: TLBI operations with bit-exact operands, DSB.
+//! - [`cpu`]: CPU TLB maintenance: TLBI operations with bit-exact operands.
+//! - [`machine`]: memory + CPUs: descriptor stores, TLBI issue, DSB completion.
 //! - [`smmu`]: SMMUv3 commands, events and configuration structures.
 //!
 //! References are to the Arm Architecture Reference Manual for A-profile
@@ -19,6 +20,7 @@
 
 pub mod addr;
 pub mod cpu;
+pub mod machine;
 pub mod mem;
 pub mod smmu;
 pub mod tlb;

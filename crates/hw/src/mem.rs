@@ -258,6 +258,14 @@ impl PhysMem {
         self.pending.retain(|p| p.stale_for != 0);
     }
 
+    /// Makes a completed store pending again for the walkers in `p.stale_for`
+    /// (a view of memory as it was during an earlier window).
+    pub fn reinstate_pending(&mut self, p: PendingStore) {
+        if !self.pending.contains(&p) {
+            self.pending.push(p);
+        }
+    }
+
     /// Stores some walker may not observe yet.
     pub fn pending_stores(&self) -> &[PendingStore] {
         &self.pending

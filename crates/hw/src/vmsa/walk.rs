@@ -155,13 +155,18 @@ fn walk_stage(
         TableStage::S1 => Stage::S1,
         TableStage::S2 => Stage::S2,
     };
-    // Arm ARM D8.2.5: an input address above the configured size faults at
-    // the start level.
+    // Arm ARM D8.2.5: an input address above the configured size is a
+    // Translation fault, and a table base above the output size an Address
+    // size fault; both are reported at level 0 whatever the start level
+    // (pseudocode AArch64.S1Translate / AArch64.S2Translate set
+    // fault.level = 0; ESR FSC 0b000000 is "Address size fault, level 0 of
+    // translation or translation table base register"). This matters for
+    // 64K, whose walks start at level 1.
     if addr >> crate::addr::INPUT_ADDRESS_BITS != 0 {
-        return Err(fault(FaultKind::Translation, g.start_level()));
+        return Err(fault(FaultKind::Translation, 0));
     }
     if cfg.oa_bits < 48 && cfg.ttb >> cfg.oa_bits != 0 {
-        return Err(fault(FaultKind::AddressSize, g.start_level()));
+        return Err(fault(FaultKind::AddressSize, 0));
     }
     let mut table = resolve(cfg.ttb, entries)?;
     let mut level = g.start_level();
@@ -269,9 +274,26 @@ pub fn translate(
             // stage 2 must translate first (Arm ARM D8.2.11).
             let mut resolve = |t: u64, e: &mut Vec<TlbEntry>| match s2 {
                 None => Ok(t),
-                Some(s2) => walk_s2(mem, ctx, s2, t, e)
-                    .map(|(pa, _)| pa)
-                    .map_err(|f| Fault { s1ptw: true, ..f }),
+                Some(s2) => {
+                    let (pa, perms) =
+                        walk_s2(mem, ctx, s2, t, e).map_err(|f| Fault { s1ptw: true, ..f })?;
+                    // A stage-1 table walk is a read that stage 2 checks
+                    // like any other (Arm ARM D8.4.2, pseudocode
+                    // AArch64.S2Translate -> AArch64.S2CheckPermissions for
+                    // AccessType_TTW): no S2AP read permission on the page
+                    // holding a stage-1 table is a stage-2 Permission fault
+                    // with S1PTW set.
+                    if !perms.read {
+                        let level = e.last().map_or(0, |l| l.level);
+                        return Err(Fault {
+                            kind: FaultKind::Permission,
+                            stage: TableStage::S2,
+                            level,
+                            s1ptw: true,
+                        });
+                    }
+                    Ok(pa)
+                }
             };
             let leaf = walk_stage(
                 mem,
@@ -289,6 +311,20 @@ pub fn translate(
                     (s1_out, leaf.perms)
                 }
                 Some(s2) => {
+                    // Stage-1 permissions are checked before stage 2
+                    // translates the output IPA (pseudocode
+                    // AArch64.FullTranslate: AArch64.S1Translate, which ends
+                    // with AArch64.S1CheckPermissions, then
+                    // AArch64.S2Translate): a stage-1 Permission fault takes
+                    // priority over any stage-2 fault on the output.
+                    if !leaf.perms.allows(access) {
+                        return Err(Fault {
+                            kind: FaultKind::Permission,
+                            stage: TableStage::S1,
+                            level: leaf.level,
+                            s1ptw: false,
+                        });
+                    }
                     let s1_entry = leaf_entry(ctx, Stage::S1, s1.granule, &leaf, addr);
                     let mut s2_entries = Vec::new();
                     let (pa, s2_perms) = walk_s2(mem, ctx, s2, s1_out, &mut s2_entries)?;
@@ -303,12 +339,23 @@ pub fn translate(
         }
     };
     if !perms.allows(access) {
-        let level = entries.last().map_or(0, |e| e.level);
         let stage = if ctx.s1.is_some() && !stage1_allows(&entries, access) {
             TableStage::S1
         } else {
             TableStage::S2
         };
+        // The level of a Permission fault is that of the leaf of the stage
+        // that faulted (Arm ARM D8.5): in a nested walk the last entry is
+        // the combined one, at the stage-1 level, so look the stage up.
+        let leaf_stage = match stage {
+            TableStage::S1 => Stage::S1,
+            TableStage::S2 => Stage::S2,
+        };
+        let level = entries
+            .iter()
+            .rev()
+            .find(|e| e.stage == leaf_stage && e.kind == EntryKind::Leaf)
+            .map_or(0, |e| e.level);
         return Err(Fault {
             kind: FaultKind::Permission,
             stage,

@@ -1,0 +1,373 @@
+//! The CPU side of a machine: memory, CPUs with their may-hold TLBs, and the
+//! TLB maintenance in flight.
+//!
+//! Completion rules (Arm ARM B2.3.12 and D8.13.8, "Ordering and completion
+//! of TLB maintenance instructions"):
+//! - a descriptor store reaches table walkers only when the storing CPU
+//!   executes a DSB (ISHST/ISH for every walker, NSHST/NSH for its own);
+//! - a TLBI takes effect only when the issuing CPU executes DSB ISH (for the
+//!   IS forms) or DSB NSH or stronger (for the local forms). DSB ISHST does
+//!   not complete a TLBI;
+//! - between issue and completion the TLBI may be performed at any moment,
+//!   so a walker that could still see a store's old value in that window may
+//!   refill the entry the TLBI removes.
+
+use crate::mem::{AgentMask, MemError, PendingStore, PhysMem};
+use crate::tlb::closure::close;
+use crate::tlb::{InvalScope, MayHold, Provenance, TlbEntry};
+use crate::vmsa::Context;
+use serde::{Deserialize, Serialize};
+
+/// Walker agent ids: CPUs are `0..MAX_CPUS`, then the SMMU, then device ATCs.
+pub const MAX_CPUS: u8 = 8;
+/// The SMMU's walker agent id.
+pub const SMMU_AGENT: u8 = MAX_CPUS;
+/// Every walker: a CPU store is pending for all of them until a DSB.
+pub const ALL_AGENTS: AgentMask = AgentMask::MAX;
+
+/// DSB variants the model distinguishes (Arm ARM C6.2.106).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dsb {
+    /// Full barrier, Inner Shareable: completes stores and every TLBI.
+    Ish,
+    /// Stores only, Inner Shareable.
+    Ishst,
+    /// Full barrier, non-shareable: completes stores for the own walker and
+    /// local TLBIs only.
+    Nsh,
+    /// Stores only, non-shareable.
+    Nshst,
+}
+
+/// A TLBI issued and not yet completed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingTlbi {
+    /// Issuing CPU.
+    pub issuer: u8,
+    /// What it removes.
+    pub scope: InvalScope,
+    /// IS form: every CPU (and an SMMU with BTM); else the issuer only.
+    pub broadcast: bool,
+    /// Step at which it was issued.
+    pub issued_at: u32,
+    /// Stores not visible to every walker when it was issued: their old
+    /// values may be refilled after the TLBI is performed.
+    pub hazard: Vec<PendingStore>,
+}
+
+/// One CPU: the contexts it may walk (every address space or VM it may run:
+/// speculative walks can use any of them) and its may-hold TLB.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cpu {
+    /// Live translation contexts.
+    pub contexts: Vec<Context>,
+    /// Every entry this CPU may hold.
+    pub tlb: MayHold,
+}
+
+/// An invalidation that completed, with what it removed where; broadcast
+/// ones are what an SMMU with BTM must also apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// The TLBI.
+    pub tlbi: PendingTlbi,
+    /// `(cpu, entry, provenance)` for each entry removed.
+    pub removed: Vec<(u8, TlbEntry, Provenance)>,
+}
+
+/// Memory plus CPUs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Machine {
+    /// Simulated physical memory.
+    pub mem: PhysMem,
+    /// The CPUs.
+    pub cpus: Vec<Cpu>,
+    /// TLBIs in flight, in issue order.
+    pub pending: Vec<PendingTlbi>,
+}
+
+impl Machine {
+    /// A machine with `cpus` CPUs that each may run every context in `contexts`.
+    pub fn new(mem: PhysMem, cpus: u8, contexts: Vec<Context>) -> Machine {
+        assert!(cpus <= MAX_CPUS, "at most {MAX_CPUS} CPUs");
+        let mut m = Machine {
+            mem,
+            cpus: (0..cpus)
+                .map(|_| Cpu {
+                    contexts: contexts.clone(),
+                    tlb: MayHold::new(),
+                })
+                .collect(),
+            pending: Vec::new(),
+        };
+        m.refresh(0);
+        m
+    }
+
+    /// Re-closes every CPU's may-hold set after a memory change at `step`.
+    pub fn refresh(&mut self, step: u32) {
+        for (i, cpu) in self.cpus.iter_mut().enumerate() {
+            close(&mut cpu.tlb, &self.mem, i as u8, &cpu.contexts, step);
+        }
+    }
+
+    /// A descriptor store by `cpu` (visible to walkers only after its DSB).
+    pub fn store(
+        &mut self,
+        step: u32,
+        cpu: u8,
+        pa: crate::addr::Pa,
+        value: u64,
+    ) -> Result<(), MemError> {
+        self.mem.store(cpu, ALL_AGENTS, pa, value)?;
+        self.refresh(step);
+        Ok(())
+    }
+
+    /// Issues a TLBI from `cpu`; it takes effect at the matching DSB.
+    pub fn tlbi(&mut self, step: u32, cpu: u8, scope: InvalScope, broadcast: bool) {
+        self.pending.push(PendingTlbi {
+            issuer: cpu,
+            scope,
+            broadcast,
+            issued_at: step,
+            hazard: self.mem.pending_stores().to_vec(),
+        });
+    }
+
+    /// A DSB by `cpu`: completes the TLBIs it may complete, then the stores.
+    /// Returns the completed TLBIs with what they removed.
+    pub fn dsb(&mut self, step: u32, cpu: u8, kind: Dsb) -> Vec<Completed> {
+        let completes_tlbi = |t: &PendingTlbi| {
+            t.issuer == cpu
+                && match kind {
+                    Dsb::Ish => true,
+                    Dsb::Nsh => !t.broadcast,
+                    Dsb::Ishst | Dsb::Nshst => false,
+                }
+        };
+        let (done, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(completes_tlbi);
+        self.pending = still;
+        let mut completed = Vec::new();
+        for tlbi in done {
+            let mut removed = Vec::new();
+            // The walkers may have seen, after the TLBI was performed, the old
+            // value of any store not yet visible when it was issued.
+            let mut window = self.mem.clone();
+            for h in &tlbi.hazard {
+                window.reinstate_pending(*h);
+            }
+            for (i, c) in self.cpus.iter_mut().enumerate() {
+                if !tlbi.broadcast && i as u8 != cpu {
+                    continue;
+                }
+                let gone = c.tlb.invalidate(&tlbi.scope, tlbi.issued_at);
+                if !gone.is_empty() {
+                    close(&mut c.tlb, &window, i as u8, &c.contexts, step);
+                }
+                removed.extend(gone.into_iter().map(|(e, p)| (i as u8, e, p)));
+            }
+            completed.push(Completed { tlbi, removed });
+        }
+        let reach = match kind {
+            Dsb::Ish | Dsb::Ishst => ALL_AGENTS,
+            Dsb::Nsh | Dsb::Nshst => 1 << cpu,
+        };
+        self.mem.complete_stores(cpu, reach);
+        completed
+    }
+
+    /// Every CPU entry that maps into `[first, last]` (leaves by output,
+    /// walk entries by the table they point at) with the CPU that may hold it.
+    pub fn holders(&self, range: crate::addr::AddrRange) -> Vec<(u8, TlbEntry, Provenance)> {
+        let mut out = Vec::new();
+        for (i, c) in self.cpus.iter().enumerate() {
+            for (e, p) in c.tlb.iter() {
+                if e.stage == crate::tlb::Stage::S1 && c.contexts.iter().any(|x| x.s2.is_some()) {
+                    // A nested stage-1 entry's output is an IPA, not a PA.
+                    continue;
+                }
+                if output_range(e).overlaps(range) {
+                    out.push((i as u8, *e, *p));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The physical range an entry points at: the page or block for a leaf, the
+/// next-level table for a walk entry.
+pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
+    match e.kind {
+        crate::tlb::EntryKind::Leaf => {
+            crate::addr::AddrRange::span(e.output, u32::from(e.span_shift))
+        }
+        crate::tlb::EntryKind::Walk => {
+            let g = e.granule;
+            crate::addr::AddrRange::from_len(e.output, 8 * g.entries_at(e.level + 1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::{AddrRange, Granule, Pa};
+    use crate::mem::Pfn;
+    use crate::tlb::{AsidSel, EntryKind, Regime, StageSel};
+    use crate::vmsa::desc::{s1_page, table};
+    use crate::vmsa::StageConfig;
+
+    const L0: u64 = 0x10_0000;
+    const L3: u64 = 0x10_3000;
+    const DATA: u64 = 0x50_0000;
+
+    /// Two CPUs sharing ASID 1 whose VA 0 maps DATA through four tables.
+    fn machine() -> Machine {
+        let mut mem = PhysMem::new(Pfn(0x100), 16);
+        for lvl in 0..3u64 {
+            mem.write(Pa(L0 + lvl * 0x1000), table(L0 + (lvl + 1) * 0x1000))
+                .unwrap();
+        }
+        mem.write(Pa(L3), s1_page(DATA, true, true, false)).unwrap();
+        let ctx = Context {
+            regime: Regime::El10,
+            asid: 1,
+            vmid: 0,
+            s1: Some(StageConfig::new(Granule::K4, L0)),
+            s2: None,
+        };
+        Machine::new(mem, 2, vec![ctx])
+    }
+
+    fn by_va(leaf_only: bool) -> InvalScope {
+        InvalScope {
+            regime: Regime::El10,
+            stages: StageSel::STAGE1,
+            vmid: Some(0),
+            asid: AsidSel::Only {
+                asid: 1,
+                with_global: true,
+            },
+            range: Some(AddrRange::from_len(0, 0x1000)),
+            granule: None,
+            leaf_only,
+            ttl_level: None,
+        }
+    }
+
+    fn maps_data(m: &Machine, cpu: usize) -> bool {
+        m.cpus[cpu]
+            .tlb
+            .iter()
+            .any(|(e, _)| e.kind == EntryKind::Leaf && e.output == DATA)
+    }
+
+    #[test]
+    fn initial_closure_holds_walk_entries_and_the_leaf_on_every_cpu() {
+        let m = machine();
+        for cpu in 0..2 {
+            assert_eq!(m.cpus[cpu].tlb.len(), 4);
+            assert!(maps_data(&m, cpu));
+        }
+    }
+
+    #[test]
+    fn correct_unmap_sequence_removes_the_leaf_everywhere() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        assert!(maps_data(&m, 1), "not before the DSB");
+        let done = m.dsb(4, 0, Dsb::Ish);
+        assert_eq!(done[0].removed.len(), 2, "one leaf per CPU");
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+        assert!(m.holders(AddrRange::span(DATA, 12)).is_empty());
+    }
+
+    #[test]
+    fn tlbi_without_a_store_barrier_lets_the_old_entry_refill() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.tlbi(2, 0, by_va(true), true);
+        m.dsb(3, 0, Dsb::Ish);
+        assert!(
+            maps_data(&m, 1),
+            "walker could see the old PTE after the TLBI"
+        );
+        let (_, _, prov) = m.holders(AddrRange::span(DATA, 12))[0];
+        assert_eq!(
+            prov,
+            Provenance {
+                step: 3,
+                source: L3
+            }
+        );
+    }
+
+    #[test]
+    fn dsb_ishst_after_the_tlbi_does_not_close_the_window() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.tlbi(2, 0, by_va(true), true);
+        m.dsb(3, 0, Dsb::Ishst);
+        assert!(m.mem.pending_stores().is_empty());
+        m.dsb(4, 0, Dsb::Ish);
+        assert!(
+            maps_data(&m, 0),
+            "the store was not visible when the TLBI was issued"
+        );
+    }
+
+    #[test]
+    fn local_tlbi_reaches_only_the_issuing_cpu_and_needs_only_dsb_nsh() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), false);
+        m.dsb(4, 0, Dsb::Nsh);
+        assert!(!maps_data(&m, 0));
+        assert!(maps_data(&m, 1), "CPU 1 was never told");
+    }
+
+    #[test]
+    fn broadcast_tlbi_is_not_completed_by_dsb_nsh() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        assert!(m.dsb(4, 0, Dsb::Nsh).is_empty());
+        assert!(maps_data(&m, 0));
+        assert_eq!(m.dsb(5, 0, Dsb::Ish).len(), 1);
+        assert!(!maps_data(&m, 0));
+    }
+
+    /// Clearing the L2 table entry and invalidating only the leaf keeps the
+    /// walk-cache entry to the L3 table, through which the leaf comes back.
+    #[test]
+    fn leaf_only_tlbi_after_a_table_clear_keeps_the_walk_cache_path() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L0 + 0x2000), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        m.dsb(4, 0, Dsb::Ish);
+        let walk_to_l3 = AddrRange::span(L3, 12);
+        assert!(m
+            .holders(walk_to_l3)
+            .iter()
+            .any(|(_, e, _)| e.kind == EntryKind::Walk));
+        assert!(
+            maps_data(&m, 1),
+            "leaf refilled through the cached table pointer"
+        );
+        // The all-levels form removes the path.
+        m.tlbi(5, 0, by_va(false), true);
+        m.dsb(6, 0, Dsb::Ish);
+        assert!(m.holders(walk_to_l3).is_empty());
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+    }
+}

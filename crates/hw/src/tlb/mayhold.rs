@@ -1,0 +1,423 @@
+//! The may-hold set: every entry the architecture allows one agent to hold
+//! right now (design.md §2).
+//!
+//! An entry joins when a walk could have produced it; it leaves only when an
+//! invalidation that covers it completes. Entries are kept in key order (see
+//! [`TlbEntry`]) so that an invalidation visits only the key ranges its scope
+//! can reach: the cost is proportional to what it removes, not to the size
+//! of the set.
+
+use super::entry::{AsidSel, EntryKind, InvalScope, Perms, Regime, Stage, TlbEntry};
+use crate::addr::Granule;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Why an entry is holdable: the step that made it reachable and the
+/// descriptor (or configuration word) it was read from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Scenario step that made the entry reachable.
+    pub step: u32,
+    /// Physical address of the descriptor the entry was made from.
+    pub source: u64,
+}
+
+/// Every entry one agent may hold, with provenance.
+///
+/// Equality and hashing look at the entries only: two states that allow the
+/// same entries behave the same, whatever history made them holdable.
+#[derive(Clone, Debug, Default)]
+pub struct MayHold {
+    entries: BTreeMap<TlbEntry, Provenance>,
+    /// Bit `s` set if some entry with `span_shift == s` was ever inserted;
+    /// lets a range invalidation probe only the spans that can exist.
+    spans: u64,
+}
+
+impl PartialEq for MayHold {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len() && self.entries.keys().eq(other.entries.keys())
+    }
+}
+impl Eq for MayHold {}
+
+impl std::hash::Hash for MayHold {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.entries.len());
+        for e in self.entries.keys() {
+            e.hash(state);
+        }
+    }
+}
+
+/// The smallest and largest keys with a given prefix, for range queries.
+fn bound(
+    regime: Regime,
+    vmid: u16,
+    stage: Stage,
+    asid: Option<u16>,
+    span: u8,
+    input: u64,
+    hi: bool,
+) -> TlbEntry {
+    TlbEntry {
+        regime,
+        vmid,
+        stage,
+        asid,
+        span_shift: span,
+        input,
+        level: if hi { u8::MAX } else { 0 },
+        kind: if hi { EntryKind::Walk } else { EntryKind::Leaf },
+        granule: if hi { Granule::K64 } else { Granule::K4 },
+        output: if hi { u64::MAX } else { 0 },
+        perms: if hi {
+            Perms {
+                read: true,
+                write: true,
+                user: true,
+                uxn: true,
+                pxn: true,
+                dbm: true,
+            }
+        } else {
+            Perms::default()
+        },
+    }
+}
+
+const STAGES: [Stage; 3] = [Stage::S1, Stage::Combined, Stage::S2];
+
+impl MayHold {
+    /// An empty set.
+    pub fn new() -> MayHold {
+        MayHold::default()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds `entry`; an entry already present keeps its earlier provenance.
+    /// Returns whether it was new.
+    pub fn insert(&mut self, entry: TlbEntry, prov: Provenance) -> bool {
+        self.spans |= 1 << entry.span_shift;
+        match self.entries.entry(entry) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(prov);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Whether `entry` is in the set.
+    pub fn contains(&self, entry: &TlbEntry) -> bool {
+        self.entries.contains_key(entry)
+    }
+
+    /// Provenance of `entry`, if held.
+    pub fn provenance(&self, entry: &TlbEntry) -> Option<Provenance> {
+        self.entries.get(entry).copied()
+    }
+
+    /// All entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
+        self.entries.iter()
+    }
+
+    /// Leaf entries of `stage` that translate `input` for the given tags:
+    /// the candidates an access may hit (stale ones included).
+    pub fn leaves_for(
+        &self,
+        regime: Regime,
+        vmid: u16,
+        stage: Stage,
+        asid: Option<u16>,
+        input: u64,
+    ) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
+        let asids: [Option<u16>; 2] = match (stage, asid) {
+            (Stage::S2, _) | (_, None) => [None, None],
+            (_, Some(a)) => [None, Some(a)],
+        };
+        let spans = self.spans;
+        let n_asids = if asids[0] == asids[1] { 1 } else { 2 };
+        asids
+            .into_iter()
+            .take(n_asids)
+            .flat_map(move |a| {
+                (0..64u8)
+                    .filter(move |s| spans & (1 << s) != 0)
+                    .flat_map(move |s| {
+                        let base = if s >= 64 {
+                            0
+                        } else {
+                            input & !((1u64 << s) - 1)
+                        };
+                        self.entries.range(
+                            bound(regime, vmid, stage, a, s, base, false)
+                                ..=bound(regime, vmid, stage, a, s, base, true),
+                        )
+                    })
+            })
+            .filter(|(e, _)| e.kind == EntryKind::Leaf)
+    }
+
+    /// Removes every entry `scope` covers and returns them with provenance.
+    /// Only entries whose provenance step is at most `issued_at` are removed:
+    /// an entry that became holdable after the invalidation was issued may
+    /// have been filled after it was performed.
+    pub fn invalidate(
+        &mut self,
+        scope: &InvalScope,
+        issued_at: u32,
+    ) -> Vec<(TlbEntry, Provenance)> {
+        let mut doomed = Vec::new();
+        let mut consider = |e: &TlbEntry, p: &Provenance| {
+            if p.step <= issued_at && scope.covers(e) {
+                doomed.push((*e, *p));
+            }
+        };
+        let regime = scope.regime;
+        match scope.vmid {
+            // All VMIDs: the whole regime block.
+            None => {
+                let lo = bound(regime, 0, Stage::S1, None, 0, 0, false);
+                let hi = bound(
+                    regime,
+                    u16::MAX,
+                    Stage::S2,
+                    Some(u16::MAX),
+                    u8::MAX,
+                    u64::MAX,
+                    true,
+                );
+                self.entries
+                    .range(lo..=hi)
+                    .for_each(|(e, p)| consider(e, p));
+            }
+            Some(vmid) => {
+                let vmid = if regime == Regime::El10 { vmid } else { 0 };
+                for stage in STAGES {
+                    let asids: &[Option<u16>] = match (stage, scope.asid) {
+                        (Stage::S2, _) => &[None],
+                        (
+                            _,
+                            AsidSel::Only {
+                                asid,
+                                with_global: true,
+                            },
+                        ) => &[None, Some(asid)],
+                        (
+                            _,
+                            AsidSel::Only {
+                                asid,
+                                with_global: false,
+                            },
+                        ) => &[Some(asid)],
+                        (_, AsidSel::Any) => &[],
+                    };
+                    if asids.is_empty() {
+                        // Any ASID: the whole (regime, VMID, stage) block.
+                        let lo = bound(regime, vmid, stage, None, 0, 0, false);
+                        let hi =
+                            bound(regime, vmid, stage, Some(u16::MAX), u8::MAX, u64::MAX, true);
+                        self.entries
+                            .range(lo..=hi)
+                            .for_each(|(e, p)| consider(e, p));
+                        continue;
+                    }
+                    for &asid in asids {
+                        match scope.range {
+                            None => {
+                                let lo = bound(regime, vmid, stage, asid, 0, 0, false);
+                                let hi = bound(regime, vmid, stage, asid, u8::MAX, u64::MAX, true);
+                                self.entries
+                                    .range(lo..=hi)
+                                    .for_each(|(e, p)| consider(e, p));
+                            }
+                            Some(r) => {
+                                for s in (0..64u8).filter(|s| self.spans & (1 << s) != 0) {
+                                    let first = r.first & !((1u64 << s) - 1);
+                                    let lo = bound(regime, vmid, stage, asid, s, first, false);
+                                    let hi = bound(regime, vmid, stage, asid, s, r.last, true);
+                                    self.entries
+                                        .range(lo..=hi)
+                                        .for_each(|(e, p)| consider(e, p));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (e, _) in &doomed {
+            self.entries.remove(e);
+        }
+        doomed
+    }
+
+    /// Removes every entry for which `pred` holds (configuration changes such
+    /// as an ATC being disabled).
+    pub fn remove_where(
+        &mut self,
+        mut pred: impl FnMut(&TlbEntry) -> bool,
+    ) -> Vec<(TlbEntry, Provenance)> {
+        let doomed: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(e, _)| pred(e))
+            .map(|(e, p)| (*e, *p))
+            .collect();
+        for (e, _) in &doomed {
+            self.entries.remove(e);
+        }
+        doomed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::AddrRange;
+    use crate::tlb::StageSel;
+
+    fn leaf(
+        asid: Option<u16>,
+        vmid: u16,
+        stage: Stage,
+        input: u64,
+        span: u8,
+        level: u8,
+    ) -> TlbEntry {
+        TlbEntry {
+            regime: Regime::El10,
+            vmid,
+            stage,
+            asid,
+            span_shift: span,
+            input,
+            level,
+            kind: EntryKind::Leaf,
+            granule: Granule::K4,
+            output: 0x8000_0000 + input,
+            perms: Perms::default(),
+        }
+    }
+
+    fn walk(asid: Option<u16>, input: u64, span: u8, level: u8) -> TlbEntry {
+        TlbEntry {
+            kind: EntryKind::Walk,
+            output: 0x10_0000,
+            ..leaf(asid, 0, Stage::S1, input, span, level)
+        }
+    }
+
+    fn scope(asid: AsidSel, range: Option<AddrRange>, leaf_only: bool) -> InvalScope {
+        InvalScope {
+            regime: Regime::El10,
+            stages: StageSel::STAGE1,
+            vmid: Some(0),
+            asid,
+            range,
+            granule: None,
+            leaf_only,
+            ttl_level: None,
+        }
+    }
+
+    const P: Provenance = Provenance { step: 0, source: 0 };
+
+    #[test]
+    fn range_invalidation_reaches_blocks_that_start_before_the_range() {
+        let mut m = MayHold::new();
+        let block = leaf(Some(1), 0, Stage::S1, 0x20_0000, 21, 2);
+        let page = leaf(Some(1), 0, Stage::S1, 0x40_0000, 12, 3);
+        let other_asid = leaf(Some(2), 0, Stage::S1, 0x20_0000, 21, 2);
+        for e in [block, page, other_asid] {
+            m.insert(e, P);
+        }
+        let s = scope(
+            AsidSel::Only {
+                asid: 1,
+                with_global: true,
+            },
+            Some(AddrRange::from_len(0x3f_f000, 0x1000)),
+            false,
+        );
+        let gone: Vec<_> = m.invalidate(&s, 0).into_iter().map(|(e, _)| e).collect();
+        assert_eq!(gone, vec![block]);
+        assert!(m.contains(&page) && m.contains(&other_asid));
+    }
+
+    #[test]
+    fn leaf_only_keeps_walk_entries_and_global_rule_holds() {
+        let mut m = MayHold::new();
+        let w = walk(Some(1), 0, 21, 2);
+        let global = leaf(None, 0, Stage::S1, 0x1000, 12, 3);
+        m.insert(w, P);
+        m.insert(global, P);
+        let by_asid = scope(
+            AsidSel::Only {
+                asid: 1,
+                with_global: false,
+            },
+            None,
+            false,
+        );
+        assert_eq!(m.invalidate(&by_asid, 0), vec![(w, P)]);
+        assert!(m.contains(&global), "ASIDE1 leaves global entries");
+        m.insert(w, P);
+        let vale1 = scope(
+            AsidSel::Only {
+                asid: 1,
+                with_global: true,
+            },
+            Some(AddrRange::from_len(0x1000, 0x1000)),
+            true,
+        );
+        assert_eq!(m.invalidate(&vale1, 0), vec![(global, P)]);
+        assert!(m.contains(&w), "last-level forms keep walk-cache entries");
+    }
+
+    #[test]
+    fn entries_made_after_the_issue_survive() {
+        let mut m = MayHold::new();
+        let e = leaf(Some(1), 0, Stage::S1, 0x1000, 12, 3);
+        m.insert(e, Provenance { step: 5, source: 0 });
+        let all = scope(AsidSel::Any, None, false);
+        assert!(m.invalidate(&all, 4).is_empty());
+        assert_eq!(m.invalidate(&all, 5).len(), 1);
+    }
+
+    #[test]
+    fn lookups_find_every_covering_leaf_of_the_right_tags() {
+        let mut m = MayHold::new();
+        let block = leaf(None, 3, Stage::S2, 0x20_0000, 21, 2);
+        let page = leaf(None, 3, Stage::S2, 0x20_1000, 12, 3);
+        m.insert(block, P);
+        m.insert(page, P);
+        m.insert(leaf(None, 4, Stage::S2, 0x20_1000, 12, 3), P);
+        let hits: Vec<_> = m
+            .leaves_for(Regime::El10, 3, Stage::S2, None, 0x20_1abc)
+            .map(|(e, _)| *e)
+            .collect();
+        assert_eq!(hits.len(), 2);
+        assert!(hits.contains(&block) && hits.contains(&page));
+    }
+
+    #[test]
+    fn equality_ignores_provenance() {
+        let e = leaf(Some(1), 0, Stage::S1, 0x1000, 12, 3);
+        let (mut a, mut b) = (MayHold::new(), MayHold::new());
+        a.insert(e, P);
+        b.insert(e, Provenance { step: 9, source: 8 });
+        assert_eq!(a, b);
+    }
+}
