@@ -41,7 +41,11 @@ pub enum Dsb {
 }
 
 /// A TLBI issued and not yet completed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// It may be performed at any moment up to its completion; the worst case
+/// for the software is that it is performed at issue, so it removes only
+/// the entries it covered then (`doomed`) and anything filled later stays.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingTlbi {
     /// Issuing CPU.
     pub issuer: u8,
@@ -49,11 +53,38 @@ pub struct PendingTlbi {
     pub scope: InvalScope,
     /// IS form: every CPU (and an SMMU with BTM); else the issuer only.
     pub broadcast: bool,
-    /// Step at which it was issued.
+    /// Step at which it was issued (for reports; not part of the state).
     pub issued_at: u32,
     /// Stores not visible to every walker when it was issued: their old
     /// values may be refilled after the TLBI is performed.
     pub hazard: Vec<PendingStore>,
+    /// `(cpu, entry)` for every entry it covered at issue.
+    pub doomed: Vec<(u8, TlbEntry)>,
+}
+
+impl PartialEq for PendingTlbi {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.issuer,
+            &self.scope,
+            self.broadcast,
+            &self.hazard,
+            &self.doomed,
+        ) == (o.issuer, &o.scope, o.broadcast, &o.hazard, &o.doomed)
+    }
+}
+impl Eq for PendingTlbi {}
+impl std::hash::Hash for PendingTlbi {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (
+            self.issuer,
+            &self.scope,
+            self.broadcast,
+            &self.hazard,
+            &self.doomed,
+        )
+            .hash(h);
+    }
 }
 
 /// One CPU: the contexts it may walk (every address space or VM it may run:
@@ -127,12 +158,19 @@ impl Machine {
 
     /// Issues a TLBI from `cpu`; it takes effect at the matching DSB.
     pub fn tlbi(&mut self, step: u32, cpu: u8, scope: InvalScope, broadcast: bool) {
+        let mut doomed = Vec::new();
+        for (i, c) in self.cpus.iter().enumerate() {
+            if broadcast || i as u8 == cpu {
+                doomed.extend(c.tlb.covered(&scope).into_iter().map(|e| (i as u8, e)));
+            }
+        }
         self.pending.push(PendingTlbi {
             issuer: cpu,
             scope,
             broadcast,
             issued_at: step,
             hazard: self.mem.pending_stores().to_vec(),
+            doomed,
         });
     }
 
@@ -161,10 +199,13 @@ impl Machine {
                 window.reinstate_pending(*h);
             }
             for (i, c) in self.cpus.iter_mut().enumerate() {
-                if !tlbi.broadcast && i as u8 != cpu {
-                    continue;
-                }
-                let gone = c.tlb.invalidate(&tlbi.scope, tlbi.issued_at);
+                let mine: Vec<TlbEntry> = tlbi
+                    .doomed
+                    .iter()
+                    .filter(|(a, _)| *a == i as u8)
+                    .map(|(_, e)| *e)
+                    .collect();
+                let gone = c.tlb.remove_entries(&mine);
                 if !gone.is_empty() {
                     close(&mut c.tlb, &window, i as u8, &c.contexts, step);
                 }
@@ -369,5 +410,25 @@ mod tests {
         m.dsb(6, 0, Dsb::Ish);
         assert!(m.holders(walk_to_l3).is_empty());
         assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+    }
+
+    /// The TLBI may be performed as soon as it is issued: an entry that
+    /// became holdable afterwards (and is unmapped again before the DSB)
+    /// survives the completion.
+    #[test]
+    fn entries_filled_after_the_issue_survive_completion() {
+        let mut m = machine();
+        let mut all = by_va(false);
+        all.range = None;
+        m.tlbi(1, 0, all, true);
+        m.store(2, 1, Pa(L3 + 8), s1_page(DATA + 0x1000, true, true, false))
+            .unwrap();
+        m.dsb(3, 1, Dsb::Ish);
+        m.store(4, 1, Pa(L3 + 8), 0).unwrap();
+        m.dsb(5, 1, Dsb::Ish);
+        m.dsb(6, 0, Dsb::Ish);
+        let late = m.holders(AddrRange::span(DATA + 0x1000, 12));
+        assert_eq!(late.len(), 2, "filled after the TLBI on both CPUs");
+        assert_eq!(late[0].2.step, 2);
     }
 }

@@ -170,18 +170,26 @@ impl MayHold {
     }
 
     /// Removes every entry `scope` covers and returns them with provenance.
-    /// Only entries whose provenance step is at most `issued_at` are removed:
-    /// an entry that became holdable after the invalidation was issued may
-    /// have been filled after it was performed.
-    pub fn invalidate(
-        &mut self,
-        scope: &InvalScope,
-        issued_at: u32,
-    ) -> Vec<(TlbEntry, Provenance)> {
+    pub fn invalidate(&mut self, scope: &InvalScope) -> Vec<(TlbEntry, Provenance)> {
+        let doomed = self.covered(scope);
+        self.remove_entries(&doomed)
+    }
+
+    /// Removes those of `entries` still held; returns them with provenance.
+    pub fn remove_entries(&mut self, entries: &[TlbEntry]) -> Vec<(TlbEntry, Provenance)> {
+        entries
+            .iter()
+            .filter_map(|e| self.entries.remove(e).map(|p| (*e, p)))
+            .collect()
+    }
+
+    /// Every held entry `scope` covers, found by visiting only the key
+    /// ranges the scope can reach.
+    pub fn covered(&self, scope: &InvalScope) -> Vec<TlbEntry> {
         let mut doomed = Vec::new();
-        let mut consider = |e: &TlbEntry, p: &Provenance| {
-            if p.step <= issued_at && scope.covers(e) {
-                doomed.push((*e, *p));
+        let mut consider = |e: &TlbEntry, _: &Provenance| {
+            if scope.covers(e) {
+                doomed.push(*e);
             }
         };
         let regime = scope.regime;
@@ -257,9 +265,6 @@ impl MayHold {
                 }
             }
         }
-        for (e, _) in &doomed {
-            self.entries.remove(e);
-        }
         doomed
     }
 
@@ -275,9 +280,6 @@ impl MayHold {
             .filter(|(e, _)| pred(e))
             .map(|(e, p)| (*e, *p))
             .collect();
-        for (e, _) in &doomed {
-            self.entries.remove(e);
-        }
         doomed
     }
 }
@@ -351,7 +353,7 @@ mod tests {
             Some(AddrRange::from_len(0x3f_f000, 0x1000)),
             false,
         );
-        let gone: Vec<_> = m.invalidate(&s, 0).into_iter().map(|(e, _)| e).collect();
+        let gone: Vec<_> = m.invalidate(&s).into_iter().map(|(e, _)| e).collect();
         assert_eq!(gone, vec![block]);
         assert!(m.contains(&page) && m.contains(&other_asid));
     }
@@ -371,7 +373,7 @@ mod tests {
             None,
             false,
         );
-        assert_eq!(m.invalidate(&by_asid, 0), vec![(w, P)]);
+        assert_eq!(m.invalidate(&by_asid), vec![(w, P)]);
         assert!(m.contains(&global), "ASIDE1 leaves global entries");
         m.insert(w, P);
         let vale1 = scope(
@@ -382,18 +384,8 @@ mod tests {
             Some(AddrRange::from_len(0x1000, 0x1000)),
             true,
         );
-        assert_eq!(m.invalidate(&vale1, 0), vec![(global, P)]);
+        assert_eq!(m.invalidate(&vale1), vec![(global, P)]);
         assert!(m.contains(&w), "last-level forms keep walk-cache entries");
-    }
-
-    #[test]
-    fn entries_made_after_the_issue_survive() {
-        let mut m = MayHold::new();
-        let e = leaf(Some(1), 0, Stage::S1, 0x1000, 12, 3);
-        m.insert(e, Provenance { step: 5, source: 0 });
-        let all = scope(AsidSel::Any, None, false);
-        assert!(m.invalidate(&all, 4).is_empty());
-        assert_eq!(m.invalidate(&all, 5).len(), 1);
     }
 
     #[test]
