@@ -1,0 +1,203 @@
+//! Counterexample traces: numbered steps with what changed in which cache,
+//! rendered as text or JSON, and replayed exactly from their choices.
+
+use crate::model::{touches, Choice, Model, Op, StepEffects};
+use crate::violation::Violation;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use tlbcheck_hw::tlb::{EntryKind, TlbEntry};
+
+/// One executed step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// 1-based step number.
+    pub step: u32,
+    /// Who acted ("t0 (CPU 0)", "RCU").
+    pub actor: String,
+    /// What it did.
+    pub op: String,
+    /// What changed in caches and memory visibility.
+    pub changes: Vec<String>,
+}
+
+/// A run of a model: the choices that drive it, the steps, and the
+/// violation it ends in (if any). The JSON form replays exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Scenario name.
+    pub scenario: String,
+    /// The transitions taken, in order: replaying them reproduces the run.
+    pub choices: Vec<Choice>,
+    /// The executed steps.
+    pub steps: Vec<TraceStep>,
+    /// The violation the run ends in.
+    pub violation: Option<Violation>,
+    /// Which earlier step should have removed the stale entry, and why it did not.
+    pub should_have_removed: Option<String>,
+}
+
+/// A choice that is not enabled where a trace says it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {step}: {choice:?} is not enabled here (the trace does not belong to this scenario, or the scenario changed)")]
+pub struct ReplayError {
+    /// Step at which replay diverged.
+    pub step: u32,
+    /// The choice that could not be taken.
+    pub choice: Choice,
+}
+
+/// Runs `choices` from the initial state, stopping at the first violation.
+/// With `lenient`, choices that are not enabled are skipped (used when
+/// shrinking); otherwise they are an error.
+pub fn run(
+    model: &Model,
+    choices: &[Choice],
+    lenient: bool,
+    record: bool,
+) -> Result<Trace, ReplayError> {
+    let mut s = model.initial();
+    let mut enabled = Vec::new();
+    let mut taken = Vec::new();
+    let mut steps = Vec::new();
+    let mut violation = None;
+    for &c in choices {
+        model.choices(&s, &mut enabled);
+        if !enabled.contains(&c) {
+            if lenient {
+                continue;
+            }
+            return Err(ReplayError {
+                step: taken.len() as u32 + 1,
+                choice: c,
+            });
+        }
+        let n = taken.len() as u32 + 1;
+        let (actor, op) = if record {
+            model.describe(&s, c)
+        } else {
+            Default::default()
+        };
+        let mut fx = StepEffects::default();
+        let v = model.step(&mut s, c, n, record.then_some(&mut fx));
+        taken.push(c);
+        if record {
+            steps.push(TraceStep {
+                step: n,
+                actor,
+                op,
+                changes: fx.changes,
+            });
+        }
+        if v.is_some() {
+            violation = v;
+            break;
+        }
+    }
+    let should_have_removed = match (&violation, record) {
+        (Some(v), true) => v.entry.map(|e| blame(model, &taken, &e)),
+        _ => None,
+    };
+    Ok(Trace {
+        scenario: model.name.clone(),
+        choices: taken,
+        steps,
+        violation,
+        should_have_removed,
+    })
+}
+
+/// Names the last invalidation that reached the stale entry's addresses and
+/// says why it did not remove it.
+fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
+    let mut s = model.initial();
+    let mut last: Option<(u32, u8, Op, bool)> = None;
+    for (i, &c) in choices.iter().enumerate() {
+        if let Choice::Thread(t) = c {
+            let th = &model.threads[t as usize];
+            let op = &th.ops[s.pcs[t as usize] as usize];
+            match op {
+                Op::Tlbi { scope, .. } if touches(scope, entry) => {
+                    last = Some((i as u32 + 1, th.cpu, op.clone(), false));
+                }
+                Op::Dsb { .. } => {
+                    if let Some(l) = last.as_mut().filter(|l| l.1 == th.cpu) {
+                        l.3 = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        model.step(&mut s, c, i as u32 + 1, None);
+    }
+    let Some((
+        step,
+        _,
+        Op::Tlbi {
+            text,
+            scope,
+            broadcast,
+        },
+        completed,
+    )) = last
+    else {
+        return "no invalidation covering it was issued".to_string();
+    };
+    let why = if entry.kind == EntryKind::Walk && scope.leaf_only {
+        "a last-level (leaf-only) form keeps walk-cache entries".to_string()
+    } else if let Some(t) = scope.ttl_level.filter(|&t| {
+        (entry.kind == EntryKind::Leaf && entry.level != t)
+            || (entry.kind == EntryKind::Walk && entry.level >= t)
+    }) {
+        format!(
+            "its TTL hint names level {t} but the entry is at level {}",
+            entry.level
+        )
+    } else if scope.granule.is_some_and(|g| g != entry.granule) {
+        "it names another granule than the entry's tables".to_string()
+    } else if !completed {
+        "no DSB completed it".to_string()
+    } else if !broadcast {
+        "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
+    } else {
+        "the entry was refilled after it was performed (a store not yet visible to walkers, or a later fill)"
+            .to_string()
+    };
+    format!("step {step} (tlbi {text}) did not remove it: {why}")
+}
+
+impl Trace {
+    /// The trace as numbered text lines.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let _ = writeln!(out, "{:>3}. {:<16} {}", s.step, s.actor, s.op);
+            for c in &s.changes {
+                let _ = writeln!(out, "       {c}");
+            }
+        }
+        if let Some(v) = &self.violation {
+            let _ = writeln!(out, "\nviolation {} at step {}", v.kind, v.step);
+            let _ = writeln!(out, "  {}", v.detail);
+            if let (Some(e), Some(p)) = (v.entry, v.provenance) {
+                let _ = writeln!(out, "  agent:  {}", v.agent);
+                let _ = writeln!(out, "  entry:  {e}");
+                let _ = writeln!(
+                    out,
+                    "  holdable since step {} (descriptor at {:#x})",
+                    p.step, p.source
+                );
+            }
+            if let Some(w) = &self.should_have_removed {
+                let _ = writeln!(out, "  {w}");
+            }
+            if let Some(f) = v.frame {
+                let _ = writeln!(
+                    out,
+                    "  frame {:#x}: was {}, freed at step {}, now back in the allocator (the next allocation reuses it)",
+                    f.frame, f.was, f.freed_at
+                );
+            }
+        }
+        out
+    }
+}

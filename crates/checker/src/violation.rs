@@ -1,0 +1,116 @@
+//! The named violations of design.md §3 and their reports.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use tlbcheck_hw::mem::FrameOwner;
+use tlbcheck_hw::tlb::{Provenance, TlbEntry};
+
+/// A violation name. The names are part of the user interface: scenarios
+/// say `expect violation walk-cache-uaf`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// A data frame is freed while an agent may still translate to it.
+    FreedFrameMapped,
+    /// A page-table frame is freed while an agent may still hold a
+    /// walk-cache entry pointing into it (seed 003).
+    WalkCacheUaf,
+    /// The software relies on write protection while an agent may still
+    /// hold a writable entry.
+    StaleWrite,
+    /// A resumed access can keep faulting on a stale entry although the
+    /// table now grants it (seeds 000/004).
+    FaultLivelock,
+    /// An STE/CD changed or was freed while the SMMU may hold the old one.
+    StaleConfig,
+    /// An access or invalidation crosses an ASID, VMID or StreamID the
+    /// actor does not own (seed 002).
+    Isolation,
+    /// A guest's invalidation, as translated by the host, left an entry the
+    /// guest believes gone (seed 002).
+    MissedGuestInvalidation,
+}
+
+impl ViolationKind {
+    /// Every kind, in report order.
+    pub const ALL: [ViolationKind; 7] = [
+        ViolationKind::FreedFrameMapped,
+        ViolationKind::WalkCacheUaf,
+        ViolationKind::StaleWrite,
+        ViolationKind::FaultLivelock,
+        ViolationKind::StaleConfig,
+        ViolationKind::Isolation,
+        ViolationKind::MissedGuestInvalidation,
+    ];
+
+    /// The name used in scenarios and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ViolationKind::FreedFrameMapped => "freed-frame-mapped",
+            ViolationKind::WalkCacheUaf => "walk-cache-uaf",
+            ViolationKind::StaleWrite => "stale-write",
+            ViolationKind::FaultLivelock => "fault-livelock",
+            ViolationKind::StaleConfig => "stale-config",
+            ViolationKind::Isolation => "isolation",
+            ViolationKind::MissedGuestInvalidation => "missed-guest-invalidation",
+        }
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown violation name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation)")]
+pub struct UnknownViolation(pub String);
+
+impl FromStr for ViolationKind {
+    type Err = UnknownViolation;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ViolationKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownViolation(s.to_string()))
+    }
+}
+
+/// What happened to the frame a stale entry points at.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameFate {
+    /// Physical address of the frame.
+    pub frame: u64,
+    /// What it held before it was freed.
+    pub was: FrameOwner,
+    /// Step that freed it.
+    pub freed_at: u32,
+}
+
+/// One violation, detected at the step where it became possible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Which rule.
+    pub kind: ViolationKind,
+    /// Step (1-based) at which it became possible.
+    pub step: u32,
+    /// The agent involved ("CPU 1", "SMMU", "ATC of device 0", or a thread).
+    pub agent: String,
+    /// The stale entry, where one is involved.
+    pub entry: Option<TlbEntry>,
+    /// Which step made that entry holdable, and from which descriptor.
+    pub provenance: Option<Provenance>,
+    /// The frame involved, where one is.
+    pub frame: Option<FrameFate>,
+    /// One sentence saying what went wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at step {}: {}", self.kind, self.step, self.detail)
+    }
+}
