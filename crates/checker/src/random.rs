@@ -90,28 +90,33 @@ pub fn shrink(model: &Model, choices: &[Choice], kind: ViolationKind) -> Vec<Cho
     let mut cur = fails_with(model, choices, kind).unwrap_or_else(|| choices.to_vec());
     let mut n = 2usize;
     while cur.len() >= 2 {
-        let chunk = cur.len().div_ceil(n);
-        let mut reduced = false;
-        for i in 0..n {
-            let lo = i * chunk;
-            if lo >= cur.len() {
-                break;
-            }
-            let hi = (lo + chunk).min(cur.len());
-            let candidate: Vec<Choice> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
-            if let Some(kept) = fails_with(model, &candidate, kind) {
+        match first_failing_complement(model, &cur, n, kind) {
+            Some(kept) => {
                 cur = kept;
                 n = (n - 1).max(2);
-                reduced = true;
-                break;
             }
-        }
-        if !reduced {
-            if n >= cur.len() {
-                break;
-            }
-            n = (2 * n).min(cur.len());
+            None if n >= cur.len() => break,
+            None => n = (2 * n).min(cur.len()),
         }
     }
     cur
+}
+
+/// Splits `cur` into `n` chunks and returns the first list with one chunk
+/// removed that still fails with `kind` (as actually executed).
+fn first_failing_complement(
+    model: &Model,
+    cur: &[Choice],
+    n: usize,
+    kind: ViolationKind,
+) -> Option<Vec<Choice>> {
+    let chunk = cur.len().div_ceil(n);
+    (0..n)
+        .map(|i| i * chunk)
+        .take_while(|&lo| lo < cur.len())
+        .find_map(|lo| {
+            let hi = (lo + chunk).min(cur.len());
+            let candidate: Vec<Choice> = cur[..lo].iter().chain(&cur[hi..]).copied().collect();
+            fails_with(model, &candidate, kind)
+        })
 }

@@ -108,6 +108,14 @@ pub struct Translation {
     pub entries: Vec<TlbEntry>,
 }
 
+/// Maps a next-level table address to the PA a single walk reads it at,
+/// recording the entries that translation made (a nested stage 1's stage-2
+/// walks), or the stage-2 fault.
+type WalkResolver<'a> = dyn FnMut(u64, &mut Vec<TlbEntry>) -> Result<u64, Fault> + 'a;
+
+/// Calls its callback with every PA a walker may read a table address at.
+pub type TableAliases<'a> = dyn Fn(u64, &mut dyn FnMut(u64)) + 'a;
+
 /// One leaf reached by a single-stage walk.
 #[derive(Copy, Clone, Debug)]
 struct StageLeaf {
@@ -141,7 +149,7 @@ fn walk_stage(
     stage: TableStage,
     cfg: StageConfig,
     addr: u64,
-    resolve: &mut dyn FnMut(u64, &mut Vec<TlbEntry>) -> Result<u64, Fault>,
+    resolve: &mut WalkResolver<'_>,
     entries: &mut Vec<TlbEntry>,
 ) -> Result<StageLeaf, Fault> {
     let g = cfg.granule;
@@ -431,7 +439,7 @@ pub fn enumerate_stage(
     level: u8,
     table: u64,
     input_base: u64,
-    resolve: &dyn Fn(u64, &mut dyn FnMut(u64)),
+    resolve: &TableAliases<'_>,
     emit: &mut dyn FnMut(TlbEntry, Pa),
 ) {
     let g = cfg.granule;
