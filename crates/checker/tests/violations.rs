@@ -1,104 +1,19 @@
 //! One minimal model per violation, each beside its fixed twin: the buggy
 //! one must produce the named violation, the fixed one must explore clean.
 
+mod common;
+
+use common::*;
 use tlbcheck_checker::explore::{explore, Coverage};
 use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
 use tlbcheck_checker::random::{random_walks, shrink};
 use tlbcheck_checker::trace::run;
 use tlbcheck_checker::violation::ViolationKind;
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
-use tlbcheck_hw::machine::{Dsb, Machine};
-use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
+use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::machine::Dsb;
+use tlbcheck_hw::mem::Pfn;
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
-use tlbcheck_hw::vmsa::desc::{s1_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
-
-const L0: u64 = 0x10_0000;
-const L2: u64 = 0x10_2000;
-const L3: u64 = 0x10_3000;
-const DATA: u64 = 0x10_8000;
-
-/// Two CPUs running ASID 1, whose VA 0 maps DATA through L0..L3.
-fn model(name: &str, writable: bool, threads: Vec<Thread>) -> Model {
-    let mut mem = PhysMem::new(Pfn(0x100), 16);
-    for (i, level) in (0..4u64).zip(0u8..) {
-        let owner = FrameOwner::Table {
-            owner: TableOwner::Stage1 { space: 1 },
-            level,
-        };
-        mem.claim(Pfn(0x100 + i), owner).unwrap();
-    }
-    mem.claim(Pfn::of(Pa(DATA)), FrameOwner::Data { space: 1 })
-        .unwrap();
-    for lvl in 0..3u64 {
-        mem.write(Pa(L0 + lvl * 0x1000), table(L0 + (lvl + 1) * 0x1000))
-            .unwrap();
-    }
-    mem.write(Pa(L3), s1_page(DATA, writable, true, false))
-        .unwrap();
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
-    Model {
-        name: name.into(),
-        machine: Machine::new(mem, 2, vec![ctx]),
-        threads,
-        contexts: vec![ctx],
-        context_names: vec!["process 1".into()],
-    }
-}
-
-fn thread(ops: Vec<Op>) -> Thread {
-    Thread {
-        name: "t0".into(),
-        cpu: 0,
-        ops,
-        owns_vmids: None,
-    }
-}
-
-fn tlbi_va(leaf_only: bool) -> Op {
-    Op::Tlbi {
-        text: if leaf_only {
-            "vale1is va=0"
-        } else {
-            "vae1is va=0"
-        }
-        .into(),
-        scope: InvalScope {
-            regime: Regime::El10,
-            stages: StageSel::STAGE1,
-            vmid: Some(0),
-            asid: AsidSel::Only {
-                asid: 1,
-                with_global: true,
-            },
-            range: Some(AddrRange::from_len(0, 0x1000)),
-            granule: None,
-            leaf_only,
-            ttl_level: None,
-        },
-        broadcast: true,
-    }
-}
-
-fn dsb(kind: Dsb) -> Op {
-    Op::Dsb { kind }
-}
-
-fn store(pa: u64, value: u64) -> Op {
-    Op::Store { pa: Pa(pa), value }
-}
-
-fn free(pa: u64) -> Op {
-    Op::Free {
-        frame: Pfn::of(Pa(pa)),
-    }
-}
+use tlbcheck_hw::vmsa::desc::s1_page;
 
 fn check(m: &Model) -> Option<ViolationKind> {
     let v = explore(m, Bounds::default());

@@ -193,11 +193,16 @@ impl Machine {
         for tlbi in done {
             let mut removed = Vec::new();
             // The walkers may have seen, after the TLBI was performed, the old
-            // value of any store not yet visible when it was issued.
-            let mut window = self.mem.clone();
-            for h in &tlbi.hazard {
-                window.reinstate_pending(*h);
-            }
+            // value of any store not yet visible when it was issued; what they
+            // refilled then is what this TLBI was meant to remove, so only
+            // entries in its scope come back from that window.
+            let window = (!tlbi.hazard.is_empty()).then(|| {
+                let mut w = self.mem.clone();
+                for h in &tlbi.hazard {
+                    w.reinstate_pending(*h);
+                }
+                w
+            });
             for (i, c) in self.cpus.iter_mut().enumerate() {
                 let mine: Vec<TlbEntry> = tlbi
                     .doomed
@@ -207,7 +212,10 @@ impl Machine {
                     .collect();
                 let gone = c.tlb.remove_entries(&mine);
                 if !gone.is_empty() {
-                    close(&mut c.tlb, &window, i as u8, &c.contexts, step);
+                    close(&mut c.tlb, &self.mem, i as u8, &c.contexts, step);
+                    if let Some(w) = &window {
+                        refill_in_scope(&mut c.tlb, w, i as u8, &c.contexts, &tlbi.scope, step);
+                    }
                 }
                 removed.extend(gone.into_iter().map(|(e, p)| (i as u8, e, p)));
             }
@@ -237,6 +245,25 @@ impl Machine {
             }
         }
         out
+    }
+}
+
+/// Adds to `tlb` the entries in `scope` that a walk of the `window` view of
+/// memory could produce.
+fn refill_in_scope(
+    tlb: &mut MayHold,
+    window: &PhysMem,
+    agent: u8,
+    contexts: &[Context],
+    scope: &InvalScope,
+    step: u32,
+) {
+    let mut scratch = tlb.clone();
+    close(&mut scratch, window, agent, contexts, step);
+    for (e, p) in scratch.iter() {
+        if scope.covers(e) && !tlb.contains(e) {
+            tlb.insert(*e, *p);
+        }
     }
 }
 

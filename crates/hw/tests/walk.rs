@@ -630,10 +630,7 @@ mod differential {
     }
 
     /// Arm ARM D8.4.2: S2AP = 0b10 is write-only; a write is permitted.
-    /// The model's `Perms::allows` (tlb/entry.rs) demands read permission
-    /// for every access, so it reports a Permission fault here.
     #[test]
-    #[ignore = "known divergence: Perms::allows requires read for writes (stage-2 write-only)"]
     fn stage2_write_only_permits_writes() {
         let mut root = RootTable::new(TargetAllocator::new(S2_TABLES), 0, Stage2);
         let wo = Region {

@@ -72,10 +72,11 @@ pub struct Access {
 }
 
 impl Perms {
-    /// Whether `access` is permitted (Arm ARM D8.4.1, stage-1 AP[2:1]).
+    /// Whether `access` is permitted (Arm ARM D8.4.1 stage-1 AP[2:1];
+    /// D8.4.2 stage-2 S2AP, where a write-only page permits writes).
     #[inline]
     pub fn allows(self, access: Access) -> bool {
-        (!access.user || self.user) && self.read && (!access.write || self.write)
+        (!access.user || self.user) && if access.write { self.write } else { self.read }
     }
 }
 
