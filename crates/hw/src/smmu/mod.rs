@@ -8,7 +8,10 @@
 
 pub mod cd;
 pub mod cmd;
+pub mod config;
 pub mod event;
+pub mod model;
+pub mod queue;
 pub mod ste;
 
 /// Bit-field helpers shared by the codecs (inclusive `[hi:lo]` ranges, as the
