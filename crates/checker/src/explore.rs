@@ -91,7 +91,54 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Explores every interleaving of `model` within `bounds`, breadth first.
+/// A successor computed during layer expansion: its parent, the choice that
+/// made it, and the new state with its hash (or the violation it hit).
+type Successor = (u32, Choice, Result<(State, u64), Violation>);
+
+/// Computes the successors of `layer` (in layer order, then choice order).
+fn expand(model: &Model, states: &[State], layer: &[u32], depth: u32) -> Vec<Successor> {
+    let mut out = Vec::new();
+    let mut choices = Vec::new();
+    for &idx in layer {
+        model.choices(&states[idx as usize], &mut choices);
+        for &c in &choices {
+            let mut s = states[idx as usize].clone();
+            let r = match model.step(&mut s, c, depth + 1, None) {
+                Some(v) => Err(v),
+                None => {
+                    let h = hash_of(&s);
+                    Ok((s, h))
+                }
+            };
+            out.push((idx, c, r));
+        }
+    }
+    out
+}
+
+/// Layers smaller than this are expanded on one thread: spawning costs more.
+const PARALLEL_LAYER: usize = 256;
+
+/// Expands `layer` on up to two threads; the result is in the same order as
+/// a sequential expansion, so exploration is deterministic.
+fn expand_layer(model: &Model, states: &[State], layer: &[u32], depth: u32) -> Vec<Successor> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2);
+    if threads < 2 || layer.len() < PARALLEL_LAYER {
+        return expand(model, states, layer, depth);
+    }
+    let (a, b) = layer.split_at(layer.len() / 2);
+    std::thread::scope(|sc| {
+        let second = sc.spawn(|| expand(model, states, b, depth));
+        let mut first = expand(model, states, a, depth);
+        first.extend(second.join().expect("expansion thread panicked"));
+        first
+    })
+}
+
+/// Explores every interleaving of `model` within `bounds`, breadth first,
+/// expanding large layers on both cores.
 pub fn explore(model: &Model, bounds: Bounds) -> Verdict {
     let start = Instant::now();
     let mut states: Vec<State> = vec![model.initial()];
@@ -102,66 +149,63 @@ pub fn explore(model: &Model, bounds: Bounds) -> Verdict {
     buckets.entry(hash_of(&states[0])).or_default().push(0);
     let mut stats = Stats::default();
     let mut layer: Vec<u32> = vec![0];
-    let mut choices = Vec::new();
     let mut coverage = Coverage::Complete;
     let mut depth = 0u32;
+    let finish = |mut stats: Stats, states: usize, depth: u32| {
+        stats.states = states as u64;
+        stats.depth = depth;
+        stats.elapsed = start.elapsed();
+        stats.peak_rss_bytes = peak_rss();
+        stats
+    };
     'search: while !layer.is_empty() {
         if depth >= bounds.max_depth {
             coverage = Coverage::DepthBound(depth);
             break;
         }
+        let successors = expand_layer(model, &states, &layer, depth);
         let mut next = Vec::new();
-        for &idx in &layer {
-            model.choices(&states[idx as usize], &mut choices);
-            for &c in &choices {
-                let mut s = states[idx as usize].clone();
-                stats.transitions += 1;
-                if let Some(v) = model.step(&mut s, c, depth + 1, None) {
+        for (idx, c, r) in successors {
+            stats.transitions += 1;
+            let (s, h) = match r {
+                Ok(sh) => sh,
+                Err(v) => {
                     let mut path = path_to(&parents, idx);
                     path.push(c);
                     let trace =
                         run(model, &path, false, true).expect("a path the explorer took replays");
-                    stats.states = states.len() as u64;
-                    stats.depth = depth + 1;
-                    stats.elapsed = start.elapsed();
-                    stats.peak_rss_bytes = peak_rss();
                     return Verdict {
                         violation: trace.violation.clone().or(Some(v)),
                         trace: Some(trace),
                         coverage: Coverage::StoppedAtViolation,
-                        stats,
+                        stats: finish(stats, states.len(), depth + 1),
                     };
                 }
-                let h = hash_of(&s);
-                let bucket = buckets.entry(h).or_default();
-                if bucket.iter().any(|&i| states[i as usize] == s) {
-                    continue;
-                }
-                if states.len() as u64 >= bounds.max_states {
-                    coverage = Coverage::StateBound(bounds.max_states);
-                    break 'search;
-                }
-                let new = states.len() as u32;
-                bucket.push(new);
-                states.push(s);
-                parents.push((idx, c));
-                next.push(new);
+            };
+            let bucket = buckets.entry(h).or_default();
+            if bucket.iter().any(|&i| states[i as usize] == s) {
+                continue;
             }
+            if states.len() as u64 >= bounds.max_states {
+                coverage = Coverage::StateBound(bounds.max_states);
+                break 'search;
+            }
+            let new = states.len() as u32;
+            bucket.push(new);
+            states.push(s);
+            parents.push((idx, c));
+            next.push(new);
         }
         if !next.is_empty() {
             depth += 1;
         }
         layer = next;
     }
-    stats.states = states.len() as u64;
-    stats.depth = depth;
-    stats.elapsed = start.elapsed();
-    stats.peak_rss_bytes = peak_rss();
     Verdict {
         violation: None,
         trace: None,
         coverage,
-        stats,
+        stats: finish(stats, states.len(), depth),
     }
 }
 
