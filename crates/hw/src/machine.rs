@@ -116,6 +116,10 @@ pub struct Machine {
     pub cpus: Vec<Cpu>,
     /// TLBIs in flight, in issue order.
     pub pending: Vec<PendingTlbi>,
+    /// The SMMU and its devices, if the machine has one: its caches are
+    /// re-closed on every store, and with BTM it takes part in broadcast
+    /// TLBIs, completing them at the issuer's DSB ISH (SMMUv3 3.17).
+    pub smmu: Option<Box<crate::smmu::model::Smmu>>,
 }
 
 impl Machine {
@@ -131,15 +135,27 @@ impl Machine {
                 })
                 .collect(),
             pending: Vec::new(),
+            smmu: None,
         };
         m.refresh(0);
         m
+    }
+
+    /// Attaches an SMMU (built over this machine's memory) and closes its
+    /// caches.
+    pub fn attach_smmu(&mut self, smmu: crate::smmu::model::Smmu) {
+        let mut s = Box::new(smmu);
+        s.refresh(&self.mem, 0);
+        self.smmu = Some(s);
     }
 
     /// Re-closes every CPU's may-hold set after a memory change at `step`.
     pub fn refresh(&mut self, step: u32) {
         for (i, cpu) in self.cpus.iter_mut().enumerate() {
             close(&mut cpu.tlb, &self.mem, i as u8, &cpu.contexts, step);
+        }
+        if let Some(s) = &mut self.smmu {
+            s.refresh(&self.mem, step);
         }
     }
 
@@ -172,6 +188,9 @@ impl Machine {
             hazard: self.mem.pending_stores().to_vec(),
             doomed,
         });
+        if let Some(s) = &mut self.smmu {
+            s.cpu_tlbi(&self.mem, cpu, &scope, broadcast);
+        }
     }
 
     /// A DSB by `cpu`: completes the TLBIs it may complete, then the stores.
@@ -226,6 +245,9 @@ impl Machine {
             Dsb::Nsh | Dsb::Nshst => 1 << cpu,
         };
         self.mem.complete_stores(cpu, reach);
+        if let Some(s) = &mut self.smmu {
+            s.cpu_dsb(&self.mem, cpu, kind, step);
+        }
         completed
     }
 

@@ -126,10 +126,10 @@ impl Device {
 /// A consumed invalidation waiting for a CMD_SYNC.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Pending {
-    /// TLBI: the IOTLB entries it covered when consumed.
-    Tlb(Vec<TlbEntry>),
-    /// CFGI: the config-cache entries it covered when consumed.
-    Cfg(Vec<CfgEntry>),
+    /// TLBI: its scope and the IOTLB entries it covered when consumed.
+    Tlb(InvalScope, Vec<TlbEntry>),
+    /// CFGI: its scope and the config-cache entries it covered when consumed.
+    Cfg(CfgiScope, Vec<CfgEntry>),
     /// ATC_INV for device `dev`: the ATC entries it covered when consumed,
     /// and the IOTLB leaves the ATC may refill from after it was performed
     /// (SMMUv3 4.5.1: a TLBI not completed before ATC_INV lets the device
@@ -152,6 +152,7 @@ struct PendingInv {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BtmPending {
     issuer: u8,
+    scope: InvalScope,
     doomed: Vec<TlbEntry>,
     hazard: Vec<PendingStore>,
 }
@@ -558,7 +559,7 @@ impl Smmu {
         if let Some(scope) = tlbi_scope(cmd, self.opts.e2h) {
             let doomed = self.iotlb.covered(&scope);
             self.pending.push(PendingInv {
-                what: Pending::Tlb(doomed),
+                what: Pending::Tlb(scope, doomed),
                 hazard,
             });
             return;
@@ -574,7 +575,7 @@ impl Smmu {
                 scope.covers(e, split, cd_split)
             });
             self.pending.push(PendingInv {
-                what: Pending::Cfg(doomed),
+                what: Pending::Cfg(scope, doomed),
                 hazard,
             });
             return;
@@ -707,25 +708,27 @@ impl Smmu {
     }
 
     /// CMD_SYNC: every consumed invalidation removes what it covered and is
-    /// still held, then the caches re-close over memory as it may have been
-    /// seen since those were consumed.
+    /// still held; the caches re-close over current memory, and each
+    /// invalidation's own window (stores its walkers may not have seen when
+    /// it was consumed) may bring back entries in its scope: those are the
+    /// refills that happened after it was performed (as [`crate::machine`]
+    /// does for TLBIs).
     fn complete_all(&mut self, mem: &PhysMem, step: u32) {
         let done = std::mem::take(&mut self.pending);
         if done.is_empty() {
             return;
         }
-        let mut window = mem.clone();
         let mut atc_windows = Vec::new();
+        let mut refills = Vec::new();
         for p in done {
-            for h in p.hazard {
-                window.reinstate_pending(h);
-            }
             match p.what {
-                Pending::Tlb(doomed) => {
+                Pending::Tlb(scope, doomed) => {
                     self.iotlb.remove_entries(&doomed);
+                    refills.push((Some(scope), None, p.hazard));
                 }
-                Pending::Cfg(doomed) => {
+                Pending::Cfg(scope, doomed) => {
                     self.config.remove_entries(&doomed);
+                    refills.push((None, Some(scope), p.hazard));
                 }
                 Pending::Atc {
                     dev,
@@ -737,7 +740,59 @@ impl Smmu {
                 }
             }
         }
-        self.refresh_with(&window, step, &atc_windows);
+        for (tlb, cfg, hazard) in refills {
+            if hazard.is_empty() {
+                continue;
+            }
+            let mut window = mem.clone();
+            for h in hazard {
+                window.reinstate_pending(h);
+            }
+            if let Some(scope) = cfg {
+                self.refill_config(&window, &scope, step);
+            }
+            if let Some(scope) = tlb {
+                self.refill_iotlb(&window, &scope, step);
+            }
+        }
+        self.refresh_with(mem, step, &atc_windows);
+    }
+
+    /// Adds the config entries in `scope` that reads of `window` could make.
+    fn refill_config(&mut self, window: &PhysMem, scope: &CfgiScope, step: u32) {
+        let mut scratch = self.config.clone();
+        for d in &self.devices {
+            close_config(
+                &mut scratch,
+                window,
+                &self.strtab,
+                &self.opts.features,
+                d.sid,
+                d.ssid,
+                step,
+            );
+        }
+        let split = match self.strtab.fmt {
+            StrtabFmt::TwoLevel { split } => Some(split),
+            StrtabFmt::Linear => None,
+        };
+        for (e, _) in scratch.iter() {
+            let cd_split = e.sid().and_then(|s| cd_split_for(&scratch, s));
+            if !self.config.contains(e) && scope.covers(e, split, cd_split) {
+                self.config.insert(*e, step);
+            }
+        }
+    }
+
+    /// Adds the IOTLB entries in `scope` that walks of `window` could make.
+    fn refill_iotlb(&mut self, window: &PhysMem, scope: &InvalScope, step: u32) {
+        let mut scratch = self.iotlb.clone();
+        close(&mut scratch, window, SMMU_AGENT, &self.all_contexts(), step);
+        for (e, p) in scratch.iter() {
+            if !self.iotlb.contains(e) && scope.covers(e) {
+                self.iotlb.insert(*e, *p);
+            }
+        }
     }
 
     /// A CPU TLBI: with BTM on and PTM off, an IS (broadcast) form snapshots
@@ -778,6 +833,7 @@ impl Smmu {
             .collect();
         self.btm.push(BtmPending {
             issuer,
+            scope: *scope,
             doomed,
             hazard: mem.pending_stores().to_vec(),
         });
@@ -796,12 +852,10 @@ impl Smmu {
         if done.is_empty() {
             return;
         }
-        let mut window = mem.clone();
+        let mut refills = Vec::new();
         for b in done {
-            for h in b.hazard {
-                window.reinstate_pending(h);
-            }
             let gone = self.iotlb.remove_entries(&b.doomed);
+            refills.push((b.scope, b.hazard));
             // An ATC_INV still waiting for its CMD_SYNC may have seen these.
             for p in &mut self.pending {
                 if let Pending::Atc { window: w, .. } = &mut p.what {
@@ -813,7 +867,16 @@ impl Smmu {
                 }
             }
         }
-        self.refresh_with(&window, step, &[]);
+        for (scope, hazard) in refills {
+            if !hazard.is_empty() {
+                let mut window = mem.clone();
+                for h in hazard {
+                    window.reinstate_pending(h);
+                }
+                self.refill_iotlb(&window, &scope, step);
+            }
+        }
+        self.refresh_with(mem, step, &[]);
     }
 
     /// Software acknowledges a command error, optionally overwriting the
@@ -842,6 +905,25 @@ impl Smmu {
             }
             for (e, p) in leaves(&self.iotlb, &ctx, va) {
                 out.push(("SMMU IOTLB".to_string(), e, p));
+            }
+        }
+        out
+    }
+
+    /// IOTLB and ATC leaves that translate `va` with `ctx`'s tags (for
+    /// example a CPU address space shared with a device, SVA).
+    pub fn leaves_for_context(
+        &self,
+        ctx: &Context,
+        va: u64,
+    ) -> Vec<(String, TlbEntry, Provenance)> {
+        let mut out: Vec<(String, TlbEntry, Provenance)> = leaves(&self.iotlb, ctx, va)
+            .into_iter()
+            .map(|(e, p)| ("SMMU IOTLB".to_string(), e, p))
+            .collect();
+        for (i, d) in self.devices.iter().enumerate() {
+            for (e, p) in leaves(&d.atc, ctx, va) {
+                out.push((format!("ATC of device {i}"), e, p));
             }
         }
         out
@@ -1081,10 +1163,21 @@ impl Smmu {
     /// Config-cache entries that live in `range` or point into it, with the
     /// step they became holdable.
     pub fn config_holders(&self, range: AddrRange) -> Vec<(CfgEntry, u32)> {
+        // A nested CD's TTB0 is an IPA: it points at no physical frame.
+        let nested_sid = |sid: u32| {
+            self.config
+                .stes(sid)
+                .iter()
+                .any(|(_, s)| s.config == StreamConfig::Nested)
+        };
         self.config
             .iter()
             .filter(|(e, _)| {
-                e.location().overlaps(range) || e.points_to().iter().any(|&a| range.contains(a))
+                let points = match e {
+                    CfgEntry::Cd { sid, .. } if nested_sid(*sid) => Vec::new(),
+                    _ => e.points_to(),
+                };
+                e.location().overlaps(range) || points.iter().any(|&a| range.contains(a))
             })
             .map(|(e, s)| (*e, *s))
             .collect()
