@@ -1,0 +1,185 @@
+//! Running a loaded scenario: exhaustive exploration (default) or seeded
+//! random walks with shrinking, the judgement against the scenario's
+//! expectation, and the replayable counterexample file.
+
+use crate::scenario::ast::Expect;
+use crate::scenario::Loaded;
+use crate::ScenarioError;
+use serde::{Deserialize, Serialize};
+use tlbcheck_checker::explore::{explore, Verdict};
+use tlbcheck_checker::model::Bounds;
+use tlbcheck_checker::random::random_walks;
+use tlbcheck_checker::trace::{run as replay_choices, ReplayError, Trace};
+use tlbcheck_checker::violation::Violation;
+
+/// How to check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Seed of random mode.
+    pub seed: u64,
+    /// Random mode: this many walks instead of exhaustive search.
+    pub random: Option<u32>,
+    /// Overrides the scenario's depth bound.
+    pub max_depth: Option<u32>,
+    /// Overrides the scenario's state bound.
+    pub max_states: Option<u64>,
+}
+
+/// The result of checking one scenario.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The checker's verdict.
+    pub verdict: Verdict,
+    /// Bounds actually used.
+    pub bounds: Bounds,
+    /// `ok` or the name of the violation found.
+    pub found: &'static str,
+    /// Whether the expectation holds.
+    pub ok: bool,
+}
+
+/// Checks `loaded` with `opts`.
+pub fn check(loaded: &Loaded, opts: &Options) -> Outcome {
+    let bounds = Bounds {
+        max_depth: opts.max_depth.unwrap_or(loaded.bounds.max_depth),
+        max_states: opts.max_states.unwrap_or(loaded.bounds.max_states),
+    };
+    let verdict = match opts.random {
+        Some(walks) => random_walks(&loaded.model, opts.seed, walks, bounds.max_depth),
+        None => explore(&loaded.model, bounds),
+    };
+    let found = verdict.violation.as_ref().map_or("ok", |v| v.kind.name());
+    let ok = match loaded.expect() {
+        Expect::Ok => verdict.violation.is_none(),
+        Expect::Violation(k) => verdict.violation.as_ref().is_some_and(|v| v.kind == k),
+    };
+    Outcome {
+        verdict,
+        bounds,
+        found,
+        ok,
+    }
+}
+
+/// One line of `check --json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// Scenario name.
+    pub name: String,
+    /// File.
+    pub file: String,
+    /// `ok` or the violation expected.
+    pub expected: String,
+    /// `ok` or the violation found.
+    pub found: String,
+    /// Whether the expectation holds.
+    pub ok: bool,
+    /// States stored (exhaustive) or walks completed (random).
+    pub states: u64,
+    /// Transitions executed.
+    pub transitions: u64,
+    /// Deepest level reached.
+    pub depth: u32,
+    /// The coverage statement ("complete: ...", "bounded at ...").
+    pub coverage: String,
+    /// Wall time of the check (parse excluded), in milliseconds.
+    pub time_ms: f64,
+    /// The violation found, if any.
+    pub violation: Option<Violation>,
+}
+
+impl Report {
+    /// The report of `outcome` for `loaded`.
+    pub fn new(loaded: &Loaded, outcome: &Outcome) -> Report {
+        let s = &outcome.verdict.stats;
+        Report {
+            name: loaded.model.name.clone(),
+            file: loaded.file.clone(),
+            expected: loaded.expect().name().to_string(),
+            found: outcome.found.to_string(),
+            ok: outcome.ok,
+            states: s.states,
+            transitions: s.transitions,
+            depth: s.depth,
+            coverage: outcome.verdict.coverage_statement(),
+            time_ms: s.elapsed.as_secs_f64() * 1e3,
+            violation: outcome.verdict.violation.clone(),
+        }
+    }
+}
+
+/// Format tag of counterexample files.
+pub const TRACE_FORMAT: &str = "tlbcheck-trace/1";
+
+/// A replayable counterexample: the scenario's source travels with the
+/// choices, so replay rebuilds exactly the model that produced them even if
+/// the file has changed or moved since.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TraceFile {
+    /// [`TRACE_FORMAT`].
+    pub format: String,
+    /// The scenario file's path when the trace was made.
+    pub file: String,
+    /// Its source text then.
+    pub source: String,
+    /// How it was checked.
+    pub options: Options,
+    /// The coverage statement of that check.
+    pub coverage: String,
+    /// The counterexample; `None` when the check found no violation.
+    pub trace: Option<Trace>,
+}
+
+/// Why a trace file could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayFailure {
+    /// Not JSON of the right shape.
+    #[error("not a tlbcheck trace file: {0}")]
+    Format(String),
+    /// The embedded scenario no longer loads.
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    /// A recorded choice is not enabled.
+    #[error("{0}")]
+    Diverged(#[from] ReplayError),
+}
+
+/// A replay's result: the re-run trace and whether it reproduces the
+/// recorded violation (same kind, same step).
+#[derive(Clone, Debug)]
+pub struct Replayed {
+    /// The scenario re-built from the file.
+    pub loaded: Loaded,
+    /// The re-run.
+    pub trace: Trace,
+    /// Whether the recorded violation happened again.
+    pub reproduced: bool,
+}
+
+/// Replays a trace file's JSON text.
+pub fn replay(json: &str) -> Result<Replayed, ReplayFailure> {
+    let tf: TraceFile =
+        serde_json::from_str(json).map_err(|e| ReplayFailure::Format(e.to_string()))?;
+    if tf.format != TRACE_FORMAT {
+        return Err(ReplayFailure::Format(format!(
+            "format `{}`, expected `{TRACE_FORMAT}`",
+            tf.format
+        )));
+    }
+    let loaded = crate::scenario::load(&tf.file, &tf.source)?;
+    let Some(recorded) = tf.trace else {
+        return Err(ReplayFailure::Format(
+            "the file holds no counterexample (its check found no violation)".to_string(),
+        ));
+    };
+    let trace = replay_choices(&loaded.model, &recorded.choices, false, true)?;
+    let reproduced = match (&recorded.violation, &trace.violation) {
+        (Some(a), Some(b)) => a.kind == b.kind && a.step == b.step,
+        _ => false,
+    };
+    Ok(Replayed {
+        loaded,
+        trace,
+        reproduced,
+    })
+}

@@ -1,0 +1,18 @@
+//! # tlbcheck: the front end
+//!
+//! - [`scenario`]: the scenario language (lexer, parser, AST, lowering to a
+//!   checker [`Model`](tlbcheck_checker::Model));
+//! - [`codec`]: TLBI operands and SMMU commands from `key=value` fields and
+//!   back, shared by scenarios and the `encode` / `decode` commands;
+//! - [`check`]: running a loaded scenario and judging its expectation;
+//! - [`error`]: located errors (file, line, column) rendered by miette.
+//!
+//! The `tlbcheck` binary (src/main.rs) is a thin command line over these.
+
+pub mod check;
+pub mod codec;
+pub mod error;
+pub mod scenario;
+
+pub use error::ScenarioError;
+pub use scenario::{load, Loaded};

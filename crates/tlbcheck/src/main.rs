@@ -1,0 +1,493 @@
+//! The `tlbcheck` command line: check scenarios, explain and replay
+//! counterexamples, encode and decode TLBI operands and SMMU commands.
+//!
+//! Exit codes everywhere: 0 = as expected, 1 = an expectation does not hold
+//! (or a replay does not reproduce), 2 = bad input.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tlbcheck::check::{check, replay, Options, ReplayFailure, Report, TraceFile, TRACE_FORMAT};
+use tlbcheck::codec::{smmu_fields, smmu_from_fields, tlbi_fields, tlbi_from_fields};
+use tlbcheck::scenario::{load, Loaded, EXTENSION};
+use tlbcheck_hw::addr::Granule;
+use tlbcheck_hw::cpu::tlbi::Tlbi;
+use tlbcheck_hw::smmu::cmd::Command;
+
+/// Checks TLB-invalidation protocols against the worst caching the Arm
+/// architecture allows.
+#[derive(Parser, Debug)]
+#[command(name = "tlbcheck", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check scenario files (or directories, searched recursively for
+    /// *.tlb files) against their `expect` lines.
+    Check {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON object per scenario instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Show the counterexample of one scenario (or the statement of what
+    /// was proved).
+    Explain {
+        /// The scenario file.
+        file: PathBuf,
+        /// Print the replayable trace as JSON (scenario source included).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Re-run a trace saved by `explain --json` and check that it ends in
+    /// the same violation.
+    Replay {
+        /// The trace file.
+        trace: PathBuf,
+    },
+    /// Encode an operand from fields.
+    Encode {
+        #[command(subcommand)]
+        what: EncodeWhat,
+    },
+    /// Decode an operand into fields.
+    Decode {
+        #[command(subcommand)]
+        what: DecodeWhat,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// Seed for random mode.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Override the scenario's depth bound.
+    #[arg(long)]
+    max_depth: Option<u32>,
+    /// Override the scenario's state bound.
+    #[arg(long)]
+    max_states: Option<u64>,
+    /// Random mode: N seeded random walks, then shrink the first failure.
+    #[arg(long, value_name = "N")]
+    random: Option<u32>,
+}
+
+impl RunArgs {
+    fn options(&self) -> Options {
+        Options {
+            seed: self.seed,
+            random: self.random,
+            max_depth: self.max_depth,
+            max_states: self.max_states,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum EncodeWhat {
+    /// A TLBI `Xt`: `encode tlbi RVAE1IS asid=5 va=0x40000000 scale=1 num=7`.
+    Tlbi {
+        /// Mnemonic, with or without the IS suffix.
+        op: String,
+        /// Fields: asid= va= ipa= ttl= tg= scale= num= base= ns=.
+        fields: Vec<String>,
+    },
+    /// An SMMU command: `encode smmu CMD_TLBI_NH_VA vmid=3 asid=0x42 addr=0x7f1234567000 leaf=1`.
+    Smmu {
+        /// Command name (CMD_ prefix optional).
+        opcode: String,
+        /// Fields by lower-case specification name.
+        fields: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DecodeWhat {
+    /// A TLBI `Xt`: `decode tlbi RVAE1IS 0x0005538000040000`.
+    Tlbi {
+        /// Mnemonic, with or without the IS suffix.
+        op: String,
+        /// The 64-bit operand.
+        operand: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An SMMU command: `decode smmu 0xDW0 0xDW1`.
+    Smmu {
+        /// Bits [63:0].
+        dw0: String,
+        /// Bits [127:64].
+        dw1: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const EXIT_MISMATCH: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Check { paths, json, run } => cmd_check(&paths, json, &run.options()),
+        Cmd::Explain { file, json, run } => cmd_explain(&file, json, &run.options()),
+        Cmd::Replay { trace } => cmd_replay(&trace),
+        Cmd::Encode { what } => match what {
+            EncodeWhat::Tlbi { op, fields } => encode_tlbi(&op, &fields),
+            EncodeWhat::Smmu { opcode, fields } => encode_smmu(&opcode, &fields),
+        },
+        Cmd::Decode { what } => match what {
+            DecodeWhat::Tlbi { op, operand, json } => decode_tlbi(&op, &operand, json),
+            DecodeWhat::Smmu { dw0, dw1, json } => decode_smmu(&dw0, &dw1, json),
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a scenario error with its source snippet.
+fn report_error(e: tlbcheck::ScenarioError) {
+    eprintln!("{:?}", miette::Report::new(e));
+}
+
+fn bad_input(msg: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {msg}");
+    EXIT_BAD_INPUT
+}
+
+/// Every scenario file under `paths`, in a stable order.
+fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == EXTENSION) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn load_file(path: &Path) -> Result<Loaded, u8> {
+    let source =
+        std::fs::read_to_string(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    load(&path.display().to_string(), &source).map_err(|e| {
+        report_error(e);
+        EXIT_BAD_INPUT
+    })
+}
+
+/// A progress bar that stays hidden unless stderr is a terminal and the run
+/// has lasted a second, so short runs and pipes see no flicker.
+fn progress(total: usize) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}") {
+        pb.set_style(style);
+    }
+    if std::io::stderr().is_terminal() {
+        let delayed = pb.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            if !delayed.is_finished() {
+                delayed.set_draw_target(ProgressDrawTarget::stderr());
+                delayed.enable_steady_tick(Duration::from_millis(100));
+            }
+        });
+    }
+    pb
+}
+
+fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
+    let files = match collect(paths) {
+        Ok(f) => f,
+        Err(e) => return bad_input(e),
+    };
+    if files.is_empty() {
+        return bad_input(format!("no .{EXTENSION} scenario files found"));
+    }
+    let pb = progress(files.len());
+    let (mut held, mut failed, mut bad) = (0, 0, 0);
+    for path in &files {
+        pb.set_message(path.display().to_string());
+        let started = Instant::now();
+        let loaded = match pb.suspend(|| load_file(path)) {
+            Ok(l) => l,
+            Err(_) => {
+                bad += 1;
+                pb.inc(1);
+                continue;
+            }
+        };
+        let outcome = check(&loaded, opts);
+        let report = Report::new(&loaded, &outcome);
+        if outcome.ok {
+            held += 1;
+        } else {
+            failed += 1;
+        }
+        pb.suspend(|| {
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{:<4}  {:<40} expected {:<20} found {:<20} {:>7} states {:>9.2} ms",
+                    if report.ok { "ok" } else { "FAIL" },
+                    report.name,
+                    report.expected,
+                    report.found,
+                    report.states,
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
+            }
+        });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if !json {
+        println!(
+            "{} scenario(s): {held} as expected, {failed} not, {bad} with errors",
+            files.len()
+        );
+    }
+    if bad > 0 {
+        EXIT_BAD_INPUT
+    } else if failed > 0 {
+        EXIT_MISMATCH
+    } else {
+        0
+    }
+}
+
+fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
+    let loaded = match load_file(file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let outcome = check(&loaded, opts);
+    let code = if outcome.ok { 0 } else { EXIT_MISMATCH };
+    if json {
+        let tf = TraceFile {
+            format: TRACE_FORMAT.to_string(),
+            file: loaded.file.clone(),
+            source: loaded.source.clone(),
+            options: opts.clone(),
+            coverage: outcome.verdict.coverage_statement(),
+            trace: outcome.verdict.trace.clone(),
+        };
+        match serde_json::to_string_pretty(&tf) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return bad_input(e),
+        }
+        return code;
+    }
+    println!("scenario  {} ({})", loaded.model.name, loaded.file);
+    println!(
+        "expected  {}    found  {}    {}",
+        loaded.expect().name(),
+        outcome.found,
+        if outcome.ok {
+            "(as expected)"
+        } else {
+            "(NOT as expected)"
+        }
+    );
+    println!("coverage  {}", outcome.verdict.coverage_statement());
+    match &outcome.verdict.trace {
+        Some(t) => {
+            println!("\ncounterexample ({} steps):\n", t.steps.len());
+            print!("{}", t.render_text());
+        }
+        None => println!("\nno violation: {}", outcome.verdict.coverage_statement()),
+    }
+    code
+}
+
+fn cmd_replay(path: &Path) -> u8 {
+    let json = match std::fs::read_to_string(path) {
+        Ok(j) => j,
+        Err(e) => return bad_input(format!("{}: {e}", path.display())),
+    };
+    match replay(&json) {
+        Ok(r) => {
+            println!("scenario  {} ({})", r.loaded.model.name, r.loaded.file);
+            println!("replayed {} steps:\n", r.trace.steps.len());
+            print!("{}", r.trace.render_text());
+            if r.reproduced {
+                println!("\nreproduced: the same violation at the same step");
+                0
+            } else {
+                println!("\nNOT reproduced: the run does not end in the recorded violation");
+                EXIT_MISMATCH
+            }
+        }
+        Err(ReplayFailure::Diverged(e)) => {
+            println!("NOT reproduced: {e}");
+            EXIT_MISMATCH
+        }
+        Err(ReplayFailure::Scenario(e)) => {
+            report_error(e);
+            EXIT_BAD_INPUT
+        }
+        Err(e) => bad_input(e),
+    }
+}
+
+/// `key=value` command-line words.
+fn split_fields(words: &[String]) -> Result<Vec<(String, String)>, String> {
+    words
+        .iter()
+        .map(|w| {
+            w.split_once('=')
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .ok_or_else(|| format!("`{w}` is not key=value"))
+        })
+        .collect()
+}
+
+fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
+    tlbcheck::scenario::lex::number(s).ok_or_else(|| format!("{what} `{s}` is not a number"))
+}
+
+fn encode_tlbi(op: &str, fields: &[String]) -> u8 {
+    let tlbi: Tlbi = match op.parse() {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
+    };
+    let kv = match split_fields(fields) {
+        Ok(kv) => kv,
+        Err(e) => return bad_input(e),
+    };
+    match tlbi_from_fields(tlbi, &kv, Granule::K4) {
+        Ok(b) => {
+            println!("{:#018x}", b.raw);
+            0
+        }
+        Err(e) => bad_input(e.message),
+    }
+}
+
+fn decode_tlbi(op: &str, operand: &str, json: bool) -> u8 {
+    let tlbi: Tlbi = match op.parse() {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
+    };
+    let xt = match parse_u64(operand, "operand") {
+        Ok(x) => x,
+        Err(e) => return bad_input(e),
+    };
+    let decoded = match tlbi.decode(xt) {
+        Ok(d) => d,
+        Err(e) => return bad_input(e),
+    };
+    let f = tlbi_fields(tlbi, &decoded);
+    if json {
+        println!("{}", serde_json::to_string(&f).unwrap_or_default());
+        return 0;
+    }
+    println!("TLBI {tlbi} {xt:#018x}");
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v:#x}"));
+    if let Some(a) = f.asid {
+        println!("  asid      {a:#x}");
+    }
+    match (f.ttl, f.tg) {
+        (Some(l), Some(tg)) => println!(
+            "  ttl       level {l} ({} granule)",
+            Granule::from_tg(tg).map_or("?", |g| g.name())
+        ),
+        (None, _) if tlbi.op.takes_address() => println!("  ttl       none (any level)"),
+        _ => {}
+    }
+    if tlbi.is_range() {
+        let tg = f.tg.unwrap_or(0);
+        println!(
+            "  tg        {tg} ({})",
+            Granule::from_tg(tg).map_or("reserved", |g| g.name())
+        );
+        println!("  scale     {}", f.scale.unwrap_or(0));
+        println!("  num       {}", f.num.unwrap_or(0));
+        println!("  base_addr {}", opt(f.base_addr));
+    }
+    match (f.va_start, f.va_end) {
+        (Some(a), Some(b)) => println!(
+            "  covers    [{a:#x}, {b:#x}] ({} bytes)",
+            u128::from(b) - u128::from(a) + 1
+        ),
+        _ => println!("  covers    every address"),
+    }
+    0
+}
+
+fn encode_smmu(opcode: &str, fields: &[String]) -> u8 {
+    let kv = match split_fields(fields) {
+        Ok(kv) => kv,
+        Err(e) => return bad_input(e),
+    };
+    match smmu_from_fields(opcode, &kv) {
+        Ok(c) => {
+            let [dw0, dw1] = c.encode();
+            println!("{dw0:#018x} {dw1:#018x}");
+            0
+        }
+        Err(e) => bad_input(e.message),
+    }
+}
+
+fn decode_smmu(dw0: &str, dw1: &str, json: bool) -> u8 {
+    let words = match (parse_u64(dw0, "dw0"), parse_u64(dw1, "dw1")) {
+        (Ok(a), Ok(b)) => [a, b],
+        (Err(e), _) | (_, Err(e)) => return bad_input(e),
+    };
+    let cmd = match Command::decode(words) {
+        Ok(c) => c,
+        Err(e) => return bad_input(e),
+    };
+    let fields = smmu_fields(&cmd);
+    if json {
+        let mut m = serde_json::Map::new();
+        m.insert("opcode".into(), cmd.name().into());
+        for (k, v) in &fields {
+            m.insert((*k).into(), (*v).into());
+        }
+        println!("{}", serde_json::Value::Object(m));
+        return 0;
+    }
+    println!("{}", cmd.name());
+    for (k, v) in &fields {
+        println!("  {k:<9} {v:#x}");
+    }
+    if let Some(r) = cmd.invalidated_range() {
+        println!("  covers    [{:#x}, {:#x}]", r.first, r.last);
+    }
+    0
+}

@@ -1,0 +1,397 @@
+//! The parsed scenario, before lowering: names are still names, and every
+//! item keeps its span so that lowering errors point at the source.
+
+use crate::error::Span;
+use tlbcheck_checker::violation::ViolationKind;
+use tlbcheck_hw::addr::Granule;
+use tlbcheck_hw::cpu::tlbi::Tlbi;
+use tlbcheck_hw::machine::Dsb;
+use tlbcheck_hw::smmu::cmd::Command;
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Its source.
+    pub span: Span,
+}
+
+/// A whole scenario file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// `scenario NAME`.
+    pub name: Spanned<String>,
+    /// `machine ...`.
+    pub machine: MachineDecl,
+    /// `smmu ...`, if the machine has an SMMU.
+    pub smmu: Option<SmmuDecl>,
+    /// `pool ...` (defaults to [`PoolDecl::DEFAULT`]).
+    pub pool: PoolDecl,
+    /// `frame ...`, in order.
+    pub frames: Vec<FrameDecl>,
+    /// `context ...`, in order (the index is the checker's context index).
+    pub contexts: Vec<ContextDecl>,
+    /// Initial descriptor writes (`L3[5] = page DATA rw`), in order.
+    pub writes: Vec<WriteDecl>,
+    /// `thread ... { ... }`, in order.
+    pub threads: Vec<ThreadDecl>,
+    /// `bounds ...`.
+    pub bounds: BoundsDecl,
+    /// `expect ...`.
+    pub expect: Spanned<Expect>,
+}
+
+/// The CPU side of the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineDecl {
+    /// Translation granule of every context.
+    pub granule: Granule,
+    /// Number of CPUs (1..=8).
+    pub cpus: u8,
+    /// FEAT_TTL: TLBI operands may carry a level hint.
+    pub ttl: bool,
+    /// FEAT_TLBIRANGE: range TLBIs exist.
+    pub tlbirange: bool,
+    /// FEAT_S2FWB (recorded; the model does no cache maintenance).
+    pub fwb: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// SMMU features (SMMU_IDR0/IDR3 bits the scenario relies on).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmmuDecl {
+    /// Broadcast TLB maintenance: CPU TLBI IS also reach the SMMU TLB.
+    pub btm: bool,
+    /// ATS: endpoints with ATCs.
+    pub ats: bool,
+    /// Range invalidation (SMMU_IDR3.RIL).
+    pub ril: bool,
+    /// Stall model.
+    pub stall: bool,
+    /// PRI (page requests).
+    pub pri: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// The allocator's pool of frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDecl {
+    /// First byte (4 KiB aligned).
+    pub base: u64,
+    /// Number of 4 KiB frames.
+    pub frames: u32,
+    /// The statement (empty when defaulted).
+    pub span: Span,
+}
+
+impl PoolDecl {
+    /// 64 frames at 1 MiB, when a scenario names no pool.
+    pub const DEFAULT: PoolDecl = PoolDecl {
+        base: 0x10_0000,
+        frames: 64,
+        span: Span { start: 0, len: 0 },
+    };
+}
+
+/// Who owns a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerSpec {
+    /// `s1-table process=N level=L`.
+    S1Table {
+        /// Process.
+        process: u16,
+        /// Level.
+        level: u8,
+    },
+    /// `s2-table vm=N level=L`.
+    S2Table {
+        /// VMID.
+        vm: u16,
+        /// Level.
+        level: u8,
+    },
+    /// `data process=N`.
+    Data {
+        /// Process.
+        process: u16,
+    },
+    /// `smmu`: SMMU structures (stream table, CD tables, queues).
+    Smmu,
+}
+
+/// `frame NAME OWNER ... [at=PA] [frames=N]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameDecl {
+    /// The name used in descriptors and steps.
+    pub name: Spanned<String>,
+    /// Owner tag.
+    pub owner: OwnerSpec,
+    /// Fixed placement; else the first free aligned frames of the pool.
+    pub at: Option<Spanned<u64>>,
+    /// Number of 4 KiB frames (default: a table of the granule for
+    /// tables, one frame for data).
+    pub frames: Option<Spanned<u32>>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// A frame or a literal address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddrRef {
+    /// A number.
+    Lit(u64),
+    /// A frame's base, plus an offset.
+    Frame {
+        /// The frame name.
+        name: String,
+        /// Byte offset.
+        offset: u64,
+    },
+}
+
+/// `context NAME KIND ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextDecl {
+    /// Name used by `rely-read-only` and `retry`.
+    pub name: Spanned<String>,
+    /// Which stages.
+    pub kind: ContextKind,
+    /// The statement.
+    pub span: Span,
+}
+
+/// Stages of a context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextKind {
+    /// `stage1 asid=A root=R [vmid=V]`.
+    Stage1 {
+        /// ASID.
+        asid: u16,
+        /// VMID (0: host).
+        vmid: u16,
+        /// Start-level table (PA).
+        root: Spanned<AddrRef>,
+    },
+    /// `stage2 vmid=V root=R`.
+    Stage2 {
+        /// VMID.
+        vmid: u16,
+        /// Start-level stage-2 table (PA).
+        root: Spanned<AddrRef>,
+    },
+    /// `nested asid=A vmid=V root=IPA s2root=R`.
+    Nested {
+        /// ASID.
+        asid: u16,
+        /// VMID.
+        vmid: u16,
+        /// Stage-1 start-level table (an IPA).
+        root: Spanned<AddrRef>,
+        /// Stage-2 start-level table (PA).
+        s2root: Spanned<AddrRef>,
+    },
+}
+
+/// Where a descriptor store goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// `FRAME[index]`: the index-th 64-bit word of a named frame.
+    Index {
+        /// Frame name.
+        frame: Spanned<String>,
+        /// Descriptor index.
+        index: Spanned<u64>,
+    },
+    /// `[0xPA]`: a word address.
+    Pa(Spanned<u64>),
+}
+
+/// A descriptor value, readable or raw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DescExpr {
+    /// A raw 64-bit value (`0x...`; `0` and `invalid` are zero).
+    Raw(u64),
+    /// `table REF`.
+    Table(Spanned<AddrRef>),
+    /// `page REF flags` / `block REF flags` (stage 1).
+    S1 {
+        /// Block (else page).
+        block: bool,
+        /// Output address.
+        target: Spanned<AddrRef>,
+        /// AP[2] clear.
+        writable: bool,
+        /// AP[1].
+        user: bool,
+        /// nG.
+        ng: bool,
+        /// Extra bits (UXN, PXN, DBM, contiguous) to OR in.
+        extra: u64,
+        /// Clear AF.
+        noaf: bool,
+    },
+    /// `s2page REF flags` / `s2block REF flags`.
+    S2 {
+        /// Block (else page).
+        block: bool,
+        /// Output address.
+        target: Spanned<AddrRef>,
+        /// S2AP[0].
+        read: bool,
+        /// S2AP[1].
+        write: bool,
+        /// Extra bits (XN, DBM, contiguous).
+        extra: u64,
+        /// Clear AF.
+        noaf: bool,
+    },
+}
+
+/// `LOCATION = DESCRIPTOR` in the set-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteDecl {
+    /// Where.
+    pub at: Location,
+    /// What.
+    pub value: Spanned<DescExpr>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `thread NAME cpu=N [vmid=V] [owns=V,...] { steps }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadDecl {
+    /// Name in traces.
+    pub name: Spanned<String>,
+    /// CPU it runs on.
+    pub cpu: Spanned<u8>,
+    /// Current VMID for TLBIs (VTTBR_EL2.VMID); 0 by default.
+    pub vmid: u16,
+    /// VMIDs the thread may invalidate (`isolation`); `None`: any.
+    pub owns: Option<Vec<u16>>,
+    /// The steps, in program order.
+    pub steps: Vec<Spanned<Step>>,
+    /// The header.
+    pub span: Span,
+}
+
+/// A TLBI operand as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlbiOperandExpr {
+    /// `0x...`.
+    Raw(u64),
+    /// `asid= va= ipa= ttl= tg= scale= num= base=`.
+    Fields(Vec<Field>),
+    /// Nothing (operations that take no operand).
+    None,
+}
+
+/// `key=value` with spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Key, lower case.
+    pub key: Spanned<String>,
+    /// The value as written (a number, or a word such as `4k`).
+    pub value: Spanned<String>,
+}
+
+/// A device access (SMMU side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceAccess {
+    /// Device name.
+    pub device: Spanned<String>,
+    /// A write (else a read).
+    pub write: bool,
+    /// Input address (VA or IOVA).
+    pub addr: u64,
+    /// PASID, if the access carries one.
+    pub ssid: Option<u32>,
+}
+
+/// One thread step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `[store] LOCATION = DESCRIPTOR`.
+    Store {
+        /// Where.
+        at: Location,
+        /// What.
+        value: Spanned<DescExpr>,
+    },
+    /// `tlbi MNEMONIC operand`.
+    Tlbi {
+        /// The instruction.
+        tlbi: Spanned<Tlbi>,
+        /// Its operand.
+        operand: Spanned<TlbiOperandExpr>,
+    },
+    /// `dsb KIND`.
+    Dsb(Dsb),
+    /// `free FRAME`.
+    Free(Spanned<AddrRef>),
+    /// `alloc OWNER`.
+    Alloc(OwnerSpec),
+    /// `rcu_read_lock`.
+    RcuLock,
+    /// `rcu_read_unlock`.
+    RcuUnlock,
+    /// `call_rcu free FRAME`.
+    CallRcuFree(Spanned<AddrRef>),
+    /// `synchronize_rcu`.
+    SynchronizeRcu,
+    /// `rely-read-only CTX ADDR`.
+    RelyReadOnly {
+        /// Context name.
+        ctx: Spanned<String>,
+        /// Address.
+        va: u64,
+    },
+    /// `retry read|write CTX ADDR`.
+    Retry {
+        /// A write.
+        write: bool,
+        /// Context name.
+        ctx: Spanned<String>,
+        /// Address.
+        va: u64,
+    },
+    /// `smmu cmd ...`: a command queued on the SMMU's command queue.
+    SmmuCmd(Command),
+    /// `cmd_sync` / `smmu cmd_sync`: a CMD_SYNC and a wait for it.
+    CmdSync,
+    /// `device D access read|write ADDR [ssid=N]`.
+    DeviceAccess(DeviceAccess),
+    /// `resume D`: resume a stalled transaction of device D.
+    Resume(Spanned<String>),
+}
+
+/// Exploration bounds; `None` keeps the checker's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoundsDecl {
+    /// Longest path.
+    pub depth: Option<u32>,
+    /// Most states stored.
+    pub states: Option<u64>,
+}
+
+/// What the scenario expects.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No violation within bounds.
+    Ok,
+    /// The first violation found has this kind.
+    Violation(ViolationKind),
+}
+
+impl Expect {
+    /// `ok` or the violation name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Expect::Ok => "ok",
+            Expect::Violation(k) => k.name(),
+        }
+    }
+}

@@ -1,0 +1,1122 @@
+//! The scenario parser: a hand-written recursive descent over the tokens of
+//! [`super::lex`]. Statements are lines; a thread's steps sit between `{`
+//! and `}`. Every error names what was expected and what was found, at the
+//! token where the parse went wrong. See docs/scenario-format.md.
+
+use super::ast::*;
+use super::lex::{lex, number, Tok, Token};
+use crate::codec::smmu_from_fields;
+use crate::error::{Located, Span};
+use tlbcheck_checker::violation::ViolationKind;
+use tlbcheck_hw::addr::Granule;
+use tlbcheck_hw::cpu::tlbi::Tlbi;
+use tlbcheck_hw::machine::Dsb;
+use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::vmsa::desc::bits;
+
+/// Words reserved for the high-level OS and hypervisor operations of a later
+/// version: using one is an error that says so, rather than "unknown".
+pub const RESERVED_STEPS: &[&str] = &[
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "fork",
+    "cow",
+    "touch",
+    "migrate",
+    "madvise",
+    "exit",
+    "bind-sva",
+    "unbind-sva",
+    "s2map",
+    "s2unmap",
+    "guest-invalidate",
+    "dma",
+];
+
+/// Top-level words reserved for later set-up statements (protocol variants,
+/// SMMU stream table and devices, cost tables).
+pub const RESERVED_STATEMENTS: &[&str] = &[
+    "protocol", "process", "vm", "device", "stream", "ste", "cd", "cost", "workload",
+];
+
+const STATEMENTS: &str =
+    "scenario, machine, smmu, pool, frame, context, FRAME[index] = ..., thread, bounds or expect";
+
+/// One `key` or `key=value[,value...]` item of a statement.
+#[derive(Clone, Debug)]
+struct Arg {
+    key: Spanned<String>,
+    values: Vec<Spanned<String>>,
+    span: Span,
+}
+
+struct Parser {
+    toks: Vec<Token>,
+    pos: usize,
+}
+
+type R<T> = Result<T, Located>;
+
+/// Parses a whole scenario.
+pub fn parse(src: &str) -> R<Scenario> {
+    let toks = lex(src)?;
+    Parser { toks, pos: 0 }.scenario()
+}
+
+fn expected(what: &str, found: &Token) -> Located {
+    Located::new(
+        found.span,
+        format!("expected {what}, found {}", found.tok.describe()),
+    )
+}
+
+fn num_of(v: &Spanned<String>, what: &str) -> R<u64> {
+    number(&v.value).ok_or_else(|| {
+        Located::new(
+            v.span,
+            format!("expected a number for {what}, found `{}`", v.value),
+        )
+    })
+}
+
+fn narrow<T: TryFrom<u64>>(v: &Spanned<String>, what: &str, max: u64) -> R<T> {
+    let n = num_of(v, what)?;
+    if n > max {
+        return Err(Located::new(
+            v.span,
+            format!("{what} = {n} is out of range (at most {max})"),
+        ));
+    }
+    T::try_from(n).map_err(|_| Located::new(v.span, format!("{what} = {n} is out of range")))
+}
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        &self.toks[self.pos]
+    }
+
+    fn peek2(&self) -> &Token {
+        &self.toks[(self.pos + 1).min(self.toks.len() - 1)]
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.toks[self.pos].clone();
+        if self.pos + 1 < self.toks.len() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn skip_newlines(&mut self) {
+        while self.peek().tok == Tok::Newline {
+            self.bump();
+        }
+    }
+
+    fn at_line_end(&self) -> bool {
+        matches!(self.peek().tok, Tok::Newline | Tok::Eof)
+    }
+
+    fn end_of_line(&mut self) -> R<()> {
+        if self.at_line_end() {
+            self.bump();
+            Ok(())
+        } else {
+            Err(expected("end of line", self.peek()))
+        }
+    }
+
+    fn word(&mut self, what: &str) -> R<Spanned<String>> {
+        match &self.peek().tok {
+            Tok::Word(w) => {
+                let value = w.clone();
+                let span = self.bump().span;
+                Ok(Spanned { value, span })
+            }
+            _ => Err(expected(what, self.peek())),
+        }
+    }
+
+    /// A word or a quoted string (names may be either).
+    fn name(&mut self, what: &str) -> R<Spanned<String>> {
+        match &self.peek().tok {
+            Tok::Str(s) => {
+                let value = s.clone();
+                let span = self.bump().span;
+                Ok(Spanned { value, span })
+            }
+            _ => self.word(what),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> R<Spanned<u64>> {
+        let w = self.word(what)?;
+        let value = num_of(&w, what)?;
+        Ok(Spanned {
+            value,
+            span: w.span,
+        })
+    }
+
+    fn punct(&mut self, c: char, what: &str) -> R<Span> {
+        if self.peek().tok == Tok::Punct(c) {
+            Ok(self.bump().span)
+        } else {
+            Err(expected(what, self.peek()))
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek().tok == Tok::Punct(c) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `key` / `key=value[,value]` items up to the end of the line (or `{`).
+    fn args(&mut self) -> R<Vec<Arg>> {
+        let mut out = Vec::new();
+        while !self.at_line_end() && self.peek().tok != Tok::Punct('{') {
+            let key = self.word("`key` or `key=value`")?;
+            let mut values = Vec::new();
+            let mut span = key.span;
+            if self.eat('=') {
+                loop {
+                    let v = self.name("a value after `=`")?;
+                    span = span.to(v.span);
+                    values.push(v);
+                    if !self.eat(',') {
+                        break;
+                    }
+                }
+            }
+            out.push(Arg { key, values, span });
+        }
+        Ok(out)
+    }
+
+    fn scenario(mut self) -> R<Scenario> {
+        let mut name: Option<Spanned<String>> = None;
+        let mut machine: Option<MachineDecl> = None;
+        let mut smmu: Option<SmmuDecl> = None;
+        let mut pool: Option<PoolDecl> = None;
+        let mut frames = Vec::new();
+        let mut contexts = Vec::new();
+        let mut writes = Vec::new();
+        let mut threads = Vec::new();
+        let mut bounds: Option<BoundsDecl> = None;
+        let mut expect: Option<Spanned<Expect>> = None;
+        loop {
+            self.skip_newlines();
+            let t = self.peek().clone();
+            let kw = match &t.tok {
+                Tok::Eof => break,
+                Tok::Punct('[') => {
+                    writes.push(self.write_decl()?);
+                    continue;
+                }
+                Tok::Word(w) => w.clone(),
+                _ => return Err(expected(&format!("a statement ({STATEMENTS})"), &t)),
+            };
+            let once = |seen: bool| -> R<()> {
+                if seen {
+                    Err(Located::new(t.span, format!("`{kw}` given twice"))
+                        .with_help("a scenario has one of each"))
+                } else {
+                    Ok(())
+                }
+            };
+            match kw.as_str() {
+                "scenario" => {
+                    once(name.is_some())?;
+                    self.bump();
+                    name = Some(self.name("the scenario's name")?);
+                    self.end_of_line()?;
+                }
+                "machine" => {
+                    once(machine.is_some())?;
+                    machine = Some(self.machine()?);
+                }
+                "smmu" => {
+                    once(smmu.is_some())?;
+                    smmu = Some(self.smmu()?);
+                }
+                "pool" => {
+                    once(pool.is_some())?;
+                    pool = Some(self.pool()?);
+                }
+                "frame" => frames.push(self.frame()?),
+                "context" => contexts.push(self.context()?),
+                "thread" => threads.push(self.thread()?),
+                "bounds" => {
+                    once(bounds.is_some())?;
+                    bounds = Some(self.bounds()?);
+                }
+                "expect" => {
+                    once(expect.is_some())?;
+                    expect = Some(self.expect()?);
+                }
+                _ if self.peek2().tok == Tok::Punct('[') => writes.push(self.write_decl()?),
+                w if RESERVED_STATEMENTS.contains(&w) => {
+                    return Err(Located::new(
+                        t.span,
+                        format!("`{w}` is reserved for a later version of the scenario language"),
+                    )
+                    .with_help("see \"Reserved words\" in docs/scenario-format.md"))
+                }
+                _ => return Err(expected(&format!("a statement ({STATEMENTS})"), &t)),
+            }
+        }
+        let eof = self.peek().span;
+        let name = name.ok_or_else(|| {
+            Located::new(eof, "missing `scenario NAME`")
+                .with_help("every scenario names itself, e.g. `scenario s2-unmap-eager`")
+        })?;
+        let expect = expect.ok_or_else(|| {
+            Located::new(eof, "missing `expect ok` or `expect violation NAME`")
+                .with_help("the expectation makes the scenario a regression test")
+        })?;
+        Ok(Scenario {
+            name,
+            machine: machine.unwrap_or(MachineDecl {
+                granule: Granule::K4,
+                cpus: 1,
+                ttl: false,
+                tlbirange: false,
+                fwb: false,
+                span: Span::default(),
+            }),
+            smmu,
+            pool: pool.unwrap_or(PoolDecl::DEFAULT),
+            frames,
+            contexts,
+            writes,
+            threads,
+            bounds: bounds.unwrap_or_default(),
+            expect,
+        })
+    }
+
+    fn machine(&mut self) -> R<MachineDecl> {
+        let kw = self.bump().span;
+        let args = self.args()?;
+        let mut m = MachineDecl {
+            granule: Granule::K4,
+            cpus: 1,
+            ttl: false,
+            tlbirange: false,
+            fwb: false,
+            span: kw,
+        };
+        for a in &args {
+            m.span = m.span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("granule", [v]) => {
+                    m.granule = Granule::ALL
+                        .into_iter()
+                        .find(|g| g.name() == v.value.to_ascii_lowercase())
+                        .ok_or_else(|| {
+                            Located::new(
+                                v.span,
+                                format!("expected granule 4k, 16k or 64k, found `{}`", v.value),
+                            )
+                        })?;
+                }
+                ("cpus", [v]) => {
+                    m.cpus = narrow(v, "cpus", 8)?;
+                    if m.cpus == 0 {
+                        return Err(Located::new(v.span, "a machine needs at least one CPU"));
+                    }
+                }
+                ("ttl" | "feat_ttl", []) => m.ttl = true,
+                ("tlbirange" | "feat_tlbirange", []) => m.tlbirange = true,
+                ("fwb" | "feat_s2fwb", []) => m.fwb = true,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown machine setting `{}`", a.key.value),
+                    )
+                    .with_help("expected granule=4k|16k|64k, cpus=N, ttl, tlbirange or fwb"))
+                }
+            }
+        }
+        self.end_of_line()?;
+        Ok(m)
+    }
+
+    fn smmu(&mut self) -> R<SmmuDecl> {
+        let kw = self.bump().span;
+        let args = self.args()?;
+        let mut s = SmmuDecl {
+            span: kw,
+            ..SmmuDecl::default()
+        };
+        for a in &args {
+            s.span = s.span.to(a.span);
+            let flag = match a.key.value.as_str() {
+                "btm" => &mut s.btm,
+                "ats" => &mut s.ats,
+                "ril" => &mut s.ril,
+                "stall" => &mut s.stall,
+                "pri" => &mut s.pri,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown SMMU feature `{}`", a.key.value),
+                    )
+                    .with_help("expected btm, ats, ril, stall or pri"))
+                }
+            };
+            if !a.values.is_empty() {
+                return Err(Located::new(a.span, "SMMU features take no value"));
+            }
+            *flag = true;
+        }
+        self.end_of_line()?;
+        Ok(s)
+    }
+
+    fn pool(&mut self) -> R<PoolDecl> {
+        let kw = self.bump().span;
+        let args = self.args()?;
+        let mut p = PoolDecl {
+            span: kw,
+            ..PoolDecl::DEFAULT
+        };
+        for a in &args {
+            p.span = p.span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("base" | "at", [v]) => {
+                    p.base = num_of(v, "the pool base")?;
+                    if p.base & 0xfff != 0 {
+                        return Err(Located::new(v.span, "the pool base must be 4 KiB aligned"));
+                    }
+                }
+                ("frames", [v]) => p.frames = narrow(v, "frames", 1 << 16)?,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown pool setting `{}`", a.key.value),
+                    )
+                    .with_help("expected base=PA and frames=N"))
+                }
+            }
+        }
+        self.end_of_line()?;
+        Ok(p)
+    }
+
+    /// `s1-table process=N level=L` and friends; consumes the owner's args
+    /// and returns the rest.
+    fn owner(&mut self, args: Vec<Arg>, kind: &Spanned<String>) -> R<(OwnerSpec, Vec<Arg>)> {
+        let mut rest = Vec::new();
+        let mut process = None;
+        let mut vm = None;
+        let mut level = None;
+        for a in args {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("process", [v]) => process = Some(narrow::<u16>(v, "process", 0xffff)?),
+                ("vm" | "vmid", [v]) => vm = Some(narrow::<u16>(v, "vm", 0xffff)?),
+                ("level", [v]) => level = Some(narrow::<u8>(v, "level", 3)?),
+                _ => rest.push(a),
+            }
+        }
+        fn need<T>(x: Option<T>, kind: &Spanned<String>, what: &str) -> R<T> {
+            x.ok_or_else(|| Located::new(kind.span, format!("`{}` needs {what}=", kind.value)))
+        }
+        let owner = match kind.value.as_str() {
+            "s1-table" => OwnerSpec::S1Table {
+                process: need(process, kind, "process")?,
+                level: need(level, kind, "level")?,
+            },
+            "s2-table" => OwnerSpec::S2Table {
+                vm: need(vm, kind, "vm")?,
+                level: need(level, kind, "level")?,
+            },
+            "data" => OwnerSpec::Data {
+                process: need(process, kind, "process")?,
+            },
+            "smmu" => OwnerSpec::Smmu,
+            other => {
+                return Err(Located::new(
+                    kind.span,
+                    format!(
+                        "expected an owner (s1-table, s2-table, data or smmu), found `{other}`"
+                    ),
+                ))
+            }
+        };
+        Ok((owner, rest))
+    }
+
+    fn frame(&mut self) -> R<FrameDecl> {
+        let kw = self.bump().span;
+        let name = self.word("the frame's name")?;
+        let kind = self.word("the frame's owner (s1-table, s2-table, data or smmu)")?;
+        let args = self.args()?;
+        let span = args.last().map_or(kind.span, |a| a.span);
+        let (owner, rest) = self.owner(args, &kind)?;
+        let mut at = None;
+        let mut count = None;
+        for a in rest {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("at", [v]) => {
+                    let pa = num_of(v, "the frame address")?;
+                    if pa & 0xfff != 0 {
+                        return Err(Located::new(
+                            v.span,
+                            "a frame address must be 4 KiB aligned",
+                        ));
+                    }
+                    at = Some(Spanned {
+                        value: pa,
+                        span: v.span,
+                    });
+                }
+                ("frames", [v]) => {
+                    let n: u32 = narrow(v, "frames", 1 << 16)?;
+                    if n == 0 {
+                        return Err(Located::new(v.span, "frames must be at least 1"));
+                    }
+                    count = Some(Spanned {
+                        value: n,
+                        span: v.span,
+                    });
+                }
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown frame setting `{}`", a.key.value),
+                    )
+                    .with_help("expected process=, vm=, level=, at=PA or frames=N"))
+                }
+            }
+        }
+        self.end_of_line()?;
+        Ok(FrameDecl {
+            name,
+            owner,
+            at,
+            frames: count,
+            span: kw.to(span),
+        })
+    }
+
+    fn addr_ref(&mut self, what: &str) -> R<Spanned<AddrRef>> {
+        let w = self.word(what)?;
+        let mut span = w.span;
+        let value = match number(&w.value) {
+            Some(n) => AddrRef::Lit(n),
+            None if w.value.starts_with(|c: char| c.is_ascii_digit()) => {
+                return Err(Located::new(
+                    w.span,
+                    format!("`{}` is not a number", w.value),
+                ))
+            }
+            None => {
+                let mut offset = 0;
+                if self.eat('+') {
+                    let o = self.number("an offset after `+`")?;
+                    offset = o.value;
+                    span = span.to(o.span);
+                }
+                AddrRef::Frame {
+                    name: w.value,
+                    offset,
+                }
+            }
+        };
+        Ok(Spanned { value, span })
+    }
+
+    fn context(&mut self) -> R<ContextDecl> {
+        let kw = self.bump().span;
+        let name = self.word("the context's name")?;
+        let kind = self.word("the context's kind (stage1, stage2 or nested)")?;
+        let args = self.args()?;
+        let mut asid = None;
+        let mut vmid = None;
+        let mut root = None;
+        let mut s2root = None;
+        let mut span = kind.span;
+        for a in &args {
+            span = span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("asid", [v]) => asid = Some(narrow::<u16>(v, "asid", 0xffff)?),
+                ("vmid", [v]) => vmid = Some(narrow::<u16>(v, "vmid", 0xffff)?),
+                ("root" | "s2root", [v]) => {
+                    let r = Spanned {
+                        value: match number(&v.value) {
+                            Some(n) => AddrRef::Lit(n),
+                            None => AddrRef::Frame {
+                                name: v.value.clone(),
+                                offset: 0,
+                            },
+                        },
+                        span: v.span,
+                    };
+                    if a.key.value == "root" {
+                        root = Some(r);
+                    } else {
+                        s2root = Some(r);
+                    }
+                }
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown context setting `{}`", a.key.value),
+                    )
+                    .with_help("expected asid=, vmid=, root= and (nested) s2root="))
+                }
+            }
+        }
+        let has_s2root = s2root.is_some();
+        let need = |x: Option<Spanned<AddrRef>>, what: &str| {
+            x.ok_or_else(|| Located::new(kind.span, format!("`{}` needs {what}=", kind.value)))
+        };
+        let kind_v = match kind.value.as_str() {
+            "stage1" => ContextKind::Stage1 {
+                asid: asid.unwrap_or(0),
+                vmid: vmid.unwrap_or(0),
+                root: need(root, "root")?,
+            },
+            "stage2" => {
+                if asid.is_some() {
+                    return Err(Located::new(span, "a stage-2 context has no ASID"));
+                }
+                ContextKind::Stage2 {
+                    vmid: vmid.unwrap_or(0),
+                    root: need(root, "root")?,
+                }
+            }
+            "nested" => ContextKind::Nested {
+                asid: asid.unwrap_or(0),
+                vmid: vmid.unwrap_or(0),
+                root: need(root, "root")?,
+                s2root: need(s2root, "s2root")?,
+            },
+            other => {
+                return Err(Located::new(
+                    kind.span,
+                    format!("expected stage1, stage2 or nested, found `{other}`"),
+                ))
+            }
+        };
+        if has_s2root && !matches!(kind_v, ContextKind::Nested { .. }) {
+            return Err(Located::new(span, "only a nested context has s2root="));
+        }
+        self.end_of_line()?;
+        Ok(ContextDecl {
+            name,
+            kind: kind_v,
+            span: kw.to(span),
+        })
+    }
+
+    fn location(&mut self) -> R<Location> {
+        if self.eat('[') {
+            let pa = self.number("a physical address")?;
+            self.punct(']', "`]`")?;
+            return Ok(Location::Pa(pa));
+        }
+        let frame = self.word("a frame name or `[PA]`")?;
+        self.punct('[', "`[` after the frame name")?;
+        let index = self.number("a descriptor index")?;
+        self.punct(']', "`]`")?;
+        Ok(Location::Index { frame, index })
+    }
+
+    fn desc(&mut self) -> R<Spanned<DescExpr>> {
+        let head =
+            self.word("a descriptor (table, page, block, s2page, s2block, invalid or 0x...)")?;
+        let mut span = head.span;
+        let value = match head.value.as_str() {
+            "invalid" => DescExpr::Raw(0),
+            "table" => {
+                let t = self.addr_ref("the next-level table (a frame name or address)")?;
+                span = span.to(t.span);
+                DescExpr::Table(t)
+            }
+            kind @ ("page" | "block" | "s2page" | "s2block") => {
+                let target = self.addr_ref("the output address (a frame name or address)")?;
+                span = span.to(target.span);
+                let s2 = kind.starts_with("s2");
+                let block = kind.ends_with("block");
+                let (mut writable, mut user, mut ng, mut read) = (false, false, false, true);
+                let (mut extra, mut noaf) = (0u64, false);
+                while !self.at_line_end() {
+                    let f = self.word("a descriptor attribute")?;
+                    span = span.to(f.span);
+                    match (s2, f.value.as_str()) {
+                        (false, "rw") => writable = true,
+                        (false, "ro") => writable = false,
+                        (false, "user") => user = true,
+                        (false, "ng") => ng = true,
+                        (false, "global") => ng = false,
+                        (false, "uxn") => extra |= bits::UXN,
+                        (false, "pxn") => extra |= bits::PXN,
+                        (false, "xn") => extra |= bits::UXN | bits::PXN,
+                        (true, "rw") => (read, writable) = (true, true),
+                        (true, "ro" | "r") => (read, writable) = (true, false),
+                        (true, "w") => (read, writable) = (false, true),
+                        (true, "none") => (read, writable) = (false, false),
+                        (true, "xn") => extra |= bits::UXN,
+                        (_, "noaf") => noaf = true,
+                        (_, "dbm") => extra |= bits::DBM,
+                        (_, "contig") => extra |= bits::CONTIGUOUS,
+                        (_, other) => {
+                            let list = if s2 {
+                                "r, w, rw, ro, none, xn, noaf, dbm, contig"
+                            } else {
+                                "rw, ro, user, ng, global, uxn, pxn, xn, noaf, dbm, contig"
+                            };
+                            return Err(Located::new(
+                                f.span,
+                                format!("unknown {kind} attribute `{other}`"),
+                            )
+                            .with_help(format!("expected one of: {list}")));
+                        }
+                    }
+                }
+                if s2 {
+                    DescExpr::S2 {
+                        block,
+                        target,
+                        read,
+                        write: writable,
+                        extra,
+                        noaf,
+                    }
+                } else {
+                    DescExpr::S1 {
+                        block,
+                        target,
+                        writable,
+                        user,
+                        ng,
+                        extra,
+                        noaf,
+                    }
+                }
+            }
+            w => match number(w) {
+                Some(n) => DescExpr::Raw(n),
+                None => {
+                    return Err(Located::new(
+                        head.span,
+                        format!("expected a descriptor (table, page, block, s2page, s2block, invalid or a number), found `{w}`"),
+                    ))
+                }
+            },
+        };
+        Ok(Spanned { value, span })
+    }
+
+    fn write_decl(&mut self) -> R<WriteDecl> {
+        let start = self.peek().span;
+        let at = self.location()?;
+        self.punct('=', "`=` after the descriptor location")?;
+        let value = self.desc()?;
+        let span = start.to(value.span);
+        self.end_of_line()?;
+        Ok(WriteDecl { at, value, span })
+    }
+
+    fn thread(&mut self) -> R<ThreadDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the thread's name")?;
+        let args = self.args()?;
+        let mut cpu = None;
+        let mut vmid = 0;
+        let mut owns = None;
+        let mut span = kw.to(name.span);
+        for a in &args {
+            span = span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("cpu", [v]) => {
+                    cpu = Some(Spanned {
+                        value: narrow::<u8>(v, "cpu", 7)?,
+                        span: v.span,
+                    })
+                }
+                ("vmid", [v]) => vmid = narrow(v, "vmid", 0xffff)?,
+                ("owns", vs) if !vs.is_empty() => {
+                    owns = Some(
+                        vs.iter()
+                            .map(|v| narrow(v, "owned VMID", 0xffff))
+                            .collect::<R<Vec<u16>>>()?,
+                    )
+                }
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown thread setting `{}`", a.key.value),
+                    )
+                    .with_help("expected cpu=N, vmid=V and owns=V[,V...]"))
+                }
+            }
+        }
+        let cpu = cpu.ok_or_else(|| {
+            Located::new(span, "a thread needs cpu=N").with_help("e.g. `thread t0 cpu=0 {`")
+        })?;
+        self.punct('{', "`{` to open the thread's steps")?;
+        self.end_of_line()?;
+        let mut steps = Vec::new();
+        loop {
+            self.skip_newlines();
+            match &self.peek().tok {
+                Tok::Punct('}') => {
+                    self.bump();
+                    break;
+                }
+                Tok::Eof => {
+                    return Err(Located::new(
+                        self.peek().span,
+                        format!("thread `{}` is not closed: expected `}}`", name.value),
+                    ))
+                }
+                _ => steps.push(self.step()?),
+            }
+        }
+        self.end_of_line()?;
+        Ok(ThreadDecl {
+            name,
+            cpu,
+            vmid,
+            owns,
+            steps,
+            span,
+        })
+    }
+
+    fn step(&mut self) -> R<Spanned<Step>> {
+        let first = self.peek().clone();
+        let start = first.span;
+        let step = match &first.tok {
+            Tok::Punct('[') => self.store()?,
+            Tok::Word(w) if self.peek2().tok == Tok::Punct('[') && w != "store" => self.store()?,
+            Tok::Word(w) => {
+                let w = w.clone();
+                match w.as_str() {
+                    "store" => {
+                        self.bump();
+                        self.store()?
+                    }
+                    "tlbi" => {
+                        self.bump();
+                        self.tlbi()?
+                    }
+                    "dsb" => {
+                        self.bump();
+                        let k = self.word("a DSB kind (ish, ishst, nsh, nshst)")?;
+                        Step::Dsb(match k.value.to_ascii_lowercase().as_str() {
+                            "ish" => Dsb::Ish,
+                            "ishst" => Dsb::Ishst,
+                            "nsh" => Dsb::Nsh,
+                            "nshst" => Dsb::Nshst,
+                            other => {
+                                return Err(Located::new(
+                                    k.span,
+                                    format!("expected a DSB kind (ish, ishst, nsh, nshst), found `{other}`"),
+                                ))
+                            }
+                        })
+                    }
+                    "free" => {
+                        self.bump();
+                        Step::Free(self.addr_ref("the frame to free")?)
+                    }
+                    "alloc" => {
+                        self.bump();
+                        let kind = self.word("an owner (s1-table, s2-table, data or smmu)")?;
+                        let args = self.args()?;
+                        let (owner, rest) = self.owner(args, &kind)?;
+                        if let Some(a) = rest.first() {
+                            return Err(Located::new(
+                                a.span,
+                                format!("unknown alloc setting `{}`", a.key.value),
+                            ));
+                        }
+                        Step::Alloc(owner)
+                    }
+                    "rcu_read_lock" => {
+                        self.bump();
+                        Step::RcuLock
+                    }
+                    "rcu_read_unlock" => {
+                        self.bump();
+                        Step::RcuUnlock
+                    }
+                    "synchronize_rcu" => {
+                        self.bump();
+                        Step::SynchronizeRcu
+                    }
+                    "call_rcu" => {
+                        self.bump();
+                        if matches!(&self.peek().tok, Tok::Word(w) if w == "free") {
+                            self.bump();
+                        }
+                        Step::CallRcuFree(self.addr_ref("the frame to free after a grace period")?)
+                    }
+                    "rely-read-only" | "rely_read_only" => {
+                        self.bump();
+                        let ctx = self.word("a context name")?;
+                        let va = self.number("an address")?.value;
+                        Step::RelyReadOnly { ctx, va }
+                    }
+                    "retry" => {
+                        self.bump();
+                        let rw = self.word("`read` or `write`")?;
+                        let write = match rw.value.as_str() {
+                            "read" => false,
+                            "write" => true,
+                            other => {
+                                return Err(Located::new(
+                                    rw.span,
+                                    format!("expected `read` or `write`, found `{other}`"),
+                                ))
+                            }
+                        };
+                        let ctx = self.word("a context name")?;
+                        let va = self.number("an address")?.value;
+                        Step::Retry { write, ctx, va }
+                    }
+                    "smmu" => {
+                        self.bump();
+                        self.smmu_step()?
+                    }
+                    "cmd_sync" => {
+                        self.bump();
+                        Step::CmdSync
+                    }
+                    "device" => {
+                        self.bump();
+                        self.device_step()?
+                    }
+                    "resume" => {
+                        self.bump();
+                        Step::Resume(self.word("a device name")?)
+                    }
+                    r if RESERVED_STEPS.contains(&r) => {
+                        return Err(Located::new(
+                            first.span,
+                            format!("`{r}` is a high-level operation reserved for a later version; low-level scenarios spell out its steps"),
+                        )
+                        .with_help("see \"Reserved words\" in docs/scenario-format.md"))
+                    }
+                    _ => return Err(expected(
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, resume)",
+                        &first,
+                    )),
+                }
+            }
+            _ => return Err(expected("a step or `}`", &first)),
+        };
+        let end = self.toks[self.pos.saturating_sub(1)].span;
+        let span = start.to(end);
+        self.end_of_line()?;
+        Ok(Spanned { value: step, span })
+    }
+
+    fn store(&mut self) -> R<Step> {
+        let at = self.location()?;
+        self.punct('=', "`=` after the descriptor location")?;
+        let value = self.desc()?;
+        Ok(Step::Store { at, value })
+    }
+
+    fn fields(&mut self) -> R<Vec<Field>> {
+        let mut out = Vec::new();
+        for a in self.args()? {
+            match a.values.as_slice() {
+                [v] => out.push(Field {
+                    key: Spanned {
+                        value: a.key.value.to_ascii_lowercase(),
+                        span: a.key.span,
+                    },
+                    value: v.clone(),
+                }),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("expected `{}=VALUE`", a.key.value),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn tlbi(&mut self) -> R<Step> {
+        let m = self.word("a TLBI mnemonic (e.g. VAE1IS)")?;
+        let tlbi: Tlbi = m
+            .value
+            .parse()
+            .map_err(|e: tlbcheck_hw::cpu::tlbi::ParseTlbiError| {
+                Located::new(m.span, e.to_string())
+            })?;
+        let start = self.peek().span;
+        let operand = match &self.peek().tok {
+            Tok::Newline | Tok::Eof => TlbiOperandExpr::None,
+            Tok::Word(w) if number(w).is_some() && self.peek2().tok != Tok::Punct('=') => {
+                let n = self.number("an operand")?.value;
+                TlbiOperandExpr::Raw(n)
+            }
+            _ => TlbiOperandExpr::Fields(self.fields()?),
+        };
+        let end = self.toks[self.pos.saturating_sub(1)].span;
+        let span = if operand == TlbiOperandExpr::None {
+            m.span
+        } else {
+            start.to(end)
+        };
+        Ok(Step::Tlbi {
+            tlbi: Spanned {
+                value: tlbi,
+                span: m.span,
+            },
+            operand: Spanned {
+                value: operand,
+                span,
+            },
+        })
+    }
+
+    fn smmu_step(&mut self) -> R<Step> {
+        let w = self.word("`cmd` or `cmd_sync`")?;
+        match w.value.as_str() {
+            "cmd_sync" => Ok(Step::CmdSync),
+            "cmd" => {
+                let head =
+                    self.word("an SMMU command name (e.g. CMD_TLBI_NH_VA) or 0xDW0 0xDW1")?;
+                if let Some(dw0) = number(&head.value) {
+                    let dw1 = self.number("the second command word (dw1)")?;
+                    return Command::decode([dw0, dw1.value])
+                        .map(Step::SmmuCmd)
+                        .map_err(|e| Located::new(head.span.to(dw1.span), e.to_string()));
+                }
+                if head.value.eq_ignore_ascii_case("CMD_SYNC")
+                    || head.value.eq_ignore_ascii_case("SYNC")
+                {
+                    // A CMD_SYNC on its own is the completion step.
+                    let f = self.fields()?;
+                    if let Some(x) = f.first() {
+                        return Err(Located::new(
+                            x.key.span,
+                            "use `cmd_sync` (CMD_SYNC fields are not modelled)",
+                        ));
+                    }
+                    return Ok(Step::CmdSync);
+                }
+                let fields = self.fields()?;
+                let kv: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|f| (f.key.value.clone(), f.value.value.clone()))
+                    .collect();
+                smmu_from_fields(&head.value, &kv)
+                    .map(Step::SmmuCmd)
+                    .map_err(|e| {
+                        let span = e
+                            .field
+                            .map_or(head.span, |i| fields[i].key.span.to(fields[i].value.span));
+                        Located::new(span, e.message)
+                    })
+            }
+            other => Err(Located::new(
+                w.span,
+                format!("expected `cmd` or `cmd_sync` after `smmu`, found `{other}`"),
+            )),
+        }
+    }
+
+    fn device_step(&mut self) -> R<Step> {
+        let device = self.word("a device name")?;
+        let kw = self.word("`access`")?;
+        if kw.value != "access" {
+            return Err(Located::new(
+                kw.span,
+                format!("expected `access`, found `{}`", kw.value),
+            ));
+        }
+        let rw = self.word("`read` or `write`")?;
+        let write = match rw.value.as_str() {
+            "read" => false,
+            "write" => true,
+            other => {
+                return Err(Located::new(
+                    rw.span,
+                    format!("expected `read` or `write`, found `{other}`"),
+                ))
+            }
+        };
+        let addr = self.number("an address")?.value;
+        let mut ssid = None;
+        for f in self.fields()? {
+            if f.key.value == "ssid" {
+                ssid = Some(narrow(&f.value, "ssid", (1 << 20) - 1)?);
+            } else {
+                return Err(Located::new(
+                    f.key.span,
+                    format!(
+                        "unknown device access setting `{}` (expected ssid=)",
+                        f.key.value
+                    ),
+                ));
+            }
+        }
+        Ok(Step::DeviceAccess(DeviceAccess {
+            device,
+            write,
+            addr,
+            ssid,
+        }))
+    }
+
+    fn bounds(&mut self) -> R<BoundsDecl> {
+        self.bump();
+        let mut b = BoundsDecl::default();
+        for a in self.args()? {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("depth", [v]) => b.depth = Some(narrow(v, "depth", u64::from(u32::MAX))?),
+                ("states", [v]) => b.states = Some(num_of(v, "states")?),
+                _ => {
+                    return Err(
+                        Located::new(a.span, format!("unknown bound `{}`", a.key.value))
+                            .with_help("expected depth=N and states=N"),
+                    )
+                }
+            }
+        }
+        self.end_of_line()?;
+        Ok(b)
+    }
+
+    fn expect(&mut self) -> R<Spanned<Expect>> {
+        let kw = self.bump().span;
+        let w = self.word("`ok` or `violation NAME`")?;
+        let (value, span) = match w.value.as_str() {
+            "ok" => (Expect::Ok, kw.to(w.span)),
+            "violation" => {
+                let n = self.word("a violation name (e.g. walk-cache-uaf)")?;
+                let k: ViolationKind = n.value.parse().map_err(
+                    |e: tlbcheck_checker::violation::UnknownViolation| {
+                        Located::new(n.span, e.to_string())
+                    },
+                )?;
+                (Expect::Violation(k), kw.to(n.span))
+            }
+            other => {
+                return Err(Located::new(
+                    w.span,
+                    format!("expected `ok` or `violation NAME`, found `{other}`"),
+                ))
+            }
+        };
+        self.end_of_line()?;
+        Ok(Spanned { value, span })
+    }
+}
