@@ -9,6 +9,7 @@
 use crate::addr::Pa;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// log2 of the frame size. Frames are 4 KiB whatever the translation
@@ -139,12 +140,13 @@ pub enum MemError {
 /// The whole simulated physical memory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PhysMem {
-    /// Non-zero 64-bit words, sorted by address.
-    words: Vec<(Pa, u64)>,
+    /// Non-zero 64-bit words, sorted by address. Shared copy-on-write: the
+    /// explorer clones memory at every transition and few transitions store.
+    words: Arc<Vec<(Pa, u64)>>,
     /// First frame of the allocator's pool.
     pool_base: Pfn,
-    /// Owner of each frame of the pool.
-    owners: Vec<FrameOwner>,
+    /// Owner of each frame of the pool (shared copy-on-write).
+    owners: Arc<Vec<FrameOwner>>,
     /// Free frames; the last one is handed out next, so the most recently
     /// freed frame is reused first and a use-after-free shows at once.
     free: Vec<u32>,
@@ -157,9 +159,9 @@ impl PhysMem {
     /// all free. Frames are handed out in ascending order at first.
     pub fn new(pool_base: Pfn, frames: u32) -> PhysMem {
         PhysMem {
-            words: Vec::new(),
+            words: Arc::new(Vec::new()),
             pool_base,
-            owners: vec![FrameOwner::Free; frames as usize],
+            owners: Arc::new(vec![FrameOwner::Free; frames as usize]),
             free: (0..frames).rev().collect(),
             pending: Vec::new(),
         }
@@ -215,11 +217,11 @@ impl PhysMem {
         }
         match self.words.binary_search_by_key(&pa, |w| w.0) {
             Ok(i) if value == 0 => {
-                self.words.remove(i);
+                Arc::make_mut(&mut self.words).remove(i);
             }
-            Ok(i) => self.words[i].1 = value,
-            Err(i) if value != 0 => self.words.insert(i, (pa, value)),
-            Err(_) => {}
+            Ok(i) if self.words[i].1 != value => Arc::make_mut(&mut self.words)[i].1 = value,
+            Err(i) if value != 0 => Arc::make_mut(&mut self.words).insert(i, (pa, value)),
+            _ => {}
         }
         Ok(())
     }
@@ -276,7 +278,7 @@ impl PhysMem {
         let idx = self.free.pop().ok_or(MemError::OutOfFrames)?;
         let pfn = Pfn(self.pool_base.0 + u64::from(idx));
         self.zero_frame(pfn);
-        self.owners[idx as usize] = owner;
+        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
         Ok(pfn)
     }
 
@@ -290,7 +292,7 @@ impl PhysMem {
             .position(|&f| f == idx)
             .ok_or(MemError::DoubleFree(pfn))?;
         self.free.remove(pos);
-        self.owners[idx as usize] = owner;
+        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
         Ok(())
     }
 
@@ -301,7 +303,7 @@ impl PhysMem {
         if self.owners[idx as usize] == FrameOwner::Free {
             return Err(MemError::DoubleFree(pfn));
         }
-        self.owners[idx as usize] = FrameOwner::Free;
+        Arc::make_mut(&mut self.owners)[idx as usize] = FrameOwner::Free;
         self.free.push(idx);
         Ok(())
     }
@@ -317,7 +319,7 @@ impl PhysMem {
     /// Re-tags a frame in use (for example a data page that becomes a table).
     pub fn set_owner(&mut self, pfn: Pfn, owner: FrameOwner) -> Result<(), MemError> {
         let idx = self.pool_index(pfn)?;
-        self.owners[idx as usize] = owner;
+        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
         Ok(())
     }
 
@@ -335,7 +337,9 @@ impl PhysMem {
         let hi = self
             .words
             .partition_point(|w| w.0 < Pa(base.0 + FRAME_SIZE));
-        self.words.drain(lo..hi);
+        if lo < hi {
+            Arc::make_mut(&mut self.words).drain(lo..hi);
+        }
     }
 
     fn pool_index(&self, pfn: Pfn) -> Result<u32, MemError> {

@@ -11,6 +11,9 @@ use super::entry::{AsidSel, EntryKind, InvalScope, Perms, Regime, Stage, TlbEntr
 use crate::addr::Granule;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Why an entry is holdable: the step that made it reachable and the
 /// descriptor (or configuration word) it was read from.
@@ -26,27 +29,52 @@ pub struct Provenance {
 ///
 /// Equality and hashing look at the entries only: two states that allow the
 /// same entries behave the same, whatever history made them holdable.
-#[derive(Clone, Debug, Default)]
+///
+/// The map is shared copy-on-write and its hash is cached, because the
+/// explorer clones and hashes whole machine states at every transition
+/// while most transitions leave most agents' sets unchanged.
+#[derive(Debug, Default)]
 pub struct MayHold {
-    entries: BTreeMap<TlbEntry, Provenance>,
+    entries: Arc<BTreeMap<TlbEntry, Provenance>>,
+    /// Hash of the entries, 0 when not yet computed.
+    hash: AtomicU64,
     /// Bit `s` set if some entry with `span_shift == s` was ever inserted;
     /// lets a range invalidation probe only the spans that can exist.
     spans: u64,
 }
 
+impl Clone for MayHold {
+    fn clone(&self) -> Self {
+        MayHold {
+            entries: Arc::clone(&self.entries),
+            hash: AtomicU64::new(self.hash.load(Ordering::Relaxed)),
+            spans: self.spans,
+        }
+    }
+}
+
 impl PartialEq for MayHold {
     fn eq(&self, other: &Self) -> bool {
-        self.entries.len() == other.entries.len() && self.entries.keys().eq(other.entries.keys())
+        Arc::ptr_eq(&self.entries, &other.entries)
+            || (self.entries.len() == other.entries.len()
+                && self.entries.keys().eq(other.entries.keys()))
     }
 }
 impl Eq for MayHold {}
 
-impl std::hash::Hash for MayHold {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_usize(self.entries.len());
-        for e in self.entries.keys() {
-            e.hash(state);
+impl Hash for MayHold {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut h = self.hash.load(Ordering::Relaxed);
+        if h == 0 {
+            let mut fx = rustc_hash::FxHasher::default();
+            fx.write_usize(self.entries.len());
+            for e in self.entries.keys() {
+                e.hash(&mut fx);
+            }
+            h = fx.finish() | 1;
+            self.hash.store(h, Ordering::Relaxed);
         }
+        state.write_u64(h);
     }
 }
 
@@ -107,14 +135,13 @@ impl MayHold {
     /// Adds `entry`; an entry already present keeps its earlier provenance.
     /// Returns whether it was new.
     pub fn insert(&mut self, entry: TlbEntry, prov: Provenance) -> bool {
-        self.spans |= 1 << entry.span_shift;
-        match self.entries.entry(entry) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(prov);
-                true
-            }
-            std::collections::btree_map::Entry::Occupied(_) => false,
+        if self.entries.contains_key(&entry) {
+            return false;
         }
+        self.spans |= 1 << entry.span_shift;
+        self.hash.store(0, Ordering::Relaxed);
+        Arc::make_mut(&mut self.entries).insert(entry, prov);
+        true
     }
 
     /// Whether `entry` is in the set.
@@ -177,9 +204,14 @@ impl MayHold {
 
     /// Removes those of `entries` still held; returns them with provenance.
     pub fn remove_entries(&mut self, entries: &[TlbEntry]) -> Vec<(TlbEntry, Provenance)> {
+        if !entries.iter().any(|e| self.entries.contains_key(e)) {
+            return Vec::new();
+        }
+        self.hash.store(0, Ordering::Relaxed);
+        let map = Arc::make_mut(&mut self.entries);
         entries
             .iter()
-            .filter_map(|e| self.entries.remove(e).map(|p| (*e, p)))
+            .filter_map(|e| map.remove(e).map(|p| (*e, p)))
             .collect()
     }
 
@@ -274,13 +306,8 @@ impl MayHold {
         &mut self,
         mut pred: impl FnMut(&TlbEntry) -> bool,
     ) -> Vec<(TlbEntry, Provenance)> {
-        let doomed: Vec<_> = self
-            .entries
-            .iter()
-            .filter(|(e, _)| pred(e))
-            .map(|(e, p)| (*e, *p))
-            .collect();
-        doomed
+        let doomed: Vec<TlbEntry> = self.entries.keys().filter(|e| pred(e)).copied().collect();
+        self.remove_entries(&doomed)
     }
 }
 
@@ -411,5 +438,32 @@ mod tests {
         a.insert(e, P);
         b.insert(e, Provenance { step: 9, source: 8 });
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn remove_where_removes_and_clones_do_not_share_mutations() {
+        let a = leaf(Some(1), 0, Stage::S1, 0x1000, 12, 3);
+        let b = leaf(Some(2), 0, Stage::S1, 0x2000, 12, 3);
+        let mut m = MayHold::new();
+        m.insert(a, P);
+        m.insert(b, P);
+        let snapshot = m.clone();
+        assert_eq!(m.remove_where(|e| e.asid == Some(1)), vec![(a, P)]);
+        assert!(!m.contains(&a) && m.contains(&b));
+        assert!(snapshot.contains(&a), "the clone keeps its own entries");
+        assert_ne!(m, snapshot);
+        let hash = |x: &MayHold| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            x.hash(&mut h);
+            h.finish()
+        };
+        let mut again = m.clone();
+        again.insert(a, P);
+        assert_eq!(again, snapshot);
+        assert_eq!(
+            hash(&again),
+            hash(&snapshot),
+            "equal sets hash equally after mutation"
+        );
     }
 }
