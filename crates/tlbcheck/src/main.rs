@@ -143,6 +143,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_error_renderer();
     let code = match cli.cmd {
         Cmd::Check { paths, json, run } => cmd_check(&paths, json, &run.options()),
         Cmd::Explain { file, json, run } => cmd_explain(&file, json, &run.options()),
@@ -157,6 +158,25 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+/// Draws errors with colours and wrapping on a terminal; elsewhere (pipes,
+/// CI logs, tests) plain and unwrapped, so a message stays on one line and
+/// can be searched.
+fn install_error_renderer() {
+    #[cfg(feature = "fancy")]
+    {
+        let terminal = std::io::stderr().is_terminal();
+        let _ = miette::set_hook(Box::new(move |_| {
+            let opts = miette::MietteHandlerOpts::new().wrap_lines(terminal);
+            let opts = if terminal {
+                opts
+            } else {
+                opts.color(false).unicode(false)
+            };
+            Box::new(opts.build())
+        }));
+    }
 }
 
 /// Prints a scenario error with its source snippet.

@@ -779,6 +779,26 @@ impl Parser {
                         format!("thread `{}` is not closed: expected `}}`", name.value),
                     ))
                 }
+                Tok::Word(w)
+                    if matches!(
+                        w.as_str(),
+                        "thread"
+                            | "expect"
+                            | "bounds"
+                            | "scenario"
+                            | "machine"
+                            | "frame"
+                            | "context"
+                    ) =>
+                {
+                    return Err(Located::new(
+                        self.peek().span,
+                        format!(
+                            "thread `{}` is not closed: expected `}}` before `{w}`",
+                            name.value
+                        ),
+                    ))
+                }
                 _ => steps.push(self.step()?),
             }
         }
