@@ -7,6 +7,8 @@ use std::fmt;
 use tlbcheck_hw::addr::{AddrRange, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
+use tlbcheck_hw::smmu::model::{DeviceState, Smmu};
 use tlbcheck_hw::tlb::{Access, AsidSel, EntryKind, InvalScope, Provenance, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::{translate, Context};
 
@@ -75,6 +77,46 @@ pub enum Op {
         /// A write (else a read).
         write: bool,
     },
+    /// The thread writes one command into the SMMU Command queue and moves
+    /// PROD; the SMMU consumes it at once (its effect still waits for a
+    /// CMD_SYNC). An illegal command stops the queue (CERROR_ILL).
+    SmmuCmd {
+        /// The command as written, for traces.
+        text: String,
+        /// Its 16 bytes (dw0, dw1).
+        words: [u64; 2],
+    },
+    /// The thread issues CMD_SYNC and waits for its completion; it cannot
+    /// proceed while the queue is stopped by a command error.
+    SmmuSync,
+    /// Device `dev` issues a transaction (a device thread's op). It waits
+    /// while the device is stalled or waiting for a PRI response. A fault is
+    /// recorded in the Event queue; with stall the device stalls until
+    /// RESUME; with ATS + PRI it sends a page request.
+    DeviceAccess {
+        /// Device index.
+        dev: usize,
+        /// Input address (VA, or IPA for a stage-2-only stream).
+        va: u64,
+        /// A write (else a read).
+        write: bool,
+    },
+    /// The fault handler resumes device `dev` (waiting until it is stalled or
+    /// has a page request): CMD_RESUME with retry, or CMD_PRI_RESP success;
+    /// the device then retries through its caches. Reports `fault-livelock`
+    /// if the device may still use a stale entry that denies the access
+    /// while the current tables grant it.
+    DeviceResume {
+        /// Device index.
+        dev: usize,
+    },
+    /// The software relies on device `dev`'s stream using the configuration
+    /// now in memory (after changing an STE/CD and its invalidation):
+    /// `stale-config` if the config cache may still hold a different copy.
+    SmmuRelyConfig {
+        /// Device index.
+        dev: usize,
+    },
 }
 
 impl fmt::Display for Op {
@@ -96,6 +138,17 @@ impl fmt::Display for Op {
                     "retry {} ctx {ctx} VA {va:#x}",
                     if *write { "write" } else { "read" }
                 )
+            }
+            Op::SmmuCmd { text, .. } => write!(f, "smmu cmd {text}"),
+            Op::SmmuSync => f.write_str("smmu CMD_SYNC (wait)"),
+            Op::DeviceAccess { dev, va, write } => write!(
+                f,
+                "device {dev} {} VA {va:#x}",
+                if *write { "write" } else { "read" }
+            ),
+            Op::DeviceResume { dev } => write!(f, "resume device {dev} (retry)"),
+            Op::SmmuRelyConfig { dev } => {
+                write!(f, "rely on current SMMU config of device {dev}")
             }
         }
     }
@@ -207,6 +260,9 @@ impl Model {
                 continue;
             }
             if th.ops[pc] == Op::SynchronizeRcu && s.gp_waits[t].is_some_and(|w| w != 0) {
+                continue;
+            }
+            if !smmu_op_enabled(&th.ops[pc], s) {
                 continue;
             }
             out.push(Choice::Thread(t as u8));
@@ -323,6 +379,30 @@ impl Model {
             }
             Op::RelyReadOnly { ctx, va } => self.rely_read_only(s, *ctx, *va, step),
             Op::Retry { ctx, va, write } => self.retry(s, cpu, *ctx, *va, *write, step),
+            Op::SmmuCmd { words, .. } => {
+                let m = &mut s.machine;
+                if let Some(smmu) = m.smmu.as_mut() {
+                    // A full queue is a scenario sizing error; drop the command.
+                    let _ = smmu.submit(&mut m.mem, *words, step);
+                }
+                None
+            }
+            Op::SmmuSync => {
+                let m = &mut s.machine;
+                if let Some(smmu) = m.smmu.as_mut() {
+                    let _ = smmu.submit(&mut m.mem, sync_words(), step);
+                }
+                None
+            }
+            Op::DeviceAccess { dev, va, write } => {
+                let m = &mut s.machine;
+                if let Some(smmu) = m.smmu.as_mut() {
+                    smmu.device_access(&mut m.mem, *dev, *va, *write);
+                }
+                None
+            }
+            Op::DeviceResume { dev } => self.device_resume(s, *dev, step),
+            Op::SmmuRelyConfig { dev } => self.rely_config(s, *dev, step),
         };
         if advance {
             s.pcs[t] += 1;
@@ -358,13 +438,52 @@ impl Model {
     fn free(&self, s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
         let was = s.machine.mem.owner(frame);
         let range = AddrRange::span(frame.base().0, 12);
-        let holders = s.machine.holders(range);
+        let mut holders: Vec<(String, TlbEntry, Provenance)> = s
+            .machine
+            .holders(range)
+            .into_iter()
+            .map(|(c, e, p)| (format!("CPU {c}"), e, p))
+            .collect();
+        let mut cfg_holders = Vec::new();
+        if let Some(smmu) = &s.machine.smmu {
+            holders.extend(smmu.holders(range));
+            cfg_holders = smmu.config_holders(range);
+        }
         // Scenario loading checks frames are in the pool and owned.
         let _ = s.machine.mem.free(frame);
-        let (cpu, entry, prov) = *holders
+        let fate = FrameFate {
+            frame: frame.base().0,
+            was,
+            freed_at: step,
+        };
+        let Some((cpu, entry, prov)) = holders
             .iter()
             .find(|(_, e, _)| e.kind == EntryKind::Walk)
-            .or_else(|| holders.first())?;
+            .or_else(|| holders.first())
+            .cloned()
+        else {
+            // stale-config rule (a): a frame holding a configuration
+            // structure the SMMU config cache may hold, or one such a
+            // structure points into (an L2 Stream/CD table, a CD table, a
+            // translation table root), is freed.
+            let (cfg, since) = *cfg_holders.first()?;
+            return Some(Violation {
+                kind: ViolationKind::StaleConfig,
+                step,
+                agent: "SMMU config cache".to_string(),
+                entry: None,
+                provenance: Some(Provenance {
+                    step: since,
+                    source: cfg.location().first,
+                }),
+                frame: Some(fate),
+                detail: format!(
+                    "frame {:#x} ({was}) returned to the allocator while the SMMU config cache may still hold {cfg}, which {} it",
+                    frame.base().0,
+                    if cfg.location().overlaps(range) { "lives in" } else { "points into" }
+                ),
+            });
+        };
         let kind = match entry.kind {
             EntryKind::Walk => ViolationKind::WalkCacheUaf,
             EntryKind::Leaf => ViolationKind::FreedFrameMapped,
@@ -372,16 +491,12 @@ impl Model {
         Some(Violation {
             kind,
             step,
-            agent: format!("CPU {cpu}"),
+            agent: cpu.clone(),
             entry: Some(entry),
             provenance: Some(prov),
-            frame: Some(FrameFate {
-                frame: frame.base().0,
-                was,
-                freed_at: step,
-            }),
+            frame: Some(fate),
             detail: format!(
-                "frame {:#x} ({was}) returned to the allocator while CPU {cpu} may still hold {entry} (entries pointing into it: {})",
+                "frame {:#x} ({was}) returned to the allocator while {cpu} may still hold {entry} (entries pointing into it: {})",
                 frame.base().0,
                 holders.len()
             ),
@@ -408,7 +523,97 @@ impl Model {
                 }
             }
         }
-        None
+        // A device sharing the address space (same tags) through the SMMU.
+        let smmu = s.machine.smmu.as_ref()?;
+        let (agent, e, p) = smmu
+            .leaves_for_context(c, va)
+            .into_iter()
+            .find(|(_, e, _)| e.perms.write)?;
+        Some(Violation {
+            kind: ViolationKind::StaleWrite,
+            step,
+            agent: agent.clone(),
+            entry: Some(e),
+            provenance: Some(p),
+            frame: None,
+            detail: format!(
+                "the software relies on VA {va:#x} ({}) being read-only, but the {agent} may still hold a writable {e}",
+                self.context_names[ctx]
+            ),
+        })
+    }
+
+    fn device_resume(&self, s: &mut State, dev: usize, step: u32) -> Option<Violation> {
+        let m = &mut s.machine;
+        let smmu = m.smmu.as_mut()?;
+        let (sid, ssid) = (smmu.devices[dev].sid, smmu.devices[dev].ssid);
+        let (cmd, va, write) = match smmu.devices[dev].state {
+            DeviceState::Stalled { stag, va, write } => (
+                Command::Resume {
+                    sid,
+                    stag,
+                    retry: true,
+                    abort: false,
+                },
+                va,
+                write,
+            ),
+            DeviceState::AwaitingPri { grpid, va, write } => (
+                Command::PriResp {
+                    sid,
+                    ssv: ssid.is_some(),
+                    ssid: ssid.unwrap_or(0),
+                    grpid,
+                    resp: PriResp::Success,
+                },
+                va,
+                write,
+            ),
+            _ => return None,
+        };
+        let _ = smmu.submit(&mut m.mem, cmd.encode(), step);
+        if !matches!(smmu.devices[dev].state, DeviceState::Retrying { .. }) {
+            return None;
+        }
+        let stale = smmu.stale_denials(&m.mem, dev, va, write);
+        // The retry happens whatever the verdict (it may stall again).
+        smmu.device_access(&mut m.mem, dev, va, write);
+        let (agent, e, p) = stale.into_iter().next()?;
+        Some(Violation {
+            kind: ViolationKind::FaultLivelock,
+            step,
+            agent: agent.clone(),
+            entry: Some(e),
+            provenance: Some(p),
+            frame: None,
+            detail: format!(
+                "the page table now grants device {dev}'s {} at VA {va:#x}, yet the {agent} may still hold {e} which forbids it: the retry can fault forever",
+                if write { "write" } else { "read" }
+            ),
+        })
+    }
+
+    /// stale-config rule (b): the software relies on the SMMU using the
+    /// configuration now in memory for the device's stream; any held copy
+    /// of an STE, CD or L1 descriptor of that stream that differs from
+    /// memory is a violation.
+    fn rely_config(&self, s: &State, dev: usize, step: u32) -> Option<Violation> {
+        let smmu = s.machine.smmu.as_ref()?;
+        let (cfg, since) = *smmu.stale_configs(&s.machine.mem, dev).first()?;
+        Some(Violation {
+            kind: ViolationKind::StaleConfig,
+            step,
+            agent: "SMMU config cache".to_string(),
+            entry: None,
+            provenance: Some(Provenance {
+                step: since,
+                source: cfg.location().first,
+            }),
+            frame: None,
+            detail: format!(
+                "the software relies on device {dev}'s current configuration, but the SMMU config cache may still hold the old {cfg}"
+            ),
+        })
     }
 
     fn retry(
@@ -441,6 +646,39 @@ impl Model {
             ),
         })
     }
+}
+
+/// Whether an SMMU-related op can run now: CMD_SYNC waits while the queue
+/// is stopped by a command error; a device access waits while its device
+/// is stalled or awaiting a PRI response; a resume waits for one of those.
+fn smmu_op_enabled(op: &Op, s: &State) -> bool {
+    let Some(smmu) = &s.machine.smmu else {
+        return true;
+    };
+    match op {
+        Op::SmmuSync => smmu.cmdq.error.is_none(),
+        Op::DeviceAccess { dev, .. } => matches!(
+            smmu.devices[*dev].state,
+            DeviceState::Idle | DeviceState::Retrying { .. }
+        ),
+        Op::DeviceResume { dev } => matches!(
+            smmu.devices[*dev].state,
+            DeviceState::Stalled { .. } | DeviceState::AwaitingPri { .. }
+        ),
+        _ => true,
+    }
+}
+
+/// CMD_SYNC with SEV completion, as Linux issues without MSI polling.
+fn sync_words() -> [u64; 2] {
+    Command::Sync {
+        cs: SyncCs::Sev,
+        msh: 3,
+        msiattr: 0xf,
+        msidata: 0,
+        msiaddr: 0,
+    }
+    .encode()
 }
 
 /// The leaves an access in `ctx` at `va` may hit in `cpu`'s TLB: combined
@@ -490,6 +728,9 @@ fn diff(before: &Machine, after: &Machine) -> Vec<String> {
             ));
         }
     }
+    if let (Some(b), Some(a)) = (&before.smmu, &after.smmu) {
+        smmu_diff(b, a, &mut out);
+    }
     let stores_before = before.mem.pending_stores().len();
     let stores_after = after.mem.pending_stores().len();
     if stores_after > stores_before {
@@ -501,6 +742,60 @@ fn diff(before: &Machine, after: &Machine) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Lines describing how the SMMU's caches, queue and devices changed.
+fn smmu_diff(b: &Smmu, a: &Smmu, out: &mut Vec<String>) {
+    let may = |name: &str,
+               bm: &tlbcheck_hw::tlb::MayHold,
+               am: &tlbcheck_hw::tlb::MayHold,
+               out: &mut Vec<String>| {
+        for (e, _) in bm.iter() {
+            if !am.contains(e) {
+                out.push(format!("{name}: - {e}"));
+            }
+        }
+        for (e, p) in am.iter() {
+            if !bm.contains(e) {
+                out.push(format!(
+                    "{name}: + {e} (from descriptor at {:#x})",
+                    p.source
+                ));
+            }
+        }
+    };
+    may("SMMU IOTLB", &b.iotlb, &a.iotlb, out);
+    for (i, (bd, ad)) in b.devices.iter().zip(&a.devices).enumerate() {
+        may(&format!("ATC of device {i}"), &bd.atc, &ad.atc, out);
+        if bd.state != ad.state {
+            out.push(format!("device {i}: {:?}", ad.state));
+        }
+    }
+    for (e, _) in b.config.iter() {
+        if !a.config.contains(e) {
+            out.push(format!("SMMU config cache: - {e}"));
+        }
+    }
+    for (e, _) in a.config.iter() {
+        if !b.config.contains(e) {
+            out.push(format!("SMMU config cache: + {e}"));
+        }
+    }
+    if a.pending_invalidations() > b.pending_invalidations() {
+        out.push(format!(
+            "SMMU: {} invalidation(s) consumed, waiting for CMD_SYNC",
+            a.pending_invalidations()
+        ));
+    }
+    if a.cmdq.error.is_some() && b.cmdq.error.is_none() {
+        out.push(format!(
+            "SMMU: command queue stopped, CONS.ERR = CERROR_ILL at index {}",
+            a.cmdq.cons_index()
+        ));
+    }
+    if a.evtq.ring.prod != b.evtq.ring.prod {
+        out.push("SMMU: event recorded in the Event queue".to_string());
+    }
 }
 
 /// Whether `scope` reaches an address range (ignores level hints), used to

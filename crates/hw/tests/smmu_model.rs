@@ -176,6 +176,7 @@ fn ro_leaf() -> u64 {
 // ---------------------------------------------------------------------
 // Invalidation scopes, one table per family.
 
+#[allow(clippy::too_many_arguments)]
 fn e(
     regime: Regime,
     vmid: u16,
@@ -772,7 +773,7 @@ fn atc_case(order: &[&str]) -> usize {
         ro_leaf(),
     );
     assert!(
-        fx.smmu.devices[0].atc.len() > 0,
+        !fx.smmu.devices[0].atc.is_empty(),
         "the ATC may hold the RO entry"
     );
     fx.upgrade_to_rw();

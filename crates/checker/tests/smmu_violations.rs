@@ -1,0 +1,475 @@
+//! One buggy/fixed model pair per SMMU behaviour: the buggy model must
+//! produce the named violation, its fixed twin must explore clean.
+
+use tlbcheck_checker::explore::{explore, Coverage};
+use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
+use tlbcheck_checker::violation::ViolationKind;
+use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::machine::{Dsb, Machine};
+use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
+use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
+use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
+use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
+use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
+use tlbcheck_hw::smmu::ste::{S1Fmt, Ste};
+use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
+use tlbcheck_hw::vmsa::desc::{s1_page, table};
+use tlbcheck_hw::vmsa::{Context, StageConfig};
+
+const STRTAB: u64 = 0x10_0000;
+const CD: u64 = 0x10_1000;
+const CMDQ: u64 = 0x10_2000;
+const EVTQ: u64 = 0x10_3000;
+const L0: u64 = 0x10_4000;
+const L3: u64 = 0x10_7000;
+const DATA: u64 = 0x10_8000;
+/// Two level-2 CD tables for the L1CD scenario.
+const CD_A: u64 = 0x10_9000;
+const CD_B: u64 = 0x10_a000;
+const SID: u32 = 3;
+
+struct Setup {
+    opts: SmmuOptions,
+    /// Device: SubstreamID, ATS, PRI.
+    ssid: Option<u32>,
+    ats: bool,
+    pri: bool,
+    /// CD.S: stall on stage-1 faults.
+    stall: bool,
+    /// ASID of the device's CD (the CPU process uses ASID 1).
+    asid: u16,
+    /// 2-level CD table: L1CD[0] at CD -> CD_A.
+    two_level_cd: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            opts: SmmuOptions::default(),
+            ssid: None,
+            ats: false,
+            pri: false,
+            stall: true,
+            asid: 1,
+            two_level_cd: false,
+        }
+    }
+}
+
+fn write_words(mem: &mut PhysMem, pa: u64, w: &[u64]) {
+    for (i, v) in w.iter().enumerate() {
+        mem.write(Pa(pa + 8 * i as u64), *v).unwrap();
+    }
+}
+
+/// A process (ASID 1) whose VA 0 maps DATA read-only, run by two CPUs and
+/// shared with device 0 (SVA: its CD points at the same tables).
+fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
+    let mut mem = PhysMem::new(Pfn(0x100), 32);
+    for pa in [STRTAB, CD, CMDQ, EVTQ, CD_A, CD_B] {
+        mem.claim(Pfn::of(Pa(pa)), FrameOwner::Smmu).unwrap();
+    }
+    for (i, level) in (0..4u64).zip(0u8..) {
+        let owner = FrameOwner::Table {
+            owner: TableOwner::Stage1 { space: 1 },
+            level,
+        };
+        mem.claim(Pfn::of(Pa(L0 + i * 0x1000)), owner).unwrap();
+    }
+    mem.claim(Pfn::of(Pa(DATA)), FrameOwner::Data { space: 1 })
+        .unwrap();
+    for l in 0..3u64 {
+        mem.write(Pa(L0 + l * 0x1000), table(L0 + (l + 1) * 0x1000))
+            .unwrap();
+    }
+    mem.write(Pa(L3), s1_page(DATA, false, true, false))
+        .unwrap();
+    let mut cd = Cd::new(s.asid, L0, Granule::K4);
+    cd.s = s.stall;
+    let mut ste = Ste::stage1(CD);
+    ste.eats = u8::from(s.ats);
+    if s.two_level_cd {
+        ste.s1_fmt = S1Fmt::TwoLevel4K;
+        ste.s1_cd_max = 4;
+        let slot = 64 * u64::from(s.ssid.unwrap_or(0));
+        write_words(&mut mem, CD_A + slot, &cd.encode());
+        write_words(&mut mem, CD_B + slot, &cd.encode());
+        mem.write(
+            Pa(CD),
+            L1Cd {
+                valid: true,
+                l2ptr: CD_A,
+            }
+            .encode(),
+        )
+        .unwrap();
+    } else {
+        write_words(&mut mem, CD, &cd.encode());
+    }
+    write_words(&mut mem, STRTAB + 64 * u64::from(SID), &ste.encode());
+    let ctx = Context {
+        regime: Regime::El10,
+        asid: 1,
+        vmid: 0,
+        s1: Some(StageConfig::new(Granule::K4, L0)),
+        s2: None,
+    };
+    let mut machine = Machine::new(mem, 2, vec![ctx]);
+    let smmu = Smmu::new(
+        s.opts,
+        StrtabConfig {
+            base: STRTAB,
+            log2size: 4,
+            fmt: StrtabFmt::Linear,
+        },
+        CmdQueue::new(CMDQ, 8),
+        EventQueue::new(EVTQ, 7),
+        vec![Device::new(SID, s.ssid, s.ats, s.pri)],
+        &machine.mem,
+    );
+    machine.attach_smmu(smmu);
+    Model {
+        name: name.into(),
+        machine,
+        threads,
+        contexts: vec![ctx],
+        context_names: vec!["process 1".into()],
+    }
+}
+
+fn cpu(ops: Vec<Op>) -> Thread {
+    Thread {
+        name: "kernel".into(),
+        cpu: 0,
+        ops,
+        owns_vmids: None,
+    }
+}
+
+fn device(ops: Vec<Op>) -> Thread {
+    Thread {
+        name: "device 0".into(),
+        cpu: 1,
+        ops,
+        owns_vmids: None,
+    }
+}
+
+fn smmu(c: Command) -> Op {
+    Op::SmmuCmd {
+        text: c.to_string(),
+        words: c.encode(),
+    }
+}
+
+fn store(pa: u64, value: u64) -> Op {
+    Op::Store { pa: Pa(pa), value }
+}
+
+fn dsb(kind: Dsb) -> Op {
+    Op::Dsb { kind }
+}
+
+/// TLBI VAE1IS for ASID 1, VA 0 (what the arch code issues for the CPU).
+fn cpu_tlbi() -> Op {
+    Op::Tlbi {
+        text: "vae1is asid=1 va=0".into(),
+        scope: InvalScope {
+            regime: Regime::El10,
+            stages: StageSel::STAGE1,
+            vmid: Some(0),
+            asid: AsidSel::Only {
+                asid: 1,
+                with_global: true,
+            },
+            range: Some(AddrRange::from_len(0, 0x1000)),
+            granule: None,
+            leaf_only: false,
+            ttl_level: None,
+        },
+        broadcast: true,
+    }
+}
+
+fn nh_va() -> Op {
+    smmu(Command::TlbiNhVa {
+        vmid: 0,
+        asid: 1,
+        va: TlbiAddr::single(0, false),
+    })
+}
+
+fn atc_inv() -> Op {
+    smmu(Command::AtcInv {
+        sid: SID,
+        ssv: false,
+        ssid: 0,
+        global: false,
+        addr: 0,
+        size: 0,
+    })
+}
+
+/// The permission-upgrade fault path of seeds 000/004: the device writes a
+/// read-only page and faults; the handler makes the PTE writable, runs
+/// `fix`, and resumes the device.
+fn upgrade(fix: Vec<Op>) -> Vec<Thread> {
+    let mut ops = vec![
+        store(L3, s1_page(DATA, true, true, false)),
+        dsb(Dsb::Ishst),
+        cpu_tlbi(),
+        dsb(Dsb::Ish),
+    ];
+    ops.extend(fix);
+    ops.push(Op::DeviceResume { dev: 0 });
+    vec![
+        cpu(ops),
+        device(vec![Op::DeviceAccess {
+            dev: 0,
+            va: 0,
+            write: true,
+        }]),
+    ]
+}
+
+fn check(m: &Model) -> Option<ViolationKind> {
+    let v = explore(m, Bounds::default());
+    if v.violation.is_none() {
+        assert_eq!(
+            v.coverage,
+            Coverage::Complete,
+            "{}: clean runs must be complete",
+            m.name
+        );
+    } else if let Some(t) = &v.trace {
+        // The counterexample replays and names an SMMU agent or the config cache.
+        let text = t.render_text();
+        assert!(text.contains("violation"), "{text}");
+    }
+    v.violation.map(|v| v.kind)
+}
+
+#[test]
+fn sva_without_btm_needs_an_smmu_tlbi_on_permission_upgrade() {
+    let buggy = model(
+        "sva no btm, cpu tlbi only",
+        Setup::default(),
+        upgrade(vec![]),
+    );
+    assert_eq!(check(&buggy), Some(ViolationKind::FaultLivelock));
+    let fixed = model(
+        "sva no btm, + TLBI_NH_VA + CMD_SYNC",
+        Setup::default(),
+        upgrade(vec![nh_va(), Op::SmmuSync]),
+    );
+    assert_eq!(check(&fixed), None);
+}
+
+fn btm() -> SmmuOptions {
+    SmmuOptions {
+        btm: true,
+        ptm: false,
+        ..SmmuOptions::default()
+    }
+}
+
+#[test]
+fn btm_with_a_shared_asid_needs_no_smmu_command() {
+    let s = Setup {
+        opts: btm(),
+        ..Setup::default()
+    };
+    assert_eq!(check(&model("btm shared asid", s, upgrade(vec![]))), None);
+    // The SMMU ignores broadcasts that do not match its ASID.
+    let s = Setup {
+        opts: btm(),
+        asid: 2,
+        ..Setup::default()
+    };
+    assert_eq!(
+        check(&model("btm, smmu asid differs", s, upgrade(vec![]))),
+        Some(ViolationKind::FaultLivelock)
+    );
+}
+
+fn ats_pri() -> Setup {
+    Setup {
+        ats: true,
+        pri: true,
+        stall: false,
+        ..Setup::default()
+    }
+}
+
+#[test]
+fn btm_never_reaches_the_atc() {
+    let s = Setup {
+        opts: btm(),
+        ..ats_pri()
+    };
+    assert_eq!(
+        check(&model("btm + ats, no ATC_INV", s, upgrade(vec![]))),
+        Some(ViolationKind::FaultLivelock)
+    );
+    let s = Setup {
+        opts: btm(),
+        ..ats_pri()
+    };
+    assert_eq!(
+        check(&model(
+            "btm + ats, ATC_INV + CMD_SYNC",
+            s,
+            upgrade(vec![atc_inv(), Op::SmmuSync])
+        )),
+        None
+    );
+}
+
+#[test]
+fn atc_inv_before_the_tlbi_completed_lets_the_atc_refill() {
+    let buggy = model(
+        "ATC_INV, TLBI, one CMD_SYNC",
+        ats_pri(),
+        upgrade(vec![atc_inv(), nh_va(), Op::SmmuSync]),
+    );
+    assert_eq!(check(&buggy), Some(ViolationKind::FaultLivelock));
+    let fixed = model(
+        "TLBI, CMD_SYNC, ATC_INV, CMD_SYNC",
+        ats_pri(),
+        upgrade(vec![nh_va(), Op::SmmuSync, atc_inv(), Op::SmmuSync]),
+    );
+    assert_eq!(check(&fixed), None);
+}
+
+/// SMMUv3 5.3 / 4.3.3: moving SubstreamID 1's level-2 CD table from A to B
+/// changes the L1CD; CFGI_CD with Leaf = 1 leaves the cached L1CD pointing
+/// at A, so freeing A is a stale-config use after free.
+fn l1cd_move(leaf: bool) -> Model {
+    let s = Setup {
+        ssid: Some(1),
+        stall: false,
+        two_level_cd: true,
+        ..Setup::default()
+    };
+    let ops = vec![
+        store(
+            CD,
+            L1Cd {
+                valid: true,
+                l2ptr: CD_B,
+            }
+            .encode(),
+        ),
+        dsb(Dsb::Ish),
+        smmu(Command::CfgiCd {
+            sid: SID,
+            ssid: 1,
+            leaf,
+        }),
+        Op::SmmuSync,
+        Op::Free {
+            frame: Pfn::of(Pa(CD_A)),
+        },
+    ];
+    model(
+        if leaf {
+            "CFGI_CD Leaf=1"
+        } else {
+            "CFGI_CD Leaf=0"
+        },
+        s,
+        vec![cpu(ops)],
+    )
+}
+
+#[test]
+fn cfgi_cd_leaf_keeps_a_stale_l1cd() {
+    assert_eq!(check(&l1cd_move(true)), Some(ViolationKind::StaleConfig));
+    assert_eq!(check(&l1cd_move(false)), None);
+}
+
+/// Changing the STE (here: a new ASID in the CD) and relying on it needs
+/// CFGI_CD + CMD_SYNC.
+#[test]
+fn relying_on_a_changed_cd_needs_its_invalidation() {
+    let new_cd = Cd::new(7, L0, Granule::K4).encode();
+    let run = |fix: Vec<Op>| {
+        let mut ops = vec![store(CD, new_cd[0]), dsb(Dsb::Ish)];
+        ops.extend(fix);
+        ops.push(Op::SmmuRelyConfig { dev: 0 });
+        model("cd asid change", Setup::default(), vec![cpu(ops)])
+    };
+    assert_eq!(check(&run(vec![])), Some(ViolationKind::StaleConfig));
+    assert_eq!(
+        check(&run(vec![
+            smmu(Command::CfgiCd {
+                sid: SID,
+                ssid: 0,
+                leaf: true
+            }),
+            Op::SmmuSync
+        ])),
+        None
+    );
+}
+
+/// DMA unmap: the CPU side is invalidated, the SMMU IOTLB is not, and the
+/// data page is freed: the device may still write into it.
+#[test]
+fn freeing_a_page_the_iotlb_may_map_is_freed_frame_mapped() {
+    let run = |fix: Vec<Op>| {
+        let mut ops = vec![store(L3, 0), dsb(Dsb::Ishst), cpu_tlbi(), dsb(Dsb::Ish)];
+        ops.extend(fix);
+        ops.push(Op::Free {
+            frame: Pfn::of(Pa(DATA)),
+        });
+        model("dma unmap", Setup::default(), vec![cpu(ops)])
+    };
+    let v = explore(&run(vec![]), Bounds::default());
+    let v = v.violation.expect("violation");
+    assert_eq!(v.kind, ViolationKind::FreedFrameMapped);
+    assert_eq!(v.agent, "SMMU IOTLB");
+    assert_eq!(check(&run(vec![nh_va(), Op::SmmuSync])), None);
+}
+
+/// Marking the page read-only and relying on it (COW) while the IOTLB may
+/// still hold a writable entry is a stale write by DMA.
+#[test]
+fn rely_read_only_covers_the_iotlb() {
+    let run = |fix: Vec<Op>| {
+        let mut ops = vec![
+            store(L3, s1_page(DATA, true, true, false)),
+            dsb(Dsb::Ish),
+            store(L3, s1_page(DATA, false, true, false)),
+            dsb(Dsb::Ishst),
+            cpu_tlbi(),
+            dsb(Dsb::Ish),
+        ];
+        ops.extend(fix);
+        ops.push(Op::RelyReadOnly { ctx: 0, va: 0 });
+        model("cow", Setup::default(), vec![cpu(ops)])
+    };
+    assert_eq!(check(&run(vec![])), Some(ViolationKind::StaleWrite));
+    assert_eq!(check(&run(vec![nh_va(), Op::SmmuSync])), None);
+}
+
+/// An illegal command stops the queue: the CMD_SYNC behind it never
+/// completes, so the invalidation before it never takes effect.
+#[test]
+fn cerror_ill_blocks_the_sync_and_the_fix() {
+    let bad = Op::SmmuCmd {
+        text: "opcode 0xff".into(),
+        words: [0xff, 0],
+    };
+    let m = model(
+        "illegal command",
+        Setup::default(),
+        upgrade(vec![nh_va(), bad, Op::SmmuSync]),
+    );
+    let v = explore(&m, Bounds::default());
+    // The handler thread is stuck at the CMD_SYNC: the device is never
+    // resumed, so no violation, but the thread never finishes.
+    assert!(v.violation.is_none());
+    assert_eq!(v.coverage, Coverage::Complete);
+}
