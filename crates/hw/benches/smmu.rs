@@ -1,0 +1,157 @@
+//! SMMU benchmarks (issue 3, item 9):
+//! - `smmu/iotlb-hit-realistic`: an IOTLB lookup that hits in the realistic
+//!   set-associative TLB (the cost-model path);
+//! - `smmu/iotlb-lookup-mayhold`: every cached leaf a device access may
+//!   use, from the may-hold IOTLB (the checker path);
+//! - `smmu/cmd-decode`: decoding one CMD_TLBI_NH_VA from its 16 bytes;
+//! - `smmu/cmd-decode-execute`: writing, consuming and completing one
+//!   CMD_TLBI_NH_VA + CMD_SYNC against an IOTLB of 512 pages (the SYNC
+//!   re-closes the caches, refilling the page from memory);
+//! - `smmu/batch-512-plus-sync`: 512 CMD_TLBI_NH_VA (one per page) and one
+//!   CMD_SYNC, as Linux's per-page invalidation without range support.
+
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::mem::{Pfn, PhysMem};
+use tlbcheck_hw::smmu::cd::Cd;
+use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
+use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
+use tlbcheck_hw::smmu::ste::Ste;
+use tlbcheck_hw::tlb::{EntryKind, RealisticTlb, Regime, Stage};
+use tlbcheck_hw::vmsa::desc::{s1_page, table};
+use tlbcheck_hw::vmsa::{Context, StageConfig};
+
+const STRTAB: u64 = 0x10_0000;
+const CD: u64 = 0x10_1000;
+const CMDQ: u64 = 0x10_2000;
+const EVTQ: u64 = 0x10_3000;
+const L0: u64 = 0x10_4000;
+const DATA: u64 = 0x20_0000;
+
+/// An SMMU whose StreamID 1 translates 512 pages of ASID 1 (one L3 table).
+fn setup() -> (PhysMem, Smmu) {
+    let mut mem = PhysMem::new(Pfn(0x100), 1024);
+    for l in 0..3u64 {
+        mem.write(Pa(L0 + l * 0x1000), table(L0 + (l + 1) * 0x1000))
+            .unwrap();
+    }
+    for i in 0..512u64 {
+        mem.write(
+            Pa(L0 + 0x3000 + 8 * i),
+            s1_page(DATA + (i << 12), true, true, false),
+        )
+        .unwrap();
+    }
+    let ste = Ste::stage1(CD).encode();
+    for (i, w) in ste.iter().enumerate() {
+        mem.write(Pa(STRTAB + 64 + 8 * i as u64), *w).unwrap();
+    }
+    let cd = Cd::new(1, L0, Granule::K4).encode();
+    for (i, w) in cd.iter().enumerate() {
+        mem.write(Pa(CD + 8 * i as u64), *w).unwrap();
+    }
+    let smmu = Smmu::new(
+        SmmuOptions::default(),
+        StrtabConfig {
+            base: STRTAB,
+            log2size: 4,
+            fmt: StrtabFmt::Linear,
+        },
+        CmdQueue::new(CMDQ, 8),
+        EventQueue::new(EVTQ, 7),
+        vec![Device::new(1, None, false, false)],
+        &mem,
+    );
+    assert!(smmu.iotlb.len() >= 512);
+    (mem, smmu)
+}
+
+fn nh_va(page: u64) -> [u64; 2] {
+    Command::TlbiNhVa {
+        vmid: 0,
+        asid: 1,
+        va: TlbiAddr::single(page << 12, true),
+    }
+    .encode()
+}
+
+fn sync() -> [u64; 2] {
+    Command::Sync {
+        cs: SyncCs::Sev,
+        msh: 3,
+        msiattr: 0xf,
+        msidata: 0,
+        msiaddr: 0,
+    }
+    .encode()
+}
+
+fn iotlb_hit(c: &mut Criterion) {
+    let (_, smmu) = setup();
+    let mut tlb = RealisticTlb::new(256, 4);
+    for (e, _) in smmu.iotlb.iter() {
+        if e.kind == EntryKind::Leaf {
+            tlb.insert(*e);
+        }
+    }
+    let vas: Vec<u64> = (0..128u64).map(|i| (i << 12) + 0x10).collect();
+    let mut g = c.benchmark_group("smmu");
+    g.throughput(Throughput::Elements(vas.len() as u64));
+    g.bench_function("iotlb-hit-realistic", |b| {
+        b.iter(|| {
+            for &va in &vas {
+                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va)));
+            }
+        })
+    });
+    let ctx = Context {
+        regime: Regime::El10,
+        asid: 1,
+        vmid: 0,
+        s1: Some(StageConfig::new(Granule::K4, L0)),
+        s2: None,
+    };
+    g.bench_function("iotlb-lookup-mayhold", |b| {
+        b.iter(|| {
+            for &va in &vas {
+                black_box(smmu.leaves_for_context(&ctx, black_box(va)));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn commands(c: &mut Criterion) {
+    let mut g = c.benchmark_group("smmu");
+    let words = nh_va(7);
+    g.bench_function("cmd-decode", |b| {
+        b.iter(|| black_box(Command::decode(black_box(words))))
+    });
+    let (mut mem, mut smmu) = setup();
+    g.bench_function("cmd-decode-execute", |b| {
+        b.iter(|| {
+            smmu.submit(&mut mem, black_box(words), 1).unwrap();
+            black_box(smmu.submit(&mut mem, sync(), 1).unwrap());
+        })
+    });
+    g.throughput(Throughput::Elements(513));
+    g.bench_function("batch-512-plus-sync", |b| {
+        b.iter_batched(
+            setup,
+            |(mut mem, mut smmu)| {
+                for p in 0..512 {
+                    smmu.submit(&mut mem, nh_va(p), 1).unwrap();
+                }
+                black_box(smmu.submit(&mut mem, sync(), 2).unwrap());
+                (mem, smmu)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, iotlb_hit, commands);
+criterion_main!(benches);
