@@ -10,7 +10,8 @@
 //! - `smmu/batch-512-plus-sync`: 512 CMD_TLBI_NH_VA (one per page) and one
 //!   CMD_SYNC, as Linux's per-page invalidation without range support.
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
 use tlbcheck_hw::addr::{Granule, Pa};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::Cd;
