@@ -12,7 +12,6 @@ use crate::addr::Granule;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Why an entry is holdable: the step that made it reachable and the
@@ -30,27 +29,18 @@ pub struct Provenance {
 /// Equality and hashing look at the entries only: two states that allow the
 /// same entries behave the same, whatever history made them holdable.
 ///
-/// The map is shared copy-on-write and its hash is cached, because the
-/// explorer clones and hashes whole machine states at every transition
-/// while most transitions leave most agents' sets unchanged.
-#[derive(Debug, Default)]
+/// The map is shared copy-on-write and its hash is maintained as entries
+/// come and go, because the explorer clones and hashes whole machine states
+/// at every transition while most transitions leave most sets unchanged.
+#[derive(Clone, Debug, Default)]
 pub struct MayHold {
     entries: Arc<BTreeMap<TlbEntry, Provenance>>,
-    /// Hash of the entries, 0 when not yet computed.
-    hash: AtomicU64,
+    /// Wrapping sum of the entries' hashes: independent of insertion order,
+    /// updated in O(1) per insert or removal.
+    hash: u64,
     /// Bit `s` set if some entry with `span_shift == s` was ever inserted;
     /// lets a range invalidation probe only the spans that can exist.
     spans: u64,
-}
-
-impl Clone for MayHold {
-    fn clone(&self) -> Self {
-        MayHold {
-            entries: Arc::clone(&self.entries),
-            hash: AtomicU64::new(self.hash.load(Ordering::Relaxed)),
-            spans: self.spans,
-        }
-    }
 }
 
 impl PartialEq for MayHold {
@@ -64,18 +54,20 @@ impl Eq for MayHold {}
 
 impl Hash for MayHold {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut h = self.hash.load(Ordering::Relaxed);
-        if h == 0 {
-            let mut fx = rustc_hash::FxHasher::default();
-            fx.write_usize(self.entries.len());
-            for e in self.entries.keys() {
-                e.hash(&mut fx);
-            }
-            h = fx.finish() | 1;
-            self.hash.store(h, Ordering::Relaxed);
-        }
-        state.write_u64(h);
+        state.write_usize(self.entries.len());
+        state.write_u64(self.hash);
     }
+}
+
+/// A well-mixed hash of one entry, for the order-independent set hash.
+fn entry_hash(e: &TlbEntry) -> u64 {
+    let mut fx = rustc_hash::FxHasher::default();
+    e.hash(&mut fx);
+    // SplitMix64 finaliser: spreads Fx's output so that sums do not cancel.
+    let mut z = fx.finish();
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The smallest and largest keys with a given prefix, for range queries.
@@ -139,7 +131,7 @@ impl MayHold {
             return false;
         }
         self.spans |= 1 << entry.span_shift;
-        self.hash.store(0, Ordering::Relaxed);
+        self.hash = self.hash.wrapping_add(entry_hash(&entry));
         Arc::make_mut(&mut self.entries).insert(entry, prov);
         true
     }
@@ -207,12 +199,15 @@ impl MayHold {
         if !entries.iter().any(|e| self.entries.contains_key(e)) {
             return Vec::new();
         }
-        self.hash.store(0, Ordering::Relaxed);
         let map = Arc::make_mut(&mut self.entries);
-        entries
+        let removed: Vec<_> = entries
             .iter()
             .filter_map(|e| map.remove(e).map(|p| (*e, p)))
-            .collect()
+            .collect();
+        for (e, _) in &removed {
+            self.hash = self.hash.wrapping_sub(entry_hash(e));
+        }
+        removed
     }
 
     /// Every held entry `scope` covers, found by visiting only the key
