@@ -5,7 +5,9 @@ use crate::model::{touches, Choice, Model, Op, StepEffects};
 use crate::violation::Violation;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use tlbcheck_hw::tlb::{EntryKind, TlbEntry};
+use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::model::tlbi_scope;
+use tlbcheck_hw::tlb::{EntryKind, InvalScope, TlbEntry};
 
 /// One executed step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,22 +108,70 @@ pub fn run(
     })
 }
 
+/// An invalidation issued on the trace that reached the stale entry's
+/// addresses: where, what, and whether a barrier or CMD_SYNC completed it.
+struct Candidate {
+    step: u32,
+    cpu: u8,
+    text: String,
+    scope: InvalScope,
+    /// A CPU TLBI in its IS form (else local); SMMU commands count as broadcast.
+    broadcast: bool,
+    smmu: bool,
+    completed: bool,
+}
+
 /// Names the last invalidation that reached the stale entry's addresses and
 /// says why it did not remove it.
 fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
     let mut s = model.initial();
-    let mut last: Option<(u32, u8, Op, bool)> = None;
+    let e2h = s.machine.smmu.as_ref().is_some_and(|m| m.opts.e2h);
+    let mut last: Option<Candidate> = None;
     for (i, &c) in choices.iter().enumerate() {
         if let Choice::Thread(t) = c {
             let th = &model.threads[t as usize];
             let op = &th.ops[s.pcs[t as usize] as usize];
+            let step = i as u32 + 1;
             match op {
-                Op::Tlbi { scope, .. } if touches(scope, entry) => {
-                    last = Some((i as u32 + 1, th.cpu, op.clone(), false));
+                Op::Tlbi {
+                    text,
+                    scope,
+                    broadcast,
+                } if touches(scope, entry) => {
+                    last = Some(Candidate {
+                        step,
+                        cpu: th.cpu,
+                        text: format!("tlbi {text}"),
+                        scope: *scope,
+                        broadcast: *broadcast,
+                        smmu: false,
+                        completed: false,
+                    });
+                }
+                Op::SmmuCmd { text, words } => {
+                    let scope = Command::decode(*words)
+                        .ok()
+                        .and_then(|cmd| tlbi_scope(&cmd, e2h));
+                    if let Some(scope) = scope.filter(|sc| touches(sc, entry)) {
+                        last = Some(Candidate {
+                            step,
+                            cpu: th.cpu,
+                            text: format!("smmu cmd {text}"),
+                            scope,
+                            broadcast: true,
+                            smmu: true,
+                            completed: false,
+                        });
+                    }
                 }
                 Op::Dsb { .. } => {
-                    if let Some(l) = last.as_mut().filter(|l| l.1 == th.cpu) {
-                        l.3 = true;
+                    if let Some(l) = last.as_mut().filter(|l| !l.smmu && l.cpu == th.cpu) {
+                        l.completed = true;
+                    }
+                }
+                Op::SmmuSync => {
+                    if let Some(l) = last.as_mut().filter(|l| l.smmu) {
+                        l.completed = true;
                     }
                 }
                 _ => {}
@@ -129,19 +179,10 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
         }
         model.step(&mut s, c, i as u32 + 1, None);
     }
-    let Some((
-        step,
-        _,
-        Op::Tlbi {
-            text,
-            scope,
-            broadcast,
-        },
-        completed,
-    )) = last
-    else {
+    let Some(l) = last else {
         return "no invalidation covering it was issued".to_string();
     };
+    let scope = l.scope;
     let why = if entry.kind == EntryKind::Walk && scope.leaf_only {
         "a last-level (leaf-only) form keeps walk-cache entries".to_string()
     } else if let Some(t) = scope.ttl_level.filter(|&t| {
@@ -154,15 +195,17 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
         )
     } else if scope.granule.is_some_and(|g| g != entry.granule) {
         "it names another granule than the entry's tables".to_string()
-    } else if !completed {
+    } else if !l.completed && l.smmu {
+        "no CMD_SYNC completed it".to_string()
+    } else if !l.completed {
         "no DSB completed it".to_string()
-    } else if !broadcast {
+    } else if !l.broadcast {
         "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
     } else {
         "the entry was refilled after it was performed (a store not yet visible to walkers, or a later fill)"
             .to_string()
     };
-    format!("step {step} (tlbi {text}) did not remove it: {why}")
+    format!("step {} ({}) did not remove it: {why}", l.step, l.text)
 }
 
 impl Trace {

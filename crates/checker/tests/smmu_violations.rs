@@ -473,3 +473,24 @@ fn cerror_ill_blocks_the_sync_and_the_fix() {
     assert!(v.violation.is_none());
     assert_eq!(v.coverage, Coverage::Complete);
 }
+
+/// The trace names the SMMU command that should have removed the stale
+/// IOTLB entry and why it did not: no CMD_SYNC completed it.
+#[test]
+fn counterexample_blames_the_unsynced_smmu_tlbi() {
+    let m = model(
+        "sva no btm, TLBI_NH_VA without CMD_SYNC",
+        Setup::default(),
+        upgrade(vec![nh_va()]),
+    );
+    let v = explore(&m, Bounds::default());
+    assert_eq!(
+        v.violation.as_ref().map(|v| v.kind),
+        Some(ViolationKind::FaultLivelock)
+    );
+    let blame = v.trace.unwrap().should_have_removed.unwrap();
+    assert!(
+        blame.contains("smmu cmd") && blame.contains("no CMD_SYNC completed it"),
+        "{blame}"
+    );
+}

@@ -163,7 +163,21 @@ impl fmt::Display for TlbEntry {
             write!(f, " VMID {}", self.vmid)?;
         }
         match self.kind {
-            EntryKind::Leaf => write!(f, " -> {:#x}", self.output),
+            EntryKind::Leaf => {
+                let p = self.perms;
+                let rw = match (p.read, p.write) {
+                    (true, true) => "rw",
+                    (true, false) => "ro",
+                    (false, true) => "wo",
+                    (false, false) => "none",
+                };
+                write!(
+                    f,
+                    " -> {:#x} {rw}{}",
+                    self.output,
+                    if p.user { " user" } else { "" }
+                )
+            }
             EntryKind::Walk => write!(f, " -> table {:#x}", self.output),
         }
     }
