@@ -514,7 +514,7 @@ impl Lower<'_> {
                         }
                         return Err(Located::new(
                             s.span,
-                            "SMMU steps are not yet supported by the checker: the scenario parses, but its SMMU operations cannot be run yet",
+                            "SMMU steps are not yet supported by tlbcheck scenarios: they parse, but the scenario language cannot yet describe the SMMU set-up (stream table, STE/CD, queues, devices) the checker needs to run them",
                         ));
                     }
                 }
