@@ -281,7 +281,7 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
                 println!(
-                    "{:<4}  {:<40} expected {:<20} found {:<20} {:>7} states {:>9.2} ms",
+                    "{:<4}  {:<52} expected {:<18} found {:<18} {:>6} states {:>7.2} ms",
                     if report.ok { "ok" } else { "FAIL" },
                     report.name,
                     report.expected,
