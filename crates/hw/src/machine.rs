@@ -92,7 +92,8 @@ impl std::hash::Hash for PendingTlbi {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cpu {
     /// Live translation contexts.
-    pub contexts: Vec<Context>,
+    /// Shared between CPUs and between explored states: it never changes.
+    pub contexts: std::sync::Arc<[Context]>,
     /// Every entry this CPU may hold.
     pub tlb: MayHold,
 }
@@ -125,12 +126,13 @@ pub struct Machine {
 impl Machine {
     /// A machine with `cpus` CPUs that each may run every context in `contexts`.
     pub fn new(mem: PhysMem, cpus: u8, contexts: Vec<Context>) -> Machine {
+        let shared: std::sync::Arc<[Context]> = contexts.into();
         assert!(cpus <= MAX_CPUS, "at most {MAX_CPUS} CPUs");
         let mut m = Machine {
             mem,
             cpus: (0..cpus)
                 .map(|_| Cpu {
-                    contexts: contexts.clone(),
+                    contexts: std::sync::Arc::clone(&shared),
                     tlb: MayHold::new(),
                 })
                 .collect(),
@@ -168,7 +170,15 @@ impl Machine {
         value: u64,
     ) -> Result<(), MemError> {
         self.mem.store(cpu, ALL_AGENTS, pa, value)?;
-        self.refresh(step);
+        if value & crate::vmsa::desc::bits::VALID != 0 {
+            self.refresh(step);
+        } else if let Some(s) = &mut self.smmu {
+            // An invalid translation descriptor makes nothing new reachable
+            // for a CPU (its old value stays visible as a pending store), but
+            // the word may belong to an SMMU structure whose other fields
+            // the SMMU reads.
+            s.refresh(&self.mem, step);
+        }
         Ok(())
     }
 
