@@ -13,7 +13,7 @@
 //!   refill the entry the TLBI removes.
 
 use crate::mem::{AgentMask, MemError, PendingStore, PhysMem};
-use crate::tlb::closure::close;
+use crate::tlb::closure::{close, close_within, Within};
 use crate::tlb::{InvalScope, MayHold, Provenance, TlbEntry};
 use crate::vmsa::Context;
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,8 @@ impl Machine {
                     .collect();
                 let gone = c.tlb.remove_entries(&mine);
                 if !gone.is_empty() {
-                    close(&mut c.tlb, &self.mem, i as u8, &c.contexts, step);
+                    let within = Within::of_entries(gone.iter().map(|(e, _)| e));
+                    close_within(&mut c.tlb, &self.mem, i as u8, &c.contexts, step, &within);
                     if let Some(w) = &window {
                         refill_in_scope(&mut c.tlb, w, i as u8, &c.contexts, &tlbi.scope, step);
                     }
@@ -291,7 +292,14 @@ fn refill_in_scope(
     step: u32,
 ) {
     let mut scratch = tlb.clone();
-    close(&mut scratch, window, agent, contexts, step);
+    close_within(
+        &mut scratch,
+        window,
+        agent,
+        contexts,
+        step,
+        &Within::of_scope(scope),
+    );
     for (e, p) in scratch.iter() {
         if scope.covers(e) && !tlb.contains(e) {
             tlb.insert(*e, *p);

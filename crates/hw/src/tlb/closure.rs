@@ -10,8 +10,9 @@ use super::entry::{EntryKind, Stage, TlbEntry};
 use super::mayhold::{MayHold, Provenance};
 use crate::addr::{AddrRange, Pa};
 use crate::mem::PhysMem;
+use crate::tlb::InvalScope;
 use crate::vmsa::desc::TableStage;
-use crate::vmsa::walk::{combine, enumerate_stage};
+use crate::vmsa::walk::{combine, enumerate_stage_within, Start};
 use crate::vmsa::{Context, StageConfig};
 
 /// Held walk entries of `stage` for `ctx`'s tags whose granule is `cfg`'s.
@@ -37,6 +38,72 @@ fn tag_vmid(ctx: &Context) -> u16 {
     }
 }
 
+/// Input-address ranges a closure may restrict itself to: VAs for
+/// stage-1 and combined entries, IPAs for stage-2 entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Within {
+    /// Stage-1 (and combined) input ranges.
+    pub va: Vec<AddrRange>,
+    /// Stage-2 input ranges.
+    pub ipa: Vec<AddrRange>,
+}
+
+impl Within {
+    /// No restriction.
+    pub fn everything() -> Within {
+        Within {
+            va: vec![AddrRange::ALL],
+            ipa: vec![AddrRange::ALL],
+        }
+    }
+
+    /// Sorts and merges overlapping or adjacent ranges, as enumeration needs.
+    fn normalized(mut self) -> Within {
+        for v in [&mut self.va, &mut self.ipa] {
+            v.sort();
+            let mut out: Vec<AddrRange> = Vec::with_capacity(v.len());
+            for r in v.drain(..) {
+                match out.last_mut() {
+                    Some(l) if r.first <= l.last.saturating_add(1) => l.last = l.last.max(r.last),
+                    _ => out.push(r),
+                }
+            }
+            *v = out;
+        }
+        self
+    }
+
+    /// The input ranges of `entries`.
+    ///
+    /// After entries are removed from a closed set (memory unchanged), only
+    /// those entries can come back, and every walk that makes one reads
+    /// only descriptors whose span overlaps its input range: closing within
+    /// these ranges is exact.
+    pub fn of_entries<'a>(entries: impl IntoIterator<Item = &'a TlbEntry>) -> Within {
+        let mut w = Within::default();
+        for e in entries {
+            match e.stage {
+                Stage::S2 => w.ipa.push(e.input_range()),
+                _ => w.va.push(e.input_range()),
+            }
+        }
+        w.normalized()
+    }
+
+    /// The input ranges an invalidation reaches.
+    pub fn of_scope(scope: &InvalScope) -> Within {
+        let r = scope.range.unwrap_or(AddrRange::ALL);
+        Within {
+            va: if scope.stages.s1 || scope.stages.combined {
+                vec![r]
+            } else {
+                vec![]
+            },
+            ipa: if scope.stages.s2 { vec![r] } else { vec![] },
+        }
+    }
+}
+
 /// Adds to `may` every entry agent `agent` could create now in any of
 /// `contexts`, reading `mem` as its walkers may see it. New entries get
 /// provenance `step` and the PA of the descriptor they came from. Returns
@@ -48,104 +115,144 @@ pub fn close(
     contexts: &[Context],
     step: u32,
 ) -> usize {
+    close_within(may, mem, agent, contexts, step, &Within::everything())
+}
+
+/// [`close`] restricted to entries whose input range overlaps `within`.
+pub fn close_within(
+    may: &mut MayHold,
+    mem: &PhysMem,
+    agent: u8,
+    contexts: &[Context],
+    step: u32,
+    within: &Within,
+) -> usize {
     let mut added = 0;
+    let mut found: Vec<(TlbEntry, Pa)> = Vec::new();
     for ctx in contexts {
-        let mut found: Vec<(TlbEntry, Pa)> = Vec::new();
-        if let Some(s2) = ctx.s2 {
-            let mut emit = |e: TlbEntry, pa: Pa| found.push((e, pa));
+        let nested = ctx.s2.is_some();
+        if let (Some(s2), false) = (ctx.s2, within.ipa.is_empty()) {
             let identity = |t: u64, f: &mut dyn FnMut(u64)| f(t);
-            let start = s2.granule.start_level();
-            enumerate_stage(
+            let root = Start {
+                level: s2.granule.start_level(),
+                table: s2.ttb,
+                input_base: 0,
+            };
+            let stage = TableStage::S2;
+            let ipa = &within.ipa;
+            enumerate_stage_within(
                 mem,
                 agent,
                 ctx,
-                TableStage::S2,
+                stage,
                 s2,
-                start,
-                s2.ttb,
-                0,
+                root,
+                ipa,
                 &identity,
-                &mut emit,
+                &mut |e, pa| found.push((e, pa)),
             );
+            let reached = walks_in(&found);
             for w in held_walks(may, ctx, Stage::S2, s2) {
-                enumerate_stage(
+                // A walk entry the root walk reached has had its subtree listed.
+                if reached.binary_search(&w).is_ok() {
+                    continue;
+                }
+                let at = Start {
+                    level: w.level + 1,
+                    table: w.output,
+                    input_base: w.input,
+                };
+                enumerate_stage_within(
                     mem,
                     agent,
                     ctx,
-                    TableStage::S2,
+                    stage,
                     s2,
-                    w.level + 1,
-                    w.output,
-                    w.input,
+                    at,
+                    ipa,
                     &identity,
-                    &mut emit,
+                    &mut |e, pa| found.push((e, pa)),
                 );
             }
             added += insert_all(may, &mut found, step);
         }
-        if let Some(s1) = ctx.s1 {
-            // Stage-1 table addresses are IPAs when stage 2 is on: the walker
-            // may read them wherever any stage-2 leaf it may hold points.
-            let s2_leaves: Vec<TlbEntry> = match ctx.s2 {
-                Some(_) => may
-                    .iter()
-                    .map(|(e, _)| *e)
-                    .filter(|e| {
-                        e.kind == EntryKind::Leaf && e.stage == Stage::S2 && e.vmid == tag_vmid(ctx)
-                    })
-                    .collect(),
-                None => Vec::new(),
+        let Some(s1) = ctx.s1.filter(|_| !within.va.is_empty()) else {
+            continue;
+        };
+        // Stage-1 table addresses are IPAs when stage 2 is on: the walker may
+        // read them wherever any stage-2 leaf it may hold points.
+        let s2_leaves: Vec<TlbEntry> = if nested {
+            may.iter()
+                .map(|(e, _)| *e)
+                .filter(|e| {
+                    e.kind == EntryKind::Leaf && e.stage == Stage::S2 && e.vmid == tag_vmid(ctx)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let resolve = |t: u64, f: &mut dyn FnMut(u64)| {
+            if !nested {
+                return f(t);
+            }
+            for l in s2_leaves.iter().filter(|l| l.input_range().contains(t)) {
+                f(l.translate(t));
+            }
+        };
+        let stage = TableStage::S1;
+        let level = s1.granule.start_level();
+        resolve(s1.ttb, &mut |table| {
+            let root = Start {
+                level,
+                table,
+                input_base: 0,
             };
-            let nested = ctx.s2.is_some();
-            let resolve = |t: u64, f: &mut dyn FnMut(u64)| {
-                if !nested {
-                    return f(t);
-                }
-                for l in &s2_leaves {
-                    if l.input_range().contains(t) {
-                        f(l.translate(t));
-                    }
-                }
-            };
-            let mut emit = |e: TlbEntry, pa: Pa| found.push((e, pa));
-            let start = s1.granule.start_level();
-            resolve(s1.ttb, &mut |root| {
-                enumerate_stage(
-                    mem,
-                    agent,
-                    ctx,
-                    TableStage::S1,
-                    s1,
-                    start,
-                    root,
-                    0,
-                    &resolve,
-                    &mut emit,
+            enumerate_stage_within(
+                mem,
+                agent,
+                ctx,
+                stage,
+                s1,
+                root,
+                &within.va,
+                &resolve,
+                &mut |e, pa| found.push((e, pa)),
+            )
+        });
+        let reached = walks_in(&found);
+        let mut emit = |e: TlbEntry, pa: Pa| found.push((e, pa));
+        for w in held_walks(may, ctx, Stage::S1, s1) {
+            if reached.binary_search(&w).is_ok() {
+                continue;
+            }
+            resolve(w.output, &mut |table| {
+                let at = Start {
+                    level: w.level + 1,
+                    table,
+                    input_base: w.input,
+                };
+                enumerate_stage_within(
+                    mem, agent, ctx, stage, s1, at, &within.va, &resolve, &mut emit,
                 )
             });
-            for w in held_walks(may, ctx, Stage::S1, s1) {
-                resolve(w.output, &mut |table| {
-                    enumerate_stage(
-                        mem,
-                        agent,
-                        ctx,
-                        TableStage::S1,
-                        s1,
-                        w.level + 1,
-                        table,
-                        w.input,
-                        &resolve,
-                        &mut emit,
-                    )
-                });
-            }
-            added += insert_all(may, &mut found, step);
-            if nested {
-                added += combine_all(may, ctx, &s2_leaves, step);
-            }
+        }
+        added += insert_all(may, &mut found, step);
+        if nested {
+            added += combine_all(may, ctx, &s2_leaves, step);
         }
     }
     added
+}
+
+/// The walk entries among `found`, sorted for lookup.
+fn walks_in(found: &[(TlbEntry, Pa)]) -> Vec<TlbEntry> {
+    let mut w: Vec<TlbEntry> = found
+        .iter()
+        .filter(|(e, _)| e.kind == EntryKind::Walk)
+        .map(|(e, _)| *e)
+        .collect();
+    w.sort_unstable();
+    w
 }
 
 fn insert_all(may: &mut MayHold, found: &mut Vec<(TlbEntry, Pa)>, step: u32) -> usize {

@@ -3,7 +3,7 @@
 //! the tables as it may see them: the raw material of the may-hold set).
 
 use super::desc::{decode, Descriptor, TableStage};
-use crate::addr::{Granule, Pa, OUTPUT_ADDRESS_BITS};
+use crate::addr::{AddrRange, Granule, Pa, OUTPUT_ADDRESS_BITS};
 use crate::mem::PhysMem;
 use crate::tlb::{Access, EntryKind, Perms, Regime, Stage, TlbEntry};
 use serde::{Deserialize, Serialize};
@@ -442,63 +442,112 @@ pub fn enumerate_stage(
     resolve: &TableAliases<'_>,
     emit: &mut dyn FnMut(TlbEntry, Pa),
 ) {
+    let everything = [AddrRange::ALL];
+    let at = Start {
+        level,
+        table,
+        input_base,
+    };
+    enumerate_stage_within(mem, agent, ctx, stage, cfg, at, &everything, resolve, emit);
+}
+
+/// Where an enumeration starts: a table (already a PA) at a level, covering
+/// input addresses from `input_base`.
+#[derive(Copy, Clone, Debug)]
+pub struct Start {
+    /// Lookup level of the table.
+    pub level: u8,
+    /// Physical address of the table.
+    pub table: u64,
+    /// First input address the table translates.
+    pub input_base: u64,
+}
+
+/// [`enumerate_stage`] restricted to descriptors whose span overlaps one of
+/// `within` (input addresses of this stage, sorted and disjoint): every walk
+/// to an entry inside those ranges only reads such descriptors, so nothing
+/// in range is missed.
+#[allow(clippy::too_many_arguments)]
+pub fn enumerate_stage_within(
+    mem: &PhysMem,
+    agent: u8,
+    ctx: &Context,
+    stage: TableStage,
+    cfg: StageConfig,
+    at: Start,
+    within: &[AddrRange],
+    resolve: &TableAliases<'_>,
+    emit: &mut dyn FnMut(TlbEntry, Pa),
+) {
+    let Start {
+        level,
+        table,
+        input_base,
+    } = at;
     let g = cfg.granule;
     let shift = g.level_shift(level);
     let entry_stage = match stage {
         TableStage::S1 => Stage::S1,
         TableStage::S2 => Stage::S2,
     };
-    let len = 8 * g.entries_at(level);
-    mem.for_each_walker_word(agent, Pa(table), len, |pa, raw| {
-        let input = input_base + (((pa.0 - table) / 8) << shift);
-        match decode(raw, stage, g, level, cfg.oa_bits) {
-            Ok(Descriptor::Table { next }) if level < 3 => {
-                let (asid, vmid) = tag(ctx, entry_stage, false);
-                emit(
-                    TlbEntry {
-                        regime: ctx.regime,
-                        vmid,
-                        stage: entry_stage,
-                        asid,
-                        span_shift: shift as u8,
-                        input,
-                        level,
-                        kind: EntryKind::Walk,
-                        granule: g,
-                        output: next,
-                        perms: Perms::default(),
-                    },
-                    pa,
-                );
-                resolve(next, &mut |next_pa| {
-                    enumerate_stage(
-                        mem,
-                        agent,
-                        ctx,
-                        stage,
-                        cfg,
-                        level + 1,
-                        next_pa,
-                        input,
-                        resolve,
-                        emit,
-                    )
-                });
-            }
-            Ok(Descriptor::Leaf { output, attrs }) if attrs.af => {
-                let leaf = StageLeaf {
-                    output,
-                    level,
-                    span_shift: shift,
-                    perms: attrs.perms(stage),
-                    global: !attrs.ng,
-                };
-                emit(leaf_entry(ctx, entry_stage, g, &leaf, input), pa);
-            }
-            // Faulting descriptors are never cached (Arm ARM D8.14.2).
-            _ => {}
+    let entries = g.entries_at(level);
+    let last_input = input_base.saturating_add((entries << shift) - 1);
+    // Visit only the slots whose span overlaps a range: `within` is sorted
+    // and disjoint, so no slot is visited twice.
+    for r in within {
+        if r.last < input_base || r.first > last_input {
+            continue;
         }
-    });
+        let first = r.first.saturating_sub(input_base) >> shift;
+        let last = (r.last.min(last_input) - input_base) >> shift;
+        let window = Pa(table + 8 * first);
+        mem.for_each_walker_word(agent, window, 8 * (last - first + 1), |pa, raw| {
+            let input = input_base + (((pa.0 - table) / 8) << shift);
+            match decode(raw, stage, g, level, cfg.oa_bits) {
+                Ok(Descriptor::Table { next }) if level < 3 => {
+                    let (asid, vmid) = tag(ctx, entry_stage, false);
+                    emit(
+                        TlbEntry {
+                            regime: ctx.regime,
+                            vmid,
+                            stage: entry_stage,
+                            asid,
+                            span_shift: shift as u8,
+                            input,
+                            level,
+                            kind: EntryKind::Walk,
+                            granule: g,
+                            output: next,
+                            perms: Perms::default(),
+                        },
+                        pa,
+                    );
+                    resolve(next, &mut |next_pa| {
+                        let at = Start {
+                            level: level + 1,
+                            table: next_pa,
+                            input_base: input,
+                        };
+                        enumerate_stage_within(
+                            mem, agent, ctx, stage, cfg, at, within, resolve, emit,
+                        )
+                    });
+                }
+                Ok(Descriptor::Leaf { output, attrs }) if attrs.af => {
+                    let leaf = StageLeaf {
+                        output,
+                        level,
+                        span_shift: shift,
+                        perms: attrs.perms(stage),
+                        global: !attrs.ng,
+                    };
+                    emit(leaf_entry(ctx, entry_stage, g, &leaf, input), pa);
+                }
+                // Faulting descriptors are never cached (Arm ARM D8.14.2).
+                _ => {}
+            }
+        });
+    }
 }
 
 #[cfg(test)]
