@@ -224,10 +224,14 @@ impl Trace {
             if let (Some(e), Some(p)) = (v.entry, v.provenance) {
                 let _ = writeln!(out, "  agent:  {}", v.agent);
                 let _ = writeln!(out, "  entry:  {e}");
+                let since = match p.step {
+                    0 => "set-up".to_string(),
+                    n => format!("step {n}"),
+                };
                 let _ = writeln!(
                     out,
-                    "  holdable since step {} (descriptor at {:#x})",
-                    p.step, p.source
+                    "  holdable since {since} (descriptor at {:#x})",
+                    p.source
                 );
             }
             if let Some(w) = &self.should_have_removed {
