@@ -2,7 +2,11 @@
 //!
 //! VA, IPA and PA are distinct types so that a stage-1 output can never be
 //! used as a physical address by accident: in a nested walk the stage-1
-//! descriptors hold IPAs that stage 2 must translate (Arm ARM D8.2).
+//! descriptors hold IPAs that stage 2 must translate (Arm ARM D8.2.1,
+//! RBTTHB; D8.3: with EL2 enabled, an EL1&0 stage-1 Table descriptor holds
+//! the IPA of the next-level table).
+//!
+//! Arm ARM references are to DDI 0487, issue M.a.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -54,24 +58,31 @@ address_type!(
     Pa, "PA:"
 );
 
-/// A translation granule (Arm ARM D8.2.1): the page size and, with it, the
-/// table geometry: each level resolves `shift - 3` address bits.
+/// A translation granule (Arm ARM D8.1.1, RZVQXW): the page size and, with
+/// it, the table geometry: each level resolves `shift - 3` address bits (a
+/// full table is one granule of 8-byte descriptors, D8.2.5.1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Granule {
-    /// 4 KiB pages; levels 0..=3; blocks at levels 1 (1 GiB) and 2 (2 MiB).
+    /// 4 KiB pages; levels 0..=3; blocks at levels 1 (1 GiB) and 2 (2 MiB)
+    /// (Arm ARM D8.2.8, Tables D8-16 and D8-17).
     #[serde(rename = "4k")]
     K4,
-    /// 16 KiB pages; levels 0..=3 (level 0 resolves one bit); blocks at level 2 (32 MiB).
+    /// 16 KiB pages; levels 0..=3 (level 0 resolves one bit); blocks at level 2 (32 MiB)
+    /// (Arm ARM D8.2.9, Tables D8-26 and D8-27).
     #[serde(rename = "16k")]
     K16,
-    /// 64 KiB pages; levels 1..=3; blocks at level 2 (512 MiB).
+    /// 64 KiB pages; levels 1..=3; blocks at level 2 (512 MiB)
+    /// (Arm ARM D8.2.10, Tables D8-35 and D8-36).
     #[serde(rename = "64k")]
     K64,
 }
 
-/// Input-address size the model implements: 48 bits (TnSZ = 16), Arm ARM D8.1.
+/// Input-address size the model implements: 48 bits (TnSZ = 16; the IA size
+/// is 64 - TnSZ, Arm ARM D8.1.9, IGRZSP).
 pub const INPUT_ADDRESS_BITS: u32 = 48;
-/// Output-address size the model implements (ID_AA64MMFR0_EL1.PARange = 48 bits).
+/// Output-address size the model implements (ID_AA64MMFR0_EL1.PARange = 48 bits,
+/// Arm ARM D8.1.6, Table D8-5; the VMSAv8-64 maximum without FEAT_LPA/LPA2,
+/// D8.1.7, RQQQSJ).
 pub const OUTPUT_ADDRESS_BITS: u32 = 48;
 
 impl Granule {
@@ -100,8 +111,14 @@ impl Granule {
         self.shift() - 3
     }
 
-    /// The first lookup level for a 48-bit input address (Arm ARM D8.2.6,
-    /// tables D8-7/8/9 with TnSZ = 16): level 0 for 4K and 16K, level 1 for 64K.
+    /// The first lookup level for a 48-bit input address at stage 1 (TnSZ =
+    /// 16: Arm ARM D8.2.8.1 Table D8-18, D8.2.9.1 Table D8-28, D8.2.10.1
+    /// Table D8-37): level 0 for 4K and 16K, level 1 for 64K.
+    ///
+    /// The walker uses it for stage 2 too. That matches D8.2.8.2 (4K, Table
+    /// D8-21) and D8.2.10.2 (64K, Table D8-39), but not 16K: a 16K stage 2
+    /// starts at level 0 only with VTCR_EL2.DS = 1 (D8.2.9.2, Table D8-30; a
+    /// 48-bit IPA starts at level 1 with two concatenated tables, Table D8-31).
     #[inline]
     pub const fn start_level(self) -> u8 {
         match self {
@@ -117,7 +134,8 @@ impl Granule {
     }
 
     /// Number of descriptors in a table at `level` for a 48-bit input
-    /// (the start level is a partial table when the bits do not divide evenly).
+    /// (the start level is a partial table when the bits do not divide evenly:
+    /// `n` bits resolved need 2^n entries, Arm ARM D8.2.5.1).
     #[inline]
     pub const fn entries_at(self, level: u8) -> u64 {
         let top = INPUT_ADDRESS_BITS;
@@ -137,15 +155,17 @@ impl Granule {
     }
 
     /// Whether a block descriptor is permitted at `level` with 48-bit
-    /// output addresses (Arm ARM D8.3.1: 4K blocks at L1/L2, 16K and 64K at
-    /// L2 only; L1 blocks for 16K/64K and L0 blocks need FEAT_LPA/LPA2).
+    /// output addresses (Arm ARM Tables D8-17, D8-27 and D8-36 in D8.2.8 to
+    /// D8.2.10: 4K blocks at L1/L2, 16K and 64K at L2 only; a 4K L0 or 16K L1
+    /// block needs TCR_ELx.DS = 1 (FEAT_LPA2), a 64K L1 block FEAT_LPA).
     #[inline]
     pub const fn block_allowed(self, level: u8) -> bool {
         matches!((self, level), (Granule::K4, 1) | (_, 2))
     }
 
     /// The TG encoding shared by TLBI range operands, TTL hints and SMMU
-    /// commands: 4K = 0b01, 16K = 0b10, 64K = 0b11 (Arm ARM D8.13.5).
+    /// commands: 4K = 0b01, 16K = 0b10, 64K = 0b11 (Arm ARM D8.17.5.2, Table
+    /// D8-122, for range operands; D8.17.5.3, Table D8-123, TTL\[3:2\]).
     #[inline]
     pub const fn tg(self) -> u8 {
         match self {
@@ -244,7 +264,7 @@ impl fmt::Display for AddrRange {
 mod tests {
     use super::*;
 
-    /// Arm ARM D8.2.6: 48-bit input, 4K granule: L0 resolves VA[47:39],
+    /// Arm ARM D8.2.8, Table D8-16: 48-bit input, 4K granule: L0 resolves VA[47:39],
     /// L1 VA[38:30], L2 VA[29:21], L3 VA[20:12].
     #[test]
     fn four_k_geometry() {
@@ -253,7 +273,8 @@ mod tests {
         assert_eq!([0, 1, 2, 3].map(|l| g.entries_at(l)), [512; 4]);
     }
 
-    /// 16K: L0 resolves VA[47] only (2 entries), then 11 bits per level.
+    /// 16K: L0 resolves VA[47] only (2 entries), then 11 bits per level
+    /// (Arm ARM D8.2.9, Table D8-26).
     #[test]
     fn sixteen_k_geometry() {
         let g = Granule::K16;
@@ -261,7 +282,8 @@ mod tests {
         assert_eq!([0, 1, 2, 3].map(|l| g.entries_at(l)), [2, 2048, 2048, 2048]);
     }
 
-    /// 64K: starts at L1 resolving VA[47:42] (64 entries), then 13 bits.
+    /// 64K: starts at L1 resolving VA[47:42] (64 entries), then 13 bits
+    /// (Arm ARM D8.2.10, Table D8-35).
     #[test]
     fn sixty_four_k_geometry() {
         let g = Granule::K64;

@@ -1,14 +1,21 @@
 //! The CPU side of a machine: memory, CPUs with their may-hold TLBs, and the
 //! TLB maintenance in flight.
 //!
-//! Completion rules (Arm ARM B2.3.12 and D8.13.8, "Ordering and completion
-//! of TLB maintenance instructions"):
+//! Completion rules (Arm ARM, DDI 0487 issue M.a, D8.17.8, "Ordering and
+//! completion of TLB maintenance instructions", and B2.6.9, "Data
+//! Synchronization Barrier"):
 //! - a descriptor store reaches table walkers only when the storing CPU
-//!   executes a DSB (ISHST/ISH for every walker, NSHST/NSH for its own);
+//!   executes a DSB (ISHST/ISH for every walker, NSHST/NSH for its own;
+//!   D8.2.6.1, RSPVBD);
 //! - a TLBI takes effect only when the issuing CPU executes DSB ISH (for the
 //!   IS forms) or DSB NSH or stronger (for the local forms). DSB ISHST does
-//!   not complete a TLBI;
-//! - between issue and completion the TLBI may be performed at any moment,
+//!   not complete a TLBI (D8.17.8, RPSMWS: the DSB must apply to both loads
+//!   and stores; B2.6.9 lists TLBI operations only for reads and writes).
+//!   The model takes completion at the DSB; for the issuing PE's own TLB
+//!   D8.17.8 RBLDZX also asks for a Context synchronization event unless
+//!   FEAT_ETS2 covers the case;
+//! - between issue and completion the TLBI may be performed at any moment
+//!   (D8.17.8, RYNJCP),
 //!   so a walker that could still see a store's old value in that window may
 //!   refill the entry the TLBI removes.
 
@@ -25,7 +32,8 @@ pub const SMMU_AGENT: u8 = MAX_CPUS;
 /// Every walker: a CPU store is pending for all of them until a DSB.
 pub const ALL_AGENTS: AgentMask = AgentMask::MAX;
 
-/// DSB variants the model distinguishes (Arm ARM C6.2.106).
+/// DSB variants the model distinguishes (Arm ARM C6.2.152 DSB; B2.6.10,
+/// Table B2-1).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dsb {
@@ -34,7 +42,8 @@ pub enum Dsb {
     /// Stores only, Inner Shareable.
     Ishst,
     /// Full barrier, non-shareable: completes stores for the own walker and
-    /// local TLBIs only.
+    /// local TLBIs only (Arm ARM D8.17.8, RPSMWS: DSB NSH suffices for TLB
+    /// maintenance that applies to a single PE).
     Nsh,
     /// Stores only, non-shareable.
     Nshst,
@@ -42,7 +51,8 @@ pub enum Dsb {
 
 /// A TLBI issued and not yet completed.
 ///
-/// It may be performed at any moment up to its completion; the worst case
+/// It may be performed at any moment up to its completion (Arm ARM D8.17.8,
+/// RYNJCP); the worst case
 /// for the software is that it is performed at issue, so it removes only
 /// the entries it covered then (`doomed`) and anything filled later stays.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,7 +61,8 @@ pub struct PendingTlbi {
     pub issuer: u8,
     /// What it removes.
     pub scope: InvalScope,
-    /// IS form: every CPU (and an SMMU with BTM); else the issuer only.
+    /// IS form: every CPU (and an SMMU with BTM); else the issuer only (Arm
+    /// ARM D8.17.8, RQRNJC: each PE in the instruction's Shareability domain).
     pub broadcast: bool,
     /// Step at which it was issued (for reports; not part of the state).
     pub issued_at: u32,
@@ -88,7 +99,8 @@ impl std::hash::Hash for PendingTlbi {
 }
 
 /// One CPU: the contexts it may walk (every address space or VM it may run:
-/// speculative walks can use any of them) and its may-hold TLB.
+/// speculative walks can use any of them, Arm ARM D8.16, RSQBCS) and its
+/// may-hold TLB.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cpu {
     /// Live translation contexts.
@@ -161,7 +173,8 @@ impl Machine {
         }
     }
 
-    /// A descriptor store by `cpu` (visible to walkers only after its DSB).
+    /// A descriptor store by `cpu` (visible to walkers only after its DSB:
+    /// Arm ARM D8.2.6.1, RSPVBD).
     pub fn store(
         &mut self,
         step: u32,
@@ -269,7 +282,8 @@ impl Machine {
         for (i, c) in self.cpus.iter().enumerate() {
             for (e, p) in c.tlb.iter() {
                 if e.stage == crate::tlb::Stage::S1 && c.contexts.iter().any(|x| x.s2.is_some()) {
-                    // A nested stage-1 entry's output is an IPA, not a PA.
+                    // A nested stage-1 entry's output is an IPA, not a PA
+                    // (Arm ARM D8.2.1, RBTTHB).
                     continue;
                 }
                 if output_range(e).overlaps(range) {

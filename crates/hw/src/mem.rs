@@ -1,6 +1,7 @@
 //! Simulated physical memory: 4 KiB frames, an owner tag per frame, a LIFO
 //! allocator, and 64-bit descriptor words whose stores may be invisible to
-//! table walkers until a DSB.
+//! table walkers until a DSB (Arm ARM, DDI 0487 issue M.a, D8.2.6.1,
+//! RSPVBD).
 //!
 //! Memory is stored sparsely (only non-zero words) in a sorted vector, so
 //! that a whole machine state stays small, clones cheaply and hashes
@@ -106,8 +107,10 @@ impl fmt::Display for FrameOwner {
 pub type AgentMask = u32;
 
 /// A descriptor store that some table walkers may not observe yet
-/// (Arm ARM D8.2.3 / B2.3.10: a store is only guaranteed visible to
-/// translation table walks after a DSB). Those walkers may see `old`.
+/// (Arm ARM D8.2.6.1, RSPVBD: an explicit write to the translation tables
+/// is guaranteed observable by table walks only after a DSB executed by the
+/// writing PE; RTGRMW: a walk is a separate observer, even on that PE).
+/// Those walkers may see `old`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PendingStore {
     /// Word address.
@@ -228,7 +231,7 @@ impl PhysMem {
 
     /// A descriptor store by CPU `cpu`: visible to CPU reads at once, but the
     /// walkers of every agent in `walkers` may keep seeing the old value until
-    /// a DSB by `cpu` completes it.
+    /// a DSB by `cpu` completes it (Arm ARM D8.2.6.1, RSPVBD).
     pub fn store(
         &mut self,
         cpu: u8,
@@ -251,6 +254,9 @@ impl PhysMem {
 
     /// DSB by `cpu` with the given reach: completes its stores for the
     /// walkers in `reach` (all agents for ISH/ISHST, only itself for NSH).
+    /// A DSB whose access types include writes completes earlier writes in
+    /// its shareability domain (Arm ARM B2.6.9, B2.6.10 Table B2-1), and a
+    /// table write is then observable to walks (D8.2.6.1, RSPVBD).
     pub fn complete_stores(&mut self, cpu: u8, reach: AgentMask) {
         for p in &mut self.pending {
             if p.by == cpu {

@@ -4,7 +4,9 @@
 //! Walks start from each live context's roots and from every walk-cache
 //! entry the agent may hold: a cached table pointer lets the walker skip the
 //! levels above it, so it keeps reading a table even after the descriptor
-//! that pointed at it is gone (the walk-cache use-after-free of seed 003).
+//! that pointed at it is gone (the walk-cache use-after-free of seed 003;
+//! intermediate TLB caching structures, Arm ARM DDI 0487M.a D8.16 RSQBCS
+//! and D8.17 RRVJDB).
 
 use super::entry::{EntryKind, Stage, TlbEntry};
 use super::mayhold::{MayHold, Provenance};
@@ -179,8 +181,9 @@ pub fn close_within(
         let Some(s1) = ctx.s1.filter(|_| !within.va.is_empty()) else {
             continue;
         };
-        // Stage-1 table addresses are IPAs when stage 2 is on: the walker may
-        // read them wherever any stage-2 leaf it may hold points.
+        // Stage-1 table addresses are IPAs when stage 2 is on (Arm ARM D8.2.1,
+        // RBTTHB): the walker may read them wherever any stage-2 leaf it may
+        // hold points (stage-2 entries serve stage-1 walks, D8.16.3.1 IYWBQX).
         let s2_leaves: Vec<TlbEntry> = if nested {
             may.iter()
                 .map(|(e, _)| *e)
@@ -264,7 +267,8 @@ fn insert_all(may: &mut MayHold, found: &mut Vec<(TlbEntry, Pa)>, step: u32) -> 
 }
 
 /// Combined entries from every held stage-1 leaf of `ctx` and every held
-/// stage-2 leaf its output overlaps (Arm ARM D8.14.1).
+/// stage-2 leaf its output overlaps ("structures combining stage 1 and
+/// stage 2 information", Arm ARM D8.17; D8.16.3.4, RZVRZW).
 fn combine_all(may: &mut MayHold, ctx: &Context, s2_leaves: &[TlbEntry], step: u32) -> usize {
     let vmid = tag_vmid(ctx);
     let s1_leaves: Vec<(TlbEntry, Provenance)> = may

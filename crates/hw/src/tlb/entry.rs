@@ -14,7 +14,9 @@ use std::fmt;
 pub enum Stage {
     /// Stage 1 only: VA -> PA (no stage 2) or VA -> IPA (nested, kept separately).
     S1,
-    /// Combined stage 1 + stage 2: VA -> PA of a nested walk (Arm ARM D8.14.1).
+    /// Combined stage 1 + stage 2: VA -> PA of a nested walk ("structures
+    /// combining stage 1 and stage 2 information", Arm ARM D8.17; D8.16.3.4,
+    /// RZVRZW).
     Combined,
     /// Stage 2 only: IPA -> PA.
     S2,
@@ -27,7 +29,8 @@ pub enum EntryKind {
     /// A page or block translation.
     Leaf,
     /// A table descriptor: lets a walk resume at the next level without
-    /// reading the levels above (Arm ARM D8.13.3, "intermediate caching").
+    /// reading the levels above ("intermediate TLB caching structures", Arm
+    /// ARM D8.16, RSQBCS; D8.17, RRVJDB and RZYZYK: indexed by the IA).
     Walk,
 }
 
@@ -35,15 +38,18 @@ pub enum EntryKind {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Regime {
-    /// EL1&0 (guest or host user/kernel), tagged by VMID.
+    /// EL1&0 (guest or host user/kernel), tagged by VMID (Arm ARM D8.16.3.1,
+    /// RQNPQX).
     El10,
-    /// EL2 (or EL2&0 with E2H), not tagged by VMID; SMMU TLBI_EL2_*.
+    /// EL2 (or EL2&0 with E2H), not tagged by VMID; SMMU TLBI_EL2_*. (TLBs
+    /// need not tell EL2 and EL2&0 entries apart: Arm ARM D8.17, RNWYRD.)
     El2,
 }
 
 /// Permissions of a leaf entry, already combined across stages and table
 /// attributes, as the TLB holds them. Arm lets a TLB cache an entry whose
-/// permission check failed (Arm ARM D8.14.3), so these may forbid the access.
+/// permission check failed (Arm ARM D8.15.1.5, RJVXRH), so these may forbid
+/// the access.
 #[derive(
     Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -72,8 +78,9 @@ pub struct Access {
 }
 
 impl Perms {
-    /// Whether `access` is permitted (Arm ARM D8.4.1 stage-1 AP[2:1];
-    /// D8.4.2 stage-2 S2AP, where a write-only page permits writes).
+    /// Whether `access` is permitted (Arm ARM D8.4.1.2.1, Table D8-63, stage-1
+    /// AP[2:1]; D8.4.2.1.1, Table D8-76, stage-2 S2AP, where a write-only page
+    /// permits writes; D8.4.3 for both stages).
     #[inline]
     pub fn allows(self, access: Access) -> bool {
         (!access.user || self.user) && if access.write { self.write } else { self.read }
@@ -97,7 +104,8 @@ pub struct TlbEntry {
     pub vmid: u16,
     /// What it translates.
     pub stage: Stage,
-    /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2.
+    /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2
+    /// (Arm ARM D8.16.3.1, RQGKGF; walk entries are non-global, RCHVGJ).
     pub asid: Option<u16>,
     /// log2 of the input span covered.
     pub span_shift: u8,
@@ -202,7 +210,8 @@ impl StageSel {
         combined: true,
     };
     /// Stage 2 only: IPAS2* and TLBI_S2_IPA leave combined entries
-    /// (Arm ARM D8.13.6; SMMUv3 4.4.4).
+    /// (Arm ARM D8.17.5.4, IPAS2: "not required to invalidate TLB entries
+    /// that combine stage 1 and stage 2"; D8.17.6.1; SMMUv3 4.4.4).
     pub const STAGE2: StageSel = StageSel {
         s1: false,
         s2: true,
@@ -231,7 +240,8 @@ pub enum AsidSel {
     /// Every ASID, global entries included (VAA*, VMALL*, ALL).
     Any,
     /// Entries tagged with this ASID; global leaves too only if `with_global`
-    /// (by-VA forms hit global entries, ASIDE1 does not: Arm ARM D8.13.5).
+    /// (by-VA forms hit global entries, ASIDE1 does not: Arm ARM D8.17.5.4,
+    /// types VA, VAL and ASID; C5.5.10).
     Only {
         /// The ASID.
         asid: u16,
@@ -248,21 +258,25 @@ pub struct InvalScope {
     pub regime: Regime,
     /// Stages reached.
     pub stages: StageSel,
-    /// VMID reached; `None` for every VMID (ALLE1, TLBI_NSNH_ALL).
+    /// VMID reached; `None` for every VMID (ALLE1, TLBI_NSNH_ALL; Arm ARM
+    /// D8.17.5.4, type ALL: "with any VMID").
     pub vmid: Option<u16>,
     /// ASIDs reached.
     pub asid: AsidSel,
     /// Input addresses reached (VA or IPA); `None` for all. An entry is
-    /// reached when its span overlaps the range.
+    /// reached when its span overlaps the range (Arm ARM D8.17.5.2: entries
+    /// that translate one or more addresses within the range).
     pub range: Option<AddrRange>,
     /// Granule the operation names (range TG, or the TTL hint's TG): entries
-    /// from tables of another granule need not be removed. `None`: any.
+    /// from tables of another granule need not be removed (Arm ARM
+    /// D8.17.5.2, RXKMMX; D8.17.5.3, RSQXYZ). `None`: any.
     pub granule: Option<Granule>,
-    /// Last-level forms (VALE1, Leaf = 1): walk-cache entries stay.
+    /// Last-level forms (VALE1, Leaf = 1): walk-cache entries stay (Arm ARM
+    /// D8.17.5.4, types VAL and VAAL: "from the final lookup level").
     pub leaf_only: bool,
     /// TTL level hint. The invalidation promises to remove leaves at this
     /// level and walk entries above it only; others may stay (Arm ARM
-    /// D8.13.5.1: an entry at a level the hint excludes need not be removed).
+    /// D8.17.5.3, RSQXYZ: with an incorrect TTL no entry need be removed).
     pub ttl_level: Option<u8>,
 }
 

@@ -1,8 +1,11 @@
 //! The may-hold set: every entry the architecture allows one agent to hold
 //! right now (design.md §2).
 //!
-//! An entry joins when a walk could have produced it; it leaves only when an
-//! invalidation that covers it completes. Entries are kept in key order (see
+//! An entry joins when a walk could have produced it (a non-faulting entry
+//! may be cached at any time, by explicit or speculative walks: Arm ARM
+//! DDI 0487M.a D8.16, RSQBCS); it leaves only when an invalidation that
+//! covers it completes (TLBs need not stay coherent with the tables, D8.17
+//! RFFWJK; D8.17.8, RLXHLD). Entries are kept in key order (see
 //! [`TlbEntry`]) so that an invalidation visits only the key ranges its scope
 //! can reach: the cost is proportional to what it removes, not to the size
 //! of the set.

@@ -166,8 +166,8 @@ impl RealisticTlb {
 
     /// Translates `addr` in `ctx`: a hit returns the cached leaf (whose
     /// permissions may forbid the access: a cached permission fault, Arm ARM
-    /// D8.14.3); a miss walks the latest memory and fills every entry the
-    /// walk made.
+    /// D8.15.1.5, RJVXRH); a miss walks the latest memory and fills every
+    /// entry the walk made.
     pub fn access(
         &mut self,
         mem: &PhysMem,
@@ -209,7 +209,8 @@ impl RealisticTlb {
             user: false,
         };
         // Walk for a read so that a permission-failing leaf is still cached,
-        // as the architecture allows; then check the requested access.
+        // as the architecture allows (Arm ARM D8.15.1.5, RJVXRH); then check
+        // the requested access.
         let t = translate(mem, ctx, addr, any)?;
         self.stats.walk_reads += t
             .entries
@@ -292,7 +293,8 @@ mod tests {
     }
 
     /// A read-only page cached by a read keeps faulting writes after the
-    /// table grants write, until invalidated: the fault-forever hazard.
+    /// table grants write, until invalidated: the fault-forever hazard (Arm
+    /// ARM D8.15.1.5, IWJLXV).
     #[test]
     fn cached_read_only_entry_faults_after_an_upgrade_until_invalidated() {
         let mut m = PhysMem::new(Pfn(0x100), 8);

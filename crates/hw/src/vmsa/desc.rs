@@ -1,12 +1,15 @@
-//! VMSAv8-64 translation table descriptors (Arm ARM D8.3), stage 1 and
-//! stage 2, for the 4K, 16K and 64K granules with 48-bit addresses.
+//! VMSAv8-64 translation table descriptors (Arm ARM D8.3 and D8.3.1), stage 1
+//! and stage 2, for the 4K, 16K and 64K granules with 48-bit addresses.
+//! Arm ARM references are to DDI 0487, issue M.a.
 //!
 //! Model choices, all architecturally permitted configurations:
-//! - no FEAT_LPA / FEAT_LPA2: output addresses come from bits[47:granule];
+//! - no FEAT_LPA / FEAT_LPA2: output addresses come from bits[47:granule]
+//!   (D8.3.1.2, Tables D8-52 and D8-53);
 //! - hierarchical permissions disabled (TCR_ELx.HPD = 1, FEAT_HPDS): table
-//!   descriptors' APTable/XNTable bits are ignored;
+//!   descriptors' APTable/XNTable bits are ignored (D8.4.1.2: IPKGJC for
+//!   APTable, INYWHQ for XNTable, UXNTable and PXNTable);
 //! - no hardware Access-flag management: a leaf with AF = 0 faults and is
-//!   never cached.
+//!   never cached (D8.15.1.4, IBMSDD and IPNQBP; D8.16, RXCLRD).
 
 use crate::addr::Granule;
 use crate::tlb::Perms;
@@ -17,21 +20,23 @@ use serde::{Deserialize, Serialize};
 pub enum TableStage {
     /// Stage-1 format (AP, UXN/PXN, nG).
     S1,
-    /// Stage-2 format (S2AP, XN, MemAttr; no nG: stage 2 has no ASIDs).
+    /// Stage-2 format (S2AP, XN, MemAttr; no nG: stage 2 has no ASIDs, and
+    /// bit\[11\] is FnXS or RES0, Arm ARM Table D8-53).
     S2,
 }
 
-/// Descriptor bit positions (Arm ARM D8.3.1 / D8.3.2, figures D8-14..D8-18).
+/// Descriptor bit positions (Arm ARM D8.3, Table D8-48 for bits\[1:0\];
+/// D8.3.1.1 and D8.3.1.2, Tables D8-50 to D8-53 and Figures D8-12 to D8-17).
 pub mod bits {
     /// Valid.
     pub const VALID: u64 = 1 << 0;
     /// Table (levels 0..2) or page (level 3) when set; block when clear.
     pub const TABLE_OR_PAGE: u64 = 1 << 1;
-    /// Stage 1 AP[1]: EL0 access (Arm ARM D8.4.1.2, table D8-46).
+    /// Stage 1 AP[1]: EL0 access (Arm ARM D8.4.1.2.1, RRNGJG, Table D8-63).
     pub const AP_USER: u64 = 1 << 6;
     /// Stage 1 AP[2]: read-only.
     pub const AP_RO: u64 = 1 << 7;
-    /// Stage 2 S2AP[0]: read permitted (Arm ARM D8.4.2).
+    /// Stage 2 S2AP[0]: read permitted (Arm ARM D8.4.2.1.1, RHBFHL, Table D8-76).
     pub const S2AP_READ: u64 = 1 << 6;
     /// Stage 2 S2AP[1]: write permitted.
     pub const S2AP_WRITE: u64 = 1 << 7;
@@ -45,7 +50,8 @@ pub mod bits {
     pub const CONTIGUOUS: u64 = 1 << 52;
     /// Stage 1 PXN.
     pub const PXN: u64 = 1 << 53;
-    /// Stage 1 UXN (XN for regimes with one EL); stage 2 XN[1].
+    /// Stage 1 UXN (XN for regimes with one EL); stage 2 XN[1] (FEAT_XNX) or
+    /// XN (Arm ARM Tables D8-52 and D8-53).
     pub const UXN: u64 = 1 << 54;
     /// Output/next-table address bits [47:12] before granule masking.
     pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
@@ -57,9 +63,11 @@ pub struct LeafAttrs {
     /// Stage-1 AP[2:1] (0b00 EL1 RW, 0b01 RW both, 0b10 EL1 RO, 0b11 RO both)
     /// or stage-2 S2AP (bit 0 read, bit 1 write).
     pub ap: u8,
-    /// Stage-1 UXN / stage-2 XN[1].
+    /// Stage-1 UXN / stage-2 XN[1]. For stage 2 this is the raw bit, not an
+    /// EL0 execute-never: Arm ARM D8.4.2.1.1, Table D8-78, decodes XN\[1:0\]
+    /// as a pair (0b10 forbids EL1 and EL0, 0b11 only EL0).
     pub uxn: bool,
-    /// Stage-1 PXN / stage-2 XN[0].
+    /// Stage-1 PXN / stage-2 XN[0] (raw bit, see `uxn`).
     pub pxn: bool,
     /// Access flag.
     pub af: bool,
@@ -75,7 +83,7 @@ impl LeafAttrs {
     /// The permissions this leaf grants, for its stage.
     pub fn perms(self, stage: TableStage) -> Perms {
         match stage {
-            // Arm ARM D8.4.1.2, table D8-46: AP[2] read-only, AP[1] EL0 access.
+            // Arm ARM D8.4.1.2.1, Table D8-63: AP[2] read-only, AP[1] EL0 access.
             TableStage::S1 => Perms {
                 read: true,
                 write: self.ap & 0b10 == 0,
@@ -84,8 +92,8 @@ impl LeafAttrs {
                 pxn: self.pxn,
                 dbm: self.dbm,
             },
-            // Arm ARM D8.4.2: S2AP[0] read, S2AP[1] write; stage 2 does not
-            // distinguish EL0 from EL1.
+            // Arm ARM D8.4.2.1.1, Table D8-76: S2AP[0] read, S2AP[1] write;
+            // stage 2 does not distinguish EL0 from EL1 (IHXWLL).
             TableStage::S2 => Perms {
                 read: self.ap & 0b01 != 0,
                 write: self.ap & 0b10 != 0,
@@ -103,7 +111,8 @@ impl LeafAttrs {
 pub enum Descriptor {
     /// Bit 0 clear, or an encoding that is invalid at this level (a level-3
     /// descriptor with bit 1 clear, or a block where the granule allows none):
-    /// a Translation fault (Arm ARM D8.3.1).
+    /// a Translation fault (Arm ARM D8.3, Table D8-48; D8.15.1.1, RDYNYQ and
+    /// RKRMJZ).
     Invalid,
     /// Points at the next-level table.
     Table {
@@ -120,12 +129,14 @@ pub enum Descriptor {
 }
 
 /// A descriptor whose address exceeds the configured output size: an
-/// Address size fault (Arm ARM D8.3.2 / D8.5.3).
+/// Address size fault (Arm ARM D8.15.1.2, RCVSBH; such an entry is not
+/// cached, RGGQPR).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AddressSizeFault;
 
 /// Decodes `raw` found at `level` of a `stage` table with `granule`, whose
-/// output addresses must be below `1 << oa_bits` (TCR_ELx.IPS / VTCR_EL2.PS).
+/// output addresses must be below `1 << oa_bits` (TCR_ELx.IPS / VTCR_EL2.PS;
+/// Arm ARM D8.1.7, Table D8-6).
 pub fn decode(
     raw: u64,
     stage: TableStage,
@@ -144,7 +155,8 @@ pub fn decode(
     };
     if !is_table_or_page && (level == 3 || !granule.block_allowed(level)) {
         // Level-3 "block" encoding and blocks at unsupported levels are
-        // reserved and treated as invalid (Arm ARM D8.3.1.1).
+        // reserved and treated as invalid (Arm ARM D8.3, Table D8-48, for
+        // level 3; D8.15.1.1, RKRMJZ, for a level without Block descriptors).
         return Ok(Descriptor::Invalid);
     }
     let addr = raw & bits::ADDR_MASK & !((1u64 << out_shift) - 1);
@@ -156,7 +168,8 @@ pub fn decode(
     }
     let (uxn, pxn) = match stage {
         TableStage::S1 => (raw & bits::UXN != 0, raw & bits::PXN != 0),
-        // Stage-2 XN[1:0] (FEAT_XNX) at bits [54:53].
+        // Stage-2 XN[1:0] (FEAT_XNX) at bits [54:53] (Arm ARM Table D8-53),
+        // kept raw: see `LeafAttrs::uxn`.
         TableStage::S2 => (raw & bits::UXN != 0, raw & bits::PXN != 0),
     };
     Ok(Descriptor::Leaf {
@@ -222,7 +235,7 @@ mod tests {
 
     #[test]
     fn level3_page_and_block_encodings() {
-        // 0x...0743: page, AF, AP[2:1]=0b11 (RO, EL0), valid.
+        // 0x...07c3: page, AF, SH = 0b11, AP[2:1] = 0b11 (RO, EL0), valid.
         let raw = 0x0000_0000_4000_07c3u64;
         let d = decode(raw, TableStage::S1, Granule::K4, 3, 48).unwrap();
         let Descriptor::Leaf { output, attrs } = d else {
@@ -231,7 +244,8 @@ mod tests {
         assert_eq!(output, 0x4000_0000);
         assert_eq!(attrs.ap, 0b11);
         assert!(attrs.af && !attrs.ng);
-        // Same bits with bit 1 clear at level 3 are reserved -> invalid.
+        // Same bits with bit 1 clear at level 3 are reserved -> invalid
+        // (Arm ARM Table D8-48).
         assert_eq!(
             decode(raw & !2, TableStage::S1, Granule::K4, 3, 48),
             Ok(Descriptor::Invalid)
@@ -248,7 +262,8 @@ mod tests {
                 ..
             })
         ));
-        // 4K level 0 blocks need LPA2; 16K and 64K level-1 blocks need LPA.
+        // 4K level-0 and 16K level-1 blocks need TCR_ELx.DS = 1 (FEAT_LPA2),
+        // 64K level-1 blocks FEAT_LPA (Arm ARM Tables D8-17, D8-27, D8-36).
         for (g, l) in [(Granule::K4, 0), (Granule::K16, 1), (Granule::K64, 1)] {
             assert_eq!(
                 decode(block, TableStage::S1, g, l, 48),
@@ -304,7 +319,8 @@ mod tests {
 
     #[test]
     fn table_address_is_granule_aligned() {
-        // Bits [15:12] of a 64K table descriptor are not address bits.
+        // Bits [15:12] of a 64K table descriptor are not address bits
+        // (RES0 without FEAT_LPA, Arm ARM Table D8-50).
         assert_eq!(
             decode(table(0x12_3000), TableStage::S1, Granule::K64, 2, 48),
             Ok(Descriptor::Table { next: 0x12_0000 })

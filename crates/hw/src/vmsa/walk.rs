@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The configuration of one stage of a translation regime: granule, table
-/// base (TTBR / VTTBR BADDR) and output size (TCR.IPS / VTCR.PS).
+/// base (TTBR / VTTBR BADDR) and output size (TCR.IPS / VTCR.PS; Arm ARM
+/// D8.1.7, Table D8-6).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StageConfig {
     /// Translation granule.
@@ -34,7 +35,8 @@ impl StageConfig {
 
 /// A translation context an agent can walk: stage 1 alone (tagged with
 /// ASID, and VMID when running in a VM with stage 2 off), stage 2 alone, or
-/// nested (stage-1 tables and output translated by stage 2, Arm ARM D8.2.11).
+/// nested (stage-1 tables and output translated by stage 2, Arm ARM D8.2.1,
+/// RBTTHB).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Context {
     /// Regime of the entries this context creates.
@@ -49,7 +51,7 @@ pub struct Context {
     pub s2: Option<StageConfig>,
 }
 
-/// Kind of a translation fault (Arm ARM D8.5).
+/// Kind of a translation fault (Arm ARM D8.15.1, RYLSQG: MMU fault types).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
@@ -72,7 +74,7 @@ pub struct Fault {
     pub stage: TableStage,
     /// Lookup level of the descriptor at fault (the leaf level for Permission).
     pub level: u8,
-    /// A stage-2 fault on a stage-1 table walk (S1PTW).
+    /// A stage-2 fault on a stage-1 table walk (S1PTW; Arm ARM D8.15.4.1).
     pub s1ptw: bool,
 }
 
@@ -126,6 +128,10 @@ struct StageLeaf {
     global: bool,
 }
 
+/// The ASID and VMID tags of an entry: stage-2 and global entries carry no
+/// ASID (Arm ARM D8.16.3.1, RQGKGF), and walk entries are never global
+/// (RCHVGJ: entries from levels other than the final one are non-global);
+/// EL1&0 entries carry the VMID (RQNPQX).
 fn tag(ctx: &Context, stage: Stage, global: bool) -> (Option<u16>, u16) {
     let asid = match stage {
         Stage::S2 => None,
@@ -163,9 +169,10 @@ fn walk_stage(
         TableStage::S1 => Stage::S1,
         TableStage::S2 => Stage::S2,
     };
-    // Arm ARM D8.2.5: an input address above the configured size is a
-    // Translation fault, and a table base above the output size an Address
-    // size fault; both are reported at level 0 whatever the start level
+    // Arm ARM D8.15.1.1 (RVZZSZ) and D8.15.1.2 (RCVSBH, RBFHQH): an input
+    // address above the configured size is a Translation fault, and a table
+    // base above the output size an Address size fault; both are reported
+    // at level 0 whatever the start level
     // (pseudocode AArch64.S1Translate / AArch64.S2Translate set
     // fault.level = 0; ESR FSC 0b000000 is "Address size fault, level 0 of
     // translation or translation table base register"). This matters for
@@ -258,7 +265,11 @@ fn walk_s2(
 
 /// Translates `addr` in `ctx` as a walker that reads the latest memory
 /// values and caches nothing would, then checks `access` against the final
-/// permissions (Arm ARM D8.4). A walk that faults leaves no entry behind.
+/// permissions (Arm ARM D8.4; both stages must permit, D8.4.3). A walk that
+/// faults leaves no entry behind: a model choice for this one-walk view
+/// (the architecture would let the table entries above the fault, D8.16
+/// RSQBCS, and a leaf failing its permission check, D8.15.1.5 RJVXRH, be
+/// cached; `enumerate_stage` lists those).
 pub fn translate(
     mem: &PhysMem,
     ctx: &Context,
@@ -279,14 +290,16 @@ pub fn translate(
         (None, Some(s2)) => walk_s2(mem, ctx, s2, addr, &mut entries)?,
         (Some(s1), s2) => {
             // In a nested walk every stage-1 table address is an IPA that
-            // stage 2 must translate first (Arm ARM D8.2.11).
+            // stage 2 must translate first (Arm ARM D8.2.1, RBTTHB; D8.15.4
+            // step 4).
             let mut resolve = |t: u64, e: &mut Vec<TlbEntry>| match s2 {
                 None => Ok(t),
                 Some(s2) => {
                     let (pa, perms) =
                         walk_s2(mem, ctx, s2, t, e).map_err(|f| Fault { s1ptw: true, ..f })?;
                     // A stage-1 table walk is a read that stage 2 checks
-                    // like any other (Arm ARM D8.4.2, pseudocode
+                    // like any other (Arm ARM D8.4.2.1, RTVZYF: read
+                    // permission implies MMURead; D8.15.4.1; pseudocode
                     // AArch64.S2Translate -> AArch64.S2CheckPermissions for
                     // AccessType_TTW): no S2AP read permission on the page
                     // holding a stage-1 table is a stage-2 Permission fault
@@ -324,7 +337,8 @@ pub fn translate(
                     // AArch64.FullTranslate: AArch64.S1Translate, which ends
                     // with AArch64.S1CheckPermissions, then
                     // AArch64.S2Translate): a stage-1 Permission fault takes
-                    // priority over any stage-2 fault on the output.
+                    // priority over any stage-2 fault on the output
+                    // (Arm ARM D8.15.5, RXCHFJ, items 36 and 37).
                     if !leaf.perms.allows(access) {
                         return Err(Fault {
                             kind: FaultKind::Permission,
@@ -353,7 +367,8 @@ pub fn translate(
             TableStage::S2
         };
         // The level of a Permission fault is that of the leaf of the stage
-        // that faulted (Arm ARM D8.5): in a nested walk the last entry is
+        // that faulted (Arm ARM D8.15.1.5, RCSRQR; D8.15.4.2): in a nested
+        // walk the last entry is
         // the combined one, at the stage-1 level, so look the stage up.
         let leaf_stage = match stage {
             TableStage::S1 => Stage::S1,
@@ -400,7 +415,9 @@ pub fn combine_perms(s1: Perms, s2: Perms) -> Perms {
 
 /// The combined stage-1+2 entry a TLB may form from a stage-1 leaf (VA ->
 /// IPA) and a stage-2 leaf (IPA -> PA) covering part of its output: the
-/// span is the smaller of the two (Arm ARM D8.14.1). `None` if they do not
+/// span is the smaller of the two (a model choice: Arm ARM DDI 0487M.a D8.17
+/// allows "structures combining stage 1 and stage 2 information" but gives
+/// no size rule for them). `None` if they do not
 /// overlap.
 pub fn combine(s1: &TlbEntry, s2: &TlbEntry) -> Option<TlbEntry> {
     let s1_out = crate::addr::AddrRange::span(s1.output, u32::from(s1.span_shift));
@@ -543,7 +560,8 @@ pub fn enumerate_stage_within(
                     };
                     emit(leaf_entry(ctx, entry_stage, g, &leaf, input), pa);
                 }
-                // Faulting descriptors are never cached (Arm ARM D8.14.2).
+                // Faulting descriptors are never cached (Arm ARM D8.16,
+                // RXCLRD: Translation, Address size and Access flag faults).
                 _ => {}
             }
         });
