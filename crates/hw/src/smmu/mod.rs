@@ -9,6 +9,7 @@
 pub mod cd;
 pub mod cmd;
 pub mod config;
+pub mod costs;
 pub mod event;
 pub mod model;
 pub mod queue;

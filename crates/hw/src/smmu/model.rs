@@ -243,7 +243,10 @@ pub fn access_stage(ctx: &Context) -> Stage {
     }
 }
 
-fn tag_vmid(ctx: &Context) -> u16 {
+/// The VMID an entry made in `ctx` is tagged with: only EL1&0 entries carry
+/// one (SMMUv3 3.17.5: EL2 StreamWorlds have no VMID). Shared with the
+/// realistic caches so both sides tag alike.
+pub(crate) fn tag_vmid(ctx: &Context) -> u16 {
     if ctx.regime == Regime::El10 {
         ctx.vmid
     } else {
