@@ -218,12 +218,14 @@ fn range_operand_decode_errors_point_at_the_operand() {
 }
 
 #[test]
-fn smmu_steps_parse_but_are_not_yet_supported() {
-    let s = "scenario s\nsmmu btm\nthread t cpu=0 {\n  cmd_sync\n}\nexpect ok\n";
+fn smmu_steps_need_an_smmu_and_legal_commands() {
+    let s = "scenario s\nthread t cpu=0 {\n  cmd_sync\n}\nexpect ok\n";
     let p = scratch("smmu.tlb", s);
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("not yet supported"));
+    let err = stderr(&o);
+    assert!(err.contains("smmu.tlb:3:3:"), "{err}");
+    assert!(err.contains("the machine has no SMMU"), "{err}");
     // A command the SMMU would reject is a parse error naming the field.
     let s = "scenario s\nsmmu\nthread t cpu=0 {\n  smmu cmd CMD_SYNC\n  smmu cmd TLBI_NH_VA tg=1 addr=0x1000\n}\nexpect ok\n";
     let p = scratch("smmu2.tlb", s);

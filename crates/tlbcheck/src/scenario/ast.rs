@@ -26,6 +26,16 @@ pub struct Scenario {
     pub machine: MachineDecl,
     /// `smmu ...`, if the machine has an SMMU.
     pub smmu: Option<SmmuDecl>,
+    /// `stream ...`: the Stream table's format and placement.
+    pub stream: Option<StreamDecl>,
+    /// `queue cmdq|eventq ...`, in order.
+    pub queues: Vec<QueueDecl>,
+    /// `ste SID ...`, in order.
+    pub stes: Vec<SteDecl>,
+    /// `cd FRAME[SLOT] ...`, in order.
+    pub cds: Vec<CdDecl>,
+    /// `device NAME sid=...`, in order (the index is the checker's device index).
+    pub devices: Vec<DeviceDecl>,
     /// `pool ...` (defaults to [`PoolDecl::DEFAULT`]).
     pub pool: PoolDecl,
     /// `frame ...`, in order.
@@ -71,6 +81,133 @@ pub struct SmmuDecl {
     /// Stall model.
     pub stall: bool,
     /// PRI (page requests).
+    pub pri: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `stream linear|2-level ...`: `SMMU_STRTAB_BASE(_CFG)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDecl {
+    /// `Some(split)` for a 2-level table (SPLIT 6, 8 or 10), `None` linear.
+    pub split: Option<u8>,
+    /// log2 of the number of StreamIDs; `None`: the smallest that covers
+    /// every `ste`.
+    pub log2size: Option<Spanned<u8>>,
+    /// The frame holding the table (linear STEs or L1STDs); `None`: an
+    /// `smmu`-owned frame is claimed automatically.
+    pub at: Option<Spanned<String>>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// Which SMMU queue a `queue` statement places.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The Command queue (16-byte entries).
+    Cmd,
+    /// The Event queue (32-byte records).
+    Event,
+}
+
+/// `queue cmdq|eventq [at=FRAME] [log2size=N]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDecl {
+    /// Which queue.
+    pub kind: QueueKind,
+    /// Frame holding the ring; `None`: claimed automatically.
+    pub at: Option<Spanned<String>>,
+    /// log2 of the number of entries; `None`: one 4 KiB frame's worth.
+    pub log2size: Option<Spanned<u8>>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// STE.Config as written.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SteConfig {
+    /// `invalid`: V = 0.
+    Invalid,
+    /// `abort`: Config 0b000.
+    Abort,
+    /// `bypass`: Config 0b100.
+    Bypass,
+    /// `s1`: Config 0b101.
+    S1,
+    /// `s2`: Config 0b110.
+    S2,
+    /// `nested`: Config 0b111.
+    Nested,
+}
+
+/// `ste SID CONFIG fields...`: one Stream Table Entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SteDecl {
+    /// StreamID.
+    pub sid: Spanned<u32>,
+    /// Config.
+    pub config: SteConfig,
+    /// `cd=`: S1ContextPtr (a CD, a linear CD table or an L1CD table).
+    pub cd: Option<Spanned<AddrRef>>,
+    /// `s1fmt=`: 0 linear, 1 2-level 4K leaves, 2 2-level 64K leaves.
+    pub s1fmt: u8,
+    /// `s1cdmax=`: log2 of the number of CDs.
+    pub s1cdmax: u8,
+    /// `s1dss=`: 0 terminate, 1 bypass, 2 SSID 0.
+    pub s1dss: u8,
+    /// `s1stalld`: stage-1 stalls disallowed.
+    pub s1stalld: bool,
+    /// `vmid=`: S2VMID.
+    pub vmid: u16,
+    /// `s2root=`: the stage-2 table (a frame, an address or a stage-2
+    /// context's name).
+    pub s2root: Option<Spanned<AddrRef>>,
+    /// `eats=`: 0 ATS aborted, 1 full ATS, 2 split-stage, 3 full with DPT.
+    pub eats: u8,
+    /// `s2stall`: S2S, stall on stage-2 faults.
+    pub s2stall: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `cd FRAME[SLOT] fields...`: one Context Descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CdDecl {
+    /// The CD table frame.
+    pub frame: Spanned<String>,
+    /// The 64-byte slot in it (the SubstreamID in a linear table).
+    pub slot: Spanned<u64>,
+    /// `ctx=`: take ASID and TTB0 from this stage-1 context.
+    pub ctx: Option<Spanned<String>>,
+    /// `asid=`.
+    pub asid: Option<Spanned<u16>>,
+    /// `ttb0=`: a frame, an address or a context's name.
+    pub ttb0: Option<Spanned<AddrRef>>,
+    /// `granule=`; `None`: the machine's.
+    pub granule: Option<Granule>,
+    /// `stall`: CD.S.
+    pub stall: bool,
+    /// `aset`: CD.ASET (the ASID is not shared with the PEs, so broadcast
+    /// TLBIs do not reach it).
+    pub aset: bool,
+    /// `invalid`: V = 0 (all eight words zero).
+    pub invalid: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `device NAME sid=S [ssid=N] [ats] [pri]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceDecl {
+    /// Name used by steps.
+    pub name: Spanned<String>,
+    /// StreamID.
+    pub sid: Spanned<u32>,
+    /// SubstreamID of its transactions.
+    pub ssid: Option<Spanned<u32>>,
+    /// Has an ATC (ATS).
+    pub ats: bool,
+    /// Sends page requests (PRI).
     pub pri: bool,
     /// The statement.
     pub span: Span,
@@ -248,6 +385,9 @@ pub enum DescExpr {
         /// Clear AF.
         noaf: bool,
     },
+    /// `l1cd REF`: a valid level-1 CD descriptor pointing at a level-2 CD
+    /// table.
+    L1Cd(Spanned<AddrRef>),
 }
 
 /// `LOCATION = DESCRIPTOR` in the set-up.
@@ -366,6 +506,9 @@ pub enum Step {
     DeviceAccess(DeviceAccess),
     /// `resume D`: resume a stalled transaction of device D.
     Resume(Spanned<String>),
+    /// `rely-config D`: the software relies on device D's stream using the
+    /// configuration now in memory.
+    RelyConfig(Spanned<String>),
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

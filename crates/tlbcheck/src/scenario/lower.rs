@@ -16,6 +16,12 @@ use tlbcheck_hw::addr::{Granule, Pa};
 use tlbcheck_hw::cpu::tlbi::TlbiOperand;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner, FRAME_SIZE};
+use tlbcheck_hw::smmu::cd::{Cd, CdContext, L1Cd};
+use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt, STRUCT_BYTES};
+use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
+use tlbcheck_hw::smmu::ste::{L1Std, S1Dss, S1Fmt, SmmuFeatures, Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
 use tlbcheck_hw::vmsa::desc::{bits, s1_block, s1_page, s2_block, s2_page, table};
 use tlbcheck_hw::vmsa::{Context, StageConfig};
@@ -67,6 +73,20 @@ struct Lower<'a> {
     frames: HashMap<String, Placed>,
 }
 
+/// The SMMU's registers and devices, built before its memory is final; the
+/// [`Smmu`] itself is made from them once every structure is written.
+struct SmmuParts {
+    opts: SmmuOptions,
+    strtab: StrtabConfig,
+    cmdq: CmdQueue,
+    evtq: EventQueue,
+    devices: Vec<Device>,
+}
+
+/// Default ring sizes: one 4 KiB frame each (256 commands, 128 events).
+const CMDQ_LOG2: u8 = 8;
+const EVTQ_LOG2: u8 = 7;
+
 /// Builds the model and the bounds the scenario asks for.
 pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     let mut l = Lower {
@@ -75,19 +95,34 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         frames: HashMap::new(),
     };
     let mut mem = l.place_frames()?;
+    l.no_smmu_setup_without_smmu()?;
+    // SMMU structures the scenario does not place are claimed after every
+    // declared frame, so they never move a frame the scenario placed.
+    let mut smmu = match &sc.smmu {
+        Some(decl) => Some(l.smmu_registers(decl, &mut mem)?),
+        None => None,
+    };
     for w in &sc.writes {
         let (pa, value) = l.write(&w.at, &w.value)?;
         mem.write(Pa(pa), value)
             .map_err(|e| Located::new(w.span, e.to_string()))?;
     }
     let (contexts, context_names) = l.contexts()?;
-    let threads = l.threads(&context_names, &mem)?;
+    if let Some(parts) = &mut smmu {
+        l.smmu_structures(parts, &contexts, &context_names, &mut mem)?;
+    }
+    let device_names: Vec<String> = sc.devices.iter().map(|d| d.name.value.clone()).collect();
+    let threads = l.threads(&context_names, &device_names, &mem)?;
     let defaults = Bounds::default();
     let bounds = Bounds {
         max_depth: sc.bounds.depth.unwrap_or(defaults.max_depth),
         max_states: sc.bounds.states.unwrap_or(defaults.max_states),
     };
-    let machine = Machine::new(mem, sc.machine.cpus, contexts.clone());
+    let mut machine = Machine::new(mem, sc.machine.cpus, contexts.clone());
+    if let Some(p) = smmu {
+        let smmu = Smmu::new(p.opts, p.strtab, p.cmdq, p.evtq, p.devices, &machine.mem);
+        machine.attach_smmu(smmu);
+    }
     Ok((
         Model {
             name: sc.name.value.clone(),
@@ -329,6 +364,19 @@ impl Lower<'_> {
                 };
                 strip_af(d | extra, *noaf)
             }
+            DescExpr::L1Cd(t) => {
+                if table_of.is_some() {
+                    return Err(mismatch(
+                        "an L1CD belongs in an `smmu` frame (an L1 CD table), not a translation table",
+                    ));
+                }
+                // L2Ptr is bits [55:12]: a level-2 CD table is 4 KiB aligned.
+                L1Cd {
+                    valid: true,
+                    l2ptr: aligned(t, 12, "level-2 CD table")?,
+                }
+                .encode()
+            }
         };
         Ok((pa, v))
     }
@@ -437,7 +485,7 @@ impl Lower<'_> {
         }
     }
 
-    fn threads(&self, ctx_names: &[String], mem: &PhysMem) -> R<Vec<Thread>> {
+    fn threads(&self, ctx_names: &[String], dev_names: &[String], mem: &PhysMem) -> R<Vec<Thread>> {
         let sc = self.sc;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
@@ -504,19 +552,11 @@ impl Lower<'_> {
                         va: *va,
                         write: *write,
                     }),
-                    Step::SmmuCmd(_) | Step::CmdSync | Step::DeviceAccess(_) | Step::Resume(_) => {
-                        if sc.smmu.is_none() {
-                            return Err(Located::new(
-                                s.span,
-                                "an SMMU step, but the machine has no SMMU",
-                            )
-                            .with_help("add an `smmu` statement (e.g. `smmu btm ats`)"));
-                        }
-                        return Err(Located::new(
-                            s.span,
-                            "SMMU steps are not yet supported by tlbcheck scenarios: they parse, but the scenario language cannot yet describe the SMMU set-up (stream table, STE/CD, queues, devices) the checker needs to run them",
-                        ));
-                    }
+                    Step::SmmuCmd(_)
+                    | Step::CmdSync
+                    | Step::DeviceAccess(_)
+                    | Step::Resume(_)
+                    | Step::RelyConfig(_) => ops.push(self.smmu_step(&s.value, s.span, dev_names)?),
                 }
             }
             out.push(Thread {
@@ -628,4 +668,541 @@ fn ctx_index(names: &[String], ctx: &Spanned<String>) -> R<usize> {
             },
         )
     })
+}
+
+fn dev_index(names: &[String], dev: &Spanned<String>) -> R<usize> {
+    names.iter().position(|n| *n == dev.value).ok_or_else(|| {
+        Located::new(dev.span, format!("unknown device `{}`", dev.value)).with_help(
+            if names.is_empty() {
+                "declare it with `device NAME sid=S`".to_string()
+            } else {
+                format!("declared devices: {}", names.join(", "))
+            },
+        )
+    })
+}
+
+/// Bytes of a 2-level Stream table's level-1 array: one L1STD per 2^split
+/// StreamIDs (at least one).
+fn l1_bytes(log2size: u8, split: u8) -> u64 {
+    8 << log2size.saturating_sub(split)
+}
+
+/// 4 KiB frames needed for `bytes`.
+fn frames_for(bytes: u64) -> u32 {
+    bytes.div_ceil(FRAME_SIZE).max(1) as u32
+}
+
+impl Lower<'_> {
+    /// SMMU set-up statements need an `smmu` statement to attach to.
+    fn no_smmu_setup_without_smmu(&self) -> R<()> {
+        let sc = self.sc;
+        if sc.smmu.is_some() {
+            return Ok(());
+        }
+        let first = sc
+            .stream
+            .as_ref()
+            .map(|d| d.span)
+            .into_iter()
+            .chain(sc.queues.iter().map(|d| d.span))
+            .chain(sc.stes.iter().map(|d| d.span))
+            .chain(sc.cds.iter().map(|d| d.span))
+            .chain(sc.devices.iter().map(|d| d.span))
+            .min_by_key(|s| s.start);
+        match first {
+            Some(span) => Err(
+                Located::new(span, "SMMU set-up, but the machine has no SMMU")
+                    .with_help("add an `smmu` statement (e.g. `smmu btm ats`)"),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Claims the first run of `n` free pool frames (aligned to `n` rounded
+    /// up to a power of two, as structures are aligned to their size) for
+    /// an SMMU structure the scenario did not place.
+    fn auto_frames(&self, mem: &mut PhysMem, n: u32, what: &str, span: Span) -> R<u64> {
+        let pool = &self.sc.pool;
+        let first = pool.base >> 12;
+        let end = first + u64::from(pool.frames);
+        let align = u64::from(n.next_power_of_two());
+        let mut p = first.div_ceil(align) * align;
+        while p + u64::from(n) <= end {
+            if (p..p + u64::from(n)).all(|q| mem.owner(Pfn(q)) == FrameOwner::Free) {
+                for q in p..p + u64::from(n) {
+                    mem.claim(Pfn(q), FrameOwner::Smmu)
+                        .map_err(|e| Located::new(span, e.to_string()))?;
+                }
+                return Ok(p << 12);
+            }
+            p += align;
+        }
+        Err(Located::new(
+            span,
+            format!("no room in the pool for the SMMU's {what} ({n} frame(s))"),
+        )
+        .with_help("enlarge the pool with `pool base=PA frames=N`, or place it with at=FRAME"))
+    }
+
+    /// A frame named by `at=`: it must be an `smmu` frame of at least
+    /// `bytes`, aligned to `align`.
+    fn smmu_frame(&self, name: &Spanned<String>, bytes: u64, align: u64, what: &str) -> R<u64> {
+        let f = self.frame(&name.value, name.span)?;
+        if f.owner != FrameOwner::Smmu {
+            return Err(Located::new(
+                name.span,
+                format!(
+                    "the {what} must live in an `smmu` frame, but `{}` is owned by {}",
+                    name.value, f.owner
+                ),
+            )
+            .with_help(format!("declare it with `frame {} smmu`", name.value)));
+        }
+        let size = u64::from(f.frames) * FRAME_SIZE;
+        if size < bytes {
+            return Err(Located::new(
+                name.span,
+                format!(
+                    "the {what} needs {bytes:#x} bytes but `{}` holds {size:#x}",
+                    name.value
+                ),
+            )
+            .with_help("give the frame frames=N"));
+        }
+        if f.base % align != 0 {
+            return Err(Located::new(
+                name.span,
+                format!(
+                    "the {what} must be aligned to {align:#x}; `{}` is at {:#x}",
+                    name.value, f.base
+                ),
+            ));
+        }
+        Ok(f.base)
+    }
+
+    /// Options, Stream table registers, queues and devices: everything
+    /// whose placement must be known before the set-up writes.
+    fn smmu_registers(&self, decl: &SmmuDecl, mem: &mut PhysMem) -> R<SmmuParts> {
+        let sc = self.sc;
+        let opts = SmmuOptions {
+            features: SmmuFeatures::MODEL,
+            btm: decl.btm,
+            // Without BTM the SMMU cannot take part in broadcast
+            // maintenance; with it, Linux leaves PTM clear so it does.
+            ptm: !decl.btm,
+            e2h: false,
+        };
+        let max_sid = sc
+            .stes
+            .iter()
+            .map(|s| s.sid.value)
+            .chain(sc.devices.iter().map(|d| d.sid.value))
+            .max()
+            .unwrap_or(0);
+        let needed = (32 - max_sid.leading_zeros()) as u8;
+        let (split, span, at) = match &sc.stream {
+            Some(d) => (d.split, d.span, d.at.as_ref()),
+            None => (None, decl.span, None),
+        };
+        let log2size = match sc.stream.as_ref().and_then(|d| d.log2size.as_ref()) {
+            Some(l) => {
+                if needed > l.value {
+                    return Err(Located::new(
+                        l.span,
+                        format!(
+                            "log2size={} covers StreamIDs below {}, but StreamID {max_sid} is used",
+                            l.value,
+                            1u64 << l.value
+                        ),
+                    ));
+                }
+                l.value
+            }
+            None => needed.max(split.unwrap_or(0)),
+        };
+        let (fmt, bytes) = match split {
+            None => (StrtabFmt::Linear, STRUCT_BYTES << log2size),
+            Some(split) => (StrtabFmt::TwoLevel { split }, l1_bytes(log2size, split)),
+        };
+        let base = match at {
+            Some(name) => self.smmu_frame(name, bytes, bytes.max(64), "Stream table")?,
+            None => self.auto_frames(mem, frames_for(bytes), "Stream table", span)?,
+        };
+        let mut ring = |kind: QueueKind| -> R<(u64, u8)> {
+            let decls: Vec<&QueueDecl> = sc.queues.iter().filter(|q| q.kind == kind).collect();
+            if let Some(second) = decls.get(1) {
+                return Err(Located::new(second.span, "this queue is placed twice"));
+            }
+            let (entry, default_log2, what) = match kind {
+                QueueKind::Cmd => (16u64, CMDQ_LOG2, "Command queue"),
+                QueueKind::Event => (32u64, EVTQ_LOG2, "Event queue"),
+            };
+            let d = decls.first();
+            let log2 = d
+                .and_then(|d| d.log2size.as_ref())
+                .map_or(default_log2, |l| l.value);
+            let bytes = entry << log2;
+            // SMMU_CMDQ_BASE / EVENTQ_BASE: the ring is aligned to its size
+            // (at least 32 bytes).
+            let base = match d.and_then(|d| d.at.as_ref()) {
+                Some(name) => self.smmu_frame(name, bytes, bytes.max(32), what)?,
+                None => self.auto_frames(
+                    mem,
+                    frames_for(bytes),
+                    what,
+                    d.map_or(decl.span, |d| d.span),
+                )?,
+            };
+            Ok((base, log2))
+        };
+        let (cq, cq_log2) = ring(QueueKind::Cmd)?;
+        let (eq, eq_log2) = ring(QueueKind::Event)?;
+        let mut devices = Vec::new();
+        for (i, d) in sc.devices.iter().enumerate() {
+            if sc.devices[..i].iter().any(|o| o.name.value == d.name.value) {
+                return Err(Located::new(
+                    d.name.span,
+                    format!("device `{}` is declared twice", d.name.value),
+                ));
+            }
+            if d.ats && !decl.ats {
+                return Err(
+                    Located::new(d.span, "an ATS device, but the SMMU lacks ATS")
+                        .with_help("add `ats` to the smmu statement"),
+                );
+            }
+            if d.pri && !(decl.pri && d.ats) {
+                return Err(Located::new(
+                    d.span,
+                    "PRI needs ATS on the device and `pri` and `ats` on the smmu statement",
+                ));
+            }
+            devices.push(Device::new(
+                d.sid.value,
+                d.ssid.as_ref().map(|s| s.value),
+                d.ats,
+                d.pri,
+            ));
+        }
+        Ok(SmmuParts {
+            opts,
+            strtab: StrtabConfig {
+                base,
+                log2size,
+                fmt,
+            },
+            cmdq: CmdQueue::new(cq, cq_log2),
+            evtq: EventQueue::new(eq, eq_log2),
+            devices,
+        })
+    }
+
+    /// Resolves `ttb0=` / `s2root=`: a context's root (stage 1 for `ttb0`,
+    /// stage 2 for `s2root`), else a frame or an address.
+    fn root_of(
+        &self,
+        r: &Spanned<AddrRef>,
+        contexts: &[tlbcheck_hw::vmsa::Context],
+        names: &[String],
+        stage2: bool,
+    ) -> R<u64> {
+        if let AddrRef::Frame { name, offset: 0 } = &r.value {
+            if let Some(i) = names.iter().position(|n| n == name) {
+                let c = &contexts[i];
+                let st = if stage2 { c.s2 } else { c.s1 };
+                return st.map(|s| s.ttb).ok_or_else(|| {
+                    Located::new(
+                        r.span,
+                        format!(
+                            "context `{name}` has no stage {}",
+                            if stage2 { 2 } else { 1 }
+                        ),
+                    )
+                });
+            }
+        }
+        let a = self.addr(r)?;
+        if a % self.granule.size() != 0 {
+            return Err(Located::new(
+                r.span,
+                format!(
+                    "table {a:#x} is not aligned to the {} granule",
+                    self.granule
+                ),
+            ));
+        }
+        Ok(a)
+    }
+
+    /// Writes every STE (and, for a 2-level table, the L1STDs and level-2
+    /// arrays) and every CD; each readable structure is checked with the
+    /// hardware model's own validity rules, so the SMMU never sees a
+    /// `C_BAD_STE` / `C_BAD_CD` the scenario did not ask for (raw writes
+    /// can still build one).
+    fn smmu_structures(
+        &self,
+        parts: &mut SmmuParts,
+        contexts: &[tlbcheck_hw::vmsa::Context],
+        names: &[String],
+        mem: &mut PhysMem,
+    ) -> R<()> {
+        let sc = self.sc;
+        let decl = sc.smmu.as_ref().expect("called with an SMMU");
+        let f = parts.opts.features;
+        let st = parts.strtab;
+        let mut l2: HashMap<u64, u64> = HashMap::new();
+        let mut seen: HashMap<u32, Span> = HashMap::new();
+        let write8 = |mem: &mut PhysMem, pa: u64, w: &[u64; 8], span: Span| -> R<()> {
+            for (i, v) in w.iter().enumerate() {
+                mem.write(Pa(pa + 8 * i as u64), *v)
+                    .map_err(|e| Located::new(span, e.to_string()))?;
+            }
+            Ok(())
+        };
+        for d in &sc.stes {
+            let sid = d.sid.value;
+            if seen.insert(sid, d.span).is_some() {
+                return Err(Located::new(
+                    d.sid.span,
+                    format!("StreamID {sid} has two `ste` statements"),
+                ));
+            }
+            let slot = match st.fmt {
+                StrtabFmt::Linear => st.base + STRUCT_BYTES * u64::from(sid),
+                StrtabFmt::TwoLevel { split } => {
+                    let idx = u64::from(sid >> split);
+                    let arr = match l2.get(&idx) {
+                        Some(a) => *a,
+                        None => {
+                            let bytes = STRUCT_BYTES << split;
+                            let a = self.auto_frames(
+                                mem,
+                                frames_for(bytes),
+                                "level-2 Stream table array",
+                                d.span,
+                            )?;
+                            let l1 = L1Std {
+                                span: split + 1,
+                                l2ptr: a,
+                            };
+                            mem.write(Pa(st.base + 8 * idx), l1.encode())
+                                .map_err(|e| Located::new(d.span, e.to_string()))?;
+                            l2.insert(idx, a);
+                            a
+                        }
+                    };
+                    arr + STRUCT_BYTES * u64::from(sid & ((1 << split) - 1))
+                }
+            };
+            let mut ste = match d.config {
+                SteConfig::Invalid => {
+                    write8(mem, slot, &Ste::INVALID, d.span)?;
+                    continue;
+                }
+                SteConfig::Abort => {
+                    let mut s = Ste::bypass();
+                    s.config = StreamConfig::Abort;
+                    s
+                }
+                SteConfig::Bypass => Ste::bypass(),
+                SteConfig::S1 => Ste::bypass(),
+                SteConfig::S2 | SteConfig::Nested => {
+                    let r = d.s2root.as_ref().expect("the parser requires s2root");
+                    let root = self.root_of(r, contexts, names, true)?;
+                    Ste::stage2(d.vmid, root, self.granule)
+                }
+            };
+            ste.s2_vmid = d.vmid;
+            if let Some(cd) = &d.cd {
+                let a = self.addr(cd)?;
+                // S1ContextPtr is bits [55:6]; an L1CD table or CD is 64-byte aligned.
+                if a % 64 != 0 {
+                    return Err(Located::new(
+                        cd.span,
+                        format!("the CD pointer {a:#x} is not 64-byte aligned"),
+                    ));
+                }
+                ste.config = if d.config == SteConfig::Nested {
+                    StreamConfig::Nested
+                } else {
+                    StreamConfig::S1Translate
+                };
+                ste.s1_context_ptr = a;
+            }
+            ste.s1_fmt = match d.s1fmt {
+                0 => S1Fmt::Linear,
+                1 => S1Fmt::TwoLevel4K,
+                _ => S1Fmt::TwoLevel64K,
+            };
+            ste.s1_cd_max = d.s1cdmax;
+            ste.s1_dss = match d.s1dss {
+                0 => S1Dss::Terminate,
+                1 => S1Dss::Bypass,
+                _ => S1Dss::Ssid0,
+            };
+            ste.s1_stalld = d.s1stalld;
+            ste.s2_s = d.s2stall;
+            ste.eats = d.eats;
+            if d.eats != 0 && !decl.ats {
+                return Err(Located::new(d.span, "EATS is set but the SMMU lacks ATS")
+                    .with_help("add `ats` to the smmu statement"));
+            }
+            if d.s2stall && !decl.stall {
+                return Err(Located::new(d.span, "s2stall needs the SMMU's stall model")
+                    .with_help("add `stall` to the smmu statement"));
+            }
+            ste.validate(&f)
+                .map_err(|e| Located::new(d.span, format!("this STE is ILLEGAL: {e}")))?;
+            write8(mem, slot, &ste.encode(), d.span)?;
+        }
+        for d in &sc.cds {
+            let fr = self.frame(&d.frame.value, d.frame.span)?;
+            if fr.owner != FrameOwner::Smmu {
+                return Err(Located::new(
+                    d.frame.span,
+                    format!(
+                        "a CD table must be an `smmu` frame, but `{}` is owned by {}",
+                        d.frame.value, fr.owner
+                    ),
+                )
+                .with_help(format!("declare it with `frame {} smmu`", d.frame.value)));
+            }
+            let slots = u64::from(fr.frames) * FRAME_SIZE / STRUCT_BYTES;
+            if d.slot.value >= slots {
+                return Err(Located::new(
+                    d.slot.span,
+                    format!(
+                        "slot {} is out of range: `{}` holds {slots} CDs",
+                        d.slot.value, d.frame.value
+                    ),
+                ));
+            }
+            let pa = fr.base + STRUCT_BYTES * d.slot.value;
+            if d.invalid {
+                write8(mem, pa, &Cd::INVALID, d.span)?;
+                continue;
+            }
+            let ctx = match &d.ctx {
+                Some(c) => Some(contexts[ctx_index(names, c)?]),
+                None => None,
+            };
+            let asid = match (&d.asid, ctx) {
+                (Some(a), _) => a.value,
+                (None, Some(c)) => c.asid,
+                (None, None) => unreachable!("the parser requires asid= or ctx="),
+            };
+            let ttb0 = match (&d.ttb0, ctx, &d.ctx) {
+                (Some(r), _, _) => self.root_of(r, contexts, names, false)?,
+                (None, Some(c), Some(name)) => c.s1.map(|s| s.ttb).ok_or_else(|| {
+                    Located::new(
+                        name.span,
+                        format!("context `{}` has no stage 1", name.value),
+                    )
+                })?,
+                _ => unreachable!("the parser requires ttb0= or ctx="),
+            };
+            let mut cd = Cd::new(asid, ttb0, d.granule.unwrap_or(self.granule));
+            if d.stall && !decl.stall {
+                return Err(
+                    Located::new(d.span, "a stalling CD needs the SMMU's stall model")
+                        .with_help("add `stall` to the smmu statement"),
+                );
+            }
+            cd.s = d.stall;
+            cd.aset = d.aset;
+            cd.validate(&f, &CdContext::default())
+                .map_err(|e| Located::new(d.span, format!("this CD is ILLEGAL: {e}")))?;
+            write8(mem, pa, &cd.encode(), d.span)?;
+        }
+        // Devices whose StreamID has no STE would only ever see
+        // C_BAD_STE/C_BAD_STREAMID: almost certainly a typo.
+        for d in &sc.devices {
+            if !seen.contains_key(&d.sid.value) {
+                return Err(Located::new(
+                    d.sid.span,
+                    format!(
+                        "device `{}` uses StreamID {} but no `ste {}` describes it",
+                        d.name.value, d.sid.value, d.sid.value
+                    ),
+                )
+                .with_help(format!("add e.g. `ste {} bypass`", d.sid.value)));
+            }
+        }
+        Ok(())
+    }
+
+    /// One SMMU step as a checker op, with the features it needs checked.
+    fn smmu_step(&self, step: &Step, span: Span, dev_names: &[String]) -> R<Op> {
+        let Some(decl) = &self.sc.smmu else {
+            return Err(
+                Located::new(span, "an SMMU step, but the machine has no SMMU")
+                    .with_help("add an `smmu` statement (e.g. `smmu btm ats`)"),
+            );
+        };
+        Ok(match step {
+            Step::SmmuCmd(c) => {
+                if let Some(need) = command_needs(c, decl) {
+                    return Err(Located::new(span, need.0).with_help(need.1));
+                }
+                Op::SmmuCmd {
+                    text: c.to_string(),
+                    words: c.encode(),
+                }
+            }
+            Step::CmdSync => Op::SmmuSync,
+            Step::DeviceAccess(a) => {
+                let dev = dev_index(dev_names, &a.device)?;
+                let declared = self.sc.devices[dev].ssid.as_ref().map(|s| s.value);
+                if a.ssid.is_some() && a.ssid != declared {
+                    return Err(Located::new(
+                        span,
+                        format!(
+                            "device `{}` issues transactions with {}, not ssid={}",
+                            a.device.value,
+                            declared.map_or("no SubstreamID".to_string(), |s| format!("ssid={s}")),
+                            a.ssid.unwrap_or(0)
+                        ),
+                    )
+                    .with_help("a device's SubstreamID is set by its `device` statement"));
+                }
+                Op::DeviceAccess {
+                    dev,
+                    va: a.addr,
+                    write: a.write,
+                }
+            }
+            Step::Resume(d) => Op::DeviceResume {
+                dev: dev_index(dev_names, d)?,
+            },
+            Step::RelyConfig(d) => Op::SmmuRelyConfig {
+                dev: dev_index(dev_names, d)?,
+            },
+            _ => unreachable!("only SMMU steps come here"),
+        })
+    }
+}
+
+/// The SMMU feature a command needs and the scenario lacks, as (message,
+/// help).
+fn command_needs(c: &Command, decl: &SmmuDecl) -> Option<(String, &'static str)> {
+    let range = match c {
+        Command::TlbiNhVa { va, .. }
+        | Command::TlbiNhVaa { va, .. }
+        | Command::TlbiEl2Va { va, .. }
+        | Command::TlbiEl2Vaa { va } => va.tg != 0,
+        Command::TlbiS2Ipa { ipa, .. } => ipa.tg != 0,
+        _ => false,
+    };
+    if range && !decl.ril {
+        return Some((
+            format!("{c} is a range invalidation (TG != 0), but the SMMU lacks RIL"),
+            "add `ril` to the smmu statement (SMMU_IDR3.RIL)",
+        ));
+    }
+    if matches!(c, Command::AtcInv { .. }) && !decl.ats {
+        return Some((format!("{c} needs ATS"), "add `ats` to the smmu statement"));
+    }
+    None
 }

@@ -36,13 +36,11 @@ pub const RESERVED_STEPS: &[&str] = &[
 ];
 
 /// Top-level words reserved for later set-up statements (protocol variants,
-/// SMMU stream table and devices, cost tables).
-pub const RESERVED_STATEMENTS: &[&str] = &[
-    "protocol", "process", "vm", "device", "stream", "ste", "cd", "cost", "workload",
-];
+/// processes and VMs, cost tables).
+pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "process", "vm", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, pool, frame, context, FRAME[index] = ..., thread, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, FRAME[index] = ..., thread, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -90,6 +88,44 @@ fn narrow<T: TryFrom<u64>>(v: &Spanned<String>, what: &str, max: u64) -> R<T> {
         ));
     }
     T::try_from(n).map_err(|_| Located::new(v.span, format!("{what} = {n} is out of range")))
+}
+
+/// A `key=value` value naming an address: a number, or a name (a frame, or
+/// for some keys a context) resolved at lowering.
+fn ref_of(v: &Spanned<String>) -> Spanned<AddrRef> {
+    Spanned {
+        value: match number(&v.value) {
+            Some(n) => AddrRef::Lit(n),
+            None => AddrRef::Frame {
+                name: v.value.clone(),
+                offset: 0,
+            },
+        },
+        span: v.span,
+    }
+}
+
+/// Exactly one value after `key=`.
+fn one<'a>(a: &'a Arg, what: &str) -> R<&'a Spanned<String>> {
+    match a.values.as_slice() {
+        [v] => Ok(v),
+        _ => Err(Located::new(
+            a.span,
+            format!("expected `{}=VALUE` ({what})", a.key.value),
+        )),
+    }
+}
+
+/// A bare flag: `key` with no value.
+fn flag(a: &Arg) -> R<bool> {
+    if a.values.is_empty() {
+        Ok(true)
+    } else {
+        Err(Located::new(
+            a.span,
+            format!("`{}` is a flag and takes no value", a.key.value),
+        ))
+    }
 }
 
 impl Parser {
@@ -203,6 +239,11 @@ impl Parser {
         let mut name: Option<Spanned<String>> = None;
         let mut machine: Option<MachineDecl> = None;
         let mut smmu: Option<SmmuDecl> = None;
+        let mut stream: Option<StreamDecl> = None;
+        let mut queues = Vec::new();
+        let mut stes = Vec::new();
+        let mut cds = Vec::new();
+        let mut devices = Vec::new();
         let mut pool: Option<PoolDecl> = None;
         let mut frames = Vec::new();
         let mut contexts = Vec::new();
@@ -250,6 +291,15 @@ impl Parser {
                     pool = Some(self.pool()?);
                 }
                 "frame" => frames.push(self.frame()?),
+                // The SMMU set-up words may also name frames (`cd[0] = ...`).
+                "stream" if self.peek2().tok != Tok::Punct('[') => {
+                    once(stream.is_some())?;
+                    stream = Some(self.stream()?);
+                }
+                "queue" if self.peek2().tok != Tok::Punct('[') => queues.push(self.queue()?),
+                "ste" if self.peek2().tok != Tok::Punct('[') => stes.push(self.ste()?),
+                "cd" if self.peek2().tok != Tok::Punct('[') => cds.push(self.cd()?),
+                "device" if self.peek2().tok != Tok::Punct('[') => devices.push(self.device()?),
                 "context" => contexts.push(self.context()?),
                 "thread" => threads.push(self.thread()?),
                 "bounds" => {
@@ -291,6 +341,11 @@ impl Parser {
                 span: Span::default(),
             }),
             smmu,
+            stream,
+            queues,
+            stes,
+            cds,
+            devices,
             pool: pool.unwrap_or(PoolDecl::DEFAULT),
             frames,
             contexts,
@@ -636,6 +691,11 @@ impl Parser {
         let mut span = head.span;
         let value = match head.value.as_str() {
             "invalid" => DescExpr::Raw(0),
+            "l1cd" => {
+                let t = self.addr_ref("the level-2 CD table (a frame name or address)")?;
+                span = span.to(t.span);
+                DescExpr::L1Cd(t)
+            }
             "table" => {
                 let t = self.addr_ref("the next-level table (a frame name or address)")?;
                 span = span.to(t.span);
@@ -708,7 +768,7 @@ impl Parser {
                 None => {
                     return Err(Located::new(
                         head.span,
-                        format!("expected a descriptor (table, page, block, s2page, s2block, invalid or a number), found `{w}`"),
+                        format!("expected a descriptor (table, page, block, s2page, s2block, l1cd, invalid or a number), found `{w}`"),
                     ))
                 }
             },
@@ -921,6 +981,10 @@ impl Parser {
                         self.bump();
                         Step::Resume(self.word("a device name")?)
                     }
+                    "rely-config" | "rely_config" => {
+                        self.bump();
+                        Step::RelyConfig(self.word("a device name")?)
+                    }
                     r if RESERVED_STEPS.contains(&r) => {
                         return Err(Located::new(
                             first.span,
@@ -929,7 +993,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, resume)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, resume, rely-config)",
                         &first,
                     )),
                 }
@@ -1094,6 +1158,378 @@ impl Parser {
             addr,
             ssid,
         }))
+    }
+
+    /// `log2size=N` with the range the structure allows.
+    fn log2size(v: &Spanned<String>, max: u64) -> R<Spanned<u8>> {
+        Ok(Spanned {
+            value: narrow(v, "log2size", max)?,
+            span: v.span,
+        })
+    }
+
+    /// `stream linear|2-level [split=S] [log2size=N] [at=FRAME]`.
+    fn stream(&mut self) -> R<StreamDecl> {
+        let kw = self.bump().span;
+        let fmt = self.word("the Stream table format (`linear` or `2-level`)")?;
+        let two_level = match fmt.value.as_str() {
+            "linear" => false,
+            "2-level" | "2level" | "two-level" => true,
+            other => {
+                return Err(Located::new(
+                    fmt.span,
+                    format!("expected `linear` or `2-level`, found `{other}`"),
+                ))
+            }
+        };
+        let mut d = StreamDecl {
+            split: None,
+            log2size: None,
+            at: None,
+            span: kw.to(fmt.span),
+        };
+        let mut split = None;
+        for a in self.args()? {
+            d.span = d.span.to(a.span);
+            match a.key.value.as_str() {
+                // SMMU_IDR1.SIDSIZE is at most 32; the model keeps it small.
+                "log2size" => d.log2size = Some(Self::log2size(one(&a, "a number")?, 16)?),
+                "at" => d.at = Some(one(&a, "a frame name")?.clone()),
+                "split" if two_level => {
+                    let v = one(&a, "6, 8 or 10")?;
+                    let n: u8 = narrow(v, "split", 10)?;
+                    if !matches!(n, 6 | 8 | 10) {
+                        return Err(Located::new(
+                            v.span,
+                            format!(
+                                "SPLIT = {n} is not supported: expected 6, 8 or 10 (SMMUv3 6.3.24)"
+                            ),
+                        ));
+                    }
+                    split = Some(n);
+                }
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown stream setting `{}`", a.key.value),
+                    )
+                    .with_help(if two_level {
+                        "expected split=6|8|10, log2size=N and at=FRAME"
+                    } else {
+                        "expected log2size=N and at=FRAME (split= is for a 2-level table)"
+                    }))
+                }
+            }
+        }
+        if two_level {
+            d.split = Some(split.ok_or_else(|| {
+                Located::new(fmt.span, "a 2-level Stream table needs split=6, 8 or 10")
+            })?);
+        }
+        self.end_of_line()?;
+        Ok(d)
+    }
+
+    /// `queue cmdq|eventq [at=FRAME] [log2size=N]`.
+    fn queue(&mut self) -> R<QueueDecl> {
+        let kw = self.bump().span;
+        let which = self.word("`cmdq` or `eventq`")?;
+        let kind = match which.value.as_str() {
+            "cmdq" | "cmd" => QueueKind::Cmd,
+            "eventq" | "evtq" | "event" => QueueKind::Event,
+            other => {
+                return Err(Located::new(
+                    which.span,
+                    format!("expected `cmdq` or `eventq`, found `{other}`"),
+                ))
+            }
+        };
+        let mut d = QueueDecl {
+            kind,
+            at: None,
+            log2size: None,
+            span: kw.to(which.span),
+        };
+        for a in self.args()? {
+            d.span = d.span.to(a.span);
+            match a.key.value.as_str() {
+                // SMMU_IDR1.CMDQS / EVENTQS are at most 19; small rings keep
+                // states small, and 1 entry is a legal (if useless) ring.
+                "log2size" => d.log2size = Some(Self::log2size(one(&a, "a number")?, 19)?),
+                "at" => d.at = Some(one(&a, "a frame name")?.clone()),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown queue setting `{}`", a.key.value),
+                    )
+                    .with_help("expected at=FRAME and log2size=N"))
+                }
+            }
+        }
+        self.end_of_line()?;
+        Ok(d)
+    }
+
+    /// `ste SID CONFIG [cd=REF] [s1fmt=..] [s1cdmax=N] [s1dss=..] [s1stalld]
+    /// [vmid=V] [s2root=REF] [eats=N] [s2stall]`.
+    fn ste(&mut self) -> R<SteDecl> {
+        let kw = self.bump().span;
+        let sid_w = self.word("a StreamID")?;
+        let sid = Spanned {
+            value: narrow(&sid_w, "the StreamID", u64::from(u32::MAX))?,
+            span: sid_w.span,
+        };
+        let cfg = self.word("an STE config (invalid, abort, bypass, s1, s2 or nested)")?;
+        let config = match cfg.value.as_str() {
+            "invalid" => SteConfig::Invalid,
+            "abort" => SteConfig::Abort,
+            "bypass" => SteConfig::Bypass,
+            "s1" | "stage1" => SteConfig::S1,
+            "s2" | "stage2" => SteConfig::S2,
+            "nested" => SteConfig::Nested,
+            other => {
+                return Err(Located::new(
+                    cfg.span,
+                    format!("expected an STE config (invalid, abort, bypass, s1, s2 or nested), found `{other}`"),
+                ))
+            }
+        };
+        let mut d = SteDecl {
+            sid,
+            config,
+            cd: None,
+            s1fmt: 0,
+            s1cdmax: 0,
+            s1dss: 0,
+            s1stalld: false,
+            vmid: 0,
+            s2root: None,
+            eats: 0,
+            s2stall: false,
+            span: kw.to(cfg.span),
+        };
+        let s1 = matches!(config, SteConfig::S1 | SteConfig::Nested);
+        let s2 = matches!(config, SteConfig::S2 | SteConfig::Nested);
+        let stage_only = |a: &Arg, ok: bool, stage: &str| -> R<()> {
+            if ok {
+                Ok(())
+            } else {
+                Err(Located::new(
+                    a.span,
+                    format!(
+                        "`{}` is a {stage} setting, but this STE is `{}`",
+                        a.key.value, cfg.value
+                    ),
+                ))
+            }
+        };
+        for a in self.args()? {
+            d.span = d.span.to(a.span);
+            match a.key.value.as_str() {
+                "cd" | "s1contextptr" => {
+                    stage_only(&a, s1, "stage-1")?;
+                    d.cd = Some(ref_of(one(&a, "a CD table frame")?));
+                }
+                "s1fmt" => {
+                    stage_only(&a, s1, "stage-1")?;
+                    let v = one(&a, "linear, 2l-4k or 2l-64k")?;
+                    d.s1fmt = match v.value.as_str() {
+                        "linear" | "0" => 0,
+                        "2l-4k" | "1" => 1,
+                        "2l-64k" | "2" => 2,
+                        other => {
+                            return Err(Located::new(
+                                v.span,
+                                format!("expected s1fmt linear, 2l-4k or 2l-64k, found `{other}`"),
+                            ))
+                        }
+                    };
+                }
+                "s1cdmax" => {
+                    stage_only(&a, s1, "stage-1")?;
+                    d.s1cdmax = narrow(one(&a, "a number")?, "s1cdmax", 20)?;
+                }
+                "s1dss" => {
+                    stage_only(&a, s1, "stage-1")?;
+                    let v = one(&a, "terminate, bypass or ssid0")?;
+                    d.s1dss = match v.value.as_str() {
+                        "terminate" | "0" => 0,
+                        "bypass" | "1" => 1,
+                        "ssid0" | "2" => 2,
+                        other => {
+                            return Err(Located::new(
+                                v.span,
+                                format!("expected s1dss terminate, bypass or ssid0, found `{other}`"),
+                            ))
+                        }
+                    };
+                }
+                "s1stalld" => {
+                    stage_only(&a, s1, "stage-1")?;
+                    d.s1stalld = flag(&a)?;
+                }
+                "vmid" | "s2vmid" => {
+                    // Bypass and stage-1-only streams may still carry a VMID
+                    // to tag their TLB entries, so allow it for every config.
+                    d.vmid = narrow(one(&a, "a VMID")?, "vmid", 0xffff)?;
+                }
+                "s2root" | "s2ttb" => {
+                    stage_only(&a, s2, "stage-2")?;
+                    d.s2root = Some(ref_of(one(&a, "a stage-2 table frame or context")?));
+                }
+                "s2stall" | "s2s" => {
+                    stage_only(&a, s2, "stage-2")?;
+                    d.s2stall = flag(&a)?;
+                }
+                "eats" => {
+                    let v = one(&a, "0..3")?;
+                    d.eats = narrow(v, "eats", 3)?;
+                }
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown STE setting `{}`", a.key.value),
+                    )
+                    .with_help("expected cd=, s1fmt=, s1cdmax=, s1dss=, s1stalld, vmid=, s2root=, s2stall or eats="))
+                }
+            }
+        }
+        if s1 && d.cd.is_none() {
+            return Err(Located::new(
+                cfg.span,
+                format!("a `{}` STE needs cd=FRAME (its S1ContextPtr)", cfg.value),
+            ));
+        }
+        if s2 && d.s2root.is_none() {
+            return Err(Located::new(
+                cfg.span,
+                format!(
+                    "a `{}` STE needs s2root= (a stage-2 table frame or context)",
+                    cfg.value
+                ),
+            ));
+        }
+        self.end_of_line()?;
+        Ok(d)
+    }
+
+    /// `cd FRAME[SLOT] [ctx=C] [asid=A] [ttb0=REF] [granule=G] [stall]
+    /// [aset] [invalid]`.
+    fn cd(&mut self) -> R<CdDecl> {
+        let kw = self.bump().span;
+        let frame = self.word("a CD table frame name")?;
+        self.punct('[', "`[` after the CD table frame (`cd FRAME[SSID] ...`)")?;
+        let slot = self.number("the CD's slot (its SubstreamID)")?;
+        let close = self.punct(']', "`]`")?;
+        let mut d = CdDecl {
+            frame,
+            slot,
+            ctx: None,
+            asid: None,
+            ttb0: None,
+            granule: None,
+            stall: false,
+            aset: false,
+            invalid: false,
+            span: kw.to(close),
+        };
+        for a in self.args()? {
+            d.span = d.span.to(a.span);
+            match a.key.value.as_str() {
+                "ctx" | "context" => d.ctx = Some(one(&a, "a context name")?.clone()),
+                "asid" => {
+                    let v = one(&a, "an ASID")?;
+                    d.asid = Some(Spanned {
+                        value: narrow(v, "asid", 0xffff)?,
+                        span: v.span,
+                    });
+                }
+                "ttb0" => d.ttb0 = Some(ref_of(one(&a, "a table frame or context")?)),
+                "granule" | "tg0" => {
+                    let v = one(&a, "4k, 16k or 64k")?;
+                    d.granule = Some(
+                        Granule::ALL
+                            .into_iter()
+                            .find(|g| g.name() == v.value.to_ascii_lowercase())
+                            .ok_or_else(|| {
+                                Located::new(
+                                    v.span,
+                                    format!("expected granule 4k, 16k or 64k, found `{}`", v.value),
+                                )
+                            })?,
+                    );
+                }
+                "stall" | "s" => d.stall = flag(&a)?,
+                "aset" => d.aset = flag(&a)?,
+                "invalid" => d.invalid = flag(&a)?,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown CD setting `{}`", a.key.value),
+                    )
+                    .with_help("expected ctx=, asid=, ttb0=, granule=, stall, aset or invalid"))
+                }
+            }
+        }
+        if !d.invalid && d.ctx.is_none() && (d.asid.is_none() || d.ttb0.is_none()) {
+            return Err(Located::new(
+                d.span,
+                "a valid CD needs ctx=CONTEXT, or both asid= and ttb0=",
+            )
+            .with_help("e.g. `cd CDT[0] ctx=p1` shares process p1's page table (SVA)"));
+        }
+        self.end_of_line()?;
+        Ok(d)
+    }
+
+    /// `device NAME sid=S [ssid=N] [ats] [pri]`.
+    fn device(&mut self) -> R<DeviceDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the device's name")?;
+        let mut sid = None;
+        let mut d = DeviceDecl {
+            name,
+            sid: Spanned { value: 0, span: kw },
+            ssid: None,
+            ats: false,
+            pri: false,
+            span: kw,
+        };
+        d.span = kw.to(d.name.span);
+        for a in self.args()? {
+            d.span = d.span.to(a.span);
+            match a.key.value.as_str() {
+                "sid" => {
+                    let v = one(&a, "a StreamID")?;
+                    sid = Some(Spanned {
+                        value: narrow(v, "sid", u64::from(u32::MAX))?,
+                        span: v.span,
+                    });
+                }
+                "ssid" => {
+                    let v = one(&a, "a SubstreamID")?;
+                    d.ssid = Some(Spanned {
+                        value: narrow(v, "ssid", (1 << 20) - 1)?,
+                        span: v.span,
+                    });
+                }
+                "ats" => d.ats = flag(&a)?,
+                "pri" => d.pri = flag(&a)?,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown device setting `{}`", a.key.value),
+                    )
+                    .with_help("expected sid=S, ssid=N, ats and pri"))
+                }
+            }
+        }
+        d.sid = sid.ok_or_else(|| {
+            Located::new(d.span, "a device needs sid=S (its StreamID)")
+                .with_help("e.g. `device dev0 sid=3`")
+        })?;
+        self.end_of_line()?;
+        Ok(d)
     }
 
     fn bounds(&mut self) -> R<BoundsDecl> {
