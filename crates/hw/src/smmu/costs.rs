@@ -168,9 +168,23 @@ impl CfgKey {
     }
 }
 
+/// A structure's decoded form, kept beside its raw words so that a hit
+/// does not decode again (the raw words stay the identity, for comparison
+/// with the may-hold side).
+#[derive(Copy, Clone, Debug)]
+enum Decoded {
+    /// Not decoded yet, or an L1 descriptor (cheap to decode).
+    Raw,
+    /// An STE.
+    Ste(Ste),
+    /// A CD with the STE-dependent context it was validated in.
+    Cd(Cd, CdContext),
+}
+
 #[derive(Copy, Clone, Debug)]
 struct CfgSlot {
     entry: CfgEntry,
+    decoded: Decoded,
     last_use: u64,
 }
 
@@ -221,6 +235,10 @@ impl RealisticConfigCache {
 
     /// The structure cached under `key`, counted as a hit or a miss.
     pub fn lookup(&mut self, key: CfgKey) -> Option<CfgEntry> {
+        self.lookup_slot(key).map(|(e, _)| e)
+    }
+
+    fn lookup_slot(&mut self, key: CfgKey) -> Option<(CfgEntry, Decoded)> {
         self.clock += 1;
         let now = self.clock;
         let hit = self
@@ -230,7 +248,7 @@ impl RealisticConfigCache {
             .find(|s| CfgKey::of(&s.entry) == key)
             .map(|s| {
                 s.last_use = now;
-                s.entry
+                (s.entry, s.decoded)
             });
         if hit.is_some() {
             self.stats.hits += 1;
@@ -238,6 +256,18 @@ impl RealisticConfigCache {
             self.stats.misses += 1;
         }
         hit
+    }
+
+    /// Keeps the decoded form of the entry held under `key`, if any.
+    fn remember(&mut self, key: CfgKey, d: Decoded) {
+        if let Some(s) = self
+            .ways_of(key)
+            .iter_mut()
+            .flatten()
+            .find(|s| CfgKey::of(&s.entry) == key)
+        {
+            s.decoded = d;
+        }
     }
 
     /// Fills `entry`, replacing the entry of the same key or evicting the
@@ -260,6 +290,7 @@ impl RealisticConfigCache {
         });
         ways[victim] = Some(CfgSlot {
             entry,
+            decoded: Decoded::Raw,
             last_use: now,
         });
         if evicts {
@@ -536,9 +567,9 @@ impl SmmuCosts {
         valid: impl FnOnce(&[u64; N]) -> bool,
         make: impl FnOnce(u64, [u64; N]) -> CfgEntry,
         all_hit: &mut bool,
-    ) -> Result<CfgEntry, ConfigFault> {
-        if let Some(e) = self.config.lookup(key) {
-            return Ok(e);
+    ) -> Result<(CfgEntry, Decoded), ConfigFault> {
+        if let Some(hit) = self.config.lookup_slot(key) {
+            return Ok(hit);
         }
         *all_hit = false;
         let pa = pa(self, all_hit)?;
@@ -548,7 +579,7 @@ impl SmmuCosts {
         if valid(&words) {
             self.config.insert(e);
         }
-        Ok(e)
+        Ok((e, Decoded::Raw))
     }
 
     /// The configuration of (`sid`, `ssid`) through the config cache: the
@@ -584,25 +615,31 @@ impl SmmuCosts {
                     |pa, [desc]| CfgEntry::L1Std { index, pa, desc },
                     all_hit,
                 )?;
-                let CfgEntry::L1Std { desc, .. } = l1 else {
+                let (CfgEntry::L1Std { desc, .. }, _) = l1 else {
                     unreachable!("keyed by L1Std")
                 };
                 l2_ste_address(split, sid, desc).ok_or(ConfigFault::BadStreamId)
             }
         };
+        let ste_key = CfgKey::Ste { sid };
         let e = self.fetch::<8>(
             mem,
-            CfgKey::Ste { sid },
+            ste_key,
             ste_pa,
             |w| Ste::decode_with(w, &f).is_ok(),
             |pa, words| CfgEntry::Ste { sid, pa, words },
             all_hit,
         )?;
-        let CfgEntry::Ste { words, .. } = e else {
-            unreachable!("keyed by Ste")
+        let ste = match e {
+            (_, Decoded::Ste(ste)) => ste,
+            (CfgEntry::Ste { words, .. }, _) => {
+                // SMMUv3 5.2.2: V = 0 or ILLEGAL is C_BAD_STE.
+                let ste = Ste::decode_with(&words, &f).map_err(|_| ConfigFault::BadSte)?;
+                self.config.remember(ste_key, Decoded::Ste(ste));
+                ste
+            }
+            _ => unreachable!("keyed by Ste"),
         };
-        // SMMUv3 5.2.2: V = 0 or ILLEGAL is C_BAD_STE.
-        let ste = Ste::decode_with(&words, &f).map_err(|_| ConfigFault::BadSte)?;
         // SMMUv3 5.2 Config: abort terminates silently.
         if ste.config.aborts() {
             return Err(ConfigFault::Abort);
@@ -631,7 +668,7 @@ impl SmmuCosts {
                     },
                     all_hit,
                 )?;
-                let CfgEntry::L1Cd { desc, .. } = l1 else {
+                let (CfgEntry::L1Cd { desc, .. }, _) = l1 else {
                     unreachable!("keyed by L1Cd")
                 };
                 // SMMUv3 5.3, 7.3.9: an invalid L1CD is C_BAD_SUBSTREAMID.
@@ -643,9 +680,10 @@ impl SmmuCosts {
                 }
             }
         };
+        let cd_key = CfgKey::Cd { sid, ssid: s };
         let e = self.fetch::<8>(
             mem,
-            CfgKey::Cd { sid, ssid: s },
+            cd_key,
             cd_pa,
             |w| Cd::decode_with(w, &f, &cd_ctx).is_ok(),
             |pa, words| CfgEntry::Cd {
@@ -656,13 +694,18 @@ impl SmmuCosts {
             },
             all_hit,
         )?;
-        let CfgEntry::Cd { words, .. } = e else {
-            unreachable!("keyed by Cd")
+        let cd = match e {
+            (_, Decoded::Cd(cd, ctx)) if ctx == cd_ctx => cd,
+            (CfgEntry::Cd { words, .. }, _) => {
+                // SMMUv3 5.4.2, 7.3.11: V = 0 or ILLEGAL is C_BAD_CD. CD
+                // validity depends on the STE in use, so a CD cached under
+                // an earlier STE is checked again against this one.
+                let cd = Cd::decode_with(&words, &f, &cd_ctx).map_err(|_| ConfigFault::BadCd)?;
+                self.config.remember(cd_key, Decoded::Cd(cd, cd_ctx));
+                cd
+            }
+            _ => unreachable!("keyed by Cd"),
         };
-        // SMMUv3 5.4.2, 7.3.11: V = 0 or ILLEGAL is C_BAD_CD. CD validity
-        // depends on the STE in use, so a CD cached under an earlier STE is
-        // checked again against this one.
-        let cd = Cd::decode_with(&words, &f, &cd_ctx).map_err(|_| ConfigFault::BadCd)?;
         Ok(ResolvedConfig { ste, cd: Some(cd) })
     }
 
