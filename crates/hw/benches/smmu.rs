@@ -8,7 +8,17 @@
 //!   CMD_TLBI_NH_VA + CMD_SYNC against an IOTLB of 512 pages (the SYNC
 //!   re-closes the caches, refilling the page from memory);
 //! - `smmu/batch-512-plus-sync`: 512 CMD_TLBI_NH_VA (one per page) and one
-//!   CMD_SYNC, as Linux's per-page invalidation without range support.
+//!   CMD_SYNC, as Linux's per-page invalidation without range support;
+//! - `smmu/access-realistic-hit`: a device access through the realistic
+//!   caches ([`SmmuCosts::device_access`]) that hits the config cache and
+//!   the IOTLB (the cost model's access path, end to end);
+//! - `smmu/access-realistic-atc-hit`: the same for an ATS device, answered
+//!   by its ATC;
+//! - `smmu/access-realistic-cold`: the same 128 pages from empty caches:
+//!   the first access fetches four structures, every one misses the IOTLB
+//!   and walks four levels (the miss path);
+//! - `smmu/access-mayhold`: [`Smmu::device_access`] for the same access
+//!   (every held configuration and cached leaf considered: the checker path).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -17,6 +27,7 @@ use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::Cd;
 use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
+use tlbcheck_hw::smmu::costs::{CostGeometry, SmmuCosts};
 use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::Ste;
@@ -33,6 +44,11 @@ const DATA: u64 = 0x20_0000;
 
 /// An SMMU whose StreamID 1 translates 512 pages of ASID 1 (one L3 table).
 fn setup() -> (PhysMem, Smmu) {
+    setup_with(vec![Device::new(1, None, false, false)])
+}
+
+/// [`setup`] with the given devices (all on StreamID 1).
+fn setup_with(devices: Vec<Device>) -> (PhysMem, Smmu) {
     let mut mem = PhysMem::new(Pfn(0x100), 1024);
     for l in 0..3u64 {
         mem.write(Pa(L0 + l * 0x1000), table(L0 + (l + 1) * 0x1000))
@@ -62,7 +78,7 @@ fn setup() -> (PhysMem, Smmu) {
         },
         CmdQueue::new(CMDQ, 8),
         EventQueue::new(EVTQ, 7),
-        vec![Device::new(1, None, false, false)],
+        devices,
         &mem,
     );
     assert!(smmu.iotlb.len() >= 512);
@@ -154,5 +170,49 @@ fn commands(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, iotlb_hit, commands);
+fn realistic_access(c: &mut Criterion) {
+    let (mut mem, mut smmu) = setup_with(vec![
+        Device::new(1, None, false, false),
+        Device::new(1, None, true, false),
+    ]);
+    let vas: Vec<u64> = (0..128u64).map(|i| (i << 12) + 0x10).collect();
+    let mut costs = SmmuCosts::new(&smmu, CostGeometry::default());
+    for &va in &vas {
+        costs.device_access(&smmu, &mem, 0, va, false);
+        costs.device_access(&smmu, &mem, 1, va, false);
+    }
+    let mut g = c.benchmark_group("smmu");
+    g.throughput(Throughput::Elements(vas.len() as u64));
+    for (name, dev) in [("access-realistic-hit", 0), ("access-realistic-atc-hit", 1)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for &va in &vas {
+                    black_box(costs.device_access(&smmu, &mem, dev, black_box(va), false));
+                }
+            })
+        });
+    }
+    g.bench_function("access-realistic-cold", |b| {
+        b.iter_batched(
+            || SmmuCosts::new(&smmu, CostGeometry::default()),
+            |mut cold| {
+                for &va in &vas {
+                    black_box(cold.device_access(&smmu, &mem, 0, black_box(va), false));
+                }
+                cold
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("access-mayhold", |b| {
+        b.iter(|| {
+            for &va in &vas {
+                black_box(smmu.device_access(&mut mem, 0, black_box(va), false));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, iotlb_hit, commands, realistic_access);
 criterion_main!(benches);
