@@ -562,3 +562,162 @@ fn smmu_decode_errors_name_field_and_value() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no field `asid`"), "{}", stderr(&o));
 }
+
+/// An SVA device behind an SMMU, fixed with CMD_TLBI_NH_VA + CMD_SYNC: the
+/// base that the SMMU set-up error cases edit.
+const VALID_SMMU: &str = "scenario s
+machine cpus=2
+smmu stall
+frame L0 s1-table process=1 level=0
+frame L1 s1-table process=1 level=1
+frame L2 s1-table process=1 level=2
+frame L3 s1-table process=1 level=3
+frame DATA data process=1
+frame CDT smmu
+context p1 stage1 asid=1 root=L0
+L0[0] = table L1
+L1[0] = table L2
+L2[0] = table L3
+L3[0] = page DATA ro user ng
+ste 3 s1 cd=CDT
+cd CDT[0] ctx=p1 stall
+device dev0 sid=3
+thread h cpu=0 {
+  L3[0] = page DATA rw user ng
+  dsb ishst
+  tlbi VAE1IS asid=1 va=0
+  dsb ish
+  smmu cmd CMD_TLBI_NH_VA vmid=0 asid=1 addr=0x0
+  cmd_sync
+  resume dev0
+}
+thread d cpu=1 {
+  device dev0 access write 0x0
+}
+expect ok
+";
+
+/// SMMU set-up mistakes are located at the statement, field or value at
+/// fault, and nothing runs.
+#[test]
+fn broken_smmu_setups_exit_two_with_line_and_column() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("ste 3 s1 cd=CDT", "ste 3 s1", ":15:7:", "needs cd=FRAME"),
+        (
+            "ste 3 s1 cd=CDT",
+            "ste 3 s1 cd=CDT s2root=L0",
+            ":15:17:",
+            "is a stage-2 setting",
+        ),
+        (
+            "ste 3 s1 cd=CDT",
+            "ste 3 s1 cd=CDT eats=1",
+            ":15:1:",
+            "lacks ATS",
+        ),
+        (
+            "ste 3 s1 cd=CDT",
+            "ste 3 wibble",
+            ":15:7:",
+            "expected an STE config",
+        ),
+        (
+            "cd CDT[0] ctx=p1 stall",
+            "cd CDT[64] ctx=p1 stall",
+            ":16:8:",
+            "slot 64 is out of range",
+        ),
+        (
+            "cd CDT[0] ctx=p1 stall",
+            "cd L3[0] ctx=p1 stall",
+            ":16:4:",
+            "must be an `smmu` frame",
+        ),
+        (
+            "cd CDT[0] ctx=p1 stall",
+            "cd CDT[0] ctx=p2 stall",
+            ":16:15:",
+            "unknown context `p2`",
+        ),
+        (
+            "cd CDT[0] ctx=p1 stall",
+            "cd CDT[0] stall",
+            ":16:1:",
+            "needs ctx=",
+        ),
+        ("smmu stall", "smmu", ":16:1:", "stall model"),
+        (
+            "device dev0 sid=3",
+            "device dev0 sid=4",
+            ":17:17:",
+            "no `ste 4` describes it",
+        ),
+        ("device dev0 sid=3", "device dev0", ":17:1:", "needs sid=S"),
+        (
+            "frame CDT smmu",
+            "frame CDT smmu\nstream 2-level split=7",
+            ":10:22:",
+            "SPLIT = 7",
+        ),
+        (
+            "frame CDT smmu",
+            "frame CDT smmu\nqueue cmdq at=DATA",
+            ":10:15:",
+            "must live in an `smmu` frame",
+        ),
+        (
+            "device dev0 access write 0x0",
+            "device dev1 access write 0x0",
+            ":28:10:",
+            "unknown device `dev1`",
+        ),
+        (
+            "  resume dev0",
+            "  rely-config dev9",
+            ":25:15:",
+            "unknown device",
+        ),
+        (
+            "smmu cmd CMD_TLBI_NH_VA vmid=0 asid=1 addr=0x0",
+            "smmu cmd CMD_ATC_INV sid=3 addr=0x0 size=0",
+            ":23:3:",
+            "needs ATS",
+        ),
+        ("smmu stall\n", "", ":14:1:", "the machine has no SMMU"),
+    ];
+    for (from, to, at, text) in cases {
+        assert!(VALID_SMMU.contains(from), "{from}");
+        let p = scratch("smmu-broken.tlb", &VALID_SMMU.replacen(from, to, 1));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
+        assert!(
+            err.contains(&format!("smmu-broken.tlb{at}")),
+            "{to}: want {at} in\n{err}"
+        );
+        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
+    }
+    let p = scratch("smmu-valid.tlb", VALID_SMMU);
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// `explain` on an SMMU counterexample names the SMMU agent that holds the
+/// stale entry and the SMMU command that should have removed it.
+#[test]
+fn explain_names_the_smmu_agent_and_the_blamed_command() {
+    let f = "examples/seed002/03-smmu-range-ttl-misses-block-buggy.tlb";
+    let o = tlbcheck(&["explain", f]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("violation freed-frame-mapped"), "{out}");
+    assert!(out.contains("agent:  SMMU IOTLB"), "{out}");
+    let blame = out
+        .lines()
+        .find(|l| l.contains("did not remove it"))
+        .unwrap_or_else(|| panic!("no blame line in\n{out}"));
+    assert!(
+        blame.contains("smmu cmd CMD_TLBI_NH_VA") && blame.contains("TTL hint"),
+        "{blame}"
+    );
+}
