@@ -494,3 +494,31 @@ fn counterexample_blames_the_unsynced_smmu_tlbi() {
         "{blame}"
     );
 }
+
+/// An SMMU TLBI consumed before the PTE is cleared may be performed before
+/// the store: the SMMU refills the old leaf, which survives the CMD_SYNC.
+#[test]
+fn smmu_tlbi_before_the_table_update_is_freed_frame_mapped() {
+    let run = |ops: Vec<Op>| {
+        let mut ops = ops;
+        ops.push(Op::Free {
+            frame: Pfn::of(Pa(DATA)),
+        });
+        model("dma unmap order", Setup::default(), vec![cpu(ops)])
+    };
+    // The CPU side is in the right order in both runs.
+    let cpu_side = || vec![store(L3, 0), dsb(Dsb::Ishst), cpu_tlbi(), dsb(Dsb::Ish)];
+    let mut early = vec![nh_va()];
+    early.extend(cpu_side());
+    early.push(Op::SmmuSync);
+    let v = explore(&run(early), Bounds::default())
+        .violation
+        .expect("violation");
+    assert_eq!(
+        (v.kind, v.agent.as_str()),
+        (ViolationKind::FreedFrameMapped, "SMMU IOTLB")
+    );
+    let mut right = cpu_side();
+    right.extend([nh_va(), Op::SmmuSync]);
+    assert_eq!(check(&run(right)), None);
+}

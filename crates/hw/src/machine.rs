@@ -66,8 +66,10 @@ pub struct PendingTlbi {
     pub broadcast: bool,
     /// Step at which it was issued (for reports; not part of the state).
     pub issued_at: u32,
-    /// Stores not visible to every walker when it was issued: their old
-    /// values may be refilled after the TLBI is performed.
+    /// Values walkers may have read after the TLBI was performed: the old
+    /// values of stores not yet visible when it was issued and of every
+    /// store made before it completed. What they reach in its scope is
+    /// refilled at completion.
     pub hazard: Vec<PendingStore>,
     /// `(cpu, entry)` for every entry it covered at issue.
     pub doomed: Vec<(u8, TlbEntry)>,
@@ -182,7 +184,27 @@ impl Machine {
         pa: crate::addr::Pa,
         value: u64,
     ) -> Result<(), MemError> {
+        let old = self.mem.read(pa);
         self.mem.store(cpu, ALL_AGENTS, pa, value)?;
+        if old != value {
+            // A walker may have refilled, after an in-flight invalidation was
+            // performed, from the value this store replaces: it joins the
+            // window of every invalidation not yet completed.
+            let replaced = PendingStore {
+                pa,
+                old,
+                by: cpu,
+                stale_for: ALL_AGENTS,
+            };
+            for p in &mut self.pending {
+                if !p.hazard.contains(&replaced) {
+                    p.hazard.push(replaced);
+                }
+            }
+            if let Some(s) = &mut self.smmu {
+                s.note_replaced(replaced);
+            }
+        }
         if value & crate::vmsa::desc::bits::VALID != 0 {
             self.refresh(step);
         } else if let Some(s) = &mut self.smmu {
@@ -511,5 +533,24 @@ mod tests {
         let late = m.holders(AddrRange::span(DATA + 0x1000, 12));
         assert_eq!(late.len(), 2, "filled after the TLBI on both CPUs");
         assert_eq!(late[0].2.step, 2);
+    }
+
+    /// A TLBI issued before the descriptor store it is meant to follow may
+    /// be performed before the store: the walker refills the old leaf, which
+    /// survives the DSB (the window includes values replaced after issue).
+    #[test]
+    fn tlbi_before_the_table_update_leaves_the_old_entry() {
+        let mut m = machine();
+        m.tlbi(1, 0, by_va(true), true);
+        m.store(2, 0, Pa(L3), 0).unwrap();
+        m.dsb(3, 0, Dsb::Ish);
+        assert!(maps_data(&m, 0) && maps_data(&m, 1));
+        // In the right order the leaf goes.
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        m.dsb(4, 0, Dsb::Ish);
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
     }
 }

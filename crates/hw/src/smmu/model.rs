@@ -461,6 +461,23 @@ impl Smmu {
         v
     }
 
+    /// A store replaced `replaced.old` at `replaced.pa`: the SMMU's walkers
+    /// may have read that value after any invalidation still in flight was
+    /// performed, so it joins each one's refill window (SMMUv3 4.4: a TLBI
+    /// may be performed at any point before the CMD_SYNC completes).
+    pub fn note_replaced(&mut self, replaced: PendingStore) {
+        for p in &mut self.pending {
+            if !p.hazard.contains(&replaced) {
+                p.hazard.push(replaced);
+            }
+        }
+        for b in &mut self.btm {
+            if !b.hazard.contains(&replaced) {
+                b.hazard.push(replaced);
+            }
+        }
+    }
+
     /// Re-closes every cache after memory changed at `step`: config cache
     /// from memory, IOTLB from the contexts of every held configuration
     /// (stale ones too: a stale CD keeps the SMMU walking old tables), ATCs
