@@ -505,21 +505,7 @@ impl Smmu {
             if !self.devices[d].ats {
                 continue;
             }
-            let mut fill: Vec<(TlbEntry, Provenance)> = Vec::new();
-            for ctx in self.contexts(d) {
-                let stage = access_stage(&ctx);
-                let asid = (stage != Stage::S2).then_some(ctx.asid);
-                for (e, p) in self.iotlb.iter() {
-                    if e.kind == EntryKind::Leaf
-                        && e.stage == stage
-                        && e.regime == ctx.regime
-                        && e.vmid == tag_vmid(&ctx)
-                        && (stage == Stage::S2 || e.asid.is_none() || e.asid == asid)
-                    {
-                        fill.push((*e, *p));
-                    }
-                }
-            }
+            let mut fill = self.atc_source_held(d);
             for (dev, win) in atc_windows {
                 if *dev == d {
                     fill.extend(win.iter().map(|e| (*e, Provenance { step, source: 0 })));
@@ -709,18 +695,28 @@ impl Smmu {
 
     /// IOTLB leaves the SMMU may return to device `dev`'s ATS requests now.
     fn atc_source(&self, dev: usize) -> Vec<TlbEntry> {
+        self.atc_source_held(dev)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// [`Self::atc_source`] with each leaf's provenance: the leaves of the
+    /// IOTLB tagged for one of the stream's contexts (ATS translations are
+    /// answered from them, SMMUv3 3.9).
+    fn atc_source_held(&self, dev: usize) -> Vec<(TlbEntry, Provenance)> {
         let mut v = Vec::new();
         for ctx in self.contexts(dev) {
             let stage = access_stage(&ctx);
             let asid = (stage != Stage::S2).then_some(ctx.asid);
-            for (e, _) in self.iotlb.iter() {
+            for (e, p) in self.iotlb.iter() {
                 if e.kind == EntryKind::Leaf
                     && e.stage == stage
                     && e.regime == ctx.regime
                     && e.vmid == tag_vmid(&ctx)
                     && (stage == Stage::S2 || e.asid.is_none() || e.asid == asid)
                 {
-                    v.push(*e);
+                    v.push((*e, *p));
                 }
             }
         }
