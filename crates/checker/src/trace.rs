@@ -96,7 +96,7 @@ pub fn run(
         }
     }
     let should_have_removed = match (&violation, record) {
-        (Some(v), true) => v.entry.map(|e| blame(model, &taken, &e)),
+        (Some(v), true) => v.entry.map(|e| blame(model, &taken, &e, &v.agent)),
         _ => None,
     };
     Ok(Trace {
@@ -121,47 +121,72 @@ struct Candidate {
     completed: bool,
 }
 
-/// Names the last invalidation that reached the stale entry's addresses and
-/// says why it did not remove it.
-fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
+/// Which cache holds a stale entry, as named in a violation's agent.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Holder {
+    Cpu,
+    Iotlb,
+    Atc,
+}
+
+fn holder_of(agent: &str) -> Holder {
+    if agent.starts_with("ATC") {
+        Holder::Atc
+    } else if agent.starts_with("SMMU") {
+        Holder::Iotlb
+    } else {
+        Holder::Cpu
+    }
+}
+
+/// Names the last invalidation that could have removed the stale entry from
+/// the cache `agent` names, and says why it did not.
+fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry, agent: &str) -> String {
+    let holder = holder_of(agent);
     let mut s = model.initial();
-    let e2h = s.machine.smmu.as_ref().is_some_and(|m| m.opts.e2h);
+    let smmu_opts = s.machine.smmu.as_ref().map(|m| m.opts);
+    let e2h = smmu_opts.is_some_and(|o| o.e2h);
     let mut last: Option<Candidate> = None;
     for (i, &c) in choices.iter().enumerate() {
         if let Choice::Thread(t) = c {
             let th = &model.threads[t as usize];
             let op = &th.ops[s.pcs[t as usize] as usize];
             let step = i as u32 + 1;
+            let candidate =
+                |text: String, scope: InvalScope, broadcast: bool, smmu: bool| Candidate {
+                    step,
+                    cpu: th.cpu,
+                    text,
+                    scope,
+                    broadcast,
+                    smmu,
+                    completed: false,
+                };
             match op {
+                // CPU TLBIs reach CPUs, and the SMMU's TLB through BTM; never an ATC.
                 Op::Tlbi {
                     text,
                     scope,
                     broadcast,
-                } if touches(scope, entry) => {
-                    last = Some(Candidate {
-                        step,
-                        cpu: th.cpu,
-                        text: format!("tlbi {text}"),
-                        scope: *scope,
-                        broadcast: *broadcast,
-                        smmu: false,
-                        completed: false,
-                    });
+                } if holder != Holder::Atc && touches(scope, entry) => {
+                    last = Some(candidate(format!("tlbi {text}"), *scope, *broadcast, false));
                 }
-                Op::SmmuCmd { text, words } => {
+                Op::SmmuCmd { text, words } if holder != Holder::Cpu => {
                     let scope = Command::decode(*words)
                         .ok()
-                        .and_then(|cmd| tlbi_scope(&cmd, e2h));
-                    if let Some(scope) = scope.filter(|sc| touches(sc, entry)) {
-                        last = Some(Candidate {
-                            step,
-                            cpu: th.cpu,
-                            text: format!("smmu cmd {text}"),
-                            scope,
-                            broadcast: true,
-                            smmu: true,
-                            completed: false,
+                        .and_then(|cmd| match (holder, &cmd) {
+                            // ATC_INV reaches only ATCs (SMMUv3 4.5.1), over its aligned span.
+                            (Holder::Atc, Command::AtcInv { .. }) => {
+                                cmd.invalidated_range().map(|r| InvalScope {
+                                    range: Some(r),
+                                    ..atc_scope(entry)
+                                })
+                            }
+                            (Holder::Iotlb, _) => tlbi_scope(&cmd, e2h),
+                            _ => None,
                         });
+                    if let Some(scope) = scope.filter(|sc| touches(sc, entry)) {
+                        last = Some(candidate(format!("smmu cmd {text}"), scope, true, true));
                     }
                 }
                 Op::Dsb { .. } => {
@@ -180,10 +205,18 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
         model.step(&mut s, c, i as u32 + 1, None);
     }
     let Some(l) = last else {
-        return "no invalidation covering it was issued".to_string();
+        return match holder {
+            Holder::Atc => {
+                "no ATC_INV reaching it was issued (TLBIs, CPU or SMMU, never reach a device ATC)"
+                    .to_string()
+            }
+            _ => "no invalidation covering it was issued".to_string(),
+        };
     };
     let scope = l.scope;
-    let why = if entry.kind == EntryKind::Walk && scope.leaf_only {
+    let why = if holder == Holder::Iotlb && !l.smmu && !smmu_opts.is_some_and(|o| o.btm && !o.ptm) {
+        "a CPU TLBI reaches the SMMU only with broadcast TLB maintenance (SMMU_IDR0.BTM set, SMMU_CR2.PTM clear)".to_string()
+    } else if entry.kind == EntryKind::Walk && scope.leaf_only {
         "a last-level (leaf-only) form keeps walk-cache entries".to_string()
     } else if let Some(t) = scope.ttl_level.filter(|&t| {
         (entry.kind == EntryKind::Leaf && entry.level != t)
@@ -201,11 +234,28 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry) -> String {
         "no DSB completed it".to_string()
     } else if !l.broadcast {
         "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
+    } else if holder == Holder::Atc {
+        "the ATC refilled from the SMMU TLB after it: the TLBI must complete (CMD_SYNC) before the ATC_INV (SMMUv3 4.5.1)"
+            .to_string()
     } else {
-        "the entry was refilled after it was performed (a store not yet visible to walkers, or a later fill)"
+        "the entry was refilled after it was performed (a value walkers could still read while it was in flight)"
             .to_string()
     };
     format!("step {} ({}) did not remove it: {why}", l.step, l.text)
+}
+
+/// A scope matching the tags of an ATC entry, for range comparisons.
+fn atc_scope(entry: &TlbEntry) -> InvalScope {
+    InvalScope {
+        regime: entry.regime,
+        stages: tlbcheck_hw::tlb::StageSel::ALL,
+        vmid: Some(entry.vmid),
+        asid: tlbcheck_hw::tlb::AsidSel::Any,
+        range: None,
+        granule: None,
+        leaf_only: false,
+        ttl_level: None,
+    }
 }
 
 impl Trace {

@@ -522,3 +522,32 @@ fn smmu_tlbi_before_the_table_update_is_freed_frame_mapped() {
     right.extend([nh_va(), Op::SmmuSync]);
     assert_eq!(check(&run(right)), None);
 }
+
+/// The explanation depends on which cache holds the stale entry: a CPU TLBI
+/// cannot reach an SMMU without BTM, and only ATC_INV reaches an ATC (and
+/// only after the TLBI it follows has completed).
+#[test]
+fn blame_names_the_reason_for_the_holding_cache() {
+    let blame = |m: &Model| {
+        let v = explore(m, Bounds::default());
+        v.trace
+            .and_then(|t| t.should_have_removed)
+            .unwrap_or_default()
+    };
+    let no_btm = model("sva no btm", Setup::default(), upgrade(vec![]));
+    assert!(
+        blame(&no_btm).contains("only with broadcast TLB maintenance"),
+        "{}",
+        blame(&no_btm)
+    );
+    let early_atc_inv = model(
+        "atc order",
+        ats_pri(),
+        upgrade(vec![atc_inv(), nh_va(), Op::SmmuSync]),
+    );
+    let b = blame(&early_atc_inv);
+    assert!(
+        b.contains("CMD_ATC_INV") && b.contains("before the ATC_INV"),
+        "{b}"
+    );
+}
