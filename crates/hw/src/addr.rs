@@ -133,25 +133,51 @@ impl Granule {
         self.shift() + (3 - level as u32) * self.bits_per_level()
     }
 
-    /// Number of descriptors in a table at `level` for a 48-bit input
-    /// (the start level is a partial table when the bits do not divide evenly:
-    /// `n` bits resolved need 2^n entries, Arm ARM D8.2.5.1).
+    /// The first lookup level of a stage-2 walk of a 48-bit IPA. Level 0 is
+    /// a stage-1-only level for 16K unless VTCR_EL2.DS = 1 (FEAT_LPA2), so
+    /// a 16K stage 2 starts at level 1 with two concatenated tables (Arm ARM
+    /// DDI 0487M.a D8.2.9, Tables D8-26, D8-30 and D8-31); 4K and 64K start
+    /// where stage 1 does.
     #[inline]
-    pub const fn entries_at(self, level: u8) -> u64 {
-        let top = INPUT_ADDRESS_BITS;
+    pub const fn s2_start_level(self) -> u8 {
+        match self {
+            Granule::K4 => 0,
+            Granule::K16 | Granule::K64 => 1,
+        }
+    }
+
+    /// Number of descriptors in a table at `level` of a walk that starts at
+    /// `start` for a 48-bit input: a full table below the start; at the
+    /// start, 2^n entries for the n bits left, which is a partial table, or
+    /// several concatenated tables for a 16K stage 2 (Arm ARM D8.2.5.1).
+    #[inline]
+    pub const fn table_entries(self, start: u8, level: u8) -> u64 {
         let lo = self.level_shift(level);
-        let hi = if level == self.start_level() {
-            top
+        let hi = if level == start {
+            INPUT_ADDRESS_BITS
         } else {
             self.level_shift(level - 1)
         };
         1 << (hi - lo)
     }
 
-    /// Index of the descriptor for `addr` in the table at `level`.
+    /// Number of descriptors in a stage-1 table at `level` (48-bit input).
+    #[inline]
+    pub const fn entries_at(self, level: u8) -> u64 {
+        self.table_entries(self.start_level(), level)
+    }
+
+    /// Index of the descriptor for `addr` in the table at `level` of a walk
+    /// that starts at `start`.
+    #[inline]
+    pub const fn index_from(self, start: u8, level: u8, addr: u64) -> u64 {
+        (addr >> self.level_shift(level)) & (self.table_entries(start, level) - 1)
+    }
+
+    /// Index of the descriptor for `addr` in the stage-1 table at `level`.
     #[inline]
     pub const fn index(self, level: u8, addr: u64) -> u64 {
-        (addr >> self.level_shift(level)) & (self.entries_at(level) - 1)
+        self.index_from(self.start_level(), level, addr)
     }
 
     /// Whether a block descriptor is permitted at `level` with 48-bit
@@ -290,6 +316,26 @@ mod tests {
         assert_eq!(g.start_level(), 1);
         assert_eq!([1, 2, 3].map(|l| g.level_shift(l)), [42, 29, 16]);
         assert_eq!([1, 2, 3].map(|l| g.entries_at(l)), [64, 8192, 8192]);
+    }
+
+    /// A 16K stage 2 starts at level 1 with two concatenated tables: its
+    /// start table has 4096 entries indexed by IPA[47:36].
+    #[test]
+    fn sixteen_k_stage2_concatenates_two_level1_tables() {
+        let g = Granule::K16;
+        assert_eq!(g.s2_start_level(), 1);
+        assert_eq!(g.table_entries(1, 1), 4096);
+        assert_eq!(g.table_entries(1, 2), 2048);
+        let ipa = 0x0000_da35_83ff_d234u64;
+        assert_eq!(g.index_from(1, 1, ipa), ipa >> 36);
+        assert_eq!(
+            Granule::K4.table_entries(Granule::K4.s2_start_level(), 0),
+            512
+        );
+        assert_eq!(
+            Granule::K64.table_entries(Granule::K64.s2_start_level(), 1),
+            64
+        );
     }
 
     #[test]

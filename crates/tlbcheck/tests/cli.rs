@@ -721,3 +721,25 @@ fn explain_names_the_smmu_agent_and_the_blamed_command() {
         "{blame}"
     );
 }
+
+/// A 16K stage 2 starts at level 1 with two concatenated tables (Arm ARM
+/// D8.2.9): a root declared as a level-0 table is refused where it is named,
+/// and a 32 KiB level-1 root is accepted.
+#[test]
+fn sixteen_k_stage2_roots_must_be_level1_tables() {
+    let scenario = |level: u8, frames: u8| {
+        format!(
+            "scenario s\nmachine granule=16k cpus=1\nframe S0 s2-table vm=1 level={level} frames={frames}\n\
+             context g stage2 vmid=1 root=S0\nthread t cpu=0 {{\n  dsb ish\n}}\nexpect ok\n"
+        )
+    };
+    let p = scratch("s2root.tlb", &scenario(0, 4));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("s2root.tlb:4:30:"), "{err}");
+    assert!(err.contains("stage-2 walk starts at level 1"), "{err}");
+    let p = scratch("s2root-ok.tlb", &scenario(1, 8));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}

@@ -136,7 +136,7 @@ pub fn close_within(
         if let (Some(s2), false) = (ctx.s2, within.ipa.is_empty()) {
             let identity = |t: u64, f: &mut dyn FnMut(u64)| f(t);
             let root = Start {
-                level: s2.granule.start_level(),
+                level: s2.granule.s2_start_level(),
                 table: s2.ttb,
                 input_base: 0,
             };

@@ -110,6 +110,14 @@ pub struct Translation {
     pub entries: Vec<TlbEntry>,
 }
 
+/// The level a walk of `stage` starts at for a 48-bit input.
+pub const fn start_level(stage: TableStage, g: Granule) -> u8 {
+    match stage {
+        TableStage::S1 => g.start_level(),
+        TableStage::S2 => g.s2_start_level(),
+    }
+}
+
 /// Maps a next-level table address to the PA a single walk reads it at,
 /// recording the entries that translation made (a nested stage 1's stage-2
 /// walks), or the stage-2 fault.
@@ -184,9 +192,10 @@ fn walk_stage(
         return Err(fault(FaultKind::AddressSize, 0));
     }
     let mut table = resolve(cfg.ttb, entries)?;
-    let mut level = g.start_level();
+    let start = start_level(stage, g);
+    let mut level = start;
     loop {
-        let pa = Pa(table + 8 * g.index(level, addr));
+        let pa = Pa(table + 8 * g.index_from(start, level, addr));
         match decode(mem.read(pa), stage, g, level, cfg.oa_bits) {
             Err(_) => return Err(fault(FaultKind::AddressSize, level)),
             Ok(Descriptor::Invalid) => return Err(fault(FaultKind::Translation, level)),
@@ -507,7 +516,7 @@ pub fn enumerate_stage_within(
         TableStage::S1 => Stage::S1,
         TableStage::S2 => Stage::S2,
     };
-    let entries = g.entries_at(level);
+    let entries = g.table_entries(start_level(stage, g), level);
     let last_input = input_base.saturating_add((entries << shift) - 1);
     // Visit only the slots whose span overlaps a range: `within` is sorted
     // and disjoint, so no slot is visited twice.
@@ -749,6 +758,40 @@ mod tests {
         assert_eq!(
             (block.input, block.span_shift, block.asid),
             (0x20_0000, 21, None)
+        );
+    }
+
+    /// A 16K stage 2 starts at level 1 with two concatenated 16 KiB tables
+    /// indexed by IPA[47:36]: IPAs that differ only in bit 47 use slots 16
+    /// KiB apart in the same start table (Arm ARM D8.2.9, Table D8-31).
+    #[test]
+    fn sixteen_k_stage2_walks_two_concatenated_level1_tables() {
+        let mut m = PhysMem::new(Pfn(0x100), 64);
+        let root = 0x10_0000u64; // 32 KiB: two concatenated level-1 tables
+        let (l2, l3) = (0x10_8000u64, 0x10_c000u64);
+        let low = 0x0000_0000_0000_4000u64; // IPA[47:36] = 0
+        let high = 0x0000_8000_0000_4000u64; // IPA[47:36] = 0x800
+        m.write(Pa(root), table(l2)).unwrap();
+        m.write(Pa(root + 8 * 0x800), table(l2)).unwrap();
+        m.write(Pa(l2), table(l3)).unwrap();
+        m.write(Pa(l3 + 8), s2_page(0x50_0000, true, true)).unwrap();
+        let ctx = Context {
+            regime: Regime::El10,
+            asid: 0,
+            vmid: 2,
+            s1: None,
+            s2: Some(StageConfig::new(Granule::K16, root)),
+        };
+        for ipa in [low, high] {
+            let t = translate(&m, &ctx, ipa + 0x10, READ).unwrap();
+            assert_eq!(t.pa, Pa(0x50_0010));
+            assert_eq!(t.entries[0].level, 1, "the walk starts at level 1");
+        }
+        m.write(Pa(root + 8 * 0x800), 0).unwrap();
+        let f = translate(&m, &ctx, high, READ).unwrap_err();
+        assert_eq!(
+            (f.kind, f.level, f.stage),
+            (FaultKind::Translation, 1, TableStage::S2)
         );
     }
 }

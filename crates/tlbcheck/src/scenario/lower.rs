@@ -24,7 +24,8 @@ use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::{L1Std, S1Dss, S1Fmt, SmmuFeatures, Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
 use tlbcheck_hw::vmsa::desc::{bits, s1_block, s1_page, s2_block, s2_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::walk::start_level;
+use tlbcheck_hw::vmsa::{Context, StageConfig, TableStage};
 
 type R<T> = Result<T, Located>;
 
@@ -273,10 +274,16 @@ impl Lower<'_> {
                 let f = self.frame(&frame.value, frame.span)?;
                 let table = f.table();
                 let limit = match table {
-                    Some((_, level)) => self
-                        .granule
-                        .entries_at(level)
-                        .min(u64::from(f.frames) * FRAME_SIZE / 8),
+                    Some((owner, level)) => {
+                        let stage = match owner {
+                            TableOwner::Stage1 { .. } => TableStage::S1,
+                            TableOwner::Stage2 { .. } => TableStage::S2,
+                        };
+                        let start = start_level(stage, self.granule);
+                        self.granule
+                            .table_entries(start, level)
+                            .min(u64::from(f.frames) * FRAME_SIZE / 8)
+                    }
                     None => u64::from(f.frames) * FRAME_SIZE / 8,
                 };
                 if index.value >= limit {
@@ -411,7 +418,23 @@ impl Lower<'_> {
                     format!("context `{}` is declared twice", c.name.value),
                 ));
             }
-            let root = |r: &Spanned<AddrRef>| -> R<StageConfig> {
+            let root = |r: &Spanned<AddrRef>, stage: TableStage| -> R<StageConfig> {
+                // A named table frame must serve the level the walk starts at
+                // (level 1 for a 16K stage 2: Arm ARM D8.2.9).
+                if let AddrRef::Frame { name, .. } = &r.value {
+                    if let Some((_, level)) = self.frame(name, r.span)?.table() {
+                        let start = start_level(stage, g);
+                        if level != start {
+                            return Err(Located::new(
+                                r.span,
+                                format!(
+                                    "`{name}` is a level-{level} table, but a {g} {} walk starts at level {start}",
+                                    if stage == TableStage::S1 { "stage-1" } else { "stage-2" }
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let a = self.addr(r)?;
                 if a % g.size() != 0 {
                     return Err(Located::new(
@@ -430,7 +453,7 @@ impl Lower<'_> {
                     regime: Regime::El10,
                     asid: *asid,
                     vmid: *vmid,
-                    s1: Some(root(r)?),
+                    s1: Some(root(r, TableStage::S1)?),
                     s2: None,
                 },
                 ContextKind::Stage2 { vmid, root: r } => Context {
@@ -438,7 +461,7 @@ impl Lower<'_> {
                     asid: 0,
                     vmid: *vmid,
                     s1: None,
-                    s2: Some(root(r)?),
+                    s2: Some(root(r, TableStage::S2)?),
                 },
                 ContextKind::Nested {
                     asid,
@@ -449,8 +472,8 @@ impl Lower<'_> {
                     regime: Regime::El10,
                     asid: *asid,
                     vmid: *vmid,
-                    s1: Some(root(r)?),
-                    s2: Some(root(s2root)?),
+                    s1: Some(root(r, TableStage::S1)?),
+                    s2: Some(root(s2root, TableStage::S2)?),
                 },
             };
             out.push(ctx);
