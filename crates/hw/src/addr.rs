@@ -115,10 +115,8 @@ impl Granule {
     /// 16: Arm ARM D8.2.8.1 Table D8-18, D8.2.9.1 Table D8-28, D8.2.10.1
     /// Table D8-37): level 0 for 4K and 16K, level 1 for 64K.
     ///
-    /// The walker uses it for stage 2 too. That matches D8.2.8.2 (4K, Table
-    /// D8-21) and D8.2.10.2 (64K, Table D8-39), but not 16K: a 16K stage 2
-    /// starts at level 0 only with VTCR_EL2.DS = 1 (D8.2.9.2, Table D8-30; a
-    /// 48-bit IPA starts at level 1 with two concatenated tables, Table D8-31).
+    /// Stage 2 starts here too for 4K and 64K (D8.2.8.2 Table D8-21,
+    /// D8.2.10.2 Table D8-39) but not for 16K: see [`Granule::s2_start_level`].
     #[inline]
     pub const fn start_level(self) -> u8 {
         match self {
