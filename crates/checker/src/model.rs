@@ -688,14 +688,10 @@ fn candidate_leaves(
     ctx: &Context,
     va: u64,
 ) -> Vec<(TlbEntry, Provenance)> {
-    let stage = match (ctx.s1.is_some(), ctx.s2.is_some()) {
-        (true, true) => Stage::Combined,
-        (false, true) => Stage::S2,
-        _ => Stage::S1,
-    };
+    let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
     cpu.tlb
-        .leaves_for(ctx.regime, ctx.vmid, stage, asid, va)
+        .leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
         .map(|(e, p)| (*e, *p))
         .collect()
 }

@@ -19,25 +19,14 @@ use crate::vmsa::{Context, StageConfig};
 
 /// Held walk entries of `stage` for `ctx`'s tags whose granule is `cfg`'s.
 fn held_walks(may: &MayHold, ctx: &Context, stage: Stage, cfg: StageConfig) -> Vec<TlbEntry> {
-    may.iter()
+    may.block(ctx.regime, ctx.tag_vmid(), stage)
         .map(|(e, _)| *e)
         .filter(|e| {
             e.kind == EntryKind::Walk
-                && e.stage == stage
-                && e.regime == ctx.regime
                 && e.granule == cfg.granule
-                && e.vmid == tag_vmid(ctx)
                 && (stage == Stage::S2 || e.asid == Some(ctx.asid))
         })
         .collect()
-}
-
-fn tag_vmid(ctx: &Context) -> u16 {
-    if ctx.regime == crate::tlb::Regime::El10 {
-        ctx.vmid
-    } else {
-        0
-    }
 }
 
 /// Input-address ranges a closure may restrict itself to: VAs for
@@ -185,11 +174,9 @@ pub fn close_within(
         // RBTTHB): the walker may read them wherever any stage-2 leaf it may
         // hold points (stage-2 entries serve stage-1 walks, D8.16.3.1 IYWBQX).
         let s2_leaves: Vec<TlbEntry> = if nested {
-            may.iter()
+            may.block(ctx.regime, ctx.tag_vmid(), Stage::S2)
                 .map(|(e, _)| *e)
-                .filter(|e| {
-                    e.kind == EntryKind::Leaf && e.stage == Stage::S2 && e.vmid == tag_vmid(ctx)
-                })
+                .filter(|e| e.kind == EntryKind::Leaf)
                 .collect()
         } else {
             Vec::new()
@@ -270,16 +257,9 @@ fn insert_all(may: &mut MayHold, found: &mut Vec<(TlbEntry, Pa)>, step: u32) -> 
 /// stage-2 leaf its output overlaps ("structures combining stage 1 and
 /// stage 2 information", Arm ARM D8.17; D8.16.3.4, RZVRZW).
 fn combine_all(may: &mut MayHold, ctx: &Context, s2_leaves: &[TlbEntry], step: u32) -> usize {
-    let vmid = tag_vmid(ctx);
     let s1_leaves: Vec<(TlbEntry, Provenance)> = may
-        .iter()
-        .filter(|(e, _)| {
-            e.kind == EntryKind::Leaf
-                && e.stage == Stage::S1
-                && e.regime == ctx.regime
-                && e.vmid == vmid
-                && e.asid.is_none_or(|a| a == ctx.asid)
-        })
+        .block(ctx.regime, ctx.tag_vmid(), Stage::S1)
+        .filter(|(e, _)| e.kind == EntryKind::Leaf && e.asid.is_none_or(|a| a == ctx.asid))
         .map(|(e, p)| (*e, *p))
         .collect();
     let mut added = 0;

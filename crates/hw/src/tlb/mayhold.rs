@@ -154,6 +154,20 @@ impl MayHold {
         self.entries.iter()
     }
 
+    /// Every entry tagged with `regime`, `vmid` and `stage`, whatever its
+    /// ASID: one contiguous key range.
+    pub fn block(
+        &self,
+        regime: Regime,
+        vmid: u16,
+        stage: Stage,
+    ) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
+        self.entries.range(
+            bound(regime, vmid, stage, None, 0, 0, false)
+                ..=bound(regime, vmid, stage, Some(u16::MAX), u8::MAX, u64::MAX, true),
+        )
+    }
+
     /// Leaf entries of `stage` that translate `input` for the given tags:
     /// the candidates an access may hit (stale ones included).
     pub fn leaves_for(
@@ -177,11 +191,7 @@ impl MayHold {
                 (0..64u8)
                     .filter(move |s| spans & (1 << s) != 0)
                     .flat_map(move |s| {
-                        let base = if s >= 64 {
-                            0
-                        } else {
-                            input & !((1u64 << s) - 1)
-                        };
+                        let base = input & !((1u64 << s) - 1);
                         self.entries.range(
                             bound(regime, vmid, stage, a, s, base, false)
                                 ..=bound(regime, vmid, stage, a, s, base, true),
@@ -263,11 +273,7 @@ impl MayHold {
                     };
                     if asids.is_empty() {
                         // Any ASID: the whole (regime, VMID, stage) block.
-                        let lo = bound(regime, vmid, stage, None, 0, 0, false);
-                        let hi =
-                            bound(regime, vmid, stage, Some(u16::MAX), u8::MAX, u64::MAX, true);
-                        self.entries
-                            .range(lo..=hi)
+                        self.block(regime, vmid, stage)
                             .for_each(|(e, p)| consider(e, p));
                         continue;
                     }

@@ -175,16 +175,8 @@ impl RealisticTlb {
         addr: u64,
         access: Access,
     ) -> Result<Pa, Fault> {
-        let stage = match (ctx.s1.is_some(), ctx.s2.is_some()) {
-            (true, true) => Stage::Combined,
-            (false, true) => Stage::S2,
-            _ => Stage::S1,
-        };
-        let vmid = if ctx.regime == Regime::El10 {
-            ctx.vmid
-        } else {
-            0
-        };
+        let stage = ctx.access_stage();
+        let vmid = ctx.tag_vmid();
         let asid = (stage != Stage::S2).then_some(ctx.asid);
         if ctx.s1.is_some() || ctx.s2.is_some() {
             if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, addr) {

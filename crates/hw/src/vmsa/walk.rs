@@ -51,6 +51,28 @@ pub struct Context {
     pub s2: Option<StageConfig>,
 }
 
+impl Context {
+    /// The VMID its entries are tagged with: EL1&0 entries carry the VMID
+    /// (Arm ARM D8.16.3, RQNPQX); EL2 entries have none, recorded as 0.
+    pub const fn tag_vmid(&self) -> u16 {
+        match self.regime {
+            Regime::El10 => self.vmid,
+            Regime::El2 => 0,
+        }
+    }
+
+    /// The kind of leaf an access in this context ends on: a combined
+    /// stage-1+2 entry when nested, else the one enabled stage's (stage 1
+    /// for a context with no translation, whose accesses need no entry).
+    pub const fn access_stage(&self) -> Stage {
+        match (self.s1.is_some(), self.s2.is_some()) {
+            (true, true) => Stage::Combined,
+            (false, true) => Stage::S2,
+            _ => Stage::S1,
+        }
+    }
+}
+
 /// Kind of a translation fault (Arm ARM D8.15.1, RYLSQG: MMU fault types).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -146,12 +168,7 @@ fn tag(ctx: &Context, stage: Stage, global: bool) -> (Option<u16>, u16) {
         _ if global => None,
         _ => Some(ctx.asid),
     };
-    let vmid = if ctx.regime == Regime::El10 {
-        ctx.vmid
-    } else {
-        0
-    };
-    (asid, vmid)
+    (asid, ctx.tag_vmid())
 }
 
 /// Walks `addr` through a single stage reading the latest memory values.
