@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use tlbcheck_hw::addr::{AddrRange, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
-use tlbcheck_hw::mem::{FrameOwner, Pfn};
+use tlbcheck_hw::mem::{FrameOwner, Pfn, FRAME_SHIFT};
 use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
+use tlbcheck_hw::smmu::config::CfgEntry;
 use tlbcheck_hw::smmu::model::{DeviceState, Smmu};
 use tlbcheck_hw::tlb::{Access, AsidSel, EntryKind, InvalScope, Provenance, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::{translate, Context};
@@ -437,7 +438,7 @@ impl Model {
 
     fn free(&self, s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
         let was = s.machine.mem.owner(frame);
-        let range = AddrRange::span(frame.base().0, 12);
+        let range = AddrRange::span(frame.base().0, FRAME_SHIFT);
         let mut holders: Vec<(String, TlbEntry, Provenance)> = s
             .machine
             .holders(range)
@@ -467,22 +468,16 @@ impl Model {
             // structure points into (an L2 Stream/CD table, a CD table, a
             // translation table root), is freed.
             let (cfg, since) = *cfg_holders.first()?;
-            return Some(Violation {
-                kind: ViolationKind::StaleConfig,
-                step,
-                agent: "SMMU config cache".to_string(),
-                entry: None,
-                provenance: Some(Provenance {
-                    step: since,
-                    source: cfg.location().first,
-                }),
-                frame: Some(fate),
-                detail: format!(
-                    "frame {:#x} ({was}) returned to the allocator while the SMMU config cache may still hold {cfg}, which {} it",
-                    frame.base().0,
-                    if cfg.location().overlaps(range) { "lives in" } else { "points into" }
-                ),
-            });
+            let how = if cfg.location().overlaps(range) {
+                "lives in"
+            } else {
+                "points into"
+            };
+            let detail = format!(
+                "frame {:#x} ({was}) returned to the allocator while the SMMU config cache may still hold {cfg}, which {how} it",
+                frame.base().0
+            );
+            return Some(stale_config(step, &cfg, since, Some(fate), detail));
         };
         let kind = match entry.kind {
             EntryKind::Walk => ViolationKind::WalkCacheUaf,
@@ -600,20 +595,10 @@ impl Model {
     fn rely_config(&self, s: &State, dev: usize, step: u32) -> Option<Violation> {
         let smmu = s.machine.smmu.as_ref()?;
         let (cfg, since) = *smmu.stale_configs(&s.machine.mem, dev).first()?;
-        Some(Violation {
-            kind: ViolationKind::StaleConfig,
-            step,
-            agent: "SMMU config cache".to_string(),
-            entry: None,
-            provenance: Some(Provenance {
-                step: since,
-                source: cfg.location().first,
-            }),
-            frame: None,
-            detail: format!(
-                "the software relies on device {dev}'s current configuration, but the SMMU config cache may still hold the old {cfg}"
-            ),
-        })
+        let detail = format!(
+            "the software relies on device {dev}'s current configuration, but the SMMU config cache may still hold the old {cfg}"
+        );
+        Some(stale_config(step, &cfg, since, None, detail))
     }
 
     fn retry(
@@ -679,6 +664,29 @@ fn sync_words() -> [u64; 2] {
         msiaddr: 0,
     }
     .encode()
+}
+
+/// A `stale-config` violation about the configuration entry `cfg`, held
+/// since step `since`.
+fn stale_config(
+    step: u32,
+    cfg: &CfgEntry,
+    since: u32,
+    frame: Option<FrameFate>,
+    detail: String,
+) -> Violation {
+    Violation {
+        kind: ViolationKind::StaleConfig,
+        step,
+        agent: "SMMU config cache".to_string(),
+        entry: None,
+        provenance: Some(Provenance {
+            step: since,
+            source: cfg.location().first,
+        }),
+        frame,
+        detail,
+    }
 }
 
 /// The leaves an access in `ctx` at `va` may hit in `cpu`'s TLB: combined
