@@ -61,6 +61,8 @@ pub fn run(
     let mut enabled = Vec::new();
     let mut taken = Vec::new();
     let mut steps = Vec::new();
+    // (CPU, op) of every thread step, in order, for the blame line.
+    let mut executed: Vec<Option<(u8, &Op)>> = Vec::new();
     let mut violation = None;
     for &c in choices {
         model.choices(&s, &mut enabled);
@@ -79,6 +81,15 @@ pub fn run(
         } else {
             Default::default()
         };
+        if record {
+            executed.push(match c {
+                Choice::Thread(t) => {
+                    let th = &model.threads[t as usize];
+                    Some((th.cpu, &th.ops[s.pcs[t as usize] as usize]))
+                }
+                Choice::RcuCallback(_) => None,
+            });
+        }
         let mut fx = StepEffects::default();
         let v = model.step(&mut s, c, n, record.then_some(&mut fx));
         taken.push(c);
@@ -96,7 +107,7 @@ pub fn run(
         }
     }
     let should_have_removed = match (&violation, record) {
-        (Some(v), true) => v.entry.map(|e| blame(model, &taken, &e, &v.agent)),
+        (Some(v), true) => v.entry.map(|e| blame(model, &executed, &e, &v.agent)),
         _ => None,
     };
     Ok(Trace {
@@ -141,21 +152,18 @@ fn holder_of(agent: &str) -> Holder {
 
 /// Names the last invalidation that could have removed the stale entry from
 /// the cache `agent` names, and says why it did not.
-fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry, agent: &str) -> String {
+fn blame(model: &Model, executed: &[Option<(u8, &Op)>], entry: &TlbEntry, agent: &str) -> String {
     let holder = holder_of(agent);
-    let mut s = model.initial();
-    let smmu_opts = s.machine.smmu.as_ref().map(|m| m.opts);
+    let smmu_opts = model.machine.smmu.as_ref().map(|m| m.opts);
     let e2h = smmu_opts.is_some_and(|o| o.e2h);
     let mut last: Option<Candidate> = None;
-    for (i, &c) in choices.iter().enumerate() {
-        if let Choice::Thread(t) = c {
-            let th = &model.threads[t as usize];
-            let op = &th.ops[s.pcs[t as usize] as usize];
+    for (i, ran) in executed.iter().enumerate() {
+        if let Some((cpu, op)) = *ran {
             let step = i as u32 + 1;
             let candidate =
                 |text: String, scope: InvalScope, broadcast: bool, smmu: bool| Candidate {
                     step,
-                    cpu: th.cpu,
+                    cpu,
                     text,
                     scope,
                     broadcast,
@@ -189,8 +197,11 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry, agent: &str) -> St
                         last = Some(candidate(format!("smmu cmd {text}"), scope, true, true));
                     }
                 }
-                Op::Dsb { .. } => {
-                    if let Some(l) = last.as_mut().filter(|l| !l.smmu && l.cpu == th.cpu) {
+                Op::Dsb { kind } => {
+                    let completes = |l: &&mut Candidate| {
+                        !l.smmu && l.cpu == cpu && kind.completes_tlbi(l.broadcast)
+                    };
+                    if let Some(l) = last.as_mut().filter(completes) {
                         l.completed = true;
                     }
                 }
@@ -202,7 +213,6 @@ fn blame(model: &Model, choices: &[Choice], entry: &TlbEntry, agent: &str) -> St
                 _ => {}
             }
         }
-        model.step(&mut s, c, i as u32 + 1, None);
     }
     let Some(l) = last else {
         return match holder {

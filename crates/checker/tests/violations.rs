@@ -261,3 +261,23 @@ fn shrinking_really_shrinks() {
     assert_eq!(a.trace.as_ref().unwrap().choices.len(), 5);
     assert_eq!(a.trace, b.trace);
 }
+
+/// DSB ISHST does not complete a TLBI: the report must say the TLBI was
+/// never completed, not that its entry was refilled.
+#[test]
+fn a_store_barrier_after_the_tlbi_is_not_its_completion() {
+    let ops = vec![
+        store(L3, 0),
+        dsb(Dsb::Ishst),
+        tlbi_va(true),
+        dsb(Dsb::Ishst),
+        free(DATA),
+    ];
+    let v = explore(&model("ishst", true, vec![thread(ops)]), Bounds::default());
+    assert_eq!(
+        v.violation.as_ref().map(|v| v.kind),
+        Some(ViolationKind::FreedFrameMapped)
+    );
+    let blame = v.trace.unwrap().should_have_removed.unwrap();
+    assert!(blame.ends_with("no DSB completed it"), "{blame}");
+}

@@ -49,6 +49,20 @@ pub enum Dsb {
     Nshst,
 }
 
+impl Dsb {
+    /// Whether this DSB, executed by the issuing CPU, completes a TLBI of
+    /// the IS form (`broadcast`) or the local form: DSB ISH completes both,
+    /// DSB NSH only the local form, the store-only forms neither (Arm ARM
+    /// D8.17.8, RPSMWS).
+    pub const fn completes_tlbi(self, broadcast: bool) -> bool {
+        match self {
+            Dsb::Ish => true,
+            Dsb::Nsh => !broadcast,
+            Dsb::Ishst | Dsb::Nshst => false,
+        }
+    }
+}
+
 /// A TLBI issued and not yet completed.
 ///
 /// It may be performed at any moment up to its completion (Arm ARM D8.17.8,
@@ -241,14 +255,7 @@ impl Machine {
     /// A DSB by `cpu`: completes the TLBIs it may complete, then the stores.
     /// Returns the completed TLBIs with what they removed.
     pub fn dsb(&mut self, step: u32, cpu: u8, kind: Dsb) -> Vec<Completed> {
-        let completes_tlbi = |t: &PendingTlbi| {
-            t.issuer == cpu
-                && match kind {
-                    Dsb::Ish => true,
-                    Dsb::Nsh => !t.broadcast,
-                    Dsb::Ishst | Dsb::Nshst => false,
-                }
-        };
+        let completes_tlbi = |t: &PendingTlbi| t.issuer == cpu && kind.completes_tlbi(t.broadcast);
         let (done, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(completes_tlbi);
@@ -256,10 +263,11 @@ impl Machine {
         let mut completed = Vec::new();
         for tlbi in done {
             let mut removed = Vec::new();
-            // The walkers may have seen, after the TLBI was performed, the old
-            // value of any store not yet visible when it was issued; what they
-            // refilled then is what this TLBI was meant to remove, so only
-            // entries in its scope come back from that window.
+            // After the TLBI was performed the walkers may have read any value
+            // in its window (`hazard`: stores not yet visible at issue, and
+            // values replaced before completion); what they refilled then is
+            // what this TLBI was meant to remove, so only entries in its
+            // scope come back from that window.
             let window = (!tlbi.hazard.is_empty()).then(|| {
                 let mut w = self.mem.clone();
                 for h in &tlbi.hazard {
