@@ -26,12 +26,15 @@ pub enum Coverage {
     StateBound(u64),
     /// Stopped at the first violation (states beyond it were not needed).
     StoppedAtViolation,
+    /// Random mode found nothing in this many walks: a sample, not a proof.
+    RandomWalks(u32),
 }
 
 /// Counters of one exploration.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// Distinct states stored.
+    /// Distinct states stored; in random mode, states visited (repeats
+    /// included).
     pub states: u64,
     /// Transitions executed.
     pub transitions: u64,
@@ -69,6 +72,10 @@ impl Verdict {
                 self.stats.states
             ),
             Coverage::StateBound(n) => format!("bounded at {n} states (state limit reached)"),
+            Coverage::RandomWalks(n) => format!(
+                "random: {n} walks found no violation ({} steps taken; a sample, not a proof)",
+                self.stats.transitions
+            ),
             Coverage::StoppedAtViolation => format!(
                 "stopped at the first violation after {} states",
                 self.stats.states

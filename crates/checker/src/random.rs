@@ -52,6 +52,7 @@ pub fn random_walks(model: &Model, seed: u64, walks: u32, max_depth: u32) -> Ver
             let c = enabled[rng.below(enabled.len())];
             path.push(c);
             stats.transitions += 1;
+            stats.states += 1; // states visited, repeats included
             stats.depth = stats.depth.max(depth + 1);
             if let Some(v) = model.step(&mut s, c, depth + 1, None) {
                 let small = shrink(model, &path, v.kind);
@@ -66,14 +67,13 @@ pub fn random_walks(model: &Model, seed: u64, walks: u32, max_depth: u32) -> Ver
                 };
             }
         }
-        stats.states += 1;
     }
     stats.elapsed = start.elapsed();
     stats.peak_rss_bytes = peak_rss();
     Verdict {
         violation: None,
         trace: None,
-        coverage: Coverage::DepthBound(max_depth),
+        coverage: Coverage::RandomWalks(walks),
         stats,
     }
 }

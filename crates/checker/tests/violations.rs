@@ -281,3 +281,24 @@ fn a_store_barrier_after_the_tlbi_is_not_its_completion() {
     let blame = v.trace.unwrap().should_have_removed.unwrap();
     assert!(blame.ends_with("no DSB completed it"), "{blame}");
 }
+
+/// A clean random run says it sampled, not that it proved anything.
+#[test]
+fn random_mode_reports_a_sample_not_a_proof() {
+    let ops = vec![
+        store(L3, 0),
+        dsb(Dsb::Ishst),
+        tlbi_va(true),
+        dsb(Dsb::Ish),
+        free(DATA),
+    ];
+    let v = random_walks(&model("clean", true, vec![thread(ops)]), 3, 4, 50);
+    assert!(v.violation.is_none());
+    assert_eq!(v.coverage, Coverage::RandomWalks(4));
+    assert_eq!(v.stats.states, 4 * 5, "4 walks of 5 steps");
+    assert!(
+        v.coverage_statement().contains("not a proof"),
+        "{}",
+        v.coverage_statement()
+    );
+}
