@@ -44,7 +44,7 @@ use super::cmd::Command;
 use super::config::{
     effective_ssid, CfgEntry, CfgiScope, ConfigFault, ResolvedConfig, StrtabFmt, STRUCT_BYTES,
 };
-use super::model::{access_stage, cfgi_scope, tag_vmid, tlbi_scope, Consumed, Smmu};
+use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
 use super::ste::{L1Std, S1Fmt, Ste};
 use crate::addr::{AddrRange, Pa};
@@ -421,9 +421,9 @@ fn iotlb_leaf(
     va: u64,
     hit: &mut Option<bool>,
 ) -> Result<TlbEntry, Fault> {
-    let stage = access_stage(ctx);
+    let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    if let Some(e) = tlb.lookup(ctx.regime, tag_vmid(ctx), stage, asid, va) {
+    if let Some(e) = tlb.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
         *hit = Some(true);
         return Ok(e);
     }
@@ -517,9 +517,9 @@ impl SmmuCosts {
         };
         let leaf = match self.atc.get_mut(dev).and_then(Option::as_mut) {
             Some(atc) => {
-                let stage = access_stage(&ctx);
+                let stage = ctx.access_stage();
                 let asid = (stage != Stage::S2).then_some(ctx.asid);
-                match atc.lookup(ctx.regime, tag_vmid(&ctx), stage, asid, va) {
+                match atc.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
                     Some(e) => {
                         cost.atc_hit = Some(true);
                         Ok(e)

@@ -234,31 +234,11 @@ pub struct Smmu {
     btm: Vec<BtmPending>,
 }
 
-/// The entry stage an access in `ctx` hits.
-pub fn access_stage(ctx: &Context) -> Stage {
-    match (ctx.s1.is_some(), ctx.s2.is_some()) {
-        (true, true) => Stage::Combined,
-        (false, true) => Stage::S2,
-        _ => Stage::S1,
-    }
-}
-
-/// The VMID an entry made in `ctx` is tagged with: only EL1&0 entries carry
-/// one (SMMUv3 3.17.5: EL2 StreamWorlds have no VMID). Shared with the
-/// realistic caches so both sides tag alike.
-pub(crate) fn tag_vmid(ctx: &Context) -> u16 {
-    if ctx.regime == Regime::El10 {
-        ctx.vmid
-    } else {
-        0
-    }
-}
-
 /// Cached leaves for an access at `va` in `ctx`.
 fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> {
-    let stage = access_stage(ctx);
+    let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    may.leaves_for(ctx.regime, tag_vmid(ctx), stage, asid, va)
+    may.leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
         .map(|(e, p)| (*e, *p))
         .collect()
 }
@@ -707,13 +687,13 @@ impl Smmu {
     fn atc_source_held(&self, dev: usize) -> Vec<(TlbEntry, Provenance)> {
         let mut v = Vec::new();
         for ctx in self.contexts(dev) {
-            let stage = access_stage(&ctx);
+            let stage = ctx.access_stage();
             let asid = (stage != Stage::S2).then_some(ctx.asid);
             for (e, p) in self.iotlb.iter() {
                 if e.kind == EntryKind::Leaf
                     && e.stage == stage
                     && e.regime == ctx.regime
-                    && e.vmid == tag_vmid(&ctx)
+                    && e.vmid == ctx.tag_vmid()
                     && (stage == Stage::S2 || e.asid.is_none() || e.asid == asid)
                 {
                     v.push((*e, *p));
@@ -827,7 +807,7 @@ impl Smmu {
                 for c in held_configs(&self.config, &self.opts.features, dv.sid, dv.ssid) {
                     if c.cd.is_some_and(|cd| cd.aset) {
                         if let Some(ctx) = self.context_of(&c) {
-                            v.push((ctx.regime, tag_vmid(&ctx), ctx.asid));
+                            v.push((ctx.regime, ctx.tag_vmid(), ctx.asid));
                         }
                     }
                 }
@@ -1157,7 +1137,7 @@ impl Smmu {
             .all_contexts()
             .iter()
             .filter(|c| c.s1.is_some() && c.s2.is_some())
-            .map(|c| (c.regime, tag_vmid(c)))
+            .map(|c| (c.regime, c.tag_vmid()))
             .collect();
         let ipa_out = |e: &TlbEntry| e.stage == Stage::S1 && nested.contains(&(e.regime, e.vmid));
         let mut out = Vec::new();
