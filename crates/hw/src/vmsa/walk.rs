@@ -190,10 +190,7 @@ fn walk_stage(
         level,
         s1ptw: false,
     };
-    let entry_stage = match stage {
-        TableStage::S1 => Stage::S1,
-        TableStage::S2 => Stage::S2,
-    };
+    let entry_stage = entry_stage(stage);
     // Arm ARM D8.15.1.1 (RVZZSZ) and D8.15.1.2 (RCVSBH, RBFHQH): an input
     // address above the configured size is a Translation fault, and a table
     // base above the output size an Address size fault; both are reported
@@ -217,21 +214,7 @@ fn walk_stage(
             Err(_) => return Err(fault(FaultKind::AddressSize, level)),
             Ok(Descriptor::Invalid) => return Err(fault(FaultKind::Translation, level)),
             Ok(Descriptor::Table { next }) => {
-                let shift = g.level_shift(level);
-                let (asid, vmid) = tag(ctx, entry_stage, false);
-                entries.push(TlbEntry {
-                    regime: ctx.regime,
-                    vmid,
-                    stage: entry_stage,
-                    asid,
-                    span_shift: shift as u8,
-                    input: addr & !((1u64 << shift) - 1),
-                    level,
-                    kind: EntryKind::Walk,
-                    granule: g,
-                    output: next,
-                    perms: Perms::default(),
-                });
+                entries.push(walk_entry(ctx, entry_stage, g, level, addr, next));
                 table = resolve(next, entries)?;
                 level += 1;
             }
@@ -248,6 +231,41 @@ fn walk_stage(
                 });
             }
         }
+    }
+}
+
+/// The walk-cache entry a table descriptor at `level` makes for `addr`:
+/// never global (Arm ARM D8.16.3.1, RCHVGJ), spanning the descriptor's range.
+fn walk_entry(
+    ctx: &Context,
+    stage: Stage,
+    g: Granule,
+    level: u8,
+    addr: u64,
+    next: u64,
+) -> TlbEntry {
+    let (asid, vmid) = tag(ctx, stage, false);
+    let shift = g.level_shift(level);
+    TlbEntry {
+        regime: ctx.regime,
+        vmid,
+        stage,
+        asid,
+        span_shift: shift as u8,
+        input: addr & !((1u64 << shift) - 1),
+        level,
+        kind: EntryKind::Walk,
+        granule: g,
+        output: next,
+        perms: Perms::default(),
+    }
+}
+
+/// The entry kind a walk of `stage` tables makes.
+const fn entry_stage(stage: TableStage) -> Stage {
+    match stage {
+        TableStage::S1 => Stage::S1,
+        TableStage::S2 => Stage::S2,
     }
 }
 
@@ -529,10 +547,7 @@ pub fn enumerate_stage_within(
     } = at;
     let g = cfg.granule;
     let shift = g.level_shift(level);
-    let entry_stage = match stage {
-        TableStage::S1 => Stage::S1,
-        TableStage::S2 => Stage::S2,
-    };
+    let entry_stage = entry_stage(stage);
     let entries = g.table_entries(start_level(stage, g), level);
     let last_input = input_base.saturating_add((entries << shift) - 1);
     // Visit only the slots whose span overlaps a range: `within` is sorted
@@ -548,23 +563,7 @@ pub fn enumerate_stage_within(
             let input = input_base + (((pa.0 - table) / 8) << shift);
             match decode(raw, stage, g, level, cfg.oa_bits) {
                 Ok(Descriptor::Table { next }) if level < 3 => {
-                    let (asid, vmid) = tag(ctx, entry_stage, false);
-                    emit(
-                        TlbEntry {
-                            regime: ctx.regime,
-                            vmid,
-                            stage: entry_stage,
-                            asid,
-                            span_shift: shift as u8,
-                            input,
-                            level,
-                            kind: EntryKind::Walk,
-                            granule: g,
-                            output: next,
-                            perms: Perms::default(),
-                        },
-                        pa,
-                    );
+                    emit(walk_entry(ctx, entry_stage, g, level, input, next), pa);
                     resolve(next, &mut |next_pa| {
                         let at = Start {
                             level: level + 1,
