@@ -10,7 +10,9 @@ use tlbcheck_hw::mem::{FrameOwner, Pfn, FRAME_SHIFT};
 use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
 use tlbcheck_hw::smmu::config::CfgEntry;
 use tlbcheck_hw::smmu::model::{DeviceState, Smmu};
-use tlbcheck_hw::tlb::{Access, AsidSel, EntryKind, InvalScope, Provenance, Stage, TlbEntry};
+use tlbcheck_hw::tlb::{
+    Access, AsidSel, EntryKind, InvalScope, MayHold, Provenance, Stage, TlbEntry,
+};
 use tlbcheck_hw::vmsa::{translate, Context};
 
 /// One explicit operation of a thread.
@@ -708,19 +710,7 @@ fn candidate_leaves(
 fn diff(before: &Machine, after: &Machine) -> Vec<String> {
     let mut out = Vec::new();
     for (i, (b, a)) in before.cpus.iter().zip(&after.cpus).enumerate() {
-        for (e, _) in b.tlb.iter() {
-            if !a.tlb.contains(e) {
-                out.push(format!("CPU {i}: - {e}"));
-            }
-        }
-        for (e, p) in a.tlb.iter() {
-            if !b.tlb.contains(e) {
-                out.push(format!(
-                    "CPU {i}: + {e} (from descriptor at {:#x})",
-                    p.source
-                ));
-            }
-        }
+        may_hold_diff(&format!("CPU {i}"), &b.tlb, &a.tlb, &mut out);
     }
     for p in &after.pending {
         if !before.pending.contains(p) {
@@ -748,29 +738,28 @@ fn diff(before: &Machine, after: &Machine) -> Vec<String> {
     out
 }
 
+/// Lines for the entries `name`'s may-hold set lost and gained.
+fn may_hold_diff(name: &str, before: &MayHold, after: &MayHold, out: &mut Vec<String>) {
+    for (e, _) in before.iter() {
+        if !after.contains(e) {
+            out.push(format!("{name}: - {e}"));
+        }
+    }
+    for (e, p) in after.iter() {
+        if !before.contains(e) {
+            out.push(format!(
+                "{name}: + {e} (from descriptor at {:#x})",
+                p.source
+            ));
+        }
+    }
+}
+
 /// Lines describing how the SMMU's caches, queue and devices changed.
 fn smmu_diff(b: &Smmu, a: &Smmu, out: &mut Vec<String>) {
-    let may = |name: &str,
-               bm: &tlbcheck_hw::tlb::MayHold,
-               am: &tlbcheck_hw::tlb::MayHold,
-               out: &mut Vec<String>| {
-        for (e, _) in bm.iter() {
-            if !am.contains(e) {
-                out.push(format!("{name}: - {e}"));
-            }
-        }
-        for (e, p) in am.iter() {
-            if !bm.contains(e) {
-                out.push(format!(
-                    "{name}: + {e} (from descriptor at {:#x})",
-                    p.source
-                ));
-            }
-        }
-    };
-    may("SMMU IOTLB", &b.iotlb, &a.iotlb, out);
+    may_hold_diff("SMMU IOTLB", &b.iotlb, &a.iotlb, out);
     for (i, (bd, ad)) in b.devices.iter().zip(&a.devices).enumerate() {
-        may(&format!("ATC of device {i}"), &bd.atc, &ad.atc, out);
+        may_hold_diff(&format!("ATC of device {i}"), &bd.atc, &ad.atc, out);
         if bd.state != ad.state {
             out.push(format!("device {i}: {:?}", ad.state));
         }
