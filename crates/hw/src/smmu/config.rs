@@ -50,6 +50,16 @@ pub struct StrtabConfig {
     pub fmt: StrtabFmt,
 }
 
+impl StrtabConfig {
+    /// SPLIT of a 2-level table, `None` for a linear one (SMMUv3 6.3.24).
+    pub fn split(&self) -> Option<u8> {
+        match self.fmt {
+            StrtabFmt::TwoLevel { split } => Some(split),
+            StrtabFmt::Linear => None,
+        }
+    }
+}
+
 /// Why a lookup failed, as the event the SMMU records (SMMUv3 7.3).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigFault {
@@ -317,6 +327,15 @@ fn versions<const N: usize>(mem: &PhysMem, pa: u64) -> Vec<[u64; N]> {
     }
 }
 
+/// The latest values of the `N` words at `pa`.
+pub(crate) fn read_words<const N: usize>(mem: &PhysMem, pa: u64) -> [u64; N] {
+    let mut w = [0u64; N];
+    for (i, v) in w.iter_mut().enumerate() {
+        *v = mem.read(Pa(pa + 8 * i as u64));
+    }
+    w
+}
+
 /// Where the STE for `sid` lives, given an L1STD (2-level) or none (linear).
 /// `Err` is C_BAD_STREAMID (SMMUv3 5.1: Span 0, Reserved, beyond SPLIT, or
 /// a StreamID outside the level-2 span).
@@ -327,28 +346,46 @@ fn ste_address(cfg: &StrtabConfig, sid: u32, l1: Option<u64>) -> Result<u64, Con
     match cfg.fmt {
         StrtabFmt::Linear => Ok(cfg.base + STRUCT_BYTES * u64::from(sid)),
         StrtabFmt::TwoLevel { split } => {
-            let d = L1Std::decode(l1.unwrap_or(0)).map_err(|_| ConfigFault::BadStreamId)?;
-            let n = d.l2_entries().ok_or(ConfigFault::BadStreamId)?;
-            if d.span > split + 1 {
-                return Err(ConfigFault::BadStreamId);
-            }
-            let low = sid & ((1u32 << split) - 1);
-            if low >= n {
-                return Err(ConfigFault::BadStreamId);
-            }
-            Ok(d.l2_base() + STRUCT_BYTES * u64::from(low))
+            l2_ste_address(split, sid, l1.unwrap_or(0)).ok_or(ConfigFault::BadStreamId)
         }
     }
 }
+
+/// Where the STE for `sid` lives in the level-2 array an L1STD locates;
+/// `None` is C_BAD_STREAMID: Span 0 or Reserved, Span beyond SPLIT + 1, or
+/// the StreamID beyond the array (SMMUv3 5.1).
+pub(crate) fn l2_ste_address(split: u8, sid: u32, desc: u64) -> Option<u64> {
+    let d = L1Std::decode(desc).ok()?;
+    let n = d.l2_entries()?;
+    let low = sid & ((1u32 << split) - 1);
+    (d.span <= split + 1 && low < n).then(|| d.l2_base() + STRUCT_BYTES * u64::from(low))
+}
+
+/// L1CD splits the architecture defines (SMMUv3 5.2 S1Fmt): 64 or 1024 CDs
+/// per leaf table.
+pub(crate) const CD_SPLITS: [u32; 2] = [6, 10];
 
 /// L1CD index bits: 2-level CD tables have leaf tables of 64 (4 KiB) or
 /// 1024 (64 KiB) CDs (SMMUv3 5.2 S1Fmt).
 fn cd_split(fmt: S1Fmt) -> Option<u32> {
     match fmt {
-        S1Fmt::TwoLevel4K => Some(6),
-        S1Fmt::TwoLevel64K => Some(10),
+        S1Fmt::TwoLevel4K => Some(CD_SPLITS[0]),
+        S1Fmt::TwoLevel64K => Some(CD_SPLITS[1]),
         S1Fmt::Linear | S1Fmt::Reserved => None,
     }
+}
+
+/// The L1CD split of the CD table `ste` points at, `None` when it points at
+/// a linear table or a single CD (SMMUv3 5.2: S1Fmt is ignored when
+/// S1CDMax is 0).
+pub(crate) fn ste_cd_split(ste: &Ste) -> Option<u32> {
+    cd_split(ste.s1_fmt).filter(|_| ste.s1_cd_max > 0)
+}
+
+/// Where the CD for SubstreamID `ssid` lives in the leaf CD table at
+/// `l2ptr` of a 2-level CD table with `split` index bits (SMMUv3 5.3).
+pub(crate) fn l2_cd_address(l2ptr: u64, split: u32, ssid: u32) -> u64 {
+    l2ptr + STRUCT_BYTES * u64::from(ssid & ((1u32 << split) - 1))
 }
 
 /// The SubstreamID whose CD a transaction uses, from the STE and the
@@ -409,7 +446,7 @@ pub fn lookup(
         }
     };
     let pa = ste_address(strtab, sid, l1)?;
-    let words = versions::<8>(mem, pa)[0];
+    let words = read_words::<8>(mem, pa);
     let ste = Ste::decode_with(&words, f).map_err(|_| ConfigFault::BadSte)?;
     resolve_cd(mem, f, &ste, ssid)
 }
@@ -430,17 +467,17 @@ fn resolve_cd(
             cd: None,
         });
     };
-    let cd_pa = match cd_split(ste.s1_fmt).filter(|_| ste.s1_cd_max > 0) {
+    let cd_pa = match ste_cd_split(ste) {
         None => ste.s1_context_ptr + STRUCT_BYTES * u64::from(s),
         Some(split) => {
             let l1 = mem.read(Pa(ste.s1_context_ptr + 8 * u64::from(s >> split)));
             match L1Cd::decode(l1) {
-                Ok(d) if d.valid => d.l2ptr + STRUCT_BYTES * u64::from(s & ((1u32 << split) - 1)),
+                Ok(d) if d.valid => l2_cd_address(d.l2ptr, split, s),
                 _ => return Err(ConfigFault::BadSubstreamId),
             }
         }
     };
-    let words = versions::<8>(mem, cd_pa)[0];
+    let words = read_words::<8>(mem, cd_pa);
     let cd = Cd::decode_with(&words, f, &CdContext::from_ste(ste, false))
         .map_err(|_| ConfigFault::BadCd)?;
     Ok(ResolvedConfig {
@@ -507,7 +544,7 @@ pub fn close_config(
             continue;
         };
         let mut cd_pas = Vec::new();
-        match cd_split(ste.s1_fmt).filter(|_| ste.s1_cd_max > 0) {
+        match ste_cd_split(&ste) {
             None => cd_pas.push(ste.s1_context_ptr + STRUCT_BYTES * u64::from(s)),
             Some(split) => {
                 let index = s >> split;
@@ -532,9 +569,7 @@ pub fn close_config(
                 }) {
                     if let CfgEntry::L1Cd { desc, .. } = e {
                         if let Ok(d) = L1Cd::decode(desc) {
-                            cd_pas.push(
-                                d.l2ptr + STRUCT_BYTES * u64::from(s & ((1u32 << split) - 1)),
-                            );
+                            cd_pas.push(l2_cd_address(d.l2ptr, split, s));
                         }
                     }
                 }
@@ -690,7 +725,7 @@ pub fn cd_split_for(cache: &ConfigCache, sid: u32) -> Option<u32> {
     cache
         .stes(sid)
         .into_iter()
-        .find_map(|(_, s)| cd_split(s.s1_fmt).filter(|_| s.s1_cd_max > 0))
+        .find_map(|(_, s)| ste_cd_split(&s))
 }
 
 #[cfg(test)]

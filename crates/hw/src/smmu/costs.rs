@@ -42,11 +42,12 @@
 use super::cd::{Cd, CdContext, L1Cd};
 use super::cmd::Command;
 use super::config::{
-    effective_ssid, CfgEntry, CfgiScope, ConfigFault, ResolvedConfig, StrtabFmt, STRUCT_BYTES,
+    effective_ssid, l2_cd_address, l2_ste_address, read_words, ste_cd_split, CfgEntry, CfgiScope,
+    ConfigFault, ResolvedConfig, StrtabFmt, CD_SPLITS, STRUCT_BYTES,
 };
 use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
-use super::ste::{L1Std, S1Fmt, Ste};
+use super::ste::Ste;
 use crate::addr::{AddrRange, Pa};
 use crate::machine::Dsb;
 use crate::mem::PhysMem;
@@ -381,36 +382,6 @@ const WALK_ACCESS: Access = Access {
     user: false,
 };
 
-/// L1CD splits the architecture defines (SMMUv3 5.2 S1Fmt): 64 or 1024 CDs
-/// per leaf table.
-const CD_SPLITS: [u32; 2] = [6, 10];
-
-fn cd_split(fmt: S1Fmt) -> Option<u32> {
-    match fmt {
-        S1Fmt::TwoLevel4K => Some(CD_SPLITS[0]),
-        S1Fmt::TwoLevel64K => Some(CD_SPLITS[1]),
-        S1Fmt::Linear | S1Fmt::Reserved => None,
-    }
-}
-
-/// Where the STE for `sid` lives in the level-2 array an L1STD locates;
-/// `None` is C_BAD_STREAMID: Span 0 or Reserved, Span beyond SPLIT + 1, or
-/// the StreamID beyond the array (SMMUv3 5.1).
-fn l2_ste_address(split: u8, sid: u32, desc: u64) -> Option<u64> {
-    let d = L1Std::decode(desc).ok()?;
-    let n = d.l2_entries()?;
-    let low = sid & ((1u32 << split) - 1);
-    (d.span <= split + 1 && low < n).then(|| d.l2_base() + STRUCT_BYTES * u64::from(low))
-}
-
-fn read_words<const N: usize>(mem: &PhysMem, pa: u64) -> [u64; N] {
-    let mut w = [0u64; N];
-    for (i, v) in w.iter_mut().enumerate() {
-        *v = mem.read(Pa(pa + 8 * i as u64));
-    }
-    w
-}
-
 /// Translates `va` in `ctx` through `tlb`: the cached leaf on a hit, else a
 /// walk of memory as it is now that fills every entry it made (leaf and
 /// walk-cache entries alike). Returns the leaf of the access stage.
@@ -649,9 +620,7 @@ impl SmmuCosts {
             return Ok(ResolvedConfig { ste, cd: None });
         };
         let cd_ctx = CdContext::from_ste(&ste, false);
-        let cd_pa = |me: &mut Self, all_hit: &mut bool| match cd_split(ste.s1_fmt)
-            .filter(|_| ste.s1_cd_max > 0)
-        {
+        let cd_pa = |me: &mut Self, all_hit: &mut bool| match ste_cd_split(&ste) {
             None => Ok(ste.s1_context_ptr + STRUCT_BYTES * u64::from(s)),
             Some(split) => {
                 let index = s >> split;
@@ -673,9 +642,7 @@ impl SmmuCosts {
                 };
                 // SMMUv3 5.3, 7.3.9: an invalid L1CD is C_BAD_SUBSTREAMID.
                 match L1Cd::decode(desc) {
-                    Ok(d) if d.valid => {
-                        Ok(d.l2ptr + STRUCT_BYTES * u64::from(s & ((1u32 << split) - 1)))
-                    }
+                    Ok(d) if d.valid => Ok(l2_cd_address(d.l2ptr, split, s)),
                     _ => Err(ConfigFault::BadSubstreamId),
                 }
             }
@@ -758,10 +725,7 @@ impl SmmuCosts {
 
     /// CMD_SYNC: every consumed invalidation is performed (SMMUv3 4.7.3).
     fn complete(&mut self, smmu: &Smmu) {
-        let split = match smmu.strtab.fmt {
-            StrtabFmt::TwoLevel { split } => Some(split),
-            StrtabFmt::Linear => None,
-        };
+        let split = smmu.strtab.split();
         for p in std::mem::take(&mut self.pending) {
             match p {
                 // SMMUv3 4.4: IOTLB entries only; never an ATC (4.5.1).

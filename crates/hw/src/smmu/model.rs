@@ -18,7 +18,7 @@
 use super::cmd::{CmdError, Command, PriResp, SyncCs, TlbiAddr};
 use super::config::{
     cd_split_for, close_config, held_configs, lookup, CfgEntry, CfgiScope, ConfigCache,
-    ConfigFault, ResolvedConfig, StrtabConfig, StrtabFmt,
+    ConfigFault, ResolvedConfig, StrtabConfig,
 };
 use super::event::{Access as EvAccess, EventBody, EventRecord, FaultClass, FaultInfo};
 use super::queue::{CmdQueue, CmdqError, EventQueue, QueueFull};
@@ -551,10 +551,7 @@ impl Smmu {
             return;
         }
         if let Some(scope) = cfgi_scope(cmd) {
-            let split = match self.strtab.fmt {
-                StrtabFmt::TwoLevel { split } => Some(split),
-                StrtabFmt::Linear => None,
-            };
+            let split = self.strtab.split();
             let cache = &self.config;
             let doomed = cache.matching(|e| {
                 let cd_split = e.sid().and_then(|s| cd_split_for(cache, s));
@@ -768,10 +765,7 @@ impl Smmu {
                 step,
             );
         }
-        let split = match self.strtab.fmt {
-            StrtabFmt::TwoLevel { split } => Some(split),
-            StrtabFmt::Linear => None,
-        };
+        let split = self.strtab.split();
         for (e, _) in scratch.iter() {
             let cd_split = e.sid().and_then(|s| cd_split_for(&scratch, s));
             if !self.config.contains(e) && scope.covers(e, split, cd_split) {
@@ -1183,10 +1177,7 @@ impl Smmu {
     /// changed since they were read.
     pub fn stale_configs(&self, mem: &PhysMem, dev: usize) -> Vec<(CfgEntry, u32)> {
         let sid = self.devices[dev].sid;
-        let split = match self.strtab.fmt {
-            StrtabFmt::TwoLevel { split } => Some(split),
-            StrtabFmt::Linear => None,
-        };
+        let split = self.strtab.split();
         let differs = |pa: u64, words: &[u64]| {
             words
                 .iter()
