@@ -146,6 +146,17 @@ impl RealisticTlb {
         });
     }
 
+    /// Fills the entries one walk made, counting its descriptor reads.
+    fn fill(&mut self, entries: &[TlbEntry]) {
+        self.stats.walk_reads += entries
+            .iter()
+            .filter(|e| e.stage != Stage::Combined)
+            .count() as u64;
+        for e in entries {
+            self.insert(*e);
+        }
+    }
+
     /// Drops every entry `scope` covers; returns how many.
     pub fn invalidate(&mut self, scope: &InvalScope) -> usize {
         let mut n = 0;
@@ -196,24 +207,25 @@ impl RealisticTlb {
             }
         }
         self.stats.misses += 1;
-        let any = Access {
-            write: false,
-            user: false,
-        };
-        // Walk for a read so that a permission-failing leaf is still cached,
-        // as the architecture allows (Arm ARM D8.15.1.5, RJVXRH); then check
-        // the requested access.
-        let t = translate(mem, ctx, addr, any)?;
-        self.stats.walk_reads += t
-            .entries
-            .iter()
-            .filter(|e| e.stage != Stage::Combined)
-            .count() as u64;
-        for e in &t.entries {
-            self.insert(*e);
+        match translate(mem, ctx, addr, access) {
+            Ok(t) => {
+                self.fill(&t.entries);
+                Ok(t.pa)
+            }
+            // A leaf whose permission check failed may still be cached (Arm
+            // ARM D8.15.1.5, RJVXRH): walk again as a read to get it.
+            Err(f) if f.kind == crate::vmsa::FaultKind::Permission => {
+                let read = Access {
+                    write: false,
+                    user: false,
+                };
+                if let Ok(t) = translate(mem, ctx, addr, read) {
+                    self.fill(&t.entries);
+                }
+                Err(f)
+            }
+            Err(f) => Err(f),
         }
-        let t = translate(mem, ctx, addr, access)?;
-        Ok(t.pa)
     }
 }
 
