@@ -105,6 +105,16 @@ fn ref_of(v: &Spanned<String>) -> Spanned<AddrRef> {
     }
 }
 
+/// A word from a fixed list: each entry is the spellings accepted and the
+/// value they name; anything else is "expected {what}, found `...`".
+fn keyword<T: Copy>(w: &Spanned<String>, what: &str, table: &[(&[&str], T)]) -> R<T> {
+    table
+        .iter()
+        .find(|(words, _)| words.contains(&w.value.as_str()))
+        .map(|&(_, v)| v)
+        .ok_or_else(|| Located::new(w.span, format!("expected {what}, found `{}`", w.value)))
+}
+
 /// Exactly one value after `key=`.
 fn one<'a>(a: &'a Arg, what: &str) -> R<&'a Spanned<String>> {
     match a.values.as_slice() {
@@ -892,19 +902,19 @@ impl Parser {
                     }
                     "dsb" => {
                         self.bump();
-                        let k = self.word("a DSB kind (ish, ishst, nsh, nshst)")?;
-                        Step::Dsb(match k.value.to_ascii_lowercase().as_str() {
-                            "ish" => Dsb::Ish,
-                            "ishst" => Dsb::Ishst,
-                            "nsh" => Dsb::Nsh,
-                            "nshst" => Dsb::Nshst,
-                            other => {
-                                return Err(Located::new(
-                                    k.span,
-                                    format!("expected a DSB kind (ish, ishst, nsh, nshst), found `{other}`"),
-                                ))
-                            }
-                        })
+                        const WHAT: &str = "a DSB kind (ish, ishst, nsh, nshst)";
+                        let mut k = self.word(WHAT)?;
+                        k.value.make_ascii_lowercase();
+                        Step::Dsb(keyword(
+                            &k,
+                            WHAT,
+                            &[
+                                (&["ish"], Dsb::Ish),
+                                (&["ishst"], Dsb::Ishst),
+                                (&["nsh"], Dsb::Nsh),
+                                (&["nshst"], Dsb::Nshst),
+                            ],
+                        )?)
                     }
                     "free" => {
                         self.bump();
@@ -950,17 +960,7 @@ impl Parser {
                     }
                     "retry" => {
                         self.bump();
-                        let rw = self.word("`read` or `write`")?;
-                        let write = match rw.value.as_str() {
-                            "read" => false,
-                            "write" => true,
-                            other => {
-                                return Err(Located::new(
-                                    rw.span,
-                                    format!("expected `read` or `write`, found `{other}`"),
-                                ))
-                            }
-                        };
+                        let write = self.read_or_write()?;
                         let ctx = self.word("a context name")?;
                         let va = self.number("an address")?.value;
                         Step::Retry { write, ctx, va }
@@ -1117,6 +1117,13 @@ impl Parser {
         }
     }
 
+    /// `read` or `write`: whether an access writes.
+    fn read_or_write(&mut self) -> R<bool> {
+        const WHAT: &str = "`read` or `write`";
+        let rw = self.word(WHAT)?;
+        keyword(&rw, WHAT, &[(&["read"], false), (&["write"], true)])
+    }
+
     fn device_step(&mut self) -> R<Step> {
         let device = self.word("a device name")?;
         let kw = self.word("`access`")?;
@@ -1126,17 +1133,7 @@ impl Parser {
                 format!("expected `access`, found `{}`", kw.value),
             ));
         }
-        let rw = self.word("`read` or `write`")?;
-        let write = match rw.value.as_str() {
-            "read" => false,
-            "write" => true,
-            other => {
-                return Err(Located::new(
-                    rw.span,
-                    format!("expected `read` or `write`, found `{other}`"),
-                ))
-            }
-        };
+        let write = self.read_or_write()?;
         let addr = self.number("an address")?.value;
         let mut ssid = None;
         for f in self.fields()? {
@@ -1172,16 +1169,14 @@ impl Parser {
     fn stream(&mut self) -> R<StreamDecl> {
         let kw = self.bump().span;
         let fmt = self.word("the Stream table format (`linear` or `2-level`)")?;
-        let two_level = match fmt.value.as_str() {
-            "linear" => false,
-            "2-level" | "2level" | "two-level" => true,
-            other => {
-                return Err(Located::new(
-                    fmt.span,
-                    format!("expected `linear` or `2-level`, found `{other}`"),
-                ))
-            }
-        };
+        let two_level = keyword(
+            &fmt,
+            "`linear` or `2-level`",
+            &[
+                (&["linear"], false),
+                (&["2-level", "2level", "two-level"], true),
+            ],
+        )?;
         let mut d = StreamDecl {
             split: None,
             log2size: None,
@@ -1233,17 +1228,16 @@ impl Parser {
     /// `queue cmdq|eventq [at=FRAME] [log2size=N]`.
     fn queue(&mut self) -> R<QueueDecl> {
         let kw = self.bump().span;
-        let which = self.word("`cmdq` or `eventq`")?;
-        let kind = match which.value.as_str() {
-            "cmdq" | "cmd" => QueueKind::Cmd,
-            "eventq" | "evtq" | "event" => QueueKind::Event,
-            other => {
-                return Err(Located::new(
-                    which.span,
-                    format!("expected `cmdq` or `eventq`, found `{other}`"),
-                ))
-            }
-        };
+        const WHAT: &str = "`cmdq` or `eventq`";
+        let which = self.word(WHAT)?;
+        let kind = keyword(
+            &which,
+            WHAT,
+            &[
+                (&["cmdq", "cmd"], QueueKind::Cmd),
+                (&["eventq", "evtq", "event"], QueueKind::Event),
+            ],
+        )?;
         let mut d = QueueDecl {
             kind,
             at: None,
@@ -1279,21 +1273,20 @@ impl Parser {
             value: narrow(&sid_w, "the StreamID", u64::from(u32::MAX))?,
             span: sid_w.span,
         };
-        let cfg = self.word("an STE config (invalid, abort, bypass, s1, s2 or nested)")?;
-        let config = match cfg.value.as_str() {
-            "invalid" => SteConfig::Invalid,
-            "abort" => SteConfig::Abort,
-            "bypass" => SteConfig::Bypass,
-            "s1" | "stage1" => SteConfig::S1,
-            "s2" | "stage2" => SteConfig::S2,
-            "nested" => SteConfig::Nested,
-            other => {
-                return Err(Located::new(
-                    cfg.span,
-                    format!("expected an STE config (invalid, abort, bypass, s1, s2 or nested), found `{other}`"),
-                ))
-            }
-        };
+        const WHAT: &str = "an STE config (invalid, abort, bypass, s1, s2 or nested)";
+        let cfg = self.word(WHAT)?;
+        let config = keyword(
+            &cfg,
+            WHAT,
+            &[
+                (&["invalid"], SteConfig::Invalid),
+                (&["abort"], SteConfig::Abort),
+                (&["bypass"], SteConfig::Bypass),
+                (&["s1", "stage1"], SteConfig::S1),
+                (&["s2", "stage2"], SteConfig::S2),
+                (&["nested"], SteConfig::Nested),
+            ],
+        )?;
         let mut d = SteDecl {
             sid,
             config,
@@ -1333,17 +1326,11 @@ impl Parser {
                 "s1fmt" => {
                     stage_only(&a, s1, "stage-1")?;
                     let v = one(&a, "linear, 2l-4k or 2l-64k")?;
-                    d.s1fmt = match v.value.as_str() {
-                        "linear" | "0" => 0,
-                        "2l-4k" | "1" => 1,
-                        "2l-64k" | "2" => 2,
-                        other => {
-                            return Err(Located::new(
-                                v.span,
-                                format!("expected s1fmt linear, 2l-4k or 2l-64k, found `{other}`"),
-                            ))
-                        }
-                    };
+                    d.s1fmt = keyword(
+                        v,
+                        "s1fmt linear, 2l-4k or 2l-64k",
+                        &[(&["linear", "0"], 0), (&["2l-4k", "1"], 1), (&["2l-64k", "2"], 2)],
+                    )?;
                 }
                 "s1cdmax" => {
                     stage_only(&a, s1, "stage-1")?;
@@ -1352,17 +1339,11 @@ impl Parser {
                 "s1dss" => {
                     stage_only(&a, s1, "stage-1")?;
                     let v = one(&a, "terminate, bypass or ssid0")?;
-                    d.s1dss = match v.value.as_str() {
-                        "terminate" | "0" => 0,
-                        "bypass" | "1" => 1,
-                        "ssid0" | "2" => 2,
-                        other => {
-                            return Err(Located::new(
-                                v.span,
-                                format!("expected s1dss terminate, bypass or ssid0, found `{other}`"),
-                            ))
-                        }
-                    };
+                    d.s1dss = keyword(
+                        v,
+                        "s1dss terminate, bypass or ssid0",
+                        &[(&["terminate", "0"], 0), (&["bypass", "1"], 1), (&["ssid0", "2"], 2)],
+                    )?;
                 }
                 "s1stalld" => {
                     stage_only(&a, s1, "stage-1")?;
@@ -1574,5 +1555,44 @@ impl Parser {
         };
         self.end_of_line()?;
         Ok(Spanned { value, span })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(src: &str) -> String {
+        parse(src).unwrap_err().message
+    }
+
+    /// Words from a fixed list: the message names the list and the word.
+    #[test]
+    fn unknown_keywords_name_what_was_expected() {
+        let head = "scenario s\nsmmu\n";
+        for (line, want) in [
+            (
+                "ste 1 s1 cd=C s1fmt=x",
+                "expected s1fmt linear, 2l-4k or 2l-64k, found `x`",
+            ),
+            (
+                "ste 1 s1 cd=C s1dss=x",
+                "expected s1dss terminate, bypass or ssid0, found `x`",
+            ),
+            ("stream x", "expected `linear` or `2-level`, found `x`"),
+            ("queue x", "expected `cmdq` or `eventq`, found `x`"),
+            (
+                "thread t cpu=0 {\n dsb SY\n}",
+                "expected a DSB kind (ish, ishst, nsh, nshst), found `sy`",
+            ),
+            (
+                "thread t cpu=0 {\n retry x c 0\n}",
+                "expected `read` or `write`, found `x`",
+            ),
+        ] {
+            assert_eq!(error_of(&format!("{head}{line}\nexpect ok\n")), want);
+        }
+        let s = parse("scenario s\nthread t cpu=0 {\n dsb ISHST\n}\nexpect ok\n").unwrap();
+        assert_eq!(s.threads[0].steps[0].value, Step::Dsb(Dsb::Ishst));
     }
 }
