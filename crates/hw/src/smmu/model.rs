@@ -243,6 +243,22 @@ fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> 
         .collect()
 }
 
+/// Memory as the SMMU's walkers may have read it after an invalidation was
+/// performed: `mem` with the old value of each store in `hazard` (not yet
+/// visible to the SMMU, or replaced before completion) back in place.
+/// `None` when `hazard` is empty: the window is memory as it is now, which
+/// the caches are closed over anyway.
+fn refill_window(mem: &PhysMem, hazard: &[PendingStore]) -> Option<PhysMem> {
+    if hazard.is_empty() {
+        return None;
+    }
+    let mut window = mem.clone();
+    for h in hazard {
+        window.reinstate_pending(*h);
+    }
+    Some(window)
+}
+
 /// The translation scope of an SMMU TLBI command (SMMUv3 4.4).
 pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
     let base = |regime, stages, vmid, asid| InvalScope {
@@ -711,41 +727,35 @@ impl Smmu {
         if done.is_empty() {
             return;
         }
-        let mut atc_windows = Vec::new();
-        let mut refills = Vec::new();
-        for p in done {
-            match p.what {
-                Pending::Tlb(scope, doomed) => {
-                    self.iotlb.remove_entries(&doomed);
-                    refills.push((Some(scope), None, p.hazard));
+        // Every removal first: a refill must not be undone by a later
+        // invalidation's snapshot.
+        for p in &done {
+            match &p.what {
+                Pending::Tlb(_, doomed) => {
+                    self.iotlb.remove_entries(doomed);
                 }
-                Pending::Cfg(scope, doomed) => {
-                    self.config.remove_entries(&doomed);
-                    refills.push((None, Some(scope), p.hazard));
+                Pending::Cfg(_, doomed) => {
+                    self.config.remove_entries(doomed);
                 }
-                Pending::Atc {
-                    dev,
-                    doomed,
-                    window: w,
-                } => {
-                    self.devices[dev].atc.remove_entries(&doomed);
-                    atc_windows.push((dev, w));
+                Pending::Atc { dev, doomed, .. } => {
+                    self.devices[*dev].atc.remove_entries(doomed);
                 }
             }
         }
-        for (tlb, cfg, hazard) in refills {
-            if hazard.is_empty() {
-                continue;
-            }
-            let mut window = mem.clone();
-            for h in hazard {
-                window.reinstate_pending(h);
-            }
-            if let Some(scope) = cfg {
-                self.refill_config(&window, &scope, step);
-            }
-            if let Some(scope) = tlb {
-                self.refill_iotlb(&window, &scope, step);
+        let mut atc_windows = Vec::new();
+        for p in done {
+            match p.what {
+                Pending::Tlb(scope, _) => {
+                    if let Some(w) = refill_window(mem, &p.hazard) {
+                        self.refill_iotlb(&w, &scope, step);
+                    }
+                }
+                Pending::Cfg(scope, _) => {
+                    if let Some(w) = refill_window(mem, &p.hazard) {
+                        self.refill_config(&w, &scope, step);
+                    }
+                }
+                Pending::Atc { dev, window, .. } => atc_windows.push((dev, window)),
             }
         }
         self.refresh_with(mem, step, &atc_windows);
@@ -858,12 +868,8 @@ impl Smmu {
             }
         }
         for (scope, hazard) in refills {
-            if !hazard.is_empty() {
-                let mut window = mem.clone();
-                for h in hazard {
-                    window.reinstate_pending(h);
-                }
-                self.refill_iotlb(&window, &scope, step);
+            if let Some(w) = refill_window(mem, &hazard) {
+                self.refill_iotlb(&w, &scope, step);
             }
         }
         self.refresh_with(mem, step, &[]);
