@@ -7,6 +7,7 @@ use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::cpu::tlbi::Tlbi;
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::ste::{S1Dss, S1Fmt};
 
 /// A value and where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,12 +150,12 @@ pub struct SteDecl {
     pub config: SteConfig,
     /// `cd=`: S1ContextPtr (a CD, a linear CD table or an L1CD table).
     pub cd: Option<Spanned<AddrRef>>,
-    /// `s1fmt=`: 0 linear, 1 2-level 4K leaves, 2 2-level 64K leaves.
-    pub s1fmt: u8,
+    /// `s1fmt=`: linear, or 2-level with 4K or 64K leaves.
+    pub s1fmt: S1Fmt,
     /// `s1cdmax=`: log2 of the number of CDs.
     pub s1cdmax: u8,
-    /// `s1dss=`: 0 terminate, 1 bypass, 2 SSID 0.
-    pub s1dss: u8,
+    /// `s1dss=`: terminate, bypass or SSID 0.
+    pub s1dss: S1Dss,
     /// `s1stalld`: stage-1 stalls disallowed.
     pub s1stalld: bool,
     /// `vmid=`: S2VMID.

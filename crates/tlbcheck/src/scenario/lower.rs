@@ -21,7 +21,7 @@ use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt, STRUCT_BYTES};
 use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
-use tlbcheck_hw::smmu::ste::{L1Std, S1Dss, S1Fmt, SmmuFeatures, Ste, StreamConfig};
+use tlbcheck_hw::smmu::ste::{L1Std, SmmuFeatures, Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
 use tlbcheck_hw::vmsa::desc::{bits, s1_block, s1_page, s2_block, s2_page, table};
 use tlbcheck_hw::vmsa::walk::start_level;
@@ -1054,17 +1054,9 @@ impl Lower<'_> {
                 };
                 ste.s1_context_ptr = a;
             }
-            ste.s1_fmt = match d.s1fmt {
-                0 => S1Fmt::Linear,
-                1 => S1Fmt::TwoLevel4K,
-                _ => S1Fmt::TwoLevel64K,
-            };
+            ste.s1_fmt = d.s1fmt;
             ste.s1_cd_max = d.s1cdmax;
-            ste.s1_dss = match d.s1dss {
-                0 => S1Dss::Terminate,
-                1 => S1Dss::Bypass,
-                _ => S1Dss::Ssid0,
-            };
+            ste.s1_dss = d.s1dss;
             ste.s1_stalld = d.s1stalld;
             ste.s2_s = d.s2stall;
             ste.eats = d.eats;

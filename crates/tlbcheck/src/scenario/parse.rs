@@ -12,6 +12,7 @@ use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::cpu::tlbi::Tlbi;
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::ste::{S1Dss, S1Fmt};
 use tlbcheck_hw::vmsa::desc::bits;
 
 /// Words reserved for the high-level OS and hypervisor operations of a later
@@ -1291,9 +1292,9 @@ impl Parser {
             sid,
             config,
             cd: None,
-            s1fmt: 0,
+            s1fmt: S1Fmt::Linear,
             s1cdmax: 0,
-            s1dss: 0,
+            s1dss: S1Dss::Terminate,
             s1stalld: false,
             vmid: 0,
             s2root: None,
@@ -1329,7 +1330,11 @@ impl Parser {
                     d.s1fmt = keyword(
                         v,
                         "s1fmt linear, 2l-4k or 2l-64k",
-                        &[(&["linear", "0"], 0), (&["2l-4k", "1"], 1), (&["2l-64k", "2"], 2)],
+                        &[
+                            (&["linear", "0"], S1Fmt::Linear),
+                            (&["2l-4k", "1"], S1Fmt::TwoLevel4K),
+                            (&["2l-64k", "2"], S1Fmt::TwoLevel64K),
+                        ],
                     )?;
                 }
                 "s1cdmax" => {
@@ -1342,7 +1347,11 @@ impl Parser {
                     d.s1dss = keyword(
                         v,
                         "s1dss terminate, bypass or ssid0",
-                        &[(&["terminate", "0"], 0), (&["bypass", "1"], 1), (&["ssid0", "2"], 2)],
+                        &[
+                            (&["terminate", "0"], S1Dss::Terminate),
+                            (&["bypass", "1"], S1Dss::Bypass),
+                            (&["ssid0", "2"], S1Dss::Ssid0),
+                        ],
                     )?;
                 }
                 "s1stalld" => {
