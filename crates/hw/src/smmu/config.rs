@@ -635,8 +635,13 @@ pub fn held_configs(
             }
         }
     }
-    out.sort_by_key(|c| format!("{c:?}"));
-    out.dedup();
+    // A stable order (devices try configurations in it); the Debug text
+    // is the only total order the decoded structures have, so it is made
+    // once per configuration and not at all for the usual single one.
+    if out.len() > 1 {
+        out.sort_by_cached_key(|c| format!("{c:?}"));
+        out.dedup();
+    }
     out
 }
 

@@ -495,13 +495,17 @@ impl Smmu {
                 step,
             );
         }
-        let ctxs = self.all_contexts();
+        let per_dev: Vec<Vec<Context>> =
+            (0..self.devices.len()).map(|d| self.contexts(d)).collect();
+        let mut ctxs: Vec<Context> = per_dev.iter().flatten().copied().collect();
+        ctxs.sort();
+        ctxs.dedup();
         close(&mut self.iotlb, mem, SMMU_AGENT, &ctxs, step);
-        for d in 0..self.devices.len() {
+        for (d, dev_ctxs) in per_dev.iter().enumerate() {
             if !self.devices[d].ats {
                 continue;
             }
-            let mut fill = self.atc_source_held(d);
+            let mut fill = self.atc_source_held(dev_ctxs);
             for (dev, win) in atc_windows {
                 if *dev == d {
                     fill.extend(win.iter().map(|e| (*e, Provenance { step, source: 0 })));
@@ -688,25 +692,22 @@ impl Smmu {
 
     /// IOTLB leaves the SMMU may return to device `dev`'s ATS requests now.
     fn atc_source(&self, dev: usize) -> Vec<TlbEntry> {
-        self.atc_source_held(dev)
+        self.atc_source_held(&self.contexts(dev))
             .into_iter()
             .map(|(e, _)| e)
             .collect()
     }
 
-    /// [`Self::atc_source`] with each leaf's provenance: the leaves of the
-    /// IOTLB tagged for one of the stream's contexts (ATS translations are
-    /// answered from them, SMMUv3 3.9).
-    fn atc_source_held(&self, dev: usize) -> Vec<(TlbEntry, Provenance)> {
+    /// [`Self::atc_source`] with each leaf's provenance, for a stream whose
+    /// contexts are `ctxs`: the leaves of the IOTLB tagged for one of them
+    /// (ATS translations are answered from them, SMMUv3 3.9).
+    fn atc_source_held(&self, ctxs: &[Context]) -> Vec<(TlbEntry, Provenance)> {
         let mut v = Vec::new();
-        for ctx in self.contexts(dev) {
+        for ctx in ctxs {
             let stage = ctx.access_stage();
             let asid = (stage != Stage::S2).then_some(ctx.asid);
-            for (e, p) in self.iotlb.iter() {
+            for (e, p) in self.iotlb.block(ctx.regime, ctx.tag_vmid(), stage) {
                 if e.kind == EntryKind::Leaf
-                    && e.stage == stage
-                    && e.regime == ctx.regime
-                    && e.vmid == ctx.tag_vmid()
                     && (stage == Stage::S2 || e.asid.is_none() || e.asid == asid)
                 {
                     v.push((*e, *p));
