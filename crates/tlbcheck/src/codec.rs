@@ -38,6 +38,13 @@ impl FieldError {
     }
 }
 
+/// The granule a name (`4k`, `16k`, `64k`, any case) stands for.
+pub fn granule_named(name: &str) -> Option<Granule> {
+    Granule::ALL
+        .into_iter()
+        .find(|g| g.name().eq_ignore_ascii_case(name))
+}
+
 /// Looks fields up by key, refusing unknown and repeated keys.
 struct Fields<'a> {
     fields: &'a [(String, String)],
@@ -111,10 +118,7 @@ impl<'a> Fields<'a> {
         let Some((i, v)) = self.find("tg") else {
             return Ok(default);
         };
-        if let Some(g) = Granule::ALL
-            .into_iter()
-            .find(|g| g.name() == v.to_ascii_lowercase())
-        {
+        if let Some(g) = granule_named(v) {
             return Ok(g.tg());
         }
         match number(v) {
@@ -750,6 +754,13 @@ mod tests {
             smmu_from_fields("CFGI_ALL", &[]).unwrap().encode(),
             [0x4, 0x1f]
         );
+    }
+
+    #[test]
+    fn granules_are_named_in_any_case() {
+        assert_eq!(granule_named("16K"), Some(Granule::K16));
+        assert_eq!(granule_named("64k"), Some(Granule::K64));
+        assert_eq!(granule_named("8k"), None);
     }
 
     #[test]

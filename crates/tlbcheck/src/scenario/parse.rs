@@ -5,7 +5,7 @@
 
 use super::ast::*;
 use super::lex::{lex, number, Tok, Token};
-use crate::codec::smmu_from_fields;
+use crate::codec::{granule_named, smmu_from_fields};
 use crate::error::{Located, Span};
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::Granule;
@@ -89,6 +89,16 @@ fn narrow<T: TryFrom<u64>>(v: &Spanned<String>, what: &str, max: u64) -> R<T> {
         ));
     }
     T::try_from(n).map_err(|_| Located::new(v.span, format!("{what} = {n} is out of range")))
+}
+
+/// A granule name: 4k, 16k or 64k.
+fn granule_of(v: &Spanned<String>) -> R<Granule> {
+    granule_named(&v.value).ok_or_else(|| {
+        Located::new(
+            v.span,
+            format!("expected granule 4k, 16k or 64k, found `{}`", v.value),
+        )
+    })
 }
 
 /// A `key=value` value naming an address: a number, or a name (a frame, or
@@ -382,15 +392,7 @@ impl Parser {
             m.span = m.span.to(a.span);
             match (a.key.value.as_str(), a.values.as_slice()) {
                 ("granule", [v]) => {
-                    m.granule = Granule::ALL
-                        .into_iter()
-                        .find(|g| g.name() == v.value.to_ascii_lowercase())
-                        .ok_or_else(|| {
-                            Located::new(
-                                v.span,
-                                format!("expected granule 4k, 16k or 64k, found `{}`", v.value),
-                            )
-                        })?;
+                    m.granule = granule_of(v)?;
                 }
                 ("cpus", [v]) => {
                     m.cpus = narrow(v, "cpus", 8)?;
@@ -1437,17 +1439,7 @@ impl Parser {
                 "ttb0" => d.ttb0 = Some(ref_of(one(&a, "a table frame or context")?)),
                 "granule" | "tg0" => {
                     let v = one(&a, "4k, 16k or 64k")?;
-                    d.granule = Some(
-                        Granule::ALL
-                            .into_iter()
-                            .find(|g| g.name() == v.value.to_ascii_lowercase())
-                            .ok_or_else(|| {
-                                Located::new(
-                                    v.span,
-                                    format!("expected granule 4k, 16k or 64k, found `{}`", v.value),
-                                )
-                            })?,
-                    );
+                    d.granule = Some(granule_of(v)?);
                 }
                 "stall" | "s" => d.stall = flag(&a)?,
                 "aset" => d.aset = flag(&a)?,
