@@ -70,6 +70,19 @@ pub struct MachineDecl {
     pub span: Span,
 }
 
+impl MachineDecl {
+    /// One CPU, 4K granule, no optional features: when a scenario names no
+    /// machine.
+    pub const DEFAULT: MachineDecl = MachineDecl {
+        granule: Granule::K4,
+        cpus: 1,
+        ttl: false,
+        tlbirange: false,
+        fwb: false,
+        span: Span { start: 0, len: 0 },
+    };
+}
+
 /// SMMU features (SMMU_IDR0/IDR3 bits the scenario relies on).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SmmuDecl {

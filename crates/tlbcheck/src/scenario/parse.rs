@@ -353,14 +353,7 @@ impl Parser {
         })?;
         Ok(Scenario {
             name,
-            machine: machine.unwrap_or(MachineDecl {
-                granule: Granule::K4,
-                cpus: 1,
-                ttl: false,
-                tlbirange: false,
-                fwb: false,
-                span: Span::default(),
-            }),
+            machine: machine.unwrap_or(MachineDecl::DEFAULT),
             smmu,
             stream,
             queues,
@@ -381,12 +374,8 @@ impl Parser {
         let kw = self.bump().span;
         let args = self.args()?;
         let mut m = MachineDecl {
-            granule: Granule::K4,
-            cpus: 1,
-            ttl: false,
-            tlbirange: false,
-            fwb: false,
             span: kw,
+            ..MachineDecl::DEFAULT
         };
         for a in &args {
             m.span = m.span.to(a.span);
@@ -616,23 +605,8 @@ impl Parser {
             match (a.key.value.as_str(), a.values.as_slice()) {
                 ("asid", [v]) => asid = Some(narrow::<u16>(v, "asid", 0xffff)?),
                 ("vmid", [v]) => vmid = Some(narrow::<u16>(v, "vmid", 0xffff)?),
-                ("root" | "s2root", [v]) => {
-                    let r = Spanned {
-                        value: match number(&v.value) {
-                            Some(n) => AddrRef::Lit(n),
-                            None => AddrRef::Frame {
-                                name: v.value.clone(),
-                                offset: 0,
-                            },
-                        },
-                        span: v.span,
-                    };
-                    if a.key.value == "root" {
-                        root = Some(r);
-                    } else {
-                        s2root = Some(r);
-                    }
-                }
+                ("root", [v]) => root = Some(ref_of(v)),
+                ("s2root", [v]) => s2root = Some(ref_of(v)),
                 _ => {
                     return Err(Located::new(
                         a.span,
