@@ -45,7 +45,7 @@ use super::config::{
     effective_ssid, l2_cd_address, l2_ste_address, read_words, ste_cd_split, CfgEntry, CfgiScope,
     ConfigFault, ResolvedConfig, StrtabFmt, CD_SPLITS, STRUCT_BYTES,
 };
-use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
+use super::model::{cached_permission_fault, cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
 use super::ste::Ste;
 use crate::addr::{AddrRange, Pa};
@@ -55,8 +55,7 @@ use crate::tlb::{
     Access, AsidSel, EntryKind, InvalScope, RealisticTlb, Regime, Stage, StageSel, TlbEntry,
     TlbStats,
 };
-use crate::vmsa::desc::TableStage;
-use crate::vmsa::{translate, Context, Fault, FaultKind};
+use crate::vmsa::{translate, Context, Fault};
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
 
@@ -512,16 +511,7 @@ impl SmmuCosts {
         let access = Access { write, user: false };
         cost.result = match leaf {
             Ok(e) if e.perms.allows(access) => Ok(Pa(e.translate(va))),
-            Ok(e) => Err(CostFault::Translation(Fault {
-                kind: FaultKind::Permission,
-                stage: if e.stage == Stage::S2 {
-                    TableStage::S2
-                } else {
-                    TableStage::S1
-                },
-                level: e.level,
-                s1ptw: false,
-            })),
+            Ok(e) => Err(CostFault::Translation(cached_permission_fault(&e))),
             Err(f) => Err(CostFault::Translation(f)),
         };
         cost

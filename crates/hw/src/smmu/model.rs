@@ -243,6 +243,22 @@ fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> 
         .collect()
 }
 
+/// The fault a cached leaf that denies an access raises: a Permission fault
+/// of the leaf's stage at its level, without a walk (Arm ARM D8.15.1.5,
+/// RJVXRH). Shared by the may-hold and the realistic sides.
+pub(crate) fn cached_permission_fault(e: &TlbEntry) -> Fault {
+    Fault {
+        kind: FaultKind::Permission,
+        stage: if e.stage == Stage::S2 {
+            TableStage::S2
+        } else {
+            TableStage::S1
+        },
+        level: e.level,
+        s1ptw: false,
+    }
+}
+
 /// Memory as the SMMU's walkers may have read it after an invalidation was
 /// performed: `mem` with the old value of each store in `hazard` (not yet
 /// visible to the SMMU, or replaced before completion) back in place.
@@ -989,6 +1005,12 @@ impl Smmu {
             held_configs(&self.config, &self.opts.features, d.sid, d.ssid)
         };
         let (sid, ssid) = (self.devices[dev].sid, self.devices[dev].ssid);
+        let record_of = |body| EventRecord {
+            sid,
+            ssv: ssid.is_some(),
+            ssid: ssid.unwrap_or(0),
+            body,
+        };
         if configs.is_empty() {
             let fault = match self.current_config(mem, dev) {
                 Err(f) => f,
@@ -996,21 +1018,16 @@ impl Smmu {
                 // cache with a valid memory config cannot happen after refresh.
                 Ok(_) => ConfigFault::BadSte,
             };
-            let record = fault.event().map(|k| {
-                let body = match k {
-                    super::event::EventKind::CBadStreamId => EventBody::BadStreamId,
-                    super::event::EventKind::CBadSte => EventBody::BadSte,
-                    super::event::EventKind::CBadSubstreamId => EventBody::BadSubstreamId,
-                    super::event::EventKind::CBadCd => EventBody::BadCd,
-                    _ => EventBody::StreamDisabled,
-                };
-                EventRecord {
-                    sid,
-                    ssv: ssid.is_some(),
-                    ssid: ssid.unwrap_or(0),
-                    body,
-                }
-            });
+            // SMMUv3 7.3.3, 7.3.5, 7.3.7, 7.3.9, 7.3.11; an abort records nothing.
+            let body = match fault {
+                ConfigFault::BadStreamId => Some(EventBody::BadStreamId),
+                ConfigFault::BadSte => Some(EventBody::BadSte),
+                ConfigFault::BadSubstreamId => Some(EventBody::BadSubstreamId),
+                ConfigFault::BadCd => Some(EventBody::BadCd),
+                ConfigFault::StreamDisabled => Some(EventBody::StreamDisabled),
+                ConfigFault::Abort => None,
+            };
+            let record = body.map(record_of);
             if let Some(r) = record {
                 self.evtq.push(mem, r.encode());
             }
@@ -1039,21 +1056,7 @@ impl Smmu {
                 v
             };
             if let Some((e, _)) = cached.iter().find(|(e, _)| !e.perms.allows(access)) {
-                let stage = if e.stage == Stage::S2 {
-                    TableStage::S2
-                } else {
-                    TableStage::S1
-                };
-                denial = Some((
-                    *c,
-                    Some(*e),
-                    Fault {
-                        kind: FaultKind::Permission,
-                        stage,
-                        level: e.level,
-                        s1ptw: false,
-                    },
-                ));
+                denial = Some((*c, Some(*e), cached_permission_fault(e)));
                 break;
             }
             match translate(mem, &ctx, va, access) {
@@ -1111,12 +1114,7 @@ impl Smmu {
             FaultKind::Permission => EventBody::Permission(info),
             FaultKind::AddressSize => EventBody::AddrSize(info),
         };
-        let record = (record_it || stall).then_some(EventRecord {
-            sid,
-            ssv: ssid.is_some(),
-            ssid: ssid.unwrap_or(0),
-            body,
-        });
+        let record = (record_it || stall).then(|| record_of(body));
         if let Some(r) = record {
             self.evtq.push(mem, r.encode());
         }
