@@ -1,7 +1,8 @@
 //! The parsed scenario, before lowering: names are still names, and every
 //! item keeps its span so that lowering errors point at the source.
 
-use crate::error::Span;
+use crate::codec::FieldError;
+use crate::error::{Located, Span};
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::cpu::tlbi::Tlbi;
@@ -450,6 +451,24 @@ pub struct Field {
     pub key: Spanned<String>,
     /// The value as written (a number, or a word such as `4k`).
     pub value: Spanned<String>,
+}
+
+impl Field {
+    /// The `(key, value)` pairs the codec builds operands from.
+    pub fn pairs(fields: &[Field]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|f| (f.key.value.clone(), f.value.value.clone()))
+            .collect()
+    }
+
+    /// A codec error located at the field it blames, else at `whole`.
+    pub fn locate(fields: &[Field], e: FieldError, whole: Span) -> Located {
+        let span = e
+            .field
+            .map_or(whole, |i| fields[i].key.span.to(fields[i].value.span));
+        Located::new(span, e.message)
+    }
 }
 
 /// A device access (SMMU side).

@@ -619,7 +619,7 @@ impl Lower<'_> {
             )
             .with_help("add `tlbirange` to the machine statement"));
         }
-        let (_raw, op, written) = match &operand.value {
+        let (op, written) = match &operand.value {
             TlbiOperandExpr::None => {
                 if ins.takes_operand() {
                     return Err(Located::new(
@@ -627,28 +627,20 @@ impl Lower<'_> {
                         format!("TLBI {ins} needs an operand: fields (asid= va= ...) or a raw 0x... value"),
                     ));
                 }
-                (0, TlbiOperand::None, String::new())
+                (TlbiOperand::None, String::new())
             }
             TlbiOperandExpr::Raw(x) => {
                 let op = ins
                     .decode(*x)
                     .map_err(|e| Located::new(operand.span, e.to_string()))?;
-                (*x, op, format!(" {x:#018x}"))
+                (op, format!(" {x:#018x}"))
             }
             TlbiOperandExpr::Fields(fields) => {
-                let kv: Vec<(String, String)> = fields
-                    .iter()
-                    .map(|f| (f.key.value.clone(), f.value.value.clone()))
-                    .collect();
-                let built = tlbi_from_fields(ins, &kv, self.granule).map_err(|e| {
-                    let span = e.field.map_or(operand.span, |i| {
-                        fields[i].key.span.to(fields[i].value.span)
-                    });
-                    Located::new(span, e.message)
-                })?;
+                let kv = Field::pairs(fields);
+                let built = tlbi_from_fields(ins, &kv, self.granule)
+                    .map_err(|e| Field::locate(fields, e, operand.span))?;
                 let text: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 (
-                    built.raw,
                     built.operand,
                     format!(" {} ({:#018x})", text.join(" "), built.raw),
                 )

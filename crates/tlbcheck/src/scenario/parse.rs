@@ -1074,18 +1074,9 @@ impl Parser {
                     return Ok(Step::CmdSync);
                 }
                 let fields = self.fields()?;
-                let kv: Vec<(String, String)> = fields
-                    .iter()
-                    .map(|f| (f.key.value.clone(), f.value.value.clone()))
-                    .collect();
-                smmu_from_fields(&head.value, &kv)
+                smmu_from_fields(&head.value, &Field::pairs(&fields))
                     .map(Step::SmmuCmd)
-                    .map_err(|e| {
-                        let span = e
-                            .field
-                            .map_or(head.span, |i| fields[i].key.span.to(fields[i].value.span));
-                        Located::new(span, e.message)
-                    })
+                    .map_err(|e| Field::locate(&fields, e, head.span))
             }
             other => Err(Located::new(
                 w.span,
