@@ -478,14 +478,10 @@ impl Smmu {
     /// performed, so it joins each one's refill window (SMMUv3 4.4: a TLBI
     /// may be performed at any point before the CMD_SYNC completes).
     pub fn note_replaced(&mut self, replaced: PendingStore) {
-        for p in &mut self.pending {
-            if !p.hazard.contains(&replaced) {
-                p.hazard.push(replaced);
-            }
-        }
-        for b in &mut self.btm {
-            if !b.hazard.contains(&replaced) {
-                b.hazard.push(replaced);
+        let pending = self.pending.iter_mut().map(|p| &mut p.hazard);
+        for hazard in pending.chain(self.btm.iter_mut().map(|b| &mut b.hazard)) {
+            if !hazard.contains(&replaced) {
+                hazard.push(replaced);
             }
         }
     }
@@ -600,14 +596,7 @@ impl Smmu {
             return;
         }
         match *cmd {
-            Command::AtcInv {
-                sid,
-                ssv,
-                ssid,
-                addr: _,
-                size: _,
-                ..
-            } => {
+            Command::AtcInv { sid, ssv, ssid, .. } => {
                 // SMMUv3 4.5.1: SSV = 0 reaches every PASID of the function
                 // and its non-PASID translations.
                 let span = cmd.invalidated_range().unwrap_or(AddrRange::ALL);
@@ -823,8 +812,7 @@ impl Smmu {
         }
         let aset_tags: Vec<(Regime, u16, u16)> = if matches!(scope.asid, AsidSel::Only { .. }) {
             let mut v = Vec::new();
-            for d in 0..self.devices.len() {
-                let dv = &self.devices[d];
+            for dv in &self.devices {
                 for c in held_configs(&self.config, &self.opts.features, dv.sid, dv.ssid) {
                     if c.cd.is_some_and(|cd| cd.aset) {
                         if let Some(ctx) = self.context_of(&c) {
