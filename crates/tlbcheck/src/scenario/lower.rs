@@ -194,24 +194,13 @@ impl Lower<'_> {
                     }
                     pfn
                 }
-                None => {
-                    // The first run of `n` free frames, aligned to `n`.
-                    let align = u64::from(n.next_power_of_two());
-                    let mut p = first.div_ceil(align) * align;
-                    loop {
-                        if p + u64::from(n) > end {
-                            return Err(Located::new(
-                                f.span,
-                                format!("no room for frame `{}` in the pool", f.name.value),
-                            )
-                            .with_help("enlarge the pool with `pool base=PA frames=N`"));
-                        }
-                        if (p..p + u64::from(n)).all(|q| !taken.contains_key(&q)) {
-                            break p;
-                        }
-                        p += align;
-                    }
-                }
+                None => self.free_run(&mem, n).ok_or_else(|| {
+                    Located::new(
+                        f.span,
+                        format!("no room for frame `{}` in the pool", f.name.value),
+                    )
+                    .with_help("enlarge the pool with `pool base=PA frames=N`")
+                })?,
             };
             for p in base_pfn..base_pfn + u64::from(n) {
                 taken.insert(p, f.name.value.clone());
@@ -673,28 +662,31 @@ fn strip_af(d: u64, noaf: bool) -> u64 {
     }
 }
 
-fn ctx_index(names: &[String], ctx: &Spanned<String>) -> R<usize> {
-    names.iter().position(|n| *n == ctx.value).ok_or_else(|| {
-        Located::new(ctx.span, format!("unknown context `{}`", ctx.value)).with_help(
+/// The index of `name` among the declared `names` of a `what`; the help of
+/// the error lists them, or says how to declare one (`declare`).
+fn index_of(names: &[String], name: &Spanned<String>, what: &str, declare: &str) -> R<usize> {
+    names.iter().position(|n| *n == name.value).ok_or_else(|| {
+        Located::new(name.span, format!("unknown {what} `{}`", name.value)).with_help(
             if names.is_empty() {
-                "declare it with `context NAME stage1 asid=A root=FRAME`".to_string()
+                format!("declare it with `{declare}`")
             } else {
-                format!("declared contexts: {}", names.join(", "))
+                format!("declared {what}s: {}", names.join(", "))
             },
         )
     })
 }
 
+fn ctx_index(names: &[String], ctx: &Spanned<String>) -> R<usize> {
+    index_of(
+        names,
+        ctx,
+        "context",
+        "context NAME stage1 asid=A root=FRAME",
+    )
+}
+
 fn dev_index(names: &[String], dev: &Spanned<String>) -> R<usize> {
-    names.iter().position(|n| *n == dev.value).ok_or_else(|| {
-        Located::new(dev.span, format!("unknown device `{}`", dev.value)).with_help(
-            if names.is_empty() {
-                "declare it with `device NAME sid=S`".to_string()
-            } else {
-                format!("declared devices: {}", names.join(", "))
-            },
-        )
-    })
+    index_of(names, dev, "device", "device NAME sid=S")
 }
 
 /// Bytes of a 2-level Stream table's level-1 array: one L1STD per 2^split
@@ -734,10 +726,9 @@ impl Lower<'_> {
         }
     }
 
-    /// Claims the first run of `n` free pool frames (aligned to `n` rounded
-    /// up to a power of two, as structures are aligned to their size) for
-    /// an SMMU structure the scenario did not place.
-    fn auto_frames(&self, mem: &mut PhysMem, n: u32, what: &str, span: Span) -> R<u64> {
+    /// The first run of `n` free pool frames, aligned to `n` rounded up to
+    /// a power of two (structures are aligned to their size): its first PFN.
+    fn free_run(&self, mem: &PhysMem, n: u32) -> Option<u64> {
         let pool = &self.sc.pool;
         let first = pool.base >> 12;
         let end = first + u64::from(pool.frames);
@@ -745,19 +736,30 @@ impl Lower<'_> {
         let mut p = first.div_ceil(align) * align;
         while p + u64::from(n) <= end {
             if (p..p + u64::from(n)).all(|q| mem.owner(Pfn(q)) == FrameOwner::Free) {
-                for q in p..p + u64::from(n) {
-                    mem.claim(Pfn(q), FrameOwner::Smmu)
-                        .map_err(|e| Located::new(span, e.to_string()))?;
-                }
-                return Ok(p << 12);
+                return Some(p);
             }
             p += align;
         }
-        Err(Located::new(
-            span,
-            format!("no room in the pool for the SMMU's {what} ({n} frame(s))"),
-        )
-        .with_help("enlarge the pool with `pool base=PA frames=N`, or place it with at=FRAME"))
+        None
+    }
+
+    /// Claims a [`free_run`](Self::free_run) for an SMMU structure the
+    /// scenario did not place.
+    fn auto_frames(&self, mem: &mut PhysMem, n: u32, what: &str, span: Span) -> R<u64> {
+        let Some(p) = self.free_run(mem, n) else {
+            return Err(Located::new(
+                span,
+                format!("no room in the pool for the SMMU's {what} ({n} frame(s))"),
+            )
+            .with_help(
+                "enlarge the pool with `pool base=PA frames=N`, or place it with at=FRAME",
+            ));
+        };
+        for q in p..p + u64::from(n) {
+            mem.claim(Pfn(q), FrameOwner::Smmu)
+                .map_err(|e| Located::new(span, e.to_string()))?;
+        }
+        Ok(p << 12)
     }
 
     /// A frame named by `at=`: it must be an `smmu` frame of at least
