@@ -384,7 +384,10 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
         .map_err(|e: tlbcheck_hw::smmu::cmd::UnknownCommandName| {
             FieldError::whole(e.to_string())
         })?;
+    // Opcode::from_str trims the name; so must this, or ` CFGI_ALL` would
+    // parse as CFGI_STE_RANGE with RANGE 0 (one STE, not all).
     let is_cfgi_all = name
+        .trim()
         .to_ascii_uppercase()
         .trim_start_matches("CMD_")
         .eq("CFGI_ALL");
@@ -752,6 +755,14 @@ mod tests {
         assert_eq!(c.encode(), [0x0001_0000_0090_0012, 0x0000_0000_1000_0701]);
         assert_eq!(
             smmu_from_fields("CFGI_ALL", &[]).unwrap().encode(),
+            [0x4, 0x1f]
+        );
+    }
+
+    #[test]
+    fn cfgi_all_is_all_whatever_the_spacing() {
+        assert_eq!(
+            smmu_from_fields(" CMD_CFGI_ALL ", &[]).unwrap().encode(),
             [0x4, 0x1f]
         );
     }
