@@ -405,11 +405,11 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
     };
     let addr = f.num_or("addr", addr_max, 0)?;
     if addr & 0xfff != 0 && op != Opcode::Sync {
-        let i = fields.iter().position(|(k, _)| k == "addr");
-        return Err(FieldError {
-            field: i,
-            message: format!("field `addr` = {addr:#x}: bits [11:0] are not encoded; use a 4 KiB aligned address"),
-        });
+        return Err(blame(
+            fields,
+            "addr",
+            format!("field `addr` = {addr:#x}: bits [11:0] are not encoded; use a 4 KiB aligned address"),
+        ));
     }
     let tlbi_addr = |f: &mut Fields| -> Result<TlbiAddr, FieldError> {
         Ok(TlbiAddr {
@@ -510,11 +510,11 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
             msiaddr: {
                 let a = f.num_or("msiaddr", (1 << 56) - 1, 0)?;
                 if a & 3 != 0 {
-                    let i = fields.iter().position(|(k, _)| k == "msiaddr");
-                    return Err(FieldError {
-                        field: i,
-                        message: format!("field `msiaddr` = {a:#x}: bits [1:0] are not encoded"),
-                    });
+                    return Err(blame(
+                        fields,
+                        "msiaddr",
+                        format!("field `msiaddr` = {a:#x}: bits [1:0] are not encoded"),
+                    ));
                 }
                 a
             },
@@ -540,11 +540,16 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
     }
 }
 
-fn reserved(fields: &[(String, String)], key: &str, v: u64, why: &str) -> FieldError {
+/// An error blamed on the field `key` (if it was given).
+fn blame(fields: &[(String, String)], key: &str, message: String) -> FieldError {
     FieldError {
         field: fields.iter().position(|(k, _)| k == key),
-        message: format!("field `{key}` = {v:#x}: {why}"),
+        message,
     }
+}
+
+fn reserved(fields: &[(String, String)], key: &str, v: u64, why: &str) -> FieldError {
+    blame(fields, key, format!("field `{key}` = {v:#x}: {why}"))
 }
 
 /// The fields of a command, by lower-case specification name, in encoding
@@ -672,29 +677,28 @@ mod tests {
             .collect()
     }
 
-    fn tlbi(s: &str) -> Tlbi {
-        s.parse().unwrap()
+    /// `tlbi_from_fields` for mnemonic `op`, 4K granule.
+    fn build(op: &str, fields: &[(&str, &str)]) -> Result<BuiltOperand, FieldError> {
+        tlbi_from_fields(op.parse().unwrap(), &kv(fields), Granule::K4)
     }
 
     /// linux-reference.md §B.6, rows 2 and 4.
     #[test]
     fn worked_arm64_vectors() {
-        let b = tlbi_from_fields(
-            tlbi("VALE1IS"),
-            &kv(&[("asid", "0x42"), ("va", "0xffff8a3b5000"), ("ttl", "3")]),
-            Granule::K4,
+        let b = build(
+            "VALE1IS",
+            &[("asid", "0x42"), ("va", "0xffff8a3b5000"), ("ttl", "3")],
         )
         .unwrap();
         assert_eq!(b.raw, 0x0042_700f_fff8_a3b5);
-        let b = tlbi_from_fields(
-            tlbi("RVAE1IS"),
-            &kv(&[
+        let b = build(
+            "RVAE1IS",
+            &[
                 ("asid", "5"),
                 ("va", "0x40000000"),
                 ("scale", "1"),
                 ("num", "7"),
-            ]),
-            Granule::K4,
+            ],
         )
         .unwrap();
         assert_eq!(b.raw, 0x0005_5380_0004_0000);
@@ -702,27 +706,16 @@ mod tests {
 
     #[test]
     fn reserved_tg_is_blamed_on_the_tg_field() {
-        let e = tlbi_from_fields(
-            tlbi("RVAE1IS"),
-            &kv(&[("asid", "1"), ("base", "1"), ("tg", "0")]),
-            Granule::K4,
-        )
-        .unwrap_err();
+        let e = build("RVAE1IS", &[("asid", "1"), ("base", "1"), ("tg", "0")]).unwrap_err();
         assert_eq!(e.field, Some(2));
         assert!(e.message.contains("TG"), "{}", e.message);
     }
 
     #[test]
     fn unknown_and_repeated_fields_are_refused() {
-        let e =
-            tlbi_from_fields(tlbi("VMALLE1IS"), &kv(&[("asid", "1")]), Granule::K4).unwrap_err();
+        let e = build("VMALLE1IS", &[("asid", "1")]).unwrap_err();
         assert!(e.message.contains("takes no fields"), "{}", e.message);
-        let e = tlbi_from_fields(
-            tlbi("VAE1IS"),
-            &kv(&[("va", "0"), ("va", "0")]),
-            Granule::K4,
-        )
-        .unwrap_err();
+        let e = build("VAE1IS", &[("va", "0"), ("va", "0")]).unwrap_err();
         assert_eq!(e.field, Some(1));
     }
 
