@@ -268,13 +268,7 @@ impl Machine {
             // values replaced before completion); what they refilled then is
             // what this TLBI was meant to remove, so only entries in its
             // scope come back from that window.
-            let window = (!tlbi.hazard.is_empty()).then(|| {
-                let mut w = self.mem.clone();
-                for h in &tlbi.hazard {
-                    w.reinstate_pending(*h);
-                }
-                w
-            });
+            let window = self.mem.window(&tlbi.hazard);
             for (i, c) in self.cpus.iter_mut().enumerate() {
                 let mine: Vec<TlbEntry> = tlbi
                     .doomed

@@ -266,12 +266,22 @@ impl PhysMem {
         self.pending.retain(|p| p.stale_for != 0);
     }
 
-    /// Makes a completed store pending again for the walkers in `p.stale_for`
-    /// (a view of memory as it was during an earlier window).
-    pub fn reinstate_pending(&mut self, p: PendingStore) {
-        if !self.pending.contains(&p) {
-            self.pending.push(p);
+    /// Memory as walkers may have read it while an invalidation was in
+    /// flight: these words with each of `window`'s old values visible to
+    /// them again (stores not yet visible when it was issued, or replaced
+    /// before it completed). `None` when `window` is empty: that view is
+    /// memory as it is now.
+    pub fn window(&self, window: &[PendingStore]) -> Option<PhysMem> {
+        if window.is_empty() {
+            return None;
         }
+        let mut view = self.clone();
+        for p in window {
+            if !view.pending.contains(p) {
+                view.pending.push(*p);
+            }
+        }
+        Some(view)
     }
 
     /// Stores some walker may not observe yet.

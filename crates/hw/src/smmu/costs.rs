@@ -45,7 +45,7 @@ use super::config::{
     effective_ssid, l2_cd_address, l2_ste_address, read_words, ste_cd_split, CfgEntry, CfgiScope,
     ConfigFault, ResolvedConfig, StrtabFmt, CD_SPLITS, STRUCT_BYTES,
 };
-use super::model::{cached_permission_fault, cfgi_scope, tlbi_scope, Consumed, Smmu};
+use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
 use super::ste::Ste;
 use crate::addr::{AddrRange, Pa};
@@ -511,7 +511,7 @@ impl SmmuCosts {
         let access = Access { write, user: false };
         cost.result = match leaf {
             Ok(e) if e.perms.allows(access) => Ok(Pa(e.translate(va))),
-            Ok(e) => Err(CostFault::Translation(cached_permission_fault(&e))),
+            Ok(e) => Err(CostFault::Translation(Fault::from_cached_leaf(&e))),
             Err(f) => Err(CostFault::Translation(f)),
         };
         cost

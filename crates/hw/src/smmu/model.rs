@@ -243,38 +243,6 @@ fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> 
         .collect()
 }
 
-/// The fault a cached leaf that denies an access raises: a Permission fault
-/// of the leaf's stage at its level, without a walk (Arm ARM D8.15.1.5,
-/// RJVXRH). Shared by the may-hold and the realistic sides.
-pub(crate) fn cached_permission_fault(e: &TlbEntry) -> Fault {
-    Fault {
-        kind: FaultKind::Permission,
-        stage: if e.stage == Stage::S2 {
-            TableStage::S2
-        } else {
-            TableStage::S1
-        },
-        level: e.level,
-        s1ptw: false,
-    }
-}
-
-/// Memory as the SMMU's walkers may have read it after an invalidation was
-/// performed: `mem` with the old value of each store in `hazard` (not yet
-/// visible to the SMMU, or replaced before completion) back in place.
-/// `None` when `hazard` is empty: the window is memory as it is now, which
-/// the caches are closed over anyway.
-fn refill_window(mem: &PhysMem, hazard: &[PendingStore]) -> Option<PhysMem> {
-    if hazard.is_empty() {
-        return None;
-    }
-    let mut window = mem.clone();
-    for h in hazard {
-        window.reinstate_pending(*h);
-    }
-    Some(window)
-}
-
 /// The translation scope of an SMMU TLBI command (SMMUv3 4.4).
 pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
     let base = |regime, stages, vmid, asid| InvalScope {
@@ -752,12 +720,12 @@ impl Smmu {
         for p in done {
             match p.what {
                 Pending::Tlb(scope, _) => {
-                    if let Some(w) = refill_window(mem, &p.hazard) {
+                    if let Some(w) = mem.window(&p.hazard) {
                         self.refill_iotlb(&w, &scope, step);
                     }
                 }
                 Pending::Cfg(scope, _) => {
-                    if let Some(w) = refill_window(mem, &p.hazard) {
+                    if let Some(w) = mem.window(&p.hazard) {
                         self.refill_config(&w, &scope, step);
                     }
                 }
@@ -873,7 +841,7 @@ impl Smmu {
             }
         }
         for (scope, hazard) in refills {
-            if let Some(w) = refill_window(mem, &hazard) {
+            if let Some(w) = mem.window(&hazard) {
                 self.refill_iotlb(&w, &scope, step);
             }
         }
@@ -1044,7 +1012,7 @@ impl Smmu {
                 v
             };
             if let Some((e, _)) = cached.iter().find(|(e, _)| !e.perms.allows(access)) {
-                denial = Some((*c, Some(*e), cached_permission_fault(e)));
+                denial = Some((*c, Some(*e), Fault::from_cached_leaf(e)));
                 break;
             }
             match translate(mem, &ctx, va, access) {

@@ -192,16 +192,7 @@ impl RealisticTlb {
         if ctx.s1.is_some() || ctx.s2.is_some() {
             if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, addr) {
                 if !e.perms.allows(access) {
-                    return Err(Fault {
-                        kind: crate::vmsa::FaultKind::Permission,
-                        stage: if stage == Stage::S2 {
-                            crate::vmsa::TableStage::S2
-                        } else {
-                            crate::vmsa::TableStage::S1
-                        },
-                        level: e.level,
-                        s1ptw: false,
-                    });
+                    return Err(Fault::from_cached_leaf(&e));
                 }
                 return Ok(Pa(e.translate(addr)));
             }

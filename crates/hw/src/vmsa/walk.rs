@@ -100,6 +100,23 @@ pub struct Fault {
     pub s1ptw: bool,
 }
 
+impl Fault {
+    /// The Permission fault an access raises when it hits a cached leaf
+    /// whose permissions forbid it (such leaves may be cached: Arm ARM
+    /// D8.15.1.5, RJVXRH), at that leaf's stage and level.
+    pub fn from_cached_leaf(e: &TlbEntry) -> Fault {
+        Fault {
+            kind: FaultKind::Permission,
+            stage: match e.stage {
+                Stage::S2 => TableStage::S2,
+                Stage::S1 | Stage::Combined => TableStage::S1,
+            },
+            level: e.level,
+            s1ptw: false,
+        }
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
