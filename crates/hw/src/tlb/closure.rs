@@ -81,16 +81,20 @@ impl Within {
         w.normalized()
     }
 
-    /// The input ranges an invalidation reaches.
+    /// What a refill after an invalidation must walk: the input ranges it
+    /// reaches, and every IPA when it reaches stage-1 entries, since in a
+    /// nested context a stage-1 walk reads its tables through stage-2
+    /// mappings, old ones included (contexts without stage 2 walk no IPAs).
     pub fn of_scope(scope: &InvalScope) -> Within {
         let r = scope.range.unwrap_or(AddrRange::ALL);
+        let stage1 = scope.stages.s1 || scope.stages.combined;
         Within {
-            va: if scope.stages.s1 || scope.stages.combined {
-                vec![r]
-            } else {
-                vec![]
+            va: if stage1 { vec![r] } else { vec![] },
+            ipa: match (scope.stages.s2, stage1) {
+                (_, true) => vec![AddrRange::ALL],
+                (true, false) => vec![r],
+                (false, false) => vec![],
             },
-            ipa: if scope.stages.s2 { vec![r] } else { vec![] },
         }
     }
 }
