@@ -1,18 +1,33 @@
 //! Exhaustive breadth-first exploration with exact deduplication.
 //!
-//! Every distinct state is stored once; a 64-bit hash only picks the
-//! bucket, and states in a bucket are compared in full, so no state is ever
-//! lost to a hash collision. Breadth-first order makes the first violation
-//! found one with the fewest steps, and parent pointers rebuild its path.
+//! States are stored compactly ([`crate::store`]) and deduplicated exactly.
+//! Breadth-first order makes the first violation found one with the fewest
+//! steps, and parent pointers rebuild its path, which is then replayed to
+//! produce the trace. A state in which no transition is enabled but a
+//! thread has not finished is a `stuck` violation. Bounds (depth, states,
+//! memory, time) are checked while states are generated; a search that
+//! reaches one without a violation is inconclusive, never `ok`.
 
 use crate::model::{Bounds, Choice, Model, State};
+use crate::store::{Parts, StateStore};
 use crate::trace::{run, Trace};
 use crate::violation::Violation;
-use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
+
+/// The bound that stopped a search.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "bound", content = "limit")]
+pub enum Bound {
+    /// Paths longer than this many steps were not explored.
+    Depth(u32),
+    /// The state limit.
+    States(u64),
+    /// The memory limit, in bytes.
+    Memory(u64),
+    /// The time limit, in milliseconds.
+    Time(u64),
+}
 
 /// What the exploration covered.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,10 +35,8 @@ use std::time::{Duration, Instant};
 pub enum Coverage {
     /// Every reachable state was visited.
     Complete,
-    /// Stopped at this depth; deeper states were not expanded.
-    DepthBound(u32),
-    /// Stopped after storing this many states.
-    StateBound(u64),
+    /// Stopped by a bound before every state was visited: inconclusive.
+    Bounded(Bound),
     /// Stopped at the first violation (states beyond it were not needed).
     StoppedAtViolation,
     /// Random mode found nothing in this many walks: a sample, not a proof.
@@ -46,6 +59,18 @@ pub struct Stats {
     pub peak_rss_bytes: Option<u64>,
 }
 
+/// What a check concluded.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conclusion {
+    /// Every reachable state explored, no violation.
+    Ok,
+    /// A violation, with a trace.
+    Violation,
+    /// Stopped by a bound, or random sampling, with no violation found.
+    Inconclusive,
+}
+
 /// The outcome of checking a model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -60,34 +85,64 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// "complete: 18432 states" / "bounded at depth 40" / ...
+    /// Ok, violation or inconclusive.
+    pub fn conclusion(&self) -> Conclusion {
+        match (&self.violation, self.coverage) {
+            (Some(_), _) => Conclusion::Violation,
+            (None, Coverage::Complete) => Conclusion::Ok,
+            (None, _) => Conclusion::Inconclusive,
+        }
+    }
+
+    /// Whether every reachable state was explored (or a violation found,
+    /// which needs no more).
+    pub fn complete(&self) -> bool {
+        self.conclusion() != Conclusion::Inconclusive
+    }
+
+    /// "complete: 18432 states" / "inconclusive: stopped at depth 40" / ...
     pub fn coverage_statement(&self) -> String {
+        let n = self.stats.states;
         match self.coverage {
-            Coverage::Complete => format!(
-                "complete: {} states, every interleaving within bounds",
-                self.stats.states
+            Coverage::Complete => format!("complete: {n} states, every interleaving explored"),
+            Coverage::Bounded(Bound::Depth(d)) => format!(
+                "inconclusive: depth bound {d} reached after {n} states (longer paths unexplored)"
             ),
-            Coverage::DepthBound(d) => format!(
-                "bounded at depth {d}: {} states (deeper paths unexplored)",
-                self.stats.states
+            Coverage::Bounded(Bound::States(b)) => {
+                format!("inconclusive: state bound {b} reached (more states unexplored)")
+            }
+            Coverage::Bounded(Bound::Memory(b)) => format!(
+                "inconclusive: memory bound {} MiB reached after {n} states",
+                b >> 20
             ),
-            Coverage::StateBound(n) => format!("bounded at {n} states (state limit reached)"),
-            Coverage::RandomWalks(n) => format!(
-                "random: {n} walks found no violation ({} steps taken; a sample, not a proof)",
+            Coverage::Bounded(Bound::Time(ms)) => format!(
+                "inconclusive: time bound {:.1} s reached after {n} states",
+                ms as f64 / 1e3
+            ),
+            Coverage::RandomWalks(w) => format!(
+                "inconclusive: {w} random walks found no violation ({} steps taken; a sample, not a proof)",
                 self.stats.transitions
             ),
-            Coverage::StoppedAtViolation => format!(
-                "stopped at the first violation after {} states",
-                self.stats.states
-            ),
+            Coverage::StoppedAtViolation => {
+                format!("stopped at the first violation after {n} states")
+            }
         }
     }
 }
 
-fn hash_of(s: &State) -> u64 {
-    let mut h = FxHasher::default();
-    s.hash(&mut h);
-    h.finish()
+/// Progress of a running search.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// States stored so far.
+    pub states: u64,
+    /// Transitions executed so far.
+    pub transitions: u64,
+    /// Depth of the layer being expanded.
+    pub depth: u32,
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Resident memory now.
+    pub rss_bytes: u64,
 }
 
 /// Peak resident set size from /proc (Linux); `None` elsewhere.
@@ -98,66 +153,112 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// A successor computed during layer expansion: its parent, the choice that
-/// made it, and the new state with its hash (or the violation it hit).
-type Successor = (u32, Choice, Result<(State, u64), Violation>);
+/// Resident set size now (Linux); 0 elsewhere.
+pub fn rss_now() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
 
-/// Computes the successors of `layer` (in layer order, then choice order).
-fn expand(model: &Model, states: &[State], layer: &[u32], depth: u32) -> Vec<Successor> {
+/// What one expanded state led to.
+enum Expanded {
+    /// A successor, taken apart for storing.
+    Next(u32, Choice, Box<Parts>),
+    /// A transition that ends in a violation.
+    Violation(u32, Choice),
+    /// A state with no transition although a thread has not finished.
+    Stuck(u32),
+    /// A state with transitions, at the depth bound (not expanded).
+    Cut,
+}
+
+/// Expands states `ids` (all at `depth`), in order.
+fn expand(
+    model: &Model,
+    store: &StateStore,
+    ids: std::ops::Range<u32>,
+    depth: u32,
+    at_bound: bool,
+) -> Vec<Expanded> {
     let mut out = Vec::new();
     let mut choices = Vec::new();
-    for &idx in layer {
-        model.choices(&states[idx as usize], &mut choices);
-        for &c in &choices {
-            let mut s = states[idx as usize].clone();
-            let r = match model.step(&mut s, c, depth + 1, None) {
-                Some(v) => Err(v),
-                None => {
-                    let h = hash_of(&s);
-                    Ok((s, h))
-                }
+    for id in ids {
+        let s = store.get(id);
+        model.choices(&s, &mut choices);
+        if choices.is_empty() {
+            if model.stuck(&s, depth).is_some() {
+                out.push(Expanded::Stuck(id));
+            }
+            continue;
+        }
+        if at_bound {
+            out.push(Expanded::Cut);
+            continue;
+        }
+        let last = choices.len() - 1;
+        let mut parent = Some(s);
+        for (i, &c) in choices.iter().enumerate() {
+            // The last successor takes the parent itself: one clone fewer.
+            let mut next: State = if i == last {
+                parent.take().expect("taken once")
+            } else {
+                parent.clone().expect("still here")
             };
-            out.push((idx, c, r));
+            match model.step(&mut next, c, depth + 1) {
+                Some(_) => out.push(Expanded::Violation(id, c)),
+                None => out.push(Expanded::Next(id, c, Box::new(Parts::of(next)))),
+            }
         }
     }
     out
 }
 
-/// Layers smaller than this are expanded on one thread: spawning costs more.
-const PARALLEL_LAYER: usize = 256;
+/// Parents expanded per batch: bounds are checked between batches, so the
+/// successors held in memory at once stay few.
+const BATCH: u32 = 1024;
 
-/// Expands `layer` on up to two threads; the result is in the same order as
-/// a sequential expansion, so exploration is deterministic.
-fn expand_layer(model: &Model, states: &[State], layer: &[u32], depth: u32) -> Vec<Successor> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(2);
-    if threads < 2 || layer.len() < PARALLEL_LAYER {
-        return expand(model, states, layer, depth);
+/// Expands a batch on up to two threads; the result is in the order of a
+/// sequential expansion, so exploration is deterministic.
+fn expand_batch(
+    model: &Model,
+    store: &StateStore,
+    ids: std::ops::Range<u32>,
+    depth: u32,
+    at_bound: bool,
+) -> Vec<Expanded> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || ids.len() < 64 {
+        return expand(model, store, ids, depth, at_bound);
     }
-    let (a, b) = layer.split_at(layer.len() / 2);
+    let mid = ids.start + (ids.end - ids.start) / 2;
     std::thread::scope(|sc| {
-        let second = sc.spawn(|| expand(model, states, b, depth));
-        let mut first = expand(model, states, a, depth);
+        let second = sc.spawn(|| expand(model, store, mid..ids.end, depth, at_bound));
+        let mut first = expand(model, store, ids.start..mid, depth, at_bound);
         first.extend(second.join().expect("expansion thread panicked"));
         first
     })
 }
 
-/// Explores every interleaving of `model` within `bounds`, breadth first,
-/// expanding large layers on both cores.
+/// Explores every interleaving of `model` within `bounds`, breadth first.
 pub fn explore(model: &Model, bounds: Bounds) -> Verdict {
+    explore_with(model, bounds, &mut |_| {})
+}
+
+/// [`explore`], calling `progress` now and then (about every 100 ms).
+pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Progress)) -> Verdict {
     let start = Instant::now();
-    let mut states: Vec<State> = vec![model.initial()];
-    // (parent index, choice that led here); the root's parent is itself.
-    let mut parents: Vec<(u32, Choice)> = vec![(0, Choice::Thread(0))];
-    let mut buckets: HashMap<u64, Vec<u32>, std::hash::BuildHasherDefault<FxHasher>> =
-        HashMap::default();
-    buckets.entry(hash_of(&states[0])).or_default().push(0);
+    let mut store = StateStore::new(model);
+    let root = store
+        .insert(Parts::of(model.initial()))
+        .expect("the first state is new");
+    // (parent, choice that led here); the root's entry is unused.
+    let mut parents: Vec<(u32, Choice)> = vec![(root, Choice::Thread(0))];
     let mut stats = Stats::default();
-    let mut layer: Vec<u32> = vec![0];
-    let mut coverage = Coverage::Complete;
     let mut depth = 0u32;
+    let mut layer = 0u32..1u32;
+    let mut last_report = Instant::now();
+    let mut coverage = Coverage::Complete;
     let finish = |mut stats: Stats, states: usize, depth: u32| {
         stats.states = states as u64;
         stats.depth = depth;
@@ -165,54 +266,88 @@ pub fn explore(model: &Model, bounds: Bounds) -> Verdict {
         stats.peak_rss_bytes = peak_rss();
         stats
     };
-    'search: while !layer.is_empty() {
-        if depth >= bounds.max_depth {
-            coverage = Coverage::DepthBound(depth);
-            break;
+    let found = |stats: Stats,
+                 store: &StateStore,
+                 parents: &[(u32, Choice)],
+                 path_end: Vec<Choice>,
+                 at: u32,
+                 depth: u32| {
+        let mut path = path_to(parents, at);
+        path.extend(path_end);
+        let trace = run(model, &path, false, true).expect("a path the explorer took replays");
+        Verdict {
+            violation: trace.violation.clone(),
+            trace: Some(trace),
+            coverage: Coverage::StoppedAtViolation,
+            stats: finish(stats, store.len(), depth),
         }
-        let successors = expand_layer(model, &states, &layer, depth);
-        let mut next = Vec::new();
-        for (idx, c, r) in successors {
-            stats.transitions += 1;
-            let (s, h) = match r {
-                Ok(sh) => sh,
-                Err(v) => {
-                    let mut path = path_to(&parents, idx);
-                    path.push(c);
-                    let trace =
-                        run(model, &path, false, true).expect("a path the explorer took replays");
-                    return Verdict {
-                        violation: trace.violation.clone().or(Some(v)),
-                        trace: Some(trace),
-                        coverage: Coverage::StoppedAtViolation,
-                        stats: finish(stats, states.len(), depth + 1),
-                    };
+    };
+    'search: while !layer.is_empty() {
+        let at_bound = depth >= bounds.max_depth;
+        let next_start = store.len() as u32;
+        let mut batch_start = layer.start;
+        while batch_start < layer.end {
+            let batch = batch_start..(batch_start + BATCH).min(layer.end);
+            batch_start = batch.end;
+            for e in expand_batch(model, &store, batch, depth, at_bound) {
+                match e {
+                    Expanded::Cut => {
+                        coverage = Coverage::Bounded(Bound::Depth(depth));
+                    }
+                    Expanded::Stuck(id) => {
+                        return found(stats, &store, &parents, Vec::new(), id, depth);
+                    }
+                    Expanded::Violation(id, c) => {
+                        stats.transitions += 1;
+                        return found(stats, &store, &parents, vec![c], id, depth + 1);
+                    }
+                    Expanded::Next(id, c, parts) => {
+                        stats.transitions += 1;
+                        if store.len() as u64 >= bounds.max_states {
+                            coverage = Coverage::Bounded(Bound::States(bounds.max_states));
+                            break 'search;
+                        }
+                        if store.insert(*parts).is_ok() {
+                            parents.push((id, c));
+                        }
+                    }
                 }
-            };
-            let bucket = buckets.entry(h).or_default();
-            if bucket.iter().any(|&i| states[i as usize] == s) {
-                continue;
             }
-            if states.len() as u64 >= bounds.max_states {
-                coverage = Coverage::StateBound(bounds.max_states);
+            let elapsed = start.elapsed();
+            if elapsed.as_millis() as u64 >= bounds.timeout_ms {
+                coverage = Coverage::Bounded(Bound::Time(bounds.timeout_ms));
                 break 'search;
             }
-            let new = states.len() as u32;
-            bucket.push(new);
-            states.push(s);
-            parents.push((idx, c));
-            next.push(new);
+            let rss = rss_now();
+            if rss >= bounds.max_memory {
+                coverage = Coverage::Bounded(Bound::Memory(bounds.max_memory));
+                break 'search;
+            }
+            if last_report.elapsed() >= Duration::from_millis(100) {
+                last_report = Instant::now();
+                progress(&Progress {
+                    states: store.len() as u64,
+                    transitions: stats.transitions,
+                    depth,
+                    elapsed,
+                    rss_bytes: rss,
+                });
+            }
         }
-        if !next.is_empty() {
+        if at_bound {
+            break;
+        }
+        let next_end = store.len() as u32;
+        if next_end > next_start {
             depth += 1;
         }
-        layer = next;
+        layer = next_start..next_end;
     }
     Verdict {
         violation: None,
         trace: None,
         coverage,
-        stats: finish(stats, states.len(), depth),
+        stats: finish(stats, store.len(), depth),
     }
 }
 

@@ -47,6 +47,9 @@ pub fn random_walks(model: &Model, seed: u64, walks: u32, max_depth: u32) -> Ver
         for depth in 0..max_depth {
             model.choices(&s, &mut enabled);
             if enabled.is_empty() {
+                if let Some(v) = model.stuck(&s, depth) {
+                    return found(model, &path, v.kind, stats, start);
+                }
                 break;
             }
             let c = enabled[rng.below(enabled.len())];
@@ -54,17 +57,8 @@ pub fn random_walks(model: &Model, seed: u64, walks: u32, max_depth: u32) -> Ver
             stats.transitions += 1;
             stats.states += 1; // states visited, repeats included
             stats.depth = stats.depth.max(depth + 1);
-            if let Some(v) = model.step(&mut s, c, depth + 1, None) {
-                let small = shrink(model, &path, v.kind);
-                let trace = run(model, &small, false, true).expect("shrunk choices replay");
-                stats.elapsed = start.elapsed();
-                stats.peak_rss_bytes = peak_rss();
-                return Verdict {
-                    violation: trace.violation.clone(),
-                    trace: Some(trace),
-                    coverage: Coverage::StoppedAtViolation,
-                    stats,
-                };
+            if let Some(v) = model.step(&mut s, c, depth + 1) {
+                return found(model, &path, v.kind, stats, start);
             }
         }
     }
@@ -74,6 +68,26 @@ pub fn random_walks(model: &Model, seed: u64, walks: u32, max_depth: u32) -> Ver
         violation: None,
         trace: None,
         coverage: Coverage::RandomWalks(walks),
+        stats,
+    }
+}
+
+/// The verdict of a failing walk: shrunk, then replayed for its trace.
+fn found(
+    model: &Model,
+    path: &[Choice],
+    kind: ViolationKind,
+    mut stats: Stats,
+    start: Instant,
+) -> Verdict {
+    let small = shrink(model, path, kind);
+    let trace = run(model, &small, false, true).expect("shrunk choices replay");
+    stats.elapsed = start.elapsed();
+    stats.peak_rss_bytes = peak_rss();
+    Verdict {
+        violation: trace.violation.clone(),
+        trace: Some(trace),
+        coverage: Coverage::StoppedAtViolation,
         stats,
     }
 }

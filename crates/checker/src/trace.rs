@@ -1,13 +1,15 @@
 //! Counterexample traces: numbered steps with what changed in which cache,
 //! rendered as text or JSON, and replayed exactly from their choices.
 
-use crate::model::{touches, Choice, Model, Op, StepEffects};
+use crate::model::{Choice, Model};
+use crate::op::Op;
 use crate::violation::Violation;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
+use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::smmu::cmd::Command;
-use tlbcheck_hw::smmu::model::tlbi_scope;
-use tlbcheck_hw::tlb::{EntryKind, InvalScope, TlbEntry};
+use tlbcheck_hw::smmu::model::{tlbi_scope, Smmu};
+use tlbcheck_hw::tlb::{Holder, InvalScope, MayHold, Miss, TlbEntry};
 
 /// One executed step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +22,9 @@ pub struct TraceStep {
     pub op: String,
     /// What changed in caches and memory visibility.
     pub changes: Vec<String>,
+    /// The high-level operation the step belongs to, if its program said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// A run of a model: the choices that drive it, the steps, and the
@@ -62,7 +67,7 @@ pub fn run(
     let mut taken = Vec::new();
     let mut steps = Vec::new();
     // (CPU, op) of every thread step, in order, for the blame line.
-    let mut executed: Vec<Option<(u8, &Op)>> = Vec::new();
+    let mut executed: Vec<Option<(u8, Op)>> = Vec::new();
     let mut violation = None;
     for &c in choices {
         model.choices(&s, &mut enabled);
@@ -76,29 +81,25 @@ pub fn run(
             });
         }
         let n = taken.len() as u32 + 1;
-        let (actor, op) = if record {
-            model.describe(&s, c)
-        } else {
-            Default::default()
-        };
-        if record {
+        let before = record.then(|| {
             executed.push(match c {
                 Choice::Thread(t) => {
-                    let th = &model.threads[t as usize];
-                    Some((th.cpu, &th.ops[s.pcs[t as usize] as usize]))
+                    let op = model.next_op(&s, t as usize).map(|e| e.op.into_owned());
+                    op.map(|op| (model.threads[t as usize].cpu, op))
                 }
                 Choice::RcuCallback(_) => None,
             });
-        }
-        let mut fx = StepEffects::default();
-        let v = model.step(&mut s, c, n, record.then_some(&mut fx));
+            (model.describe(&s, c), s.machine.clone())
+        });
+        let v = model.step(&mut s, c, n);
         taken.push(c);
-        if record {
+        if let Some(((actor, op, origin), machine)) = before {
             steps.push(TraceStep {
                 step: n,
                 actor,
                 op,
-                changes: fx.changes,
+                changes: diff(&machine, &s.machine),
+                origin,
             });
         }
         if v.is_some() {
@@ -106,8 +107,18 @@ pub fn run(
             break;
         }
     }
+    if violation.is_none() {
+        // A run that ends where nothing can move but a thread is unfinished.
+        model.choices(&s, &mut enabled);
+        if enabled.is_empty() {
+            violation = model.stuck(&s, taken.len() as u32);
+        }
+    }
     let should_have_removed = match (&violation, record) {
-        (Some(v), true) => v.entry.map(|e| blame(model, &executed, &e, &v.agent)),
+        (Some(v), true) => match (v.entry, v.agent.holder()) {
+            (Some(e), Some(h)) => Some(blame(model, &executed, &e, h)),
+            _ => None,
+        },
         _ => None,
     };
     Ok(Trace {
@@ -119,137 +130,113 @@ pub fn run(
     })
 }
 
-/// An invalidation issued on the trace that reached the stale entry's
-/// addresses: where, what, and whether a barrier or CMD_SYNC completed it.
+/// An invalidation issued on the trace that was meant for the stale entry
+/// (it reaches the entry's tags and addresses): where, what, how it
+/// missed if it did, and whether a barrier or CMD_SYNC completed it.
 struct Candidate {
     step: u32,
     cpu: u8,
     text: String,
-    scope: InvalScope,
+    reach: Result<(), Miss>,
     /// A CPU TLBI in its IS form (else local); SMMU commands count as broadcast.
     broadcast: bool,
     smmu: bool,
     completed: bool,
 }
 
-/// Which cache holds a stale entry, as named in a violation's agent.
-#[derive(Copy, Clone, PartialEq, Eq)]
-enum Holder {
-    Cpu,
-    Iotlb,
-    Atc,
-}
-
-fn holder_of(agent: &str) -> Holder {
-    if agent.starts_with("ATC") {
-        Holder::Atc
-    } else if agent.starts_with("SMMU") {
-        Holder::Iotlb
-    } else {
-        Holder::Cpu
-    }
-}
-
-/// Names the last invalidation that could have removed the stale entry from
-/// the cache `agent` names, and says why it did not.
-fn blame(model: &Model, executed: &[Option<(u8, &Op)>], entry: &TlbEntry, agent: &str) -> String {
-    let holder = holder_of(agent);
+/// Names the last invalidation that was meant to remove the stale entry
+/// from `holder`, and says why it did not. The scope rule is the hardware
+/// model's ([`InvalScope::reach`]): an invalidation whose tags, stages or
+/// range never reach the entry is not a candidate.
+fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder: Holder) -> String {
     let smmu_opts = model.machine.smmu.as_ref().map(|m| m.opts);
     let e2h = smmu_opts.is_some_and(|o| o.e2h);
     let mut last: Option<Candidate> = None;
     for (i, ran) in executed.iter().enumerate() {
-        if let Some((cpu, op)) = *ran {
-            let step = i as u32 + 1;
-            let candidate =
-                |text: String, scope: InvalScope, broadcast: bool, smmu: bool| Candidate {
+        let Some((cpu, op)) = ran else { continue };
+        let cpu = *cpu;
+        let step = i as u32 + 1;
+        let mut consider = |text: String, scope: InvalScope, broadcast: bool, smmu: bool| {
+            let reach = scope.reach(entry);
+            if reach.is_ok() || reach.is_err_and(Miss::near) {
+                last = Some(Candidate {
                     step,
                     cpu,
                     text,
-                    scope,
+                    reach,
                     broadcast,
                     smmu,
                     completed: false,
-                };
-            match op {
-                // CPU TLBIs reach CPUs, and the SMMU's TLB through BTM; never an ATC.
-                Op::Tlbi {
-                    text,
-                    scope,
-                    broadcast,
-                } if holder != Holder::Atc && touches(scope, entry) => {
-                    last = Some(candidate(format!("tlbi {text}"), *scope, *broadcast, false));
-                }
-                Op::SmmuCmd { text, words } if holder != Holder::Cpu => {
-                    let scope = Command::decode(*words)
-                        .ok()
-                        .and_then(|cmd| match (holder, &cmd) {
-                            // ATC_INV reaches only ATCs (SMMUv3 4.5.1), over its aligned span.
-                            (Holder::Atc, Command::AtcInv { .. }) => {
-                                cmd.invalidated_range().map(|r| InvalScope {
-                                    range: Some(r),
-                                    ..atc_scope(entry)
-                                })
-                            }
-                            (Holder::Iotlb, _) => tlbi_scope(&cmd, e2h),
-                            _ => None,
-                        });
-                    if let Some(scope) = scope.filter(|sc| touches(sc, entry)) {
-                        last = Some(candidate(format!("smmu cmd {text}"), scope, true, true));
-                    }
-                }
-                Op::Dsb { kind } => {
-                    let completes = |l: &&mut Candidate| {
-                        !l.smmu && l.cpu == cpu && kind.completes_tlbi(l.broadcast)
-                    };
-                    if let Some(l) = last.as_mut().filter(completes) {
-                        l.completed = true;
-                    }
-                }
-                Op::SmmuSync => {
-                    if let Some(l) = last.as_mut().filter(|l| l.smmu) {
-                        l.completed = true;
-                    }
-                }
-                _ => {}
+                });
             }
+        };
+        match op {
+            // CPU TLBIs reach CPUs, and the SMMU's TLB through BTM; never an ATC.
+            Op::Tlbi {
+                text,
+                scope,
+                broadcast,
+            } if !matches!(holder, Holder::Atc(_)) => {
+                consider(format!("tlbi {text}"), *scope, *broadcast, false);
+            }
+            Op::SmmuCmd { text, words } if !matches!(holder, Holder::Cpu(_)) => {
+                let Ok(cmd) = Command::decode(*words) else {
+                    continue;
+                };
+                let scope = match (holder, &cmd) {
+                    // ATC_INV reaches only ATCs (SMMUv3 4.5.1), over its aligned span.
+                    (Holder::Atc(_), Command::AtcInv { .. }) => {
+                        cmd.invalidated_range().map(|r| InvalScope {
+                            range: Some(r),
+                            ..atc_scope(entry)
+                        })
+                    }
+                    (Holder::SmmuIotlb, _) => tlbi_scope(&cmd, e2h),
+                    _ => None,
+                };
+                if let Some(scope) = scope {
+                    consider(format!("smmu cmd {text}"), scope, true, true);
+                }
+            }
+            Op::Dsb { kind } => {
+                if let Some(l) = last.as_mut() {
+                    if !l.smmu && l.cpu == cpu && kind.completes_tlbi(l.broadcast) {
+                        l.completed = true;
+                    }
+                }
+            }
+            Op::SmmuSync { .. } => {
+                if let Some(l) = last.as_mut().filter(|l| l.smmu) {
+                    l.completed = true;
+                }
+            }
+            _ => {}
         }
     }
     let Some(l) = last else {
         return match holder {
-            Holder::Atc => {
+            Holder::Atc(_) => {
                 "no ATC_INV reaching it was issued (TLBIs, CPU or SMMU, never reach a device ATC)"
                     .to_string()
             }
             _ => "no invalidation covering it was issued".to_string(),
         };
     };
-    let scope = l.scope;
-    let why = if holder == Holder::Iotlb && !l.smmu && !smmu_opts.is_some_and(|o| o.btm && !o.ptm) {
-        "a CPU TLBI reaches the SMMU only with broadcast TLB maintenance (SMMU_IDR0.BTM set, SMMU_CR2.PTM clear)".to_string()
-    } else if entry.kind == EntryKind::Walk && scope.leaf_only {
-        "a last-level (leaf-only) form keeps walk-cache entries".to_string()
-    } else if let Some(t) = scope.ttl_level.filter(|&t| {
-        (entry.kind == EntryKind::Leaf && entry.level != t)
-            || (entry.kind == EntryKind::Walk && entry.level >= t)
-    }) {
-        format!(
-            "its TTL hint names level {t} but the entry is at level {}",
+    let btm = smmu_opts.is_some_and(|o| o.btm && !o.ptm);
+    let why = match l.reach {
+        _ if holder == Holder::SmmuIotlb && !l.smmu && !btm => "a CPU TLBI reaches the SMMU only with broadcast TLB maintenance (SMMU_IDR0.BTM set, SMMU_CR2.PTM clear)".to_string(),
+        Err(Miss::Ttl { hint }) => format!(
+            "its TTL hint names level {hint} but the entry is at level {}",
             entry.level
-        )
-    } else if scope.granule.is_some_and(|g| g != entry.granule) {
-        "it names another granule than the entry's tables".to_string()
-    } else if !l.completed && l.smmu {
-        "no CMD_SYNC completed it".to_string()
-    } else if !l.completed {
-        "no DSB completed it".to_string()
-    } else if !l.broadcast {
-        "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
-    } else if holder == Holder::Atc {
-        "the ATC refilled from the SMMU TLB after it: the TLBI must complete (CMD_SYNC) before the ATC_INV (SMMUv3 4.5.1)"
-            .to_string()
-    } else {
-        "the entry was refilled after it was performed (a value walkers could still read while it was in flight)"
-            .to_string()
+        ),
+        Err(miss) => miss.to_string(),
+        Ok(()) if !l.completed && l.smmu => "no CMD_SYNC completed it".to_string(),
+        Ok(()) if !l.completed => "no DSB completed it".to_string(),
+        Ok(()) if !l.broadcast => {
+            "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
+        }
+        Ok(()) if matches!(holder, Holder::Atc(_)) => "the ATC refilled from the SMMU TLB after it: the TLBI must complete (CMD_SYNC) before the ATC_INV (SMMUv3 4.5.1)".to_string(),
+        Ok(()) => "the entry was refilled after it was performed (a value walkers could still read while it was in flight)".to_string(),
     };
     format!("step {} ({}) did not remove it: {why}", l.step, l.text)
 }
@@ -273,6 +260,9 @@ impl Trace {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for s in &self.steps {
+            if let Some(o) = &s.origin {
+                let _ = writeln!(out, "     [{o}]");
+            }
             let _ = writeln!(out, "{:>3}. {:<16} {}", s.step, s.actor, s.op);
             for c in &s.changes {
                 let _ = writeln!(out, "       {c}");
@@ -306,5 +296,92 @@ impl Trace {
             }
         }
         out
+    }
+}
+
+/// Lines describing how the machine's caches and memory visibility changed.
+fn diff(before: &Machine, after: &Machine) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, (b, a)) in before.cpus.iter().zip(&after.cpus).enumerate() {
+        may_hold_diff(&format!("CPU {i}"), &b.tlb, &a.tlb, &mut out);
+    }
+    for (b, a) in before.pending.iter().zip(&after.pending) {
+        if a.len() > b.len() {
+            if let Some(p) = a.iter().next() {
+                out.push(format!(
+                    "CPU {}: TLBI pending until DSB{} ({} entries covered now)",
+                    p.issuer,
+                    if p.broadcast { " ISH" } else { " NSH" },
+                    p.doomed.len()
+                ));
+            }
+        }
+    }
+    if let (Some(b), Some(a)) = (&before.smmu, &after.smmu) {
+        smmu_diff(b, a, &mut out);
+    }
+    let stores_before = before.mem.pending_stores().len();
+    let stores_after = after.mem.pending_stores().len();
+    if stores_after > stores_before {
+        out.push("store not yet visible to table walkers (needs DSB)".to_string());
+    } else if stores_after < stores_before {
+        out.push(format!(
+            "{} store(s) now visible to table walkers",
+            stores_before - stores_after
+        ));
+    }
+    out
+}
+
+/// Lines for the entries `name`'s may-hold set lost and gained.
+fn may_hold_diff(name: &str, before: &MayHold, after: &MayHold, out: &mut Vec<String>) {
+    for (e, _) in before.iter() {
+        if !after.contains(e) {
+            out.push(format!("{name}: - {e}"));
+        }
+    }
+    for (e, p) in after.iter() {
+        if !before.contains(e) {
+            out.push(format!(
+                "{name}: + {e} (from descriptor at {:#x})",
+                p.source
+            ));
+        }
+    }
+}
+
+/// Lines describing how the SMMU's caches, queue and devices changed.
+fn smmu_diff(b: &Smmu, a: &Smmu, out: &mut Vec<String>) {
+    may_hold_diff("SMMU IOTLB", &b.iotlb, &a.iotlb, out);
+    for (i, (bd, ad)) in b.devices.iter().zip(&a.devices).enumerate() {
+        may_hold_diff(&format!("ATC of device {i}"), &bd.atc, &ad.atc, out);
+        if bd.state != ad.state {
+            out.push(format!("device {i}: {:?}", ad.state));
+        }
+    }
+    for (e, _) in b.config.iter() {
+        if !a.config.contains(e) {
+            out.push(format!("SMMU config cache: - {e}"));
+        }
+    }
+    for (e, _) in a.config.iter() {
+        if !b.config.contains(e) {
+            out.push(format!("SMMU config cache: + {e}"));
+        }
+    }
+    if a.pending_invalidations() > b.pending_invalidations() {
+        out.push(format!(
+            "SMMU: {} invalidation(s) consumed, waiting for CMD_SYNC",
+            a.pending_invalidations()
+        ));
+    }
+    if a.cmdq.error.is_some() && b.cmdq.error.is_none() {
+        out.push(format!(
+            "SMMU: command queue stopped, CONS.ERR = CERROR_ILL at index {}",
+            a.cmdq.cons_index()
+        ));
+    }
+    if a.evtq.ring.prod != b.evtq.ring.prod {
+        out.push("SMMU: event recorded in the Event queue".to_string());
     }
 }

@@ -1,10 +1,10 @@
-//! The named violations of design.md §3 and their reports.
+//! The named violations (docs/design.md, "Violations") and their reports.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use tlbcheck_hw::mem::FrameOwner;
-use tlbcheck_hw::tlb::{Provenance, TlbEntry};
+use tlbcheck_hw::tlb::{Holder, Provenance, TlbEntry};
 
 /// A violation name. The names are part of the user interface: scenarios
 /// say `expect violation walk-cache-uaf`.
@@ -30,11 +30,16 @@ pub enum ViolationKind {
     /// A guest's invalidation, as translated by the host, left an entry the
     /// guest believes gone (seed 002).
     MissedGuestInvalidation,
+    /// A reachable state in which an unfinished thread can never run again
+    /// (waiting on a device that never stalls, a CMD_SYNC behind a stopped
+    /// queue, a grace period that waits for its own reader, a lock never
+    /// released).
+    Stuck,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 7] = [
+    pub const ALL: [ViolationKind; 8] = [
         ViolationKind::FreedFrameMapped,
         ViolationKind::WalkCacheUaf,
         ViolationKind::StaleWrite,
@@ -42,6 +47,7 @@ impl ViolationKind {
         ViolationKind::StaleConfig,
         ViolationKind::Isolation,
         ViolationKind::MissedGuestInvalidation,
+        ViolationKind::Stuck,
     ];
 
     /// The name used in scenarios and reports.
@@ -54,6 +60,7 @@ impl ViolationKind {
             ViolationKind::StaleConfig => "stale-config",
             ViolationKind::Isolation => "isolation",
             ViolationKind::MissedGuestInvalidation => "missed-guest-invalidation",
+            ViolationKind::Stuck => "stuck",
         }
     }
 }
@@ -66,7 +73,7 @@ impl fmt::Display for ViolationKind {
 
 /// An unknown violation name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation)")]
+#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck)")]
 pub struct UnknownViolation(pub String);
 
 impl FromStr for ViolationKind {
@@ -90,6 +97,50 @@ pub struct FrameFate {
     pub freed_at: u32,
 }
 
+/// Who a violation is about.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "agent")]
+pub enum Agent {
+    /// A translation cache that may hold a stale entry.
+    Cache {
+        /// Which one.
+        holder: Holder,
+    },
+    /// The SMMU's configuration cache (STEs, CDs, L1 descriptors).
+    SmmuConfig,
+    /// A thread of the model (an isolation breach, a stuck thread).
+    Thread {
+        /// Its index.
+        index: u8,
+    },
+}
+
+impl Agent {
+    /// The cache holding a stale translation, if this agent is one.
+    pub fn holder(self) -> Option<Holder> {
+        match self {
+            Agent::Cache { holder } => Some(holder),
+            _ => None,
+        }
+    }
+}
+
+impl From<Holder> for Agent {
+    fn from(holder: Holder) -> Agent {
+        Agent::Cache { holder }
+    }
+}
+
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Agent::Cache { holder } => holder.fmt(f),
+            Agent::SmmuConfig => f.write_str("SMMU config cache"),
+            Agent::Thread { index } => write!(f, "thread {index}"),
+        }
+    }
+}
+
 /// One violation, detected at the step where it became possible.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -97,8 +148,8 @@ pub struct Violation {
     pub kind: ViolationKind,
     /// Step (1-based) at which it became possible.
     pub step: u32,
-    /// The agent involved ("CPU 1", "SMMU", "ATC of device 0", or a thread).
-    pub agent: String,
+    /// The agent involved.
+    pub agent: Agent,
     /// The stale entry, where one is involved.
     pub entry: Option<TlbEntry>,
     /// Which step made that entry holdable, and from which descriptor.

@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use tlbcheck_checker::explore::{explore, Coverage};
-use tlbcheck_checker::model::{Bounds, Model, Op, State, Thread};
+use tlbcheck_checker::explore::{explore, Bound, Conclusion, Coverage};
+use tlbcheck_checker::model::{Bounds, Model, State, Thread};
+use tlbcheck_checker::op::Op;
+use tlbcheck_checker::sync::SyncOp;
 
 fn naive(model: &Model, s: &State, depth: u32, seen: &mut HashSet<State>) {
     let mut choices = Vec::new();
@@ -14,7 +16,7 @@ fn naive(model: &Model, s: &State, depth: u32, seen: &mut HashSet<State>) {
     for c in choices {
         let mut next = s.clone();
         assert!(
-            model.step(&mut next, c, depth + 1, None).is_none(),
+            model.step(&mut next, c, depth + 1).is_none(),
             "clean models only"
         );
         // Re-expand even already seen states: every path is walked.
@@ -35,7 +37,10 @@ fn state_counts_match_a_naive_explorer() {
     let reader = Thread {
         name: "r".into(),
         cpu: 1,
-        ops: vec![Op::RcuLock, Op::RcuUnlock],
+        program: script(vec![
+            Op::Sync(SyncOp::RcuReadLock),
+            Op::Sync(SyncOp::RcuReadUnlock),
+        ]),
         owns_vmids: None,
     };
     let rcu_writer = thread(vec![
@@ -43,7 +48,7 @@ fn state_counts_match_a_naive_explorer() {
         dsb(tlbcheck_hw::machine::Dsb::Ishst),
         tlbi_va(false),
         dsb(tlbcheck_hw::machine::Dsb::Ish),
-        Op::SynchronizeRcu,
+        Op::Sync(SyncOp::SynchronizeRcu),
         free(L3),
     ]);
     let models = [
@@ -67,17 +72,29 @@ fn bounds_are_reported() {
         &m,
         Bounds {
             max_depth: 4,
-            max_states: 1_000_000,
+            ..Bounds::default()
         },
     );
-    assert_eq!(v.coverage, Coverage::DepthBound(4));
+    assert_eq!(v.coverage, Coverage::Bounded(Bound::Depth(4)));
+    assert!(!v.complete(), "a bounded search is not a proof");
+    assert_eq!(v.conclusion(), Conclusion::Inconclusive);
     let v = explore(
         &m,
         Bounds {
-            max_depth: 100,
             max_states: 50,
+            ..Bounds::default()
         },
     );
-    assert_eq!(v.coverage, Coverage::StateBound(50));
-    assert!(v.coverage_statement().contains("50 states"));
+    assert_eq!(v.coverage, Coverage::Bounded(Bound::States(50)));
+    assert!(v.coverage_statement().contains("inconclusive"));
+    assert_eq!(v.conclusion(), Conclusion::Inconclusive);
+    // A depth bound the search never needs is no bound at all.
+    let v = explore(
+        &m,
+        Bounds {
+            max_depth: 15,
+            ..Bounds::default()
+        },
+    );
+    assert_eq!(v.coverage, Coverage::Complete, "{}", v.coverage_statement());
 }

@@ -2,15 +2,17 @@
 //! produce the named violation, its fixed twin must explore clean.
 
 use tlbcheck_checker::explore::{explore, Coverage};
-use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
+use tlbcheck_checker::model::{Bounds, Model, Thread};
+use tlbcheck_checker::op::{Op, Rely};
+use tlbcheck_checker::sync::SyncState;
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
-use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
-use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::model::{Device, DeviceState, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::{S1Fmt, Ste};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
@@ -132,17 +134,56 @@ fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
     Model {
         name: name.into(),
         machine,
+        sync: SyncState::new(0, 0, threads.len()),
         threads,
         contexts: vec![ctx],
         context_names: vec!["process 1".into()],
     }
 }
 
+/// CMD_SYNC with SEV completion.
+fn sync() -> Op {
+    Op::SmmuSync {
+        words: Command::Sync {
+            cs: SyncCs::Sev,
+            msh: 3,
+            msiattr: 0xf,
+            msidata: 0,
+            msiaddr: 0,
+        }
+        .encode(),
+    }
+}
+
+/// The handler's answer: CMD_RESUME with retry, or a successful PRI response.
+fn linux_resume(d: &Device) -> Option<Command> {
+    match d.state {
+        DeviceState::Stalled { stag, .. } => Some(Command::Resume {
+            sid: d.sid,
+            stag,
+            retry: true,
+            abort: false,
+        }),
+        DeviceState::AwaitingPri { grpid, .. } => Some(Command::PriResp {
+            sid: d.sid,
+            ssv: d.ssid.is_some(),
+            ssid: d.ssid.unwrap_or(0),
+            grpid,
+            resp: PriResp::Success,
+        }),
+        _ => None,
+    }
+}
+
+fn script(ops: Vec<Op>) -> std::sync::Arc<tlbcheck_checker::program::Script> {
+    std::sync::Arc::new(tlbcheck_checker::program::Script::new(ops))
+}
+
 fn cpu(ops: Vec<Op>) -> Thread {
     Thread {
         name: "kernel".into(),
         cpu: 0,
-        ops,
+        program: script(ops),
         owns_vmids: None,
     }
 }
@@ -151,7 +192,7 @@ fn device(ops: Vec<Op>) -> Thread {
     Thread {
         name: "device 0".into(),
         cpu: 1,
-        ops,
+        program: script(ops),
         owns_vmids: None,
     }
 }
@@ -216,13 +257,17 @@ fn atc_inv() -> Op {
 /// `fix`, and resumes the device.
 fn upgrade(fix: Vec<Op>) -> Vec<Thread> {
     let mut ops = vec![
+        Op::AwaitFault { dev: 0 },
         store(L3, s1_page(DATA, true, true, false)),
         dsb(Dsb::Ishst),
         cpu_tlbi(),
         dsb(Dsb::Ish),
     ];
     ops.extend(fix);
-    ops.push(Op::DeviceResume { dev: 0 });
+    ops.push(Op::DeviceResume {
+        dev: 0,
+        respond: linux_resume,
+    });
     vec![
         cpu(ops),
         device(vec![Op::DeviceAccess {
@@ -261,7 +306,7 @@ fn sva_without_btm_needs_an_smmu_tlbi_on_permission_upgrade() {
     let fixed = model(
         "sva no btm, + TLBI_NH_VA + CMD_SYNC",
         Setup::default(),
-        upgrade(vec![nh_va(), Op::SmmuSync]),
+        upgrade(vec![nh_va(), sync()]),
     );
     assert_eq!(check(&fixed), None);
 }
@@ -320,7 +365,7 @@ fn btm_never_reaches_the_atc() {
         check(&model(
             "btm + ats, ATC_INV + CMD_SYNC",
             s,
-            upgrade(vec![atc_inv(), Op::SmmuSync])
+            upgrade(vec![atc_inv(), sync()])
         )),
         None
     );
@@ -331,13 +376,13 @@ fn atc_inv_before_the_tlbi_completed_lets_the_atc_refill() {
     let buggy = model(
         "ATC_INV, TLBI, one CMD_SYNC",
         ats_pri(),
-        upgrade(vec![atc_inv(), nh_va(), Op::SmmuSync]),
+        upgrade(vec![atc_inv(), nh_va(), sync()]),
     );
     assert_eq!(check(&buggy), Some(ViolationKind::FaultLivelock));
     let fixed = model(
         "TLBI, CMD_SYNC, ATC_INV, CMD_SYNC",
         ats_pri(),
-        upgrade(vec![nh_va(), Op::SmmuSync, atc_inv(), Op::SmmuSync]),
+        upgrade(vec![nh_va(), sync(), atc_inv(), sync()]),
     );
     assert_eq!(check(&fixed), None);
 }
@@ -367,7 +412,7 @@ fn l1cd_move(leaf: bool) -> Model {
             ssid: 1,
             leaf,
         }),
-        Op::SmmuSync,
+        sync(),
         Op::Free {
             frame: Pfn::of(Pa(CD_A)),
         },
@@ -397,7 +442,7 @@ fn relying_on_a_changed_cd_needs_its_invalidation() {
     let run = |fix: Vec<Op>| {
         let mut ops = vec![store(CD, new_cd[0]), dsb(Dsb::Ish)];
         ops.extend(fix);
-        ops.push(Op::SmmuRelyConfig { dev: 0 });
+        ops.push(Op::Rely(Rely::CurrentConfig { dev: 0 }));
         model("cd asid change", Setup::default(), vec![cpu(ops)])
     };
     assert_eq!(check(&run(vec![])), Some(ViolationKind::StaleConfig));
@@ -408,7 +453,7 @@ fn relying_on_a_changed_cd_needs_its_invalidation() {
                 ssid: 0,
                 leaf: true
             }),
-            Op::SmmuSync
+            sync()
         ])),
         None
     );
@@ -429,8 +474,8 @@ fn freeing_a_page_the_iotlb_may_map_is_freed_frame_mapped() {
     let v = explore(&run(vec![]), Bounds::default());
     let v = v.violation.expect("violation");
     assert_eq!(v.kind, ViolationKind::FreedFrameMapped);
-    assert_eq!(v.agent, "SMMU IOTLB");
-    assert_eq!(check(&run(vec![nh_va(), Op::SmmuSync])), None);
+    assert_eq!(v.agent.to_string(), "SMMU IOTLB");
+    assert_eq!(check(&run(vec![nh_va(), sync()])), None);
 }
 
 /// Marking the page read-only and relying on it (COW) while the IOTLB may
@@ -447,17 +492,17 @@ fn rely_read_only_covers_the_iotlb() {
             dsb(Dsb::Ish),
         ];
         ops.extend(fix);
-        ops.push(Op::RelyReadOnly { ctx: 0, va: 0 });
+        ops.push(Op::Rely(Rely::ReadOnly { ctx: 0, va: 0 }));
         model("cow", Setup::default(), vec![cpu(ops)])
     };
     assert_eq!(check(&run(vec![])), Some(ViolationKind::StaleWrite));
-    assert_eq!(check(&run(vec![nh_va(), Op::SmmuSync])), None);
+    assert_eq!(check(&run(vec![nh_va(), sync()])), None);
 }
 
 /// An illegal command stops the queue: the CMD_SYNC behind it never
-/// completes, so the invalidation before it never takes effect.
+/// completes, so the handler can never go on: `stuck`, not a pass.
 #[test]
-fn cerror_ill_blocks_the_sync_and_the_fix() {
+fn cerror_ill_blocks_the_sync_and_the_handler_is_stuck() {
     let bad = Op::SmmuCmd {
         text: "opcode 0xff".into(),
         words: [0xff, 0],
@@ -465,13 +510,16 @@ fn cerror_ill_blocks_the_sync_and_the_fix() {
     let m = model(
         "illegal command",
         Setup::default(),
-        upgrade(vec![nh_va(), bad, Op::SmmuSync]),
+        upgrade(vec![nh_va(), bad, sync()]),
     );
     let v = explore(&m, Bounds::default());
-    // The handler thread is stuck at the CMD_SYNC: the device is never
-    // resumed, so no violation, but the thread never finishes.
-    assert!(v.violation.is_none());
-    assert_eq!(v.coverage, Coverage::Complete);
+    let stuck = v.violation.expect("the handler never finishes");
+    assert_eq!(stuck.kind, ViolationKind::Stuck);
+    assert!(stuck.detail.contains("CMD_SYNC"), "{}", stuck.detail);
+    assert!(stuck.detail.contains("stopped"), "{}", stuck.detail);
+    // The trace replays to the same stuck state.
+    let t = v.trace.expect("a trace");
+    assert_eq!(t.violation.map(|v| v.kind), Some(ViolationKind::Stuck));
 }
 
 /// The trace names the SMMU command that should have removed the stale
@@ -510,16 +558,16 @@ fn smmu_tlbi_before_the_table_update_is_freed_frame_mapped() {
     let cpu_side = || vec![store(L3, 0), dsb(Dsb::Ishst), cpu_tlbi(), dsb(Dsb::Ish)];
     let mut early = vec![nh_va()];
     early.extend(cpu_side());
-    early.push(Op::SmmuSync);
+    early.push(sync());
     let v = explore(&run(early), Bounds::default())
         .violation
         .expect("violation");
     assert_eq!(
-        (v.kind, v.agent.as_str()),
-        (ViolationKind::FreedFrameMapped, "SMMU IOTLB")
+        (v.kind, v.agent.to_string()),
+        (ViolationKind::FreedFrameMapped, "SMMU IOTLB".to_string())
     );
     let mut right = cpu_side();
-    right.extend([nh_va(), Op::SmmuSync]);
+    right.extend([nh_va(), sync()]);
     assert_eq!(check(&run(right)), None);
 }
 
@@ -543,7 +591,7 @@ fn blame_names_the_reason_for_the_holding_cache() {
     let early_atc_inv = model(
         "atc order",
         ats_pri(),
-        upgrade(vec![atc_inv(), nh_va(), Op::SmmuSync]),
+        upgrade(vec![atc_inv(), nh_va(), sync()]),
     );
     let b = blame(&early_atc_inv);
     assert!(

@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use tlbcheck_checker::explore::{explore, Coverage};
-use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
+use tlbcheck_checker::model::{Bounds, Model, Thread};
+use tlbcheck_checker::op::{Op, Rely};
 use tlbcheck_checker::random::{random_walks, shrink};
+use tlbcheck_checker::sync::SyncOp;
 use tlbcheck_checker::trace::run;
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::Pa;
@@ -79,7 +81,7 @@ fn walk_cache_uaf_when_a_table_is_freed_after_a_leaf_only_tlbi() {
 #[test]
 fn stale_write_when_write_protection_is_relied_on_before_completion() {
     let ro = s1_page(DATA, false, true, false);
-    let rely = Op::RelyReadOnly { ctx: 0, va: 0 };
+    let rely = Op::Rely(Rely::ReadOnly { ctx: 0, va: 0 });
     let buggy = vec![store(L3, ro), dsb(Dsb::Ishst), tlbi_va(true), rely.clone()];
     let fixed = vec![
         store(L3, ro),
@@ -98,11 +100,11 @@ fn stale_write_when_write_protection_is_relied_on_before_completion() {
 #[test]
 fn fault_livelock_when_an_upgrade_skips_the_tlbi() {
     let rw = s1_page(DATA, true, true, false);
-    let retry = Op::Retry {
+    let retry = Op::Rely(Rely::RetrySucceeds {
         ctx: 0,
         va: 0,
         write: true,
-    };
+    });
     let buggy = vec![store(L3, rw), dsb(Dsb::Ish), retry.clone()];
     let fixed = vec![
         store(L3, rw),
@@ -149,9 +151,7 @@ fn isolation_when_a_guest_thread_invalidates_another_vmid() {
 /// be before a TLBI issued later completes (seed 003, Will Deacon's point).
 #[test]
 fn rcu_deferred_free_needs_the_tlbi_before_the_grace_period() {
-    let call = Op::CallRcuFree {
-        frame: Pfn::of(Pa(L3)),
-    };
+    let call = Op::Sync(SyncOp::CallRcuFree(Pfn::of(Pa(L3))));
     let buggy = vec![
         store(L2, 0),
         dsb(Dsb::Ishst),
@@ -179,7 +179,10 @@ fn rcu_readers_delay_callbacks() {
     let reader = Thread {
         name: "r".into(),
         cpu: 1,
-        ops: vec![Op::RcuLock, Op::RcuUnlock],
+        program: script(vec![
+            Op::Sync(SyncOp::RcuReadLock),
+            Op::Sync(SyncOp::RcuReadUnlock),
+        ]),
         owns_vmids: None,
     };
     let writer = thread(vec![
@@ -187,7 +190,7 @@ fn rcu_readers_delay_callbacks() {
         dsb(Dsb::Ishst),
         tlbi_va(false),
         dsb(Dsb::Ish),
-        Op::SynchronizeRcu,
+        Op::Sync(SyncOp::SynchronizeRcu),
         free(L3),
     ]);
     let m = model("sync", true, vec![writer, reader]);
@@ -213,7 +216,10 @@ fn exploration_is_deterministic() {
     let reader = Thread {
         name: "r".into(),
         cpu: 1,
-        ops: vec![Op::RcuLock, Op::RcuUnlock],
+        program: script(vec![
+            Op::Sync(SyncOp::RcuReadLock),
+            Op::Sync(SyncOp::RcuReadUnlock),
+        ]),
         owns_vmids: None,
     };
     let m = model("det", true, vec![thread(ops), reader]);
@@ -234,7 +240,7 @@ fn shrinking_really_shrinks() {
     let noise = Thread {
         name: "noise".into(),
         cpu: 1,
-        ops: (0..40).map(|_| dsb(Dsb::Ishst)).collect(),
+        program: script((0..40).map(|_| dsb(Dsb::Ishst)).collect()),
         owns_vmids: None,
     };
     let buggy = thread(vec![

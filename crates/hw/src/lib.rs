@@ -13,6 +13,8 @@
 //!   set-associative TLB for the cost model.
 //! - [`cpu`]: CPU TLB maintenance: TLBI operations with bit-exact operands.
 //! - [`machine`]: memory + CPUs: descriptor stores, TLBI issue, DSB completion.
+//! - [`plist`]: a persistent list (shared tails) for state that grows by
+//!   one element per step, such as the TLBIs in flight.
 //! - [`smmu`]: SMMUv3 commands, events and configuration structures.
 //!
 //! References are to the Arm Architecture Reference Manual for A-profile
@@ -22,6 +24,7 @@ pub mod addr;
 pub mod cpu;
 pub mod machine;
 pub mod mem;
+pub mod plist;
 pub mod smmu;
 pub mod tlb;
 pub mod vmsa;

@@ -19,7 +19,8 @@
 //!   so a walker that could still see a store's old value in that window may
 //!   refill the entry the TLBI removes.
 
-use crate::mem::{AgentMask, MemError, PendingStore, PhysMem};
+use crate::mem::{insert_sorted, AgentMask, MemError, PendingStore, PhysMem};
+use crate::plist::PList;
 use crate::tlb::closure::{close, close_within, Within};
 use crate::tlb::{InvalScope, MayHold, Provenance, TlbEntry};
 use crate::vmsa::Context;
@@ -143,8 +144,11 @@ pub struct Machine {
     pub mem: PhysMem,
     /// The CPUs.
     pub cpus: Vec<Cpu>,
-    /// TLBIs in flight, in issue order.
-    pub pending: Vec<PendingTlbi>,
+    /// TLBIs in flight per issuing CPU, newest first. Keeping them per CPU
+    /// (not in one global issue order) makes states reached by different
+    /// interleavings of independent CPUs equal: only a CPU's own order is
+    /// observable, by its DSB.
+    pub pending: Vec<PList<PendingTlbi>>,
     /// The SMMU and its devices, if the machine has one: its caches are
     /// re-closed on every store, and with BTM it takes part in broadcast
     /// TLBIs, completing them at the issuer's DSB ISH (SMMUv3 3.17).
@@ -164,7 +168,7 @@ impl Machine {
                     tlb: MayHold::new(),
                 })
                 .collect(),
-            pending: Vec::new(),
+            pending: vec![PList::default(); cpus as usize],
             smmu: None,
         };
         m.refresh(0);
@@ -210,9 +214,16 @@ impl Machine {
                 by: cpu,
                 stale_for: ALL_AGENTS,
             };
-            for p in &mut self.pending {
-                if !p.hazard.contains(&replaced) {
-                    p.hazard.push(replaced);
+            for list in &mut self.pending {
+                if list
+                    .iter()
+                    .any(|p| p.hazard.binary_search(&replaced).is_err())
+                {
+                    let mut all: Vec<PendingTlbi> = list.iter().cloned().collect();
+                    for p in &mut all {
+                        insert_sorted(&mut p.hazard, replaced);
+                    }
+                    *list = PList::from_oldest_first(all.into_iter().rev());
                 }
             }
             if let Some(s) = &mut self.smmu {
@@ -239,7 +250,7 @@ impl Machine {
                 doomed.extend(c.tlb.covered(&scope).into_iter().map(|e| (i as u8, e)));
             }
         }
-        self.pending.push(PendingTlbi {
+        self.pending[cpu as usize].push(PendingTlbi {
             issuer: cpu,
             scope,
             broadcast,
@@ -255,11 +266,19 @@ impl Machine {
     /// A DSB by `cpu`: completes the TLBIs it may complete, then the stores.
     /// Returns the completed TLBIs with what they removed.
     pub fn dsb(&mut self, step: u32, cpu: u8, kind: Dsb) -> Vec<Completed> {
-        let completes_tlbi = |t: &PendingTlbi| t.issuer == cpu && kind.completes_tlbi(t.broadcast);
-        let (done, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(completes_tlbi);
-        self.pending = still;
+        let list = &mut self.pending[cpu as usize];
+        let (done, still): (Vec<PendingTlbi>, Vec<PendingTlbi>) = if list.is_empty() {
+            Default::default()
+        } else {
+            // Oldest first: completed TLBIs are applied in issue order.
+            let mut all: Vec<PendingTlbi> = list.iter().cloned().collect();
+            all.reverse();
+            all.into_iter()
+                .partition(|t| kind.completes_tlbi(t.broadcast))
+        };
+        if !done.is_empty() {
+            *list = PList::from_oldest_first(still);
+        }
         let mut completed = Vec::new();
         for tlbi in done {
             let mut removed = Vec::new();

@@ -141,11 +141,20 @@ pub enum MemError {
 }
 
 /// The whole simulated physical memory.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Equality and hashing are those of a value: two memories are equal when
+/// their words, owners, free frames and pending stores are. The free list's
+/// order is part of the value only while [`PhysMem::forget_free_order`] has
+/// not been called; pending stores are kept as a sorted set, so the order in
+/// which independent CPUs stored does not tell two states apart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PhysMem {
     /// Non-zero 64-bit words, sorted by address. Shared copy-on-write: the
     /// explorer clones memory at every transition and few transitions store.
     words: Arc<Vec<(Pa, u64)>>,
+    /// Wrapping sum of a mixed hash of each word: kept up to date by every
+    /// write, so hashing a memory costs O(1) in the number of words.
+    words_hash: u64,
     /// First frame of the allocator's pool.
     pool_base: Pfn,
     /// Owner of each frame of the pool (shared copy-on-write).
@@ -153,8 +162,39 @@ pub struct PhysMem {
     /// Free frames; the last one is handed out next, so the most recently
     /// freed frame is reused first and a use-after-free shows at once.
     free: Vec<u32>,
-    /// Stores not yet visible to every walker.
+    /// Stores not yet visible to every walker, sorted, without repeats.
     pending: Vec<PendingStore>,
+}
+
+impl PartialEq for PhysMem {
+    fn eq(&self, o: &Self) -> bool {
+        self.words_hash == o.words_hash
+            && self.pool_base == o.pool_base
+            && self.free == o.free
+            && self.pending == o.pending
+            && (Arc::ptr_eq(&self.owners, &o.owners) || self.owners == o.owners)
+            && (Arc::ptr_eq(&self.words, &o.words) || self.words == o.words)
+    }
+}
+impl Eq for PhysMem {}
+
+impl std::hash::Hash for PhysMem {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.words_hash);
+        h.write_usize(self.words.len());
+        self.pool_base.hash(h);
+        self.owners.hash(h);
+        self.free.hash(h);
+        self.pending.hash(h);
+    }
+}
+
+/// A well-mixed hash of one word, for the order-independent sum.
+fn word_hash(pa: Pa, value: u64) -> u64 {
+    let mut z = pa.0.rotate_left(29) ^ value.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl PhysMem {
@@ -163,6 +203,7 @@ impl PhysMem {
     pub fn new(pool_base: Pfn, frames: u32) -> PhysMem {
         PhysMem {
             words: Arc::new(Vec::new()),
+            words_hash: 0,
             pool_base,
             owners: Arc::new(vec![FrameOwner::Free; frames as usize]),
             free: (0..frames).rev().collect(),
@@ -220,10 +261,20 @@ impl PhysMem {
         }
         match self.words.binary_search_by_key(&pa, |w| w.0) {
             Ok(i) if value == 0 => {
-                Arc::make_mut(&mut self.words).remove(i);
+                let (_, old) = Arc::make_mut(&mut self.words).remove(i);
+                self.words_hash = self.words_hash.wrapping_sub(word_hash(pa, old));
             }
-            Ok(i) if self.words[i].1 != value => Arc::make_mut(&mut self.words)[i].1 = value,
-            Err(i) if value != 0 => Arc::make_mut(&mut self.words).insert(i, (pa, value)),
+            Ok(i) if self.words[i].1 != value => {
+                let old = std::mem::replace(&mut Arc::make_mut(&mut self.words)[i].1, value);
+                self.words_hash = self
+                    .words_hash
+                    .wrapping_sub(word_hash(pa, old))
+                    .wrapping_add(word_hash(pa, value));
+            }
+            Err(i) if value != 0 => {
+                Arc::make_mut(&mut self.words).insert(i, (pa, value));
+                self.words_hash = self.words_hash.wrapping_add(word_hash(pa, value));
+            }
             _ => {}
         }
         Ok(())
@@ -242,12 +293,15 @@ impl PhysMem {
         let old = self.read(pa);
         self.write(pa, value)?;
         if old != value && walkers != 0 {
-            self.pending.push(PendingStore {
-                pa,
-                old,
-                by: cpu,
-                stale_for: walkers,
-            });
+            insert_sorted(
+                &mut self.pending,
+                PendingStore {
+                    pa,
+                    old,
+                    by: cpu,
+                    stale_for: walkers,
+                },
+            );
         }
         Ok(())
     }
@@ -258,12 +312,19 @@ impl PhysMem {
     /// its shareability domain (Arm ARM B2.6.9, B2.6.10 Table B2-1), and a
     /// table write is then observable to walks (D8.2.6.1, RSPVBD).
     pub fn complete_stores(&mut self, cpu: u8, reach: AgentMask) {
+        let mut changed = false;
         for p in &mut self.pending {
-            if p.by == cpu {
+            if p.by == cpu && p.stale_for & reach != 0 {
                 p.stale_for &= !reach;
+                changed = true;
             }
         }
-        self.pending.retain(|p| p.stale_for != 0);
+        if changed {
+            self.pending.retain(|p| p.stale_for != 0);
+            // A narrowed mask may now sort elsewhere or repeat another entry.
+            self.pending.sort_unstable();
+            self.pending.dedup();
+        }
     }
 
     /// Memory as walkers may have read it while an invalidation was in
@@ -277,14 +338,19 @@ impl PhysMem {
         }
         let mut view = self.clone();
         for p in window {
-            if !view.pending.contains(p) {
-                view.pending.push(*p);
-            }
+            insert_sorted(&mut view.pending, *p);
         }
         Some(view)
     }
 
-    /// Stores some walker may not observe yet.
+    /// Declares that no allocation will observe the free list's order again:
+    /// from now on it is kept as a sorted set, so that states differing only
+    /// in the order their frames were freed are one state.
+    pub fn forget_free_order(&mut self) {
+        self.free.sort_unstable();
+    }
+
+    /// Stores some walker may not observe yet, in sorted order.
     pub fn pending_stores(&self) -> &[PendingStore] {
         &self.pending
     }
@@ -312,13 +378,25 @@ impl PhysMem {
         Ok(())
     }
 
-    /// Returns a frame to the allocator. Its contents stay until reuse
-    /// (a stale walker may still read them).
-    pub fn free(&mut self, pfn: Pfn) -> Result<(), MemError> {
+    /// Number of frames the allocator can hand out now.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Whether `pfn` may be freed now (in the pool and in use).
+    pub fn check_free(&self, pfn: Pfn) -> Result<(), MemError> {
         let idx = self.pool_index(pfn)?;
         if self.owners[idx as usize] == FrameOwner::Free {
             return Err(MemError::DoubleFree(pfn));
         }
+        Ok(())
+    }
+
+    /// Returns a frame to the allocator. Its contents stay until reuse
+    /// (a stale walker may still read them).
+    pub fn free(&mut self, pfn: Pfn) -> Result<(), MemError> {
+        self.check_free(pfn)?;
+        let idx = self.pool_index(pfn)?;
         Arc::make_mut(&mut self.owners)[idx as usize] = FrameOwner::Free;
         self.free.push(idx);
         Ok(())
@@ -354,6 +432,9 @@ impl PhysMem {
             .words
             .partition_point(|w| w.0 < Pa(base.0 + FRAME_SIZE));
         if lo < hi {
+            for &(pa, v) in &self.words[lo..hi] {
+                self.words_hash = self.words_hash.wrapping_sub(word_hash(pa, v));
+            }
             Arc::make_mut(&mut self.words).drain(lo..hi);
         }
     }
@@ -364,6 +445,13 @@ impl PhysMem {
             .filter(|&i| i < self.owners.len() as u64)
             .map(|i| i as u32)
             .ok_or(MemError::NotInPool(pfn))
+    }
+}
+
+/// Inserts `p` into the sorted set `v` (no repeats).
+pub fn insert_sorted<T: Ord>(v: &mut Vec<T>, p: T) {
+    if let Err(i) = v.binary_search(&p) {
+        v.insert(i, p);
     }
 }
 
@@ -432,6 +520,50 @@ mod tests {
         m.complete_stores(0, 0b111);
         assert_eq!(seen(&m, 2), vec![2]);
         assert!(m.pending_stores().is_empty());
+    }
+
+    #[test]
+    fn equal_contents_are_equal_memories_whatever_the_history() {
+        let (a, b) = (Pa(0x100_000), Pa(0x100_008));
+        let mut m1 = mem();
+        m1.write(a, 1).unwrap();
+        m1.write(b, 2).unwrap();
+        m1.store(0, 1, a, 3).unwrap();
+        m1.store(1, 1, b, 4).unwrap();
+        let mut m2 = mem();
+        m2.write(b, 7).unwrap();
+        m2.write(b, 2).unwrap();
+        m2.write(a, 1).unwrap();
+        m2.store(1, 1, b, 4).unwrap();
+        m2.store(0, 1, a, 3).unwrap();
+        assert_eq!(m1, m2);
+        let hash = |m: &PhysMem| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            m.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&m1), hash(&m2));
+        m2.write(a, 0).unwrap();
+        assert_ne!(m1, m2);
+    }
+
+    #[test]
+    fn the_free_order_counts_until_it_is_forgotten() {
+        let mut m1 = mem();
+        let mut m2 = mem();
+        for m in [&mut m1, &mut m2] {
+            m.alloc(FrameOwner::Smmu).unwrap();
+            m.alloc(FrameOwner::Smmu).unwrap();
+        }
+        m1.free(Pfn(0x100)).unwrap();
+        m1.free(Pfn(0x101)).unwrap();
+        m2.free(Pfn(0x101)).unwrap();
+        m2.free(Pfn(0x100)).unwrap();
+        assert_ne!(m1, m2, "the next allocation tells them apart");
+        m1.forget_free_order();
+        m2.forget_free_order();
+        assert_eq!(m1, m2);
     }
 
     #[test]

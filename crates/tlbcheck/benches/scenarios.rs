@@ -32,7 +32,7 @@ fn scenarios(c: &mut Criterion) {
             b.iter(|| {
                 let loaded = tlbcheck::load(&file, &src).expect("example loads");
                 let out = check(&loaded, &Options::default());
-                assert!(out.ok);
+                assert!(out.ok());
                 out.verdict.stats.states
             })
         });

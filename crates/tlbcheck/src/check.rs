@@ -6,7 +6,7 @@ use crate::scenario::ast::Expect;
 use crate::scenario::Loaded;
 use crate::ScenarioError;
 use serde::{Deserialize, Serialize};
-use tlbcheck_checker::explore::{explore, Verdict};
+use tlbcheck_checker::explore::{explore_with, Bound, Conclusion, Coverage, Progress, Verdict};
 use tlbcheck_checker::model::Bounds;
 use tlbcheck_checker::random::random_walks;
 use tlbcheck_checker::trace::{run as replay_choices, ReplayError, Trace};
@@ -23,6 +23,27 @@ pub struct Options {
     pub max_depth: Option<u32>,
     /// Overrides the scenario's state bound.
     pub max_states: Option<u64>,
+    /// Memory bound in bytes (default: half the machine's memory).
+    #[serde(default)]
+    pub max_memory: Option<u64>,
+    /// Time bound in milliseconds (default: none).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Whether a check met the scenario's expectation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The expectation holds: the expected violation was found, or the
+    /// exploration was complete and found none.
+    Met,
+    /// It does not: another violation, or none where one was expected
+    /// after a complete exploration.
+    Failed,
+    /// Neither: a bound (or random sampling) stopped the search before
+    /// anything was decided.
+    Inconclusive,
 }
 
 /// The result of checking one scenario.
@@ -32,32 +53,62 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// Bounds actually used.
     pub bounds: Bounds,
-    /// `ok` or the name of the violation found.
+    /// `ok`, `inconclusive`, or the name of the violation found.
     pub found: &'static str,
     /// Whether the expectation holds.
-    pub ok: bool,
+    pub status: Status,
 }
+
+impl Outcome {
+    /// Whether the expectation holds.
+    pub fn ok(&self) -> bool {
+        self.status == Status::Met
+    }
+}
+
+/// Longest random walk when no depth bound is given.
+const RANDOM_WALK_STEPS: u32 = 10_000;
 
 /// Checks `loaded` with `opts`.
 pub fn check(loaded: &Loaded, opts: &Options) -> Outcome {
+    check_with(loaded, opts, &mut |_| {})
+}
+
+/// [`check`], reporting the exploration's progress now and then.
+pub fn check_with(loaded: &Loaded, opts: &Options, progress: &mut dyn FnMut(&Progress)) -> Outcome {
     let bounds = Bounds {
         max_depth: opts.max_depth.unwrap_or(loaded.bounds.max_depth),
         max_states: opts.max_states.unwrap_or(loaded.bounds.max_states),
+        max_memory: opts.max_memory.unwrap_or(loaded.bounds.max_memory),
+        timeout_ms: opts.timeout_ms.unwrap_or(loaded.bounds.timeout_ms),
     };
     let verdict = match opts.random {
-        Some(walks) => random_walks(&loaded.model, opts.seed, walks, bounds.max_depth),
-        None => explore(&loaded.model, bounds),
+        Some(walks) => random_walks(
+            &loaded.model,
+            opts.seed,
+            walks,
+            bounds.max_depth.min(RANDOM_WALK_STEPS),
+        ),
+        None => explore_with(&loaded.model, bounds, progress),
     };
-    let found = verdict.violation.as_ref().map_or("ok", |v| v.kind.name());
-    let ok = match loaded.expect() {
-        Expect::Ok => verdict.violation.is_none(),
-        Expect::Violation(k) => verdict.violation.as_ref().is_some_and(|v| v.kind == k),
+    let conclusion = verdict.conclusion();
+    let found = match (&verdict.violation, conclusion) {
+        (Some(v), _) => v.kind.name(),
+        (None, Conclusion::Inconclusive) => "inconclusive",
+        (None, _) => "ok",
+    };
+    let status = match (loaded.expect(), &verdict.violation, conclusion) {
+        (Expect::Violation(k), Some(v), _) if v.kind == k => Status::Met,
+        (_, Some(_), _) => Status::Failed,
+        (_, None, Conclusion::Inconclusive) => Status::Inconclusive,
+        (Expect::Ok, None, _) => Status::Met,
+        (Expect::Violation(_), None, _) => Status::Failed,
     };
     Outcome {
         verdict,
         bounds,
         found,
-        ok,
+        status,
     }
 }
 
@@ -70,10 +121,16 @@ pub struct Report {
     pub file: String,
     /// `ok` or the violation expected.
     pub expected: String,
-    /// `ok` or the violation found.
+    /// `ok`, `inconclusive`, or the violation found.
     pub found: String,
     /// Whether the expectation holds.
     pub ok: bool,
+    /// Met, failed or inconclusive.
+    pub status: Status,
+    /// Whether every reachable state was explored (or a violation found).
+    pub complete: bool,
+    /// The bound that stopped an inconclusive search.
+    pub bound: Option<Bound>,
     /// States stored (exhaustive) or walks completed (random).
     pub states: u64,
     /// Transitions executed.
@@ -97,7 +154,13 @@ impl Report {
             file: loaded.file.clone(),
             expected: loaded.expect().name().to_string(),
             found: outcome.found.to_string(),
-            ok: outcome.ok,
+            ok: outcome.ok(),
+            status: outcome.status,
+            complete: outcome.verdict.complete(),
+            bound: match outcome.verdict.coverage {
+                Coverage::Bounded(b) => Some(b),
+                _ => None,
+            },
             states: s.states,
             transitions: s.transitions,
             depth: s.depth,

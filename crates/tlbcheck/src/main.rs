@@ -2,7 +2,9 @@
 //! counterexamples, encode and decode TLBI operands and SMMU commands.
 //!
 //! Exit codes everywhere: 0 = as expected, 1 = an expectation does not hold
-//! (or a replay does not reproduce), 2 = bad input.
+//! (or a replay does not reproduce), 2 = bad input, 3 = inconclusive (a
+//! bound or random sampling stopped a search before it decided anything,
+//! and nothing failed).
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -10,17 +12,26 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tlbcheck::check::{check, replay, Options, ReplayFailure, Report, TraceFile, TRACE_FORMAT};
+use tlbcheck::check::{
+    check_with, replay, Options, ReplayFailure, Report, Status, TraceFile, TRACE_FORMAT,
+};
 use tlbcheck::codec::{smmu_fields, smmu_from_fields, tlbi_fields, tlbi_from_fields};
 use tlbcheck::scenario::{load, Loaded, EXTENSION};
+use tlbcheck_checker::explore::Progress;
 use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::cpu::tlbi::Tlbi;
 use tlbcheck_hw::smmu::cmd::Command;
 
 /// Checks TLB-invalidation protocols against the worst caching the Arm
 /// architecture allows.
+///
+/// Exit codes: 0 every expectation holds; 1 some expectation does not hold
+/// (or a replay does not reproduce); 2 bad input; 3 inconclusive: a depth,
+/// state, memory or time bound, or random mode, stopped a search before it
+/// proved the scenario clean or found a violation (`ok` is printed only for
+/// complete explorations).
 #[derive(Parser, Debug)]
-#[command(name = "tlbcheck", version, about)]
+#[command(name = "tlbcheck", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,15 +85,39 @@ struct RunArgs {
     /// Seed for random mode.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Override the scenario's depth bound.
+    /// Override the scenario's depth bound (default: none).
     #[arg(long)]
     max_depth: Option<u32>,
     /// Override the scenario's state bound.
     #[arg(long)]
     max_states: Option<u64>,
+    /// Stop (inconclusive) when the process uses this much memory: bytes,
+    /// or with a K/M/G suffix (default: half the machine's memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
+    /// Stop (inconclusive) after this many seconds per scenario.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
     /// Random mode: N seeded random walks, then shrink the first failure.
+    /// A clean random run is inconclusive (a sample, not a proof).
     #[arg(long, value_name = "N")]
     random: Option<u32>,
+}
+
+/// `4G`, `512M`, `64k` or plain bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&t[..i], 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&t[..i], 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or a number with K, M or G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 impl RunArgs {
@@ -92,6 +127,8 @@ impl RunArgs {
             random: self.random,
             max_depth: self.max_depth,
             max_states: self.max_states,
+            max_memory: self.max_memory,
+            timeout_ms: self.timeout.map(|t| (t.max(0.0) * 1e3) as u64),
         }
     }
 }
@@ -140,6 +177,40 @@ enum DecodeWhat {
 
 const EXIT_MISMATCH: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_INCONCLUSIVE: u8 = 3;
+
+/// The exit code of one outcome.
+fn exit_code(status: Status) -> u8 {
+    match status {
+        Status::Met => 0,
+        Status::Failed => EXIT_MISMATCH,
+        Status::Inconclusive => EXIT_INCONCLUSIVE,
+    }
+}
+
+/// A status line for one running exploration, on a terminal only.
+fn search_progress() -> (ProgressBar, impl FnMut(&Progress)) {
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    if let Ok(style) = ProgressStyle::with_template("  {msg}") {
+        pb.set_style(style);
+    }
+    if std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let line = pb.clone();
+    let report = move |p: &Progress| {
+        let secs = p.elapsed.as_secs_f64().max(1e-9);
+        line.set_message(format!(
+            "{} states, {:.0} states/s, depth {}, {} MiB, {:.1} s",
+            p.states,
+            p.states as f64 / secs,
+            p.depth,
+            p.rss_bytes >> 20,
+            secs
+        ));
+    };
+    (pb, report)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -257,7 +328,7 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
         return bad_input(format!("no .{EXTENSION} scenario files found"));
     }
     let pb = progress(files.len());
-    let (mut held, mut failed, mut bad) = (0, 0, 0);
+    let (mut held, mut failed, mut open, mut bad) = (0, 0, 0, 0);
     for path in &files {
         pb.set_message(path.display().to_string());
         let started = Instant::now();
@@ -269,20 +340,28 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
                 continue;
             }
         };
-        let outcome = check(&loaded, opts);
+        let (line, mut report_progress) = search_progress();
+        let outcome = check_with(&loaded, opts, &mut |p| {
+            pb.suspend(|| report_progress(p));
+        });
+        line.finish_and_clear();
         let report = Report::new(&loaded, &outcome);
-        if outcome.ok {
-            held += 1;
-        } else {
-            failed += 1;
+        match outcome.status {
+            Status::Met => held += 1,
+            Status::Failed => failed += 1,
+            Status::Inconclusive => open += 1,
         }
         pb.suspend(|| {
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
                 println!(
-                    "{:<4}  {:<52} expected {:<18} found {:<18} {:>6} states {:>7.2} ms",
-                    if report.ok { "ok" } else { "FAIL" },
+                    "{:<12}  {:<52} expected {:<18} found {:<18} {:>6} states {:>7.2} ms",
+                    match report.status {
+                        Status::Met => "ok",
+                        Status::Failed => "FAIL",
+                        Status::Inconclusive => "INCONCLUSIVE",
+                    },
                     report.name,
                     report.expected,
                     report.found,
@@ -296,7 +375,7 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
     pb.finish_and_clear();
     if !json {
         println!(
-            "{} scenario(s): {held} as expected, {failed} not, {bad} with errors",
+            "{} scenario(s): {held} as expected, {failed} not, {open} inconclusive, {bad} with errors",
             files.len()
         );
     }
@@ -304,6 +383,8 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
         EXIT_BAD_INPUT
     } else if failed > 0 {
         EXIT_MISMATCH
+    } else if open > 0 {
+        EXIT_INCONCLUSIVE
     } else {
         0
     }
@@ -314,8 +395,10 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let outcome = check(&loaded, opts);
-    let code = if outcome.ok { 0 } else { EXIT_MISMATCH };
+    let (line, mut report_progress) = search_progress();
+    let outcome = check_with(&loaded, opts, &mut report_progress);
+    line.finish_and_clear();
+    let code = exit_code(outcome.status);
     if json {
         let tf = TraceFile {
             format: TRACE_FORMAT.to_string(),
@@ -336,10 +419,10 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
         "expected  {}    found  {}    {}",
         loaded.expect().name(),
         outcome.found,
-        if outcome.ok {
-            "(as expected)"
-        } else {
-            "(NOT as expected)"
+        match outcome.status {
+            Status::Met => "(as expected)",
+            Status::Failed => "(NOT as expected)",
+            Status::Inconclusive => "(INCONCLUSIVE: nothing was decided)",
         }
     );
     println!("coverage  {}", outcome.verdict.coverage_statement());

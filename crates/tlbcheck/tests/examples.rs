@@ -39,7 +39,7 @@ fn every_example_meets_its_expectation() {
             }
         };
         let out = check(&loaded, &Options::default());
-        if !out.ok {
+        if !out.ok() {
             failures.push(format!(
                 "{}: expected {}, found {} ({})",
                 f.display(),
@@ -50,7 +50,7 @@ fn every_example_meets_its_expectation() {
         }
         // A clean verdict must be a complete one: the corpus proves, it
         // does not sample.
-        if loaded.expect() == Expect::Ok && out.ok {
+        if loaded.expect() == Expect::Ok && out.ok() {
             assert!(
                 out.verdict.coverage_statement().starts_with("complete"),
                 "{}: {}",

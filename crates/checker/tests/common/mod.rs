@@ -1,7 +1,11 @@
 //! Model builders shared by the checker's tests and benchmarks.
 #![allow(dead_code)]
 
-use tlbcheck_checker::model::{Model, Op, Thread};
+use std::sync::Arc;
+use tlbcheck_checker::model::{Model, Thread};
+use tlbcheck_checker::op::Op;
+use tlbcheck_checker::program::Script;
+use tlbcheck_checker::sync::SyncState;
 use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
@@ -42,6 +46,7 @@ pub fn model(name: &str, writable: bool, threads: Vec<Thread>) -> Model {
     Model {
         name: name.into(),
         machine: Machine::new(mem, 2, vec![ctx]),
+        sync: SyncState::new(0, 0, threads.len()),
         threads,
         contexts: vec![ctx],
         context_names: vec!["process 1".into()],
@@ -52,7 +57,7 @@ pub fn thread(ops: Vec<Op>) -> Thread {
     Thread {
         name: "t0".into(),
         cpu: 0,
-        ops,
+        program: script(ops),
         owns_vmids: None,
     }
 }
@@ -126,13 +131,13 @@ pub fn parallel_unmaps(k: u8) -> Model {
         threads.push(Thread {
             name: format!("t{t}"),
             cpu: t as u8,
-            ops: vec![
+            program: script(vec![
                 store(L3 + 8 * t, 0),
                 dsb(Dsb::Ishst),
                 tlbi,
                 dsb(Dsb::Ish),
                 free(data),
-            ],
+            ]),
             owns_vmids: None,
         });
     }
@@ -146,8 +151,14 @@ pub fn parallel_unmaps(k: u8) -> Model {
     Model {
         name: format!("parallel-unmaps-{k}"),
         machine: Machine::new(mem, k, vec![ctx]),
+        sync: SyncState::new(0, 0, threads.len()),
         threads,
         contexts: vec![ctx],
         context_names: vec!["process 1".into()],
     }
+}
+
+/// A thread program that runs `ops` in order.
+pub fn script(ops: Vec<Op>) -> Arc<Script> {
+    Arc::new(Script::new(ops))
 }

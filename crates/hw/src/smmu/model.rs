@@ -28,7 +28,8 @@ use crate::machine::{output_range, Dsb, SMMU_AGENT};
 use crate::mem::{PendingStore, PhysMem};
 use crate::tlb::closure::close;
 use crate::tlb::{
-    Access, AsidSel, EntryKind, InvalScope, MayHold, Provenance, Regime, Stage, StageSel, TlbEntry,
+    Access, AsidSel, EntryKind, Holder, InvalScope, MayHold, Provenance, Regime, Stage, StageSel,
+    TlbEntry,
 };
 use crate::vmsa::desc::TableStage;
 use crate::vmsa::{translate, Context, Fault, FaultKind, StageConfig};
@@ -448,9 +449,7 @@ impl Smmu {
     pub fn note_replaced(&mut self, replaced: PendingStore) {
         let pending = self.pending.iter_mut().map(|p| &mut p.hazard);
         for hazard in pending.chain(self.btm.iter_mut().map(|b| &mut b.hazard)) {
-            if !hazard.contains(&replaced) {
-                hazard.push(replaced);
-            }
+            crate::mem::insert_sorted(hazard, replaced);
         }
     }
 
@@ -863,17 +862,17 @@ impl Smmu {
     /// Every translation device `dev` may use for `va`: cached leaves (ATC
     /// when it has ATS, else IOTLB; the ATC already holds whatever the IOTLB
     /// may return), with the agent name.
-    pub fn cached_leaves(&self, dev: usize, va: u64) -> Vec<(String, TlbEntry, Provenance)> {
+    pub fn cached_leaves(&self, dev: usize, va: u64) -> Vec<(Holder, TlbEntry, Provenance)> {
         let d = &self.devices[dev];
         let mut out = Vec::new();
         for ctx in self.contexts(dev) {
             if d.ats {
                 for (e, p) in leaves(&d.atc, &ctx, va) {
-                    out.push((format!("ATC of device {dev}"), e, p));
+                    out.push((Holder::Atc(dev as u16), e, p));
                 }
             }
             for (e, p) in leaves(&self.iotlb, &ctx, va) {
-                out.push(("SMMU IOTLB".to_string(), e, p));
+                out.push((Holder::SmmuIotlb, e, p));
             }
         }
         out
@@ -885,14 +884,14 @@ impl Smmu {
         &self,
         ctx: &Context,
         va: u64,
-    ) -> Vec<(String, TlbEntry, Provenance)> {
-        let mut out: Vec<(String, TlbEntry, Provenance)> = leaves(&self.iotlb, ctx, va)
+    ) -> Vec<(Holder, TlbEntry, Provenance)> {
+        let mut out: Vec<(Holder, TlbEntry, Provenance)> = leaves(&self.iotlb, ctx, va)
             .into_iter()
-            .map(|(e, p)| ("SMMU IOTLB".to_string(), e, p))
+            .map(|(e, p)| (Holder::SmmuIotlb, e, p))
             .collect();
         for (i, d) in self.devices.iter().enumerate() {
             for (e, p) in leaves(&d.atc, ctx, va) {
-                out.push((format!("ATC of device {i}"), e, p));
+                out.push((Holder::Atc(i as u16), e, p));
             }
         }
         out
@@ -925,7 +924,7 @@ impl Smmu {
         dev: usize,
         va: u64,
         write: bool,
-    ) -> Vec<(String, TlbEntry, Provenance)> {
+    ) -> Vec<(Holder, TlbEntry, Provenance)> {
         if !self.current_grants(mem, dev, va, write) {
             return Vec::new();
         }
@@ -935,7 +934,7 @@ impl Smmu {
             .into_iter()
             // With ATS the device translates through its ATC; the IOTLB is
             // reached only through it (and the ATC holds all it may return).
-            .filter(|(a, _, _)| !d.ats || a.starts_with("ATC"))
+            .filter(|(a, _, _)| !d.ats || matches!(a, Holder::Atc(_)))
             .filter(|(_, e, _)| !e.perms.allows(access))
             .collect()
     }
@@ -1087,7 +1086,7 @@ impl Smmu {
     /// Every IOTLB and ATC entry that maps into `range` (leaves by output,
     /// walk entries by the table they point at), with the agent. Stage-1
     /// entries of nested contexts are skipped: their outputs are IPAs.
-    pub fn holders(&self, range: AddrRange) -> Vec<(String, TlbEntry, Provenance)> {
+    pub fn holders(&self, range: AddrRange) -> Vec<(Holder, TlbEntry, Provenance)> {
         let nested: Vec<(Regime, u16)> = self
             .all_contexts()
             .iter()
@@ -1098,13 +1097,13 @@ impl Smmu {
         let mut out = Vec::new();
         for (e, p) in self.iotlb.iter() {
             if !ipa_out(e) && output_range(e).overlaps(range) {
-                out.push(("SMMU IOTLB".to_string(), *e, *p));
+                out.push((Holder::SmmuIotlb, *e, *p));
             }
         }
         for (i, d) in self.devices.iter().enumerate() {
             for (e, p) in d.atc.iter() {
                 if !ipa_out(e) && output_range(e).overlaps(range) {
-                    out.push((format!("ATC of device {i}"), *e, *p));
+                    out.push((Holder::Atc(i as u16), *e, *p));
                 }
             }
         }

@@ -280,16 +280,81 @@ pub struct InvalScope {
     pub ttl_level: Option<u8>,
 }
 
+/// Why an invalidation does not remove an entry: the one scope rule,
+/// answered in words a report can use.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Miss {
+    /// Another translation regime.
+    Regime,
+    /// A stage the operation does not reach (IPAS2 leaves stage-1 and
+    /// combined entries; stage-1 forms leave stage-2-only entries).
+    Stage,
+    /// Another VMID.
+    Vmid,
+    /// Another ASID, or a global entry that an ASID form does not reach.
+    Asid,
+    /// Outside the operation's address range.
+    Range,
+    /// The operation names another granule (range TG or TTL's TG).
+    Granule,
+    /// A last-level form keeps walk-cache entries.
+    LeafOnly,
+    /// The TTL hint names level `hint`, which does not reach the entry.
+    Ttl {
+        /// The level the hint names.
+        hint: u8,
+    },
+}
+
+impl Miss {
+    /// Whether the operation was meant for the entry's tags and addresses:
+    /// it missed only through its form (leaf-only, a level or granule hint),
+    /// the misses a report should blame.
+    pub const fn near(self) -> bool {
+        matches!(self, Miss::Granule | Miss::LeafOnly | Miss::Ttl { .. })
+    }
+}
+
+impl fmt::Display for Miss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Miss::Regime => f.write_str("it reaches another translation regime"),
+            Miss::Stage => f.write_str("it does not reach entries of that stage"),
+            Miss::Vmid => f.write_str("it names another VMID"),
+            Miss::Asid => f.write_str("it names another ASID (or the entry is global)"),
+            Miss::Range => f.write_str("the entry is outside its address range"),
+            Miss::Granule => f.write_str("it names another granule than the entry's tables"),
+            Miss::LeafOnly => f.write_str("a last-level (leaf-only) form keeps walk-cache entries"),
+            Miss::Ttl { hint } => write!(
+                f,
+                "its TTL hint names level {hint}, which does not reach the entry"
+            ),
+        }
+    }
+}
+
 impl InvalScope {
     /// Whether this invalidation is guaranteed to remove `e`.
     #[inline]
     pub fn covers(&self, e: &TlbEntry) -> bool {
-        if e.regime != self.regime || !self.stages.selects(e.stage) {
-            return false;
+        self.reach(e).is_ok()
+    }
+
+    /// Removes `e`, or the first reason it need not (Arm ARM D8.17.5 for the
+    /// CPU forms, SMMUv3 4.4 for the commands; each field's rule is cited
+    /// where the field is declared).
+    #[inline]
+    pub fn reach(&self, e: &TlbEntry) -> Result<(), Miss> {
+        if e.regime != self.regime {
+            return Err(Miss::Regime);
+        }
+        if !self.stages.selects(e.stage) {
+            return Err(Miss::Stage);
         }
         if let Some(v) = self.vmid {
             if e.regime == Regime::El10 && e.vmid != v {
-                return false;
+                return Err(Miss::Vmid);
             }
         }
         if let AsidSel::Only { asid, with_global } = self.asid {
@@ -297,22 +362,23 @@ impl InvalScope {
                 match e.asid {
                     Some(a) if a == asid => {}
                     None if with_global => {}
-                    _ => return false,
+                    _ => return Err(Miss::Asid),
                 }
             }
         }
-        if self.granule.is_some_and(|g| g != e.granule) {
-            return false;
-        }
         if let Some(r) = self.range {
             if !r.overlaps(e.input_range()) {
-                return false;
+                return Err(Miss::Range);
             }
         }
-        match e.kind {
-            EntryKind::Walk if self.leaf_only => false,
-            EntryKind::Walk => self.ttl_level.is_none_or(|t| e.level < t),
-            EntryKind::Leaf => self.ttl_level.is_none_or(|t| e.level == t),
+        if self.granule.is_some_and(|g| g != e.granule) {
+            return Err(Miss::Granule);
+        }
+        match (e.kind, self.ttl_level) {
+            (EntryKind::Walk, _) if self.leaf_only => Err(Miss::LeafOnly),
+            (EntryKind::Walk, Some(t)) if e.level >= t => Err(Miss::Ttl { hint: t }),
+            (EntryKind::Leaf, Some(t)) if e.level != t => Err(Miss::Ttl { hint: t }),
+            _ => Ok(()),
         }
     }
 }

@@ -539,6 +539,9 @@ pub enum Step {
     DeviceAccess(DeviceAccess),
     /// `resume D`: resume a stalled transaction of device D.
     Resume(Spanned<String>),
+    /// `await-fault D`: the fault handler runs once device D has faulted
+    /// (it is stalled or waits for a page response).
+    AwaitFault(Spanned<String>),
     /// `rely-config D`: the software relies on device D's stream using the
     /// configuration now in memory.
     RelyConfig(Spanned<String>),

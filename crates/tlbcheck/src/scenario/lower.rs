@@ -1,25 +1,26 @@
 //! Lowering: a parsed scenario becomes a checker [`Model`]. Frames are
 //! claimed from the pool, set-up descriptors written, contexts built, and
-//! every step turned into an [`Op`]; TLBI operands go through the hardware
-//! model's decoder to an [`InvalScope`](tlbcheck_hw::tlb::InvalScope).
-//!
-//! Everything is validated here, before the model exists, so the checker's
-//! own "validated at load time" assumptions hold: aligned stores, frames in
-//! the pool, CPUs that exist, a pool large enough for every allocation.
+//! every step handed to the checker's [`ModelBuilder`], which validates it;
+//! its refusals come back here to be located in the source. What is
+//! checked here is syntax and names (and that the pool is large enough
+//! for the allocations the threads state).
 
 use super::ast::*;
 use crate::codec::tlbi_from_fields;
 use crate::error::{Located, Span};
 use std::collections::HashMap;
-use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
+use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilder, MAX_THREADS};
+use tlbcheck_checker::model::{Bounds, Model};
+use tlbcheck_checker::op::Rely;
+use tlbcheck_checker::sync::SyncOp;
 use tlbcheck_hw::addr::{Granule, Pa};
 use tlbcheck_hw::cpu::tlbi::TlbiOperand;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner, FRAME_SIZE};
 use tlbcheck_hw::smmu::cd::{Cd, CdContext, L1Cd};
-use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt, STRUCT_BYTES};
-use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::model::{Device, DeviceState, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::{L1Std, SmmuFeatures, Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
@@ -32,9 +33,6 @@ type R<T> = Result<T, Located>;
 /// A resolved store location: word address, the table it lies in (owner
 /// and level) when it names a table frame, and its span.
 type Resolved = (u64, Option<(TableOwner, u8)>, Span);
-
-/// Most threads a model can have: RCU readers are a 32-bit mask.
-pub const MAX_THREADS: usize = 32;
 
 /// A placed frame.
 #[derive(Clone, Debug)]
@@ -113,27 +111,72 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         l.smmu_structures(parts, &contexts, &context_names, &mut mem)?;
     }
     let device_names: Vec<String> = sc.devices.iter().map(|d| d.name.value.clone()).collect();
-    let threads = l.threads(&context_names, &device_names, &mem)?;
     let defaults = Bounds::default();
     let bounds = Bounds {
         max_depth: sc.bounds.depth.unwrap_or(defaults.max_depth),
         max_states: sc.bounds.states.unwrap_or(defaults.max_states),
+        ..defaults
     };
     let mut machine = Machine::new(mem, sc.machine.cpus, contexts.clone());
     if let Some(p) = smmu {
         let smmu = Smmu::new(p.opts, p.strtab, p.cmdq, p.evtq, p.devices, &machine.mem);
         machine.attach_smmu(smmu);
     }
-    Ok((
-        Model {
-            name: sc.name.value.clone(),
-            machine,
-            threads,
-            contexts,
-            context_names,
-        },
-        bounds,
-    ))
+    let features = Features {
+        tlbirange: sc.machine.tlbirange,
+        ttl: sc.machine.ttl,
+        smmu_ril: sc.smmu.as_ref().is_some_and(|d| d.ril),
+        smmu_ats: sc.smmu.as_ref().is_some_and(|d| d.ats),
+    };
+    let mut b = ModelBuilder::new(sc.name.value.clone(), machine, features);
+    for (ctx, name) in contexts.into_iter().zip(context_names.iter()) {
+        b.context(name.clone(), ctx);
+    }
+    l.threads(&mut b, &context_names, &device_names)?;
+    let model = b
+        .build()
+        .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
+    Ok((model, bounds))
+}
+
+/// A builder refusal, located at the statement that caused it.
+fn at(span: Span) -> impl Fn(BuildError) -> Located {
+    move |e| Located::new(span, e.to_string())
+}
+
+/// CMD_SYNC as Linux's arm-smmu-v3 driver issues it when it does not poll
+/// an MSI: completion signalled by SEV (CS = 0b10), MSH Inner Shareable,
+/// MSIAttr Inner+Outer Write-Back (arm_smmu_cmdq_build_sync_cmd).
+fn linux_cmd_sync() -> Command {
+    Command::Sync {
+        cs: SyncCs::Sev,
+        msh: 3,
+        msiattr: 0xf,
+        msidata: 0,
+        msiaddr: 0,
+    }
+}
+
+/// How Linux answers a device fault (arm_smmu_page_response): a stalled
+/// transaction gets CMD_RESUME with its STAG and Retry; a page request
+/// gets CMD_PRI_RESP Success for its group.
+fn linux_resume(d: &Device) -> Option<Command> {
+    match d.state {
+        DeviceState::Stalled { stag, .. } => Some(Command::Resume {
+            sid: d.sid,
+            stag,
+            retry: true,
+            abort: false,
+        }),
+        DeviceState::AwaitingPri { grpid, .. } => Some(Command::PriResp {
+            sid: d.sid,
+            ssv: d.ssid.is_some(),
+            ssid: d.ssid.unwrap_or(0),
+            grpid,
+            resp: PriResp::Success,
+        }),
+        _ => None,
+    }
 }
 
 impl Lower<'_> {
@@ -497,7 +540,7 @@ impl Lower<'_> {
         }
     }
 
-    fn threads(&self, ctx_names: &[String], dev_names: &[String], mem: &PhysMem) -> R<Vec<Thread>> {
+    fn threads(&self, b: &mut ModelBuilder, ctx_names: &[String], dev_names: &[String]) -> R<()> {
         let sc = self.sc;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
@@ -505,7 +548,7 @@ impl Lower<'_> {
                 format!("at most {MAX_THREADS} threads"),
             ));
         }
-        let mut out = Vec::new();
+        let free_now = b.machine().mem.free_frames();
         let mut allocs = 0usize;
         let mut frees = 0usize;
         let mut names: Vec<&str> = Vec::new();
@@ -517,70 +560,69 @@ impl Lower<'_> {
                 ));
             }
             names.push(&t.name.value);
-            if t.cpu.value >= sc.machine.cpus {
-                return Err(Located::new(
-                    t.cpu.span,
-                    format!(
-                        "CPU {} does not exist: the machine has {} CPU(s)",
-                        t.cpu.value, sc.machine.cpus
-                    ),
-                )
-                .with_help("raise `cpus=` in the machine statement"));
-            }
-            let mut ops = Vec::new();
-            for s in &t.steps {
-                match &s.value {
-                    Step::Store { at, value } => {
-                        let (pa, value) = self.write(at, value)?;
-                        ops.push(Op::Store { pa: Pa(pa), value });
+            let mut tb = b.thread(t.name.value.clone(), t.cpu.value).map_err(|e| {
+                let located = Located::new(t.cpu.span, e.to_string());
+                match e {
+                    BuildError::NoSuchCpu { .. } => {
+                        located.with_help("raise `cpus=` in the machine statement")
                     }
-                    Step::Tlbi { tlbi, operand } => ops.push(self.tlbi(t, tlbi, operand)?),
-                    Step::Dsb(kind) => ops.push(Op::Dsb { kind: *kind }),
+                    _ => located,
+                }
+            })?;
+            tb.vmid(t.vmid).owns(t.owns.clone());
+            for s in &t.steps {
+                let here = at(s.span);
+                match &s.value {
+                    Step::Store { at: loc, value } => {
+                        let (pa, value) = self.write(loc, value)?;
+                        tb.store(Pa(pa), value).map_err(here)?;
+                    }
+                    Step::Tlbi { tlbi, operand } => self.tlbi(&mut tb, tlbi, operand)?,
+                    Step::Dsb(kind) => tb.dsb(*kind),
                     Step::Free(r) => {
                         for frame in self.frames_of(r)? {
                             frees += 1;
-                            ops.push(Op::Free { frame });
+                            tb.free(frame).map_err(at(r.span))?;
                         }
                     }
                     Step::CallRcuFree(r) => {
                         for frame in self.frames_of(r)? {
                             frees += 1;
-                            ops.push(Op::CallRcuFree { frame });
+                            tb.sync(SyncOp::CallRcuFree(frame)).map_err(at(r.span))?;
                         }
                     }
                     Step::Alloc(o) => {
                         allocs += 1;
-                        ops.push(Op::Alloc { owner: owner_of(o) });
+                        tb.alloc(owner_of(o));
                     }
-                    Step::RcuLock => ops.push(Op::RcuLock),
-                    Step::RcuUnlock => ops.push(Op::RcuUnlock),
-                    Step::SynchronizeRcu => ops.push(Op::SynchronizeRcu),
-                    Step::RelyReadOnly { ctx, va } => ops.push(Op::RelyReadOnly {
-                        ctx: ctx_index(ctx_names, ctx)?,
-                        va: *va,
-                    }),
-                    Step::Retry { write, ctx, va } => ops.push(Op::Retry {
-                        ctx: ctx_index(ctx_names, ctx)?,
-                        va: *va,
-                        write: *write,
-                    }),
+                    Step::RcuLock => tb.sync(SyncOp::RcuReadLock).map_err(here)?,
+                    Step::RcuUnlock => tb.sync(SyncOp::RcuReadUnlock).map_err(here)?,
+                    Step::SynchronizeRcu => tb.sync(SyncOp::SynchronizeRcu).map_err(here)?,
+                    Step::RelyReadOnly { ctx, va } => tb
+                        .rely(Rely::ReadOnly {
+                            ctx: ctx_index(ctx_names, ctx)?,
+                            va: *va,
+                        })
+                        .map_err(here)?,
+                    Step::Retry { write, ctx, va } => tb
+                        .rely(Rely::RetrySucceeds {
+                            ctx: ctx_index(ctx_names, ctx)?,
+                            va: *va,
+                            write: *write,
+                        })
+                        .map_err(here)?,
                     Step::SmmuCmd(_)
                     | Step::CmdSync
                     | Step::DeviceAccess(_)
                     | Step::Resume(_)
-                    | Step::RelyConfig(_) => ops.push(self.smmu_step(&s.value, s.span, dev_names)?),
+                    | Step::AwaitFault(_)
+                    | Step::RelyConfig(_) => {
+                        self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
+                    }
                 }
             }
-            out.push(Thread {
-                name: t.name.value.clone(),
-                cpu: t.cpu.value,
-                ops,
-                owns_vmids: t.owns.clone(),
-            });
+            tb.done();
         }
-        let free_now = (0..sc.pool.frames)
-            .filter(|i| mem.owner(Pfn((sc.pool.base >> 12) + u64::from(*i))) == FrameOwner::Free)
-            .count();
         if allocs > free_now + frees {
             return Err(Located::new(
                 if sc.pool.span.len > 0 { sc.pool.span } else { sc.name.span },
@@ -590,34 +632,22 @@ impl Lower<'_> {
             )
             .with_help("enlarge the pool with `pool base=PA frames=N`"));
         }
-        Ok(out)
+        Ok(())
     }
 
     fn tlbi(
         &self,
-        t: &ThreadDecl,
+        tb: &mut ThreadBuilder<'_>,
         tlbi: &Spanned<tlbcheck_hw::cpu::tlbi::Tlbi>,
         operand: &Spanned<TlbiOperandExpr>,
-    ) -> R<Op> {
-        let m = &self.sc.machine;
+    ) -> R<()> {
         let ins = tlbi.value;
-        if ins.is_range() && !m.tlbirange {
-            return Err(Located::new(
-                tlbi.span,
-                format!("TLBI {ins} is a range operation, but the machine lacks FEAT_TLBIRANGE"),
-            )
-            .with_help("add `tlbirange` to the machine statement"));
-        }
+        tb.tlbi_exists(ins).map_err(|e| {
+            Located::new(tlbi.span, e.to_string())
+                .with_help("add `tlbirange` to the machine statement")
+        })?;
         let (op, written) = match &operand.value {
-            TlbiOperandExpr::None => {
-                if ins.takes_operand() {
-                    return Err(Located::new(
-                        tlbi.span,
-                        format!("TLBI {ins} needs an operand: fields (asid= va= ...) or a raw 0x... value"),
-                    ));
-                }
-                (TlbiOperand::None, String::new())
-            }
+            TlbiOperandExpr::None => (TlbiOperand::None, String::new()),
             TlbiOperandExpr::Raw(x) => {
                 let op = ins
                     .decode(*x)
@@ -635,21 +665,25 @@ impl Lower<'_> {
                 )
             }
         };
-        let non_range_hint = matches!(
-            op,
-            TlbiOperand::Va { ttl: Some(_), .. } | TlbiOperand::Ipa { ttl: Some(_), .. }
-        );
-        if non_range_hint && !m.ttl {
-            return Err(Located::new(
-                operand.span,
-                format!("TLBI {ins} carries a TTL hint, but the machine lacks FEAT_TTL (the field is RES0 without it)"),
-            )
-            .with_help("add `ttl` to the machine statement, or drop the hint"));
-        }
-        Ok(Op::Tlbi {
-            text: format!("{ins}{written}"),
-            scope: ins.scope(&op, t.vmid),
-            broadcast: ins.broadcast,
+        tb.tlbi(ins, op, format!("{ins}{written}")).map_err(|e| {
+            let span = match e {
+                BuildError::NoTlbiRange(_) => tlbi.span,
+                BuildError::Operand(..) if operand.value == TlbiOperandExpr::None => tlbi.span,
+                _ => operand.span,
+            };
+            let help = match e {
+                BuildError::NoTlbiRange(_) => Some("add `tlbirange` to the machine statement"),
+                BuildError::NoTtl(_) => {
+                    Some("add `ttl` to the machine statement, or drop the hint")
+                }
+                BuildError::Operand(..) => Some("give fields (asid= va= ...) or a raw 0x... value"),
+                _ => None,
+            };
+            let located = Located::new(span, e.to_string());
+            match help {
+                Some(h) => located.with_help(h),
+                None => located,
+            }
         })
     }
 }
@@ -1142,25 +1176,31 @@ impl Lower<'_> {
         Ok(())
     }
 
-    /// One SMMU step as a checker op, with the features it needs checked.
-    fn smmu_step(&self, step: &Step, span: Span, dev_names: &[String]) -> R<Op> {
-        let Some(decl) = &self.sc.smmu else {
+    /// One SMMU step, emitted through the builder.
+    fn smmu_step(
+        &self,
+        tb: &mut ThreadBuilder<'_>,
+        step: &Step,
+        span: Span,
+        dev_names: &[String],
+    ) -> R<()> {
+        if self.sc.smmu.is_none() {
             return Err(
                 Located::new(span, "an SMMU step, but the machine has no SMMU")
                     .with_help("add an `smmu` statement (e.g. `smmu btm ats`)"),
             );
-        };
-        Ok(match step {
-            Step::SmmuCmd(c) => {
-                if let Some(need) = command_needs(c, decl) {
-                    return Err(Located::new(span, need.0).with_help(need.1));
-                }
-                Op::SmmuCmd {
-                    text: c.to_string(),
-                    words: c.encode(),
-                }
-            }
-            Step::CmdSync => Op::SmmuSync,
+        }
+        let here = at(span);
+        match step {
+            Step::SmmuCmd(c) => tb.smmu_cmd(c).map_err(|e| {
+                let help = if matches!(c, Command::AtcInv { .. }) {
+                    "add `ats` to the smmu statement"
+                } else {
+                    "add `ril` to the smmu statement (SMMU_IDR3.RIL)"
+                };
+                here(e).with_help(help)
+            }),
+            Step::CmdSync => tb.smmu_sync(&linux_cmd_sync()).map_err(here),
             Step::DeviceAccess(a) => {
                 let dev = dev_index(dev_names, &a.device)?;
                 let declared = self.sc.devices[dev].ssid.as_ref().map(|s| s.value);
@@ -1176,42 +1216,18 @@ impl Lower<'_> {
                     )
                     .with_help("a device's SubstreamID is set by its `device` statement"));
                 }
-                Op::DeviceAccess {
-                    dev,
-                    va: a.addr,
-                    write: a.write,
-                }
+                tb.device_access(dev, a.addr, a.write).map_err(here)
             }
-            Step::Resume(d) => Op::DeviceResume {
-                dev: dev_index(dev_names, d)?,
-            },
-            Step::RelyConfig(d) => Op::SmmuRelyConfig {
-                dev: dev_index(dev_names, d)?,
-            },
+            Step::Resume(d) => tb
+                .device_resume(dev_index(dev_names, d)?, linux_resume)
+                .map_err(here),
+            Step::AwaitFault(d) => tb.await_fault(dev_index(dev_names, d)?).map_err(here),
+            Step::RelyConfig(d) => tb
+                .rely(Rely::CurrentConfig {
+                    dev: dev_index(dev_names, d)?,
+                })
+                .map_err(here),
             _ => unreachable!("only SMMU steps come here"),
-        })
+        }
     }
-}
-
-/// The SMMU feature a command needs and the scenario lacks, as (message,
-/// help).
-fn command_needs(c: &Command, decl: &SmmuDecl) -> Option<(String, &'static str)> {
-    let range = match c {
-        Command::TlbiNhVa { va, .. }
-        | Command::TlbiNhVaa { va, .. }
-        | Command::TlbiEl2Va { va, .. }
-        | Command::TlbiEl2Vaa { va } => va.tg != 0,
-        Command::TlbiS2Ipa { ipa, .. } => ipa.tg != 0,
-        _ => false,
-    };
-    if range && !decl.ril {
-        return Some((
-            format!("{c} is a range invalidation (TG != 0), but the SMMU lacks RIL"),
-            "add `ril` to the smmu statement (SMMU_IDR3.RIL)",
-        ));
-    }
-    if matches!(c, Command::AtcInv { .. }) && !decl.ats {
-        return Some((format!("{c} needs ATS"), "add `ats` to the smmu statement"));
-    }
-    None
 }

@@ -958,6 +958,10 @@ impl Parser {
                         self.bump();
                         Step::Resume(self.word("a device name")?)
                     }
+                    "await-fault" | "await_fault" => {
+                        self.bump();
+                        Step::AwaitFault(self.word("a device name")?)
+                    }
                     "rely-config" | "rely_config" => {
                         self.bump();
                         Step::RelyConfig(self.word("a device name")?)
@@ -970,7 +974,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, resume, rely-config)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config)",
                         &first,
                     )),
                 }

@@ -1,0 +1,167 @@
+//! The operations a thread's program emits: one explored step each.
+//!
+//! Ops are hardware operations (a descriptor store, a TLBI, a barrier, an
+//! SMMU command, a device transaction), frame allocation, synchronisation
+//! ([`SyncOp`]), and expectations the software states ([`Rely`]). They are
+//! built, and validated, by [`crate::builder`]; policy (which command a
+//! driver issues to resume a device or to sync) belongs to whoever builds
+//! them, not to the checker.
+
+use crate::sync::SyncOp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::machine::Dsb;
+use tlbcheck_hw::mem::{FrameOwner, Pfn};
+use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::model::Device;
+use tlbcheck_hw::tlb::InvalScope;
+
+/// What the software relies on at a point of its program: the checker's
+/// rule for it ([`crate::rules`]) reports a violation when some agent may
+/// still behave otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "rely")]
+pub enum Rely {
+    /// `va` in context `ctx` is read-only for every agent (COW, dirty
+    /// logging, mprotect): `stale-write` otherwise.
+    ReadOnly {
+        /// Context index.
+        ctx: usize,
+        /// Virtual (or, for a stage-2-only context, intermediate) address.
+        va: u64,
+    },
+    /// A CPU's retry of an access whose fault was handled cannot fault again
+    /// on a stale entry: `fault-livelock` otherwise.
+    RetrySucceeds {
+        /// Context index.
+        ctx: usize,
+        /// Address.
+        va: u64,
+        /// A write (else a read).
+        write: bool,
+    },
+    /// Device `dev`'s stream uses the configuration now in memory:
+    /// `stale-config` otherwise.
+    CurrentConfig {
+        /// Device index.
+        dev: usize,
+    },
+}
+
+/// One explicit operation of a thread.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A 64-bit descriptor store by the thread's CPU.
+    Store {
+        /// Word address (8-byte aligned).
+        pa: Pa,
+        /// New value.
+        value: u64,
+    },
+    /// A TLBI instruction, decoded to its scope.
+    Tlbi {
+        /// Mnemonic and operand as written, for traces.
+        text: String,
+        /// What it removes.
+        scope: InvalScope,
+        /// IS form.
+        broadcast: bool,
+    },
+    /// A DSB.
+    Dsb {
+        /// Which one.
+        kind: Dsb,
+    },
+    /// Returns a frame to the allocator (its contents stay until reuse).
+    Free {
+        /// The frame.
+        frame: Pfn,
+    },
+    /// Takes the next frame from the allocator (the most recently freed);
+    /// the program receives its number.
+    Alloc {
+        /// What the frame will hold.
+        owner: FrameOwner,
+    },
+    /// A synchronisation operation: locks, RCU, sequence counts.
+    Sync(SyncOp),
+    /// An expectation checked at this point.
+    Rely(Rely),
+    /// The thread writes one command into the SMMU Command queue and moves
+    /// PROD; the SMMU consumes it at once (its effect waits for a CMD_SYNC).
+    /// An illegal command stops the queue (CERROR_ILL).
+    SmmuCmd {
+        /// The command as written, for traces.
+        text: String,
+        /// Its 16 bytes (dw0, dw1).
+        words: [u64; 2],
+    },
+    /// The thread issues this CMD_SYNC and waits for its completion; it
+    /// cannot proceed while the queue is stopped by a command error.
+    SmmuSync {
+        /// The CMD_SYNC's words (completion signal, MSI fields).
+        words: [u64; 2],
+    },
+    /// Device `dev` issues a transaction. It waits while the device is
+    /// stalled or waits for a PRI response.
+    DeviceAccess {
+        /// Device index.
+        dev: usize,
+        /// Input address (VA, or IPA for a stage-2-only stream).
+        va: u64,
+        /// A write (else a read).
+        write: bool,
+    },
+    /// Waits until device `dev` has a fault to answer (stalled, or waiting
+    /// for a page response): where a fault handler starts. No effect.
+    AwaitFault {
+        /// Device index.
+        dev: usize,
+    },
+    /// The fault handler answers device `dev`'s fault (waiting until the
+    /// device has one) with the command `respond` builds from the device's
+    /// fault (a CMD_RESUME with its STAG, a CMD_PRI_RESP with its group);
+    /// the device then retries through its caches, and the retry must not
+    /// fault again on a stale entry (`fault-livelock`). Which answer a
+    /// driver gives is its policy, so the op's builder supplies it.
+    DeviceResume {
+        /// Device index.
+        dev: usize,
+        /// Builds the answer from the waiting device.
+        respond: Responder,
+    },
+}
+
+/// A driver's answer to a device fault, built from the device's state.
+pub type Responder = fn(&Device) -> Option<Command>;
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rw = |w: bool| if w { "write" } else { "read" };
+        match self {
+            Op::Store { pa, value } => write!(f, "store {pa} = {value:#x}"),
+            Op::Tlbi { text, .. } => write!(f, "tlbi {text}"),
+            Op::Dsb { kind } => write!(f, "dsb {}", format!("{kind:?}").to_lowercase()),
+            Op::Free { frame } => write!(f, "free frame {:#x}", frame.base().0),
+            Op::Alloc { owner } => write!(f, "alloc frame as {owner}"),
+            Op::Sync(s) => s.fmt(f),
+            Op::Rely(Rely::ReadOnly { ctx, va }) => {
+                write!(f, "rely read-only ctx {ctx} VA {va:#x}")
+            }
+            Op::Rely(Rely::RetrySucceeds { ctx, va, write }) => {
+                write!(f, "retry {} ctx {ctx} VA {va:#x}", rw(*write))
+            }
+            Op::Rely(Rely::CurrentConfig { dev }) => {
+                write!(f, "rely on current SMMU config of device {dev}")
+            }
+            Op::SmmuCmd { text, .. } => write!(f, "smmu cmd {text}"),
+            Op::SmmuSync { .. } => f.write_str("smmu CMD_SYNC (wait)"),
+            Op::DeviceAccess { dev, va, write } => {
+                write!(f, "device {dev} {} VA {va:#x}", rw(*write))
+            }
+            Op::AwaitFault { dev } => write!(f, "await a fault of device {dev}"),
+            Op::DeviceResume { dev, .. } => write!(f, "resume device {dev} (retry)"),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The violation rules: one function per expectation.
+//!
+//! A frame going back to the allocator carries the expectation that no
+//! agent may still translate to it ([`free`]); the rest are stated by a
+//! program with [`Rely`] or implied by its op (a TLBI stays within the
+//! VMIDs the thread owns; a resumed device's retry succeeds). Each rule
+//! reads the may-hold sets and reports the first stale entry it finds.
+
+use crate::model::{Model, State, Thread};
+use crate::op::{Rely, Responder};
+use crate::violation::{Agent, FrameFate, Violation, ViolationKind};
+use tlbcheck_hw::addr::AddrRange;
+use tlbcheck_hw::mem::{Pfn, FRAME_SHIFT};
+use tlbcheck_hw::smmu::config::CfgEntry;
+use tlbcheck_hw::smmu::model::DeviceState;
+use tlbcheck_hw::tlb::{Access, EntryKind, Holder, InvalScope, Provenance, Stage, TlbEntry};
+use tlbcheck_hw::vmsa::{translate, Context};
+
+/// `freed-frame-mapped`, `walk-cache-uaf` and `stale-config` (a): frees
+/// `frame` and reports an agent that may still hold a translation into it
+/// (a leaf to the data, a walk-cache entry to the table) or a configuration
+/// structure in or pointing into it.
+pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
+    let was = s.machine.mem.owner(frame);
+    let range = AddrRange::span(frame.base().0, FRAME_SHIFT);
+    let mut holders: Vec<(Holder, TlbEntry, Provenance)> = s
+        .machine
+        .holders(range)
+        .into_iter()
+        .map(|(c, e, p)| (Holder::Cpu(c), e, p))
+        .collect();
+    let mut cfg_holders = Vec::new();
+    if let Some(smmu) = &s.machine.smmu {
+        holders.extend(smmu.holders(range));
+        cfg_holders = smmu.config_holders(range);
+    }
+    // A frame already free is a double free the caller reported; the
+    // allocator state stays as it was.
+    let _ = s.machine.mem.free(frame);
+    let fate = FrameFate {
+        frame: frame.base().0,
+        was,
+        freed_at: step,
+    };
+    let Some((holder, entry, prov)) = holders
+        .iter()
+        .find(|(_, e, _)| e.kind == EntryKind::Walk)
+        .or_else(|| holders.first())
+        .copied()
+    else {
+        let (cfg, since) = *cfg_holders.first()?;
+        let how = if cfg.location().overlaps(range) {
+            "lives in"
+        } else {
+            "points into"
+        };
+        let detail = format!(
+            "frame {:#x} ({was}) returned to the allocator while the SMMU config cache may still hold {cfg}, which {how} it",
+            frame.base().0
+        );
+        return Some(stale_config(step, &cfg, since, Some(fate), detail));
+    };
+    let kind = match entry.kind {
+        EntryKind::Walk => ViolationKind::WalkCacheUaf,
+        EntryKind::Leaf => ViolationKind::FreedFrameMapped,
+    };
+    Some(Violation {
+        kind,
+        step,
+        agent: holder.into(),
+        entry: Some(entry),
+        provenance: Some(prov),
+        frame: Some(fate),
+        detail: format!(
+            "frame {:#x} ({was}) returned to the allocator while {holder} may still hold {entry} (entries pointing into it: {})",
+            frame.base().0,
+            holders.len()
+        ),
+    })
+}
+
+/// `isolation`: a thread that owns only some VMIDs issues an invalidation
+/// reaching others.
+pub fn isolation(th: &Thread, t: usize, scope: &InvalScope, step: u32) -> Option<Violation> {
+    let owned = th.owns_vmids.as_ref()?;
+    let crosses = scope.vmid.is_none_or(|v| !owned.contains(&v));
+    crosses.then(|| Violation {
+        kind: ViolationKind::Isolation,
+        step,
+        agent: Agent::Thread { index: t as u8 },
+        entry: None,
+        provenance: None,
+        frame: None,
+        detail: format!(
+            "{} (CPU {}): invalidation reaches {} but the thread owns only VMID(s) {:?}",
+            th.name,
+            th.cpu,
+            scope
+                .vmid
+                .map_or("every VMID".to_string(), |v| format!("VMID {v}")),
+            owned
+        ),
+    })
+}
+
+/// The rule of an expectation a program states.
+pub fn rely(model: &Model, s: &State, cpu: u8, r: &Rely, step: u32) -> Option<Violation> {
+    match *r {
+        Rely::ReadOnly { ctx, va } => read_only(model, s, ctx, va, step),
+        Rely::RetrySucceeds { ctx, va, write } => retry(model, s, cpu, ctx, va, write, step),
+        Rely::CurrentConfig { dev } => current_config(s, dev, step),
+    }
+}
+
+/// `stale-write`: no agent may hold a writable entry for `va`.
+fn read_only(model: &Model, s: &State, ctx: usize, va: u64, step: u32) -> Option<Violation> {
+    let c = &model.contexts[ctx];
+    let cpus = s.machine.cpus.iter().enumerate().flat_map(|(i, cpu)| {
+        candidate_leaves(cpu, c, va)
+            .into_iter()
+            .map(move |(e, p)| (Holder::Cpu(i as u8), e, p))
+    });
+    let devices = s
+        .machine
+        .smmu
+        .iter()
+        .flat_map(|smmu| smmu.leaves_for_context(c, va));
+    let (holder, e, p) = cpus.chain(devices).find(|(_, e, _)| e.perms.write)?;
+    Some(Violation {
+        kind: ViolationKind::StaleWrite,
+        step,
+        agent: holder.into(),
+        entry: Some(e),
+        provenance: Some(p),
+        frame: None,
+        detail: format!(
+            "the software relies on VA {va:#x} ({}) being read-only, but {} may still hold a writable {e}",
+            model.context_names[ctx],
+            match holder {
+                Holder::Cpu(_) => holder.to_string(),
+                _ => format!("the {holder}"),
+            }
+        ),
+    })
+}
+
+/// `fault-livelock` on a CPU: the table grants the retried access, yet a
+/// cached entry that forbids it may still be used.
+fn retry(
+    model: &Model,
+    s: &State,
+    cpu: u8,
+    ctx: usize,
+    va: u64,
+    write: bool,
+    step: u32,
+) -> Option<Violation> {
+    let c = &model.contexts[ctx];
+    let access = Access { write, user: false };
+    // The table must grant the access now, else a fault is legitimate.
+    translate(&s.machine.mem, c, va, access).ok()?;
+    let tlb = &s.machine.cpus[cpu as usize];
+    let (e, p) = candidate_leaves(tlb, c, va)
+        .into_iter()
+        .find(|(e, _)| !e.perms.allows(access))?;
+    Some(livelock(
+        Holder::Cpu(cpu),
+        e,
+        p,
+        step,
+        va,
+        write,
+        "the page table now grants the",
+    ))
+}
+
+/// Answers device `dev`'s fault with the command `respond` builds and
+/// retries its access: `fault-livelock` when the retry may hit a stale
+/// entry that forbids what the table now grants.
+pub fn device_resume(
+    s: &mut State,
+    dev: usize,
+    respond: Responder,
+    step: u32,
+) -> Option<Violation> {
+    let m = &mut s.machine;
+    let smmu = m.smmu.as_mut()?;
+    let d = smmu.devices.get(dev)?;
+    let (va, write) = match d.state {
+        DeviceState::Stalled { va, write, .. } | DeviceState::AwaitingPri { va, write, .. } => {
+            (va, write)
+        }
+        _ => return None,
+    };
+    let answer = respond(d)?;
+    let _ = smmu.submit(&mut m.mem, answer.encode(), step);
+    if !matches!(smmu.devices[dev].state, DeviceState::Retrying { .. }) {
+        return None;
+    }
+    let stale = smmu.stale_denials(&m.mem, dev, va, write);
+    // The retry happens whatever the verdict (it may stall again).
+    smmu.device_access(&mut m.mem, dev, va, write);
+    let (holder, e, p) = stale.into_iter().next()?;
+    let what = format!("the page table now grants device {dev}'s");
+    Some(livelock(holder, e, p, step, va, write, &what))
+}
+
+fn livelock(
+    holder: Holder,
+    e: TlbEntry,
+    p: Provenance,
+    step: u32,
+    va: u64,
+    write: bool,
+    grants: &str,
+) -> Violation {
+    let the = match holder {
+        Holder::Cpu(_) => String::new(),
+        _ => "the ".to_string(),
+    };
+    Violation {
+        kind: ViolationKind::FaultLivelock,
+        step,
+        agent: holder.into(),
+        entry: Some(e),
+        provenance: Some(p),
+        frame: None,
+        detail: format!(
+            "{grants} {} at VA {va:#x}, yet {the}{holder} may still hold {e} which forbids it: the retry can fault forever",
+            if write { "write" } else { "read" }
+        ),
+    }
+}
+
+/// `stale-config` (b): the software relies on the SMMU using the
+/// configuration now in memory for the device's stream; any held copy of
+/// an STE, CD or L1 descriptor of that stream that differs from memory is
+/// a violation.
+fn current_config(s: &State, dev: usize, step: u32) -> Option<Violation> {
+    let smmu = s.machine.smmu.as_ref()?;
+    let (cfg, since) = *smmu.stale_configs(&s.machine.mem, dev).first()?;
+    let detail = format!(
+        "the software relies on device {dev}'s current configuration, but the SMMU config cache may still hold the old {cfg}"
+    );
+    Some(stale_config(step, &cfg, since, None, detail))
+}
+
+fn stale_config(
+    step: u32,
+    cfg: &CfgEntry,
+    since: u32,
+    frame: Option<FrameFate>,
+    detail: String,
+) -> Violation {
+    Violation {
+        kind: ViolationKind::StaleConfig,
+        step,
+        agent: Agent::SmmuConfig,
+        entry: None,
+        provenance: Some(Provenance {
+            step: since,
+            source: cfg.location().first,
+        }),
+        frame,
+        detail,
+    }
+}
+
+/// The leaves an access in `ctx` at `va` may hit in `cpu`'s TLB: combined
+/// entries when nested, else stage-1 (or stage-2-only) entries.
+fn candidate_leaves(
+    cpu: &tlbcheck_hw::machine::Cpu,
+    ctx: &Context,
+    va: u64,
+) -> Vec<(TlbEntry, Provenance)> {
+    let stage = ctx.access_stage();
+    let asid = (stage != Stage::S2).then_some(ctx.asid);
+    cpu.tlb
+        .leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
+        .map(|(e, p)| (*e, *p))
+        .collect()
+}
