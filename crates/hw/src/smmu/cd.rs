@@ -37,49 +37,49 @@ pub const fn tg1_code(g: Granule) -> u8 {
 /// A decoded Context Descriptor with V = 1 (SMMUv3 5.4).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Cd {
-    /// T0SZ, bits [5:0].
+    /// T0SZ, bits \[5:0\].
     pub t0sz: u8,
-    /// TG0, bits [7:6] (0b00 4K, 0b01 64K, 0b10 16K).
+    /// TG0, bits \[7:6\] (0b00 4K, 0b01 64K, 0b10 16K).
     pub tg0: u8,
-    /// EPD0, bit [14]: TTB0 walks disabled.
+    /// EPD0, bit \[14\]: TTB0 walks disabled.
     pub epd0: bool,
-    /// ENDI, bit [15]: big-endian walks.
+    /// ENDI, bit \[15\]: big-endian walks.
     pub endi: bool,
-    /// T1SZ, bits [21:16].
+    /// T1SZ, bits \[21:16\].
     pub t1sz: u8,
-    /// TG1, bits [23:22] (0b01 16K, 0b10 4K, 0b11 64K).
+    /// TG1, bits \[23:22\] (0b01 16K, 0b10 4K, 0b11 64K).
     pub tg1: u8,
-    /// EPD1, bit [30]: TTB1 walks disabled.
+    /// EPD1, bit \[30\]: TTB1 walks disabled.
     pub epd1: bool,
-    /// IPS, bits [34:32] (see [`pa_size_bits`]).
+    /// IPS, bits \[34:32\] (see [`pa_size_bits`]).
     pub ips: u8,
-    /// AFFD, bit [35]: Access flag faults disabled.
+    /// AFFD, bit \[35\]: Access flag faults disabled.
     pub affd: bool,
-    /// TBI0, bit [38].
+    /// TBI0, bit \[38\].
     pub tbi0: bool,
-    /// TBI1, bit [39].
+    /// TBI1, bit \[39\].
     pub tbi1: bool,
-    /// AA64, bit [41]: 1 = VMSAv8-64 tables.
+    /// AA64, bit \[41\]: 1 = VMSAv8-64 tables.
     pub aa64: bool,
-    /// HD, bit [42]: hardware dirty-state update.
+    /// HD, bit \[42\]: hardware dirty-state update.
     pub hd: bool,
-    /// HA, bit [43]: hardware Access flag update.
+    /// HA, bit \[43\]: hardware Access flag update.
     pub ha: bool,
-    /// S, bit [44]: stall on stage 1 faults.
+    /// S, bit \[44\]: stall on stage 1 faults.
     pub s: bool,
-    /// R, bit [45]: record stage 1 faults.
+    /// R, bit \[45\]: record stage 1 faults.
     pub r: bool,
-    /// A, bit [46]: terminated transactions abort (else RAZ/WI).
+    /// A, bit \[46\]: terminated transactions abort (else RAZ/WI).
     pub a: bool,
-    /// ASET, bit [47]: ASID set excluded from broadcast invalidation.
+    /// ASET, bit \[47\]: ASID set excluded from broadcast invalidation.
     pub aset: bool,
-    /// ASID, bits [63:48].
+    /// ASID, bits \[63:48\].
     pub asid: u16,
-    /// TTB0, bits [115:68]: table address bits [51:4].
+    /// TTB0, bits \[115:68\]: table address bits \[51:4\].
     pub ttb0: u64,
-    /// TTB1, bits [179:132]: table address bits [51:4].
+    /// TTB1, bits \[179:132\]: table address bits \[51:4\].
     pub ttb1: u64,
-    /// MAIR0 (bits [223:192]) and MAIR1 (bits [255:224]) as one MAIR value.
+    /// MAIR0 (bits \[223:192\]) and MAIR1 (bits \[255:224\]) as one MAIR value.
     pub mair: u64,
 }
 
@@ -109,7 +109,7 @@ pub enum BadCd {
         /// HTTU.
         httu: u8,
     },
-    /// ASID[15:8] non-zero with 8-bit ASIDs (SMMUv3 5.4 ASID).
+    /// ASID\[15:8\] non-zero with 8-bit ASIDs (SMMUv3 5.4 ASID).
     #[error("CD.ASID = {asid:#x} has bits [15:8] set but SMMU_IDR0.ASID16 == 0")]
     AsidTooWide {
         /// ASID.
@@ -392,9 +392,9 @@ impl Cd {
 /// A Level 1 Context Descriptor (SMMUv3 5.3): 8 bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct L1Cd {
-    /// V, bit [0]: L2Ptr is valid.
+    /// V, bit \[0\]: L2Ptr is valid.
     pub valid: bool,
-    /// L2Ptr, bits [55:12]: the level-2 CD table address with [11:0] zero.
+    /// L2Ptr, bits \[55:12\]: the level-2 CD table address with \[11:0\] zero.
     pub l2ptr: u64,
 }
 
@@ -404,7 +404,7 @@ impl L1Cd {
         (self.valid as u64) | (self.l2ptr & mask(55, 12))
     }
 
-    /// Decodes; bits [11:1] and [63:56] are RES0.
+    /// Decodes; bits \[11:1\] and \[63:56\] are RES0.
     pub const fn decode(w: u64) -> Result<L1Cd, DescRes0> {
         let res0 = w & (mask(11, 1) | mask(63, 56));
         if res0 != 0 {

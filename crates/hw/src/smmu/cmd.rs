@@ -1,7 +1,7 @@
 //! SMMUv3 Command queue entries: a bit-exact codec (SMMUv3 chapter 4).
 //!
 //! A command is 16 bytes, little-endian; we hold it as two `u64` words,
-//! `dw0` = bytes 0..8 (bits [63:0]) and `dw1` = bytes 8..16 (bits [127:64]).
+//! `dw0` = bytes 0..8 (bits \[63:0\]) and `dw1` = bytes 8..16 (bits \[127:64\]).
 //! The opcode is `dw0[7:0]` (SMMUv3 4.1.1).
 //!
 //! The model is the **Non-secure** Command queue of an SMMU with stage 1 and
@@ -252,7 +252,7 @@ impl FromStr for Opcode {
 /// (SMMUv3 4.4.1.1): NH_VA, NH_VAA, EL2_VA, EL2_VAA and S2_IPA.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TlbiAddr {
-    /// The address with bits [11:0] zero: a VA (`Address[63:12]`) or, for
+    /// The address with bits \[11:0\] zero: a VA (`Address[63:12]`) or, for
     /// S2_IPA, an IPA (`Address[55:12]`) (SMMUv3 4.1.6).
     pub addr: u64,
     /// Leaf: only last-level entries need be invalidated (`dw1[0]`).
@@ -431,7 +431,7 @@ pub enum Command {
         ssv: bool,
         /// SubstreamID (`dw0[31:12]`).
         ssid: u32,
-        /// Address[63:12] (`dw1[63:12]`).
+        /// Address\[63:12\] (`dw1[63:12]`).
         addr: u64,
         /// Size (`dw1[4:0]`): 2^Size translations at the 4 KiB stride.
         size: u8,
@@ -539,7 +539,7 @@ pub enum Command {
         ssid: u32,
         /// Global (`dw0[9]`), IGNORED when SSV = 0.
         global: bool,
-        /// Address[63:12] (`dw1[63:12]`).
+        /// Address\[63:12\] (`dw1[63:12]`).
         addr: u64,
         /// Size (`dw1[5:0]`): a naturally aligned 4 KiB * 2^Size span; 52 = all.
         size: u8,
@@ -584,7 +584,7 @@ pub enum Command {
         msiattr: u8,
         /// MSIData (`dw0[63:32]`).
         msidata: u32,
-        /// MSIAddress[55:2] (`dw1[55:2]`), bits [1:0] zero; 0 = no MSI.
+        /// MSIAddress\[55:2\] (`dw1[55:2]`), bits \[1:0\] zero; 0 = no MSI.
         msiaddr: u64,
     },
 }

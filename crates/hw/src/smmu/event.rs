@@ -1,7 +1,7 @@
 //! SMMUv3 event records: a bit-exact codec (SMMUv3 7.3).
 //!
 //! A record is 32 bytes, little-endian, held as four `u64` words `dw0..dw3`
-//! (bits [63:0], [127:64], [191:128], [255:192]). Common header (SMMUv3 7.3):
+//! (bits \[63:0\], \[127:64\], \[191:128\], \[255:192\]). Common header (SMMUv3 7.3):
 //! event number `dw0[7:0]`, SSV `dw0[11]`, SubstreamID `dw0[31:12]`,
 //! StreamID `dw0[63:32]`.
 //!
@@ -235,7 +235,7 @@ pub struct FaultInfo {
     pub tt_read: bool,
     /// InputAddr (`dw2`), all 64 bits.
     pub input_addr: u64,
-    /// IPA[55:12] (`dw3[55:12]`), bits [11:0] zero; valid for stage 2 faults.
+    /// IPA\[55:12\] (`dw3[55:12]`), bits \[11:0\] zero; valid for stage 2 faults.
     pub ipa: u64,
 }
 
@@ -274,7 +274,7 @@ pub enum EventBody {
     SteFetch {
         /// Reason (`dw1[15:0]`).
         reason: u16,
-        /// FetchAddr[55:3] (`dw3[55:3]`), the STE's PA.
+        /// FetchAddr\[55:3\] (`dw3[55:3]`), the STE's PA.
         fetch_addr: u64,
     },
     /// C_BAD_STE (7.3.5).
@@ -291,7 +291,7 @@ pub enum EventBody {
         write: bool,
         /// Read (`dw1[31]`), always 1 for PCIe.
         read: bool,
-        /// InputAddr[63:12] (`dw2[63:12]`).
+        /// InputAddr\[63:12\] (`dw2[63:12]`).
         input_addr: u64,
     },
     /// F_STREAM_DISABLED (7.3.7).
@@ -309,7 +309,7 @@ pub enum EventBody {
     CdFetch {
         /// Reason (`dw1[15:0]`).
         reason: u16,
-        /// FetchAddr[55:3] (`dw3[55:3]`), the CD's PA.
+        /// FetchAddr\[55:3\] (`dw3[55:3]`), the CD's PA.
         fetch_addr: u64,
     },
     /// C_BAD_CD (7.3.11).
@@ -326,7 +326,7 @@ pub enum EventBody {
         class: FaultClass,
         /// InputAddr (`dw2`).
         input_addr: u64,
-        /// FetchAddr[55:3] (`dw3[55:3]`), the descriptor's PA.
+        /// FetchAddr\[55:3\] (`dw3[55:3]`), the descriptor's PA.
         fetch_addr: u64,
     },
     /// F_TRANSLATION (7.3.13).
@@ -347,7 +347,7 @@ pub enum EventBody {
         s2: bool,
         /// InputAddr (`dw2`).
         input_addr: u64,
-        /// IPA[55:12] (`dw3[55:12]`), valid when `s2`.
+        /// IPA\[55:12\] (`dw3[55:12]`), valid when `s2`.
         ipa: u64,
     },
     /// F_CFG_CONFLICT (7.3.18).
@@ -361,7 +361,7 @@ pub enum EventBody {
         span: u8,
         /// Anticipated permissions.
         perms: PagePerms,
-        /// InputAddr[63:12] (`dw2[63:12]`).
+        /// InputAddr\[63:12\] (`dw2[63:12]`).
         input_addr: u64,
     },
 }
@@ -445,7 +445,7 @@ impl EventRecord {
     }
 
     /// The 32-byte encoding as four little-endian words. Addresses are
-    /// masked to their fields (InputAddr[63:12], FetchAddr[55:3], IPA[55:12]).
+    /// masked to their fields (InputAddr\[63:12\], FetchAddr\[55:3\], IPA\[55:12\]).
     pub fn encode(&self) -> [u64; 4] {
         let kind = self.kind();
         let (has_ssv, has_ssid) = kind.header();

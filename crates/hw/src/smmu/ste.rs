@@ -113,7 +113,7 @@ pub const fn tg0_code(g: Granule) -> u8 {
     }
 }
 
-/// STE.Config (SMMUv3 5.2, bits [3:1]).
+/// STE.Config (SMMUv3 5.2, bits \[3:1\]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StreamConfig {
     /// 0b000: abort, no event recorded.
@@ -171,7 +171,7 @@ impl StreamConfig {
     }
 }
 
-/// STE.S1Fmt (SMMUv3 5.2, bits [5:4]).
+/// STE.S1Fmt (SMMUv3 5.2, bits \[5:4\]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum S1Fmt {
     /// 0b00: linear CD table.
@@ -195,7 +195,7 @@ impl S1Fmt {
     }
 }
 
-/// STE.S1DSS (SMMUv3 5.2, bits [65:64]): non-substream traffic when
+/// STE.S1DSS (SMMUv3 5.2, bits \[65:64\]): non-substream traffic when
 /// substreams are enabled.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum S1Dss {
@@ -224,45 +224,45 @@ impl S1Dss {
 /// the specification's; [`Ste::encode`] truncates wider values.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ste {
-    /// Config, bits [3:1].
+    /// Config, bits \[3:1\].
     pub config: StreamConfig,
-    /// S1Fmt, bits [5:4].
+    /// S1Fmt, bits \[5:4\].
     pub s1_fmt: S1Fmt,
-    /// S1ContextPtr, bits [55:6]: the CD (table) address with [5:0] zero.
+    /// S1ContextPtr, bits \[55:6\]: the CD (table) address with \[5:0\] zero.
     pub s1_context_ptr: u64,
-    /// S1CDMax, bits [63:59]: log2 of the number of CDs.
+    /// S1CDMax, bits \[63:59\]: log2 of the number of CDs.
     pub s1_cd_max: u8,
-    /// S1DSS, bits [65:64].
+    /// S1DSS, bits \[65:64\].
     pub s1_dss: S1Dss,
-    /// S1STALLD, bit [91]: stalls disallowed for stage 1 faults.
+    /// S1STALLD, bit \[91\]: stalls disallowed for stage 1 faults.
     pub s1_stalld: bool,
-    /// EATS, bits [93:92]: 0 abort, 1 full ATS, 2 split-stage, 3 full with DPT.
+    /// EATS, bits \[93:92\]: 0 abort, 1 full ATS, 2 split-stage, 3 full with DPT.
     pub eats: u8,
-    /// STRW, bits [95:94]: 0b00 NS-EL1, 0b10 EL2 or EL2-E2H.
+    /// STRW, bits \[95:94\]: 0b00 NS-EL1, 0b10 EL2 or EL2-E2H.
     pub strw: u8,
-    /// S2VMID, bits [143:128].
+    /// S2VMID, bits \[143:128\].
     pub s2_vmid: u16,
-    /// S2T0SZ, bits [165:160].
+    /// S2T0SZ, bits \[165:160\].
     pub s2_t0sz: u8,
-    /// S2SL0, bits [167:166] (VTCR_EL2.SL0 encoding).
+    /// S2SL0, bits \[167:166\] (VTCR_EL2.SL0 encoding).
     pub s2_sl0: u8,
-    /// S2TG, bits [175:174] (0b00 4K, 0b01 64K, 0b10 16K; see [`tg0_granule`]).
+    /// S2TG, bits \[175:174\] (0b00 4K, 0b01 64K, 0b10 16K; see [`tg0_granule`]).
     pub s2_tg: u8,
-    /// S2PS, bits [178:176] (see [`pa_size_bits`]).
+    /// S2PS, bits \[178:176\] (see [`pa_size_bits`]).
     pub s2_ps: u8,
-    /// S2AA64, bit [179]: 1 = VMSAv8-64 stage 2 tables.
+    /// S2AA64, bit \[179\]: 1 = VMSAv8-64 stage 2 tables.
     pub s2_aa64: bool,
-    /// S2ENDI, bit [180]: big-endian stage 2 walks.
+    /// S2ENDI, bit \[180\]: big-endian stage 2 walks.
     pub s2_endi: bool,
-    /// S2HD, bit [183]: hardware dirty-state update at stage 2.
+    /// S2HD, bit \[183\]: hardware dirty-state update at stage 2.
     pub s2_hd: bool,
-    /// S2HA, bit [184]: hardware Access flag update at stage 2.
+    /// S2HA, bit \[184\]: hardware Access flag update at stage 2.
     pub s2_ha: bool,
-    /// S2S, bit [185]: stall on stage 2 faults.
+    /// S2S, bit \[185\]: stall on stage 2 faults.
     pub s2_s: bool,
-    /// S2R, bit [186]: record stage 2 faults.
+    /// S2R, bit \[186\]: record stage 2 faults.
     pub s2_r: bool,
-    /// S2TTB, bits [243:196]: the stage 2 table address, bits [51:4].
+    /// S2TTB, bits \[243:196\]: the stage 2 table address, bits \[51:4\].
     pub s2_ttb: u64,
 }
 
@@ -314,7 +314,7 @@ pub enum BadSte {
         /// S2S.
         s2s: bool,
     },
-    /// S2VMID[15:8] non-zero with 8-bit VMIDs (SMMUv3 5.2 S2VMID).
+    /// S2VMID\[15:8\] non-zero with 8-bit VMIDs (SMMUv3 5.2 S2VMID).
     #[error("STE.S2VMID = {vmid:#x} has bits [15:8] set but SMMU_IDR0.VMID16 == 0")]
     S2VmidTooWide {
         /// S2VMID.
@@ -662,10 +662,10 @@ pub struct DescRes0 {
 /// A Level 1 Stream Table Descriptor (SMMUv3 5.1): 8 bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct L1Std {
-    /// Span, bits [4:0]: 0 invalid, 1..=11 a level-2 array of 2^(Span-1)
+    /// Span, bits \[4:0\]: 0 invalid, 1..=11 a level-2 array of 2^(Span-1)
     /// STEs, 12..=31 Reserved (behaves as 0).
     pub span: u8,
-    /// L2Ptr, bits [55:6]: the level-2 array's address with [5:0] zero.
+    /// L2Ptr, bits \[55:6\]: the level-2 array's address with \[5:0\] zero.
     pub l2ptr: u64,
 }
 
@@ -675,7 +675,7 @@ impl L1Std {
         put(self.span as u64, 4, 0) | (self.l2ptr & mask(55, 6))
     }
 
-    /// Decodes; only bit [5] and bits [63:56] can be wrong (RES0).
+    /// Decodes; only bit \[5\] and bits \[63:56\] can be wrong (RES0).
     pub const fn decode(w: u64) -> Result<L1Std, DescRes0> {
         let res0 = w & (mask(5, 5) | mask(63, 56));
         if res0 != 0 {

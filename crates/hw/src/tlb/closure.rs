@@ -1,5 +1,5 @@
 //! Closing a may-hold set under reachability: after memory changes, every
-//! entry a walk could now produce joins the set (design.md §2).
+//! entry a walk could now produce joins the set (docs/design.md §2.2).
 //!
 //! Walks start from each live context's roots and from every walk-cache
 //! entry the agent may hold: a cached table pointer lets the walker skip the

@@ -58,7 +58,7 @@ pub struct Perms {
     pub read: bool,
     /// Privileged writes allowed.
     pub write: bool,
-    /// Unprivileged (EL0) reads allowed (stage 1 AP[1]).
+    /// Unprivileged (EL0) reads allowed (stage 1 AP\[1\]).
     pub user: bool,
     /// Unprivileged execute never.
     pub uxn: bool,
@@ -79,7 +79,7 @@ pub struct Access {
 
 impl Perms {
     /// Whether `access` is permitted (Arm ARM D8.4.1.2.1, Table D8-63, stage-1
-    /// AP[2:1]; D8.4.2.1.1, Table D8-76, stage-2 S2AP, where a write-only page
+    /// AP\[2:1\]; D8.4.2.1.1, Table D8-76, stage-2 S2AP, where a write-only page
     /// permits writes; D8.4.3 for both stages).
     #[inline]
     pub fn allows(self, access: Access) -> bool {

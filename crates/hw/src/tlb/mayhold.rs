@@ -1,5 +1,5 @@
 //! The may-hold set: every entry the architecture allows one agent to hold
-//! right now (design.md §2).
+//! right now (docs/design.md §2.1).
 //!
 //! An entry joins when a walk could have produced it (a non-faulting entry
 //! may be cached at any time, by explicit or speculative walks: Arm ARM

@@ -3,7 +3,7 @@
 //! Arm ARM references are to DDI 0487, issue M.a.
 //!
 //! Model choices, all architecturally permitted configurations:
-//! - no FEAT_LPA / FEAT_LPA2: output addresses come from bits[47:granule]
+//! - no FEAT_LPA / FEAT_LPA2: output addresses come from bits\[47:granule\]
 //!   (D8.3.1.2, Tables D8-52 and D8-53);
 //! - hierarchical permissions disabled (TCR_ELx.HPD = 1, FEAT_HPDS): table
 //!   descriptors' APTable/XNTable bits are ignored (D8.4.1.2: IPKGJC for
@@ -32,13 +32,13 @@ pub mod bits {
     pub const VALID: u64 = 1 << 0;
     /// Table (levels 0..2) or page (level 3) when set; block when clear.
     pub const TABLE_OR_PAGE: u64 = 1 << 1;
-    /// Stage 1 AP[1]: EL0 access (Arm ARM D8.4.1.2.1, RRNGJG, Table D8-63).
+    /// Stage 1 AP\[1\]: EL0 access (Arm ARM D8.4.1.2.1, RRNGJG, Table D8-63).
     pub const AP_USER: u64 = 1 << 6;
-    /// Stage 1 AP[2]: read-only.
+    /// Stage 1 AP\[2\]: read-only.
     pub const AP_RO: u64 = 1 << 7;
-    /// Stage 2 S2AP[0]: read permitted (Arm ARM D8.4.2.1.1, RHBFHL, Table D8-76).
+    /// Stage 2 S2AP\[0\]: read permitted (Arm ARM D8.4.2.1.1, RHBFHL, Table D8-76).
     pub const S2AP_READ: u64 = 1 << 6;
-    /// Stage 2 S2AP[1]: write permitted.
+    /// Stage 2 S2AP\[1\]: write permitted.
     pub const S2AP_WRITE: u64 = 1 << 7;
     /// Access flag.
     pub const AF: u64 = 1 << 10;
@@ -50,24 +50,24 @@ pub mod bits {
     pub const CONTIGUOUS: u64 = 1 << 52;
     /// Stage 1 PXN.
     pub const PXN: u64 = 1 << 53;
-    /// Stage 1 UXN (XN for regimes with one EL); stage 2 XN[1] (FEAT_XNX) or
+    /// Stage 1 UXN (XN for regimes with one EL); stage 2 XN\[1\] (FEAT_XNX) or
     /// XN (Arm ARM Tables D8-52 and D8-53).
     pub const UXN: u64 = 1 << 54;
-    /// Output/next-table address bits [47:12] before granule masking.
+    /// Output/next-table address bits \[47:12\] before granule masking.
     pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 }
 
 /// The attributes of a page or block descriptor, as recorded by the model.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeafAttrs {
-    /// Stage-1 AP[2:1] (0b00 EL1 RW, 0b01 RW both, 0b10 EL1 RO, 0b11 RO both)
+    /// Stage-1 AP\[2:1\] (0b00 EL1 RW, 0b01 RW both, 0b10 EL1 RO, 0b11 RO both)
     /// or stage-2 S2AP (bit 0 read, bit 1 write).
     pub ap: u8,
-    /// Stage-1 UXN / stage-2 XN[1]. For stage 2 this is the raw bit, not an
+    /// Stage-1 UXN / stage-2 XN\[1\]. For stage 2 this is the raw bit, not an
     /// EL0 execute-never: Arm ARM D8.4.2.1.1, Table D8-78, decodes XN\[1:0\]
     /// as a pair (0b10 forbids EL1 and EL0, 0b11 only EL0).
     pub uxn: bool,
-    /// Stage-1 PXN / stage-2 XN[0] (raw bit, see `uxn`).
+    /// Stage-1 PXN / stage-2 XN\[0\] (raw bit, see `uxn`).
     pub pxn: bool,
     /// Access flag.
     pub af: bool,
@@ -192,7 +192,7 @@ pub const fn table(next: u64) -> u64 {
 }
 
 /// Builds a stage-1 page (level 3) descriptor with AF set: `writable`
-/// clears AP[2], `user` sets AP[1], `global` clears nG.
+/// clears AP\[2\], `user` sets AP\[1\], `global` clears nG.
 pub const fn s1_page(output: u64, writable: bool, user: bool, global: bool) -> u64 {
     s1_block(output, writable, user, global) | bits::TABLE_OR_PAGE
 }

@@ -374,9 +374,9 @@ pub enum DescExpr {
         block: bool,
         /// Output address.
         target: Spanned<AddrRef>,
-        /// AP[2] clear.
+        /// AP\[2\] clear.
         writable: bool,
-        /// AP[1].
+        /// AP\[1\].
         user: bool,
         /// nG.
         ng: bool,
@@ -391,9 +391,9 @@ pub enum DescExpr {
         block: bool,
         /// Output address.
         target: Spanned<AddrRef>,
-        /// S2AP[0].
+        /// S2AP\[0\].
         read: bool,
-        /// S2AP[1].
+        /// S2AP\[1\].
         write: bool,
         /// Extra bits (XN, DBM, contiguous).
         extra: u64,
