@@ -3,7 +3,7 @@
 //! A state is split into components (memory, each CPU's may-hold set, each
 //! CPU's TLBIs in flight, the SMMU, the threads' program states, the
 //! synchronisation state). Each distinct component value is stored once,
-//! in an [`Interner`], and a stored state is the row of its components'
+//! in an interner, and a stored state is the row of its components'
 //! 32-bit ids. Most steps change one or two components, so a new state
 //! costs a row plus whatever is really new. Deduplication compares rows:
 //! two rows are equal exactly when the states are (components are compared
