@@ -9,7 +9,7 @@
 use crate::op::Op;
 use crate::program::{OpResult, ProgState, Program};
 use crate::rules;
-use crate::sync::{SyncDone, SyncState};
+use crate::sync::{SyncDone, SyncOp, SyncState};
 use crate::violation::{Agent, Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -242,6 +242,27 @@ impl Model {
         }
     }
 
+    /// Memory ordering across a lock handoff: descriptor stores pending on
+    /// the releasing CPU are published with the lock, and the thread that
+    /// takes it has observed them, so its later DSB completes them for its
+    /// TLBIs (Arm is other-multi-copy atomic, Arm ARM B2.3; the herd7 VMSA
+    /// model forbids the stale outcome in coRRExpNExp+DSB.LD-TLBI-DSB-ISB
+    /// and WRC+shoot+dsb-isb).
+    fn lock_handoff(&self, s: &mut State, cpu: u8, op: SyncOp) {
+        if let Some(i) = SyncState::releases(op) {
+            let mine = s.machine.mem.completable_by(cpu);
+            let pending = s.machine.mem.pending_stores();
+            s.sync.publish(i, mine, |&(pa, old)| {
+                pending.iter().any(|p| p.pa == pa && p.old == old)
+            });
+        } else if let Some(i) = SyncState::acquires(op) {
+            let seen = s.sync.published(i).to_vec();
+            if !seen.is_empty() {
+                s.machine.mem.observe(&seen, cpu);
+            }
+        }
+    }
+
     fn thread_step(&self, s: &mut State, t: usize, step: u32) -> Option<Violation> {
         let th = &self.threads[t];
         let emit = th.program.next(&s.threads[t], &s.machine)?;
@@ -284,6 +305,7 @@ impl Model {
             Op::Sync(o) => match s.sync.run(t, *o) {
                 Ok(SyncDone::Done { value }) => {
                     result.value = value;
+                    self.lock_handoff(s, cpu, *o);
                     None
                 }
                 Ok(SyncDone::Waiting) => {

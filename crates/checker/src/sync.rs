@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use tlbcheck_hw::addr::Pa;
 use tlbcheck_hw::mem::Pfn;
 
 /// Index of a lock or sequence count declared by the model.
@@ -92,6 +93,9 @@ pub struct RcuCallback {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SyncState {
     locks: Vec<LockState>,
+    /// Per lock: descriptor stores (address, old value) published by its
+    /// releases and still pending, which the next holder observes.
+    published: Vec<Vec<(Pa, u64)>>,
     seqs: Vec<u32>,
     /// Threads inside an RCU read-side critical section (bits).
     readers: u32,
@@ -152,6 +156,7 @@ impl SyncState {
     pub fn new(locks: usize, seqs: usize, threads: usize) -> SyncState {
         SyncState {
             locks: vec![LockState::Free; locks],
+            published: vec![Vec::new(); locks],
             seqs: vec![0; seqs],
             readers: 0,
             callbacks: Vec::new(),
@@ -261,6 +266,43 @@ impl SyncState {
             }
         }
         Ok(done)
+    }
+
+    /// The lock `op` releases, if it releases one.
+    pub fn releases(op: SyncOp) -> Option<SyncId> {
+        match op {
+            SyncOp::Unlock(i) | SyncOp::ReadUnlock(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The lock `op` takes, if it takes one.
+    pub fn acquires(op: SyncOp) -> Option<SyncId> {
+        match op {
+            SyncOp::Lock(i) | SyncOp::ReadLock(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// A release of lock `id` publishes `stores` (the releaser's pending
+    /// descriptor stores); `still_pending` says which earlier publications
+    /// are still pending, so the list holds nothing stale.
+    pub fn publish(
+        &mut self,
+        id: SyncId,
+        stores: Vec<(Pa, u64)>,
+        still_pending: impl Fn(&(Pa, u64)) -> bool,
+    ) {
+        let list = &mut self.published[id as usize];
+        list.retain(|s| still_pending(s));
+        for s in stores {
+            tlbcheck_hw::mem::insert_sorted(list, s);
+        }
+    }
+
+    /// What the holder of lock `id` has observed through it.
+    pub fn published(&self, id: SyncId) -> &[(Pa, u64)] {
+        &self.published[id as usize]
     }
 
     /// Callbacks whose grace period is over, by position.

@@ -211,7 +211,7 @@ impl Machine {
             let replaced = PendingStore {
                 pa,
                 old,
-                by: cpu,
+                by: 1 << cpu,
                 stale_for: ALL_AGENTS,
             };
             for list in &mut self.pending {

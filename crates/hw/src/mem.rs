@@ -117,8 +117,12 @@ pub struct PendingStore {
     pub pa: Pa,
     /// The value before the store.
     pub old: u64,
-    /// The agent (CPU) that stored.
-    pub by: u8,
+    /// CPUs whose DSB completes it (bit per CPU): the storing CPU, and
+    /// CPUs that observed the store through a lock handoff (a store before
+    /// a release is observed by the thread that takes the lock, and Arm is
+    /// other-multi-copy atomic, Arm ARM B2.3: that thread's later DSB orders
+    /// it before the TLBIs that follow).
+    pub by: AgentMask,
     /// Agents whose walkers may still see `old`.
     pub stale_for: AgentMask,
 }
@@ -298,7 +302,7 @@ impl PhysMem {
                 PendingStore {
                     pa,
                     old,
-                    by: cpu,
+                    by: 1 << cpu,
                     stale_for: walkers,
                 },
             );
@@ -314,7 +318,7 @@ impl PhysMem {
     pub fn complete_stores(&mut self, cpu: u8, reach: AgentMask) {
         let mut changed = false;
         for p in &mut self.pending {
-            if p.by == cpu && p.stale_for & reach != 0 {
+            if p.by & (1 << cpu) != 0 && p.stale_for & reach != 0 {
                 p.stale_for &= !reach;
                 changed = true;
             }
@@ -341,6 +345,33 @@ impl PhysMem {
             insert_sorted(&mut view.pending, *p);
         }
         Some(view)
+    }
+
+    /// The stores a DSB by `cpu` would complete now, as (address, old
+    /// value): what a thread releasing a lock on `cpu` publishes to the
+    /// next holder.
+    pub fn completable_by(&self, cpu: u8) -> Vec<(Pa, u64)> {
+        self.pending
+            .iter()
+            .filter(|p| p.by & (1 << cpu) != 0)
+            .map(|p| (p.pa, p.old))
+            .collect()
+    }
+
+    /// `cpu` has observed `stores` (published by a lock release it has now
+    /// acquired): its DSBs complete them too, where they are still pending.
+    pub fn observe(&mut self, stores: &[(Pa, u64)], cpu: u8) {
+        let mut changed = false;
+        for p in &mut self.pending {
+            if stores.contains(&(p.pa, p.old)) && p.by & (1 << cpu) == 0 {
+                p.by |= 1 << cpu;
+                changed = true;
+            }
+        }
+        if changed {
+            self.pending.sort_unstable();
+            self.pending.dedup();
+        }
     }
 
     /// Declares that no allocation will observe the free list's order again:

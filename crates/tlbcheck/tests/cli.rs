@@ -318,6 +318,52 @@ fn bounds_from_the_command_line_apply() {
     assert_eq!(v["bound"]["bound"], "depth");
 }
 
+/// A search that did not finish never prints `ok`: exit 3, `inconclusive`.
+#[test]
+fn cut_short_searches_are_inconclusive() {
+    for args in [
+        &["check", "--max-states", "0", FIXED][..],
+        &["check", "--max-depth", "1", FIXED],
+        &["check", "--random", "0", FIXED],
+        &["check", "--random", "5", FIXED],
+        &["check", "--max-memory", "1k", FIXED],
+        &["check", "--timeout", "0", FIXED],
+    ] {
+        let o = tlbcheck(args);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {out}");
+        assert!(out.starts_with("INCONCLUSIVE"), "{args:?}: {out}");
+        assert!(out.contains("1 inconclusive"), "{args:?}: {out}");
+    }
+    // A bound that is not reached changes nothing.
+    assert_eq!(
+        tlbcheck(&["check", "--max-depth", "1000", FIXED])
+            .status
+            .code(),
+        Some(0)
+    );
+    let o = tlbcheck(&["check", "--max-memory", "lots", FIXED]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a size"));
+}
+
+/// The thread that can never run again is reported, with what it waits for.
+#[test]
+fn a_resume_of_a_device_that_never_faults_is_stuck() {
+    let p = "crates/tlbcheck/benches/scale/stuck-resume-never-stalls-buggy.tlb";
+    let o = tlbcheck(&["explain", p]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("violation stuck"), "{out}");
+    assert!(out.contains("has no fault to answer"), "{out}");
+    // The long DSB chain's bug is found: no default depth bound hides it.
+    let o = tlbcheck(&[
+        "check",
+        "crates/tlbcheck/benches/scale/long-dsb-chain-buggy.tlb",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (

@@ -2,11 +2,12 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use tlbcheck_checker::builder::{Features, ModelBuilder};
 use tlbcheck_checker::model::{Model, Thread};
 use tlbcheck_checker::op::Op;
 use tlbcheck_checker::program::Script;
-use tlbcheck_checker::sync::SyncState;
 use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
@@ -18,9 +19,21 @@ pub const L2: u64 = 0x10_2000;
 pub const L3: u64 = 0x10_3000;
 pub const DATA: u64 = 0x10_8000;
 
-/// Two CPUs running ASID 1, whose VA 0 maps DATA through L0..L3.
-pub fn model(name: &str, writable: bool, threads: Vec<Thread>) -> Model {
-    let mut mem = PhysMem::new(Pfn(0x100), 16);
+/// The process-1 context: ASID 1, 4K, root L0.
+pub fn ctx() -> Context {
+    Context {
+        regime: Regime::El10,
+        asid: 1,
+        vmid: 0,
+        s1: Some(StageConfig::new(Granule::K4, L0)),
+        s2: None,
+    }
+}
+
+/// `cpus` CPUs running ASID 1, whose VA 0 maps DATA through L0..L3 (and,
+/// for `pages` > 1, VA `n << 12` maps the frame after DATA's).
+pub fn machine(writable: bool, cpus: u8, pages: u64) -> Machine {
+    let mut mem = PhysMem::new(Pfn(0x100), 32);
     for (i, level) in (0..4u64).zip(0u8..) {
         let owner = FrameOwner::Table {
             owner: TableOwner::Stage1 { space: 1 },
@@ -28,29 +41,49 @@ pub fn model(name: &str, writable: bool, threads: Vec<Thread>) -> Model {
         };
         mem.claim(Pfn(0x100 + i), owner).unwrap();
     }
-    mem.claim(Pfn::of(Pa(DATA)), FrameOwner::Data { space: 1 })
-        .unwrap();
     for lvl in 0..3u64 {
         mem.write(Pa(L0 + lvl * 0x1000), table(L0 + (lvl + 1) * 0x1000))
             .unwrap();
     }
-    mem.write(Pa(L3), s1_page(DATA, writable, true, false))
-        .unwrap();
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
-    Model {
-        name: name.into(),
-        machine: Machine::new(mem, 2, vec![ctx]),
-        sync: SyncState::new(0, 0, threads.len()),
-        threads,
-        contexts: vec![ctx],
-        context_names: vec!["process 1".into()],
+    for n in 0..pages {
+        let data = DATA + n * 0x1000;
+        mem.claim(Pfn::of(Pa(data)), FrameOwner::Data { space: 1 })
+            .unwrap();
+        mem.write(Pa(L3 + 8 * n), s1_page(data, writable, true, false))
+            .unwrap();
     }
+    Machine::new(mem, cpus, vec![ctx()])
+}
+
+/// A builder over [`machine`] with the process context declared.
+pub fn builder(name: &str, cpus: u8, pages: u64) -> ModelBuilder {
+    let mut b = ModelBuilder::new(name, machine(true, cpus, pages), Features::default());
+    b.context("process 1", ctx());
+    b
+}
+
+/// Two CPUs running ASID 1, whose VA 0 maps DATA through L0..L3.
+pub fn model(name: &str, writable: bool, threads: Vec<Thread>) -> Model {
+    let mut b = ModelBuilder::new(name, machine(writable, 2, 1), Features::default());
+    b.context("process 1", ctx());
+    for t in threads {
+        b.program(t.name, t.cpu, t.program, t.owns_vmids).unwrap();
+    }
+    b.build().unwrap()
+}
+
+/// TLBI VALE1IS (leaf) or VAE1IS for ASID 1 at VA `page << 12`, as an
+/// instruction and operand.
+pub fn tlbi_page(leaf_only: bool, page: u64) -> (Tlbi, TlbiOperand, String) {
+    let ins: Tlbi = if leaf_only { "VALE1IS" } else { "VAE1IS" }
+        .parse()
+        .unwrap();
+    let op = TlbiOperand::Va {
+        asid: 1,
+        ttl: None,
+        page,
+    };
+    (ins, op, format!("{ins} asid=1 va={:#x}", page << 12))
 }
 
 pub fn thread(ops: Vec<Op>) -> Thread {
@@ -105,57 +138,18 @@ pub fn free(pa: u64) -> Op {
 /// (store, DSB ISHST, TLBI VALE1IS, DSB ISH, free): a clean model whose
 /// state space grows with every interleaving of the threads.
 pub fn parallel_unmaps(k: u8) -> Model {
-    let mut mem = PhysMem::new(Pfn(0x100), 32);
-    for (i, level) in (0..4u64).zip(0u8..) {
-        let owner = FrameOwner::Table {
-            owner: TableOwner::Stage1 { space: 1 },
-            level,
-        };
-        mem.claim(Pfn(0x100 + i), owner).unwrap();
-    }
-    for lvl in 0..3u64 {
-        mem.write(Pa(L0 + lvl * 0x1000), table(L0 + (lvl + 1) * 0x1000))
-            .unwrap();
-    }
-    let mut threads = Vec::new();
+    let mut b = builder(&format!("parallel-unmaps-{k}"), k, u64::from(k));
     for t in 0..u64::from(k) {
-        let data = DATA + t * 0x1000;
-        mem.claim(Pfn::of(Pa(data)), FrameOwner::Data { space: 1 })
-            .unwrap();
-        mem.write(Pa(L3 + 8 * t), s1_page(data, true, true, false))
-            .unwrap();
-        let mut tlbi = tlbi_va(true);
-        if let Op::Tlbi { scope, .. } = &mut tlbi {
-            scope.range = Some(AddrRange::from_len(t << 12, 0x1000));
-        }
-        threads.push(Thread {
-            name: format!("t{t}"),
-            cpu: t as u8,
-            program: script(vec![
-                store(L3 + 8 * t, 0),
-                dsb(Dsb::Ishst),
-                tlbi,
-                dsb(Dsb::Ish),
-                free(data),
-            ]),
-            owns_vmids: None,
-        });
+        let mut th = b.thread(format!("t{t}"), t as u8).unwrap();
+        th.store(Pa(L3 + 8 * t), 0).unwrap();
+        th.dsb(Dsb::Ishst);
+        let (ins, op, text) = tlbi_page(true, t);
+        th.tlbi(ins, op, text).unwrap();
+        th.dsb(Dsb::Ish);
+        th.free(Pfn::of(Pa(DATA + t * 0x1000))).unwrap();
+        th.done();
     }
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
-    Model {
-        name: format!("parallel-unmaps-{k}"),
-        machine: Machine::new(mem, k, vec![ctx]),
-        sync: SyncState::new(0, 0, threads.len()),
-        threads,
-        contexts: vec![ctx],
-        context_names: vec!["process 1".into()],
-    }
+    b.build().unwrap()
 }
 
 /// A thread program that runs `ops` in order.

@@ -105,7 +105,6 @@ def in_flight(n: int) -> None:
     lines += ["", "thread mm cpu=0 {"]
     lines += [f"  tlbi VALE1IS asid=1 va={i << 12:#x}" for i in range(n)]
     lines += ["  dsb ish", "}", ""]
-    lines += [f"bounds depth={n + 2}  # longer than the thread; the default (200) is not"]
     lines += ["expect ok", ""]
     write(f"tlbis-in-flight-{n}.tlb", "\n".join(lines))
 
@@ -128,7 +127,6 @@ def long_dsb_chain(n: int) -> None:
     ]
     lines += ["  dsb ish"] * n
     lines += ["  free DATA               # still mapped", "}", ""]
-    lines += [f"bounds depth={n + 2}  # longer than the thread; the default (200) is not"]
     lines += ["expect violation freed-frame-mapped", ""]
     write("long-dsb-chain-buggy.tlb", "\n".join(lines))
 
@@ -157,7 +155,6 @@ def flush_range(n: int) -> None:
     lines += [f"  tlbi VALE1IS asid=1 va={i << 12:#x}" for i in range(n)]
     lines += ["  free DATA               # no dsb ish: the TLBIs may not have completed"]
     lines += ["}", ""]
-    lines += [f"bounds depth={2 * n + 3}  # longer than the thread; the default (200) is not"]
     lines += ["expect violation freed-frame-mapped", ""]
     write(f"flush-range-{n}-buggy.tlb", "\n".join(lines))
 
