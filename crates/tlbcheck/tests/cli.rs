@@ -318,6 +318,42 @@ fn bounds_from_the_command_line_apply() {
     assert_eq!(v["bound"]["bound"], "depth");
 }
 
+/// The blame line names the invalidation meant for the stale entry: on a
+/// stage-2 block left by a wrongly hinted RIPAS2E1IS, the VMALLE1IS issued
+/// after it reaches only stage-1 and combined entries, so it is not blamed.
+#[test]
+fn blame_skips_invalidations_whose_stages_never_reach_the_entry() {
+    let src = "scenario s2-blame
+machine granule=4k cpus=2 ttl tlbirange
+pool base=0x400000 frames=16
+frame DATA data process=1 at=0x400000
+frame S2L0 s2-table vm=1 level=0
+frame S2L1 s2-table vm=1 level=1
+frame S2L2 s2-table vm=1 level=2
+context guest stage2 vmid=1 root=S2L0
+S2L0[0] = table S2L1
+S2L1[0] = table S2L2
+S2L2[0] = s2block 0x400000 rw
+thread kvm cpu=0 vmid=1 {
+  S2L2[0] = invalid
+  dsb ishst
+  tlbi RIPAS2E1IS ipa=0 tg=4k scale=0 num=0 ttl=3
+  tlbi VMALLE1IS
+  dsb ish
+  free DATA
+}
+expect violation freed-frame-mapped
+";
+    let p = scratch("s2-blame.tlb", src);
+    let out = stdout(&tlbcheck(&["explain", p.to_str().unwrap()]));
+    assert!(
+        out.contains("step 3 (tlbi RIPAS2E1IS")
+            && out.contains("its TTL hint names level 3 but the entry is at level 2"),
+        "{out}"
+    );
+    assert!(!out.contains("(tlbi VMALLE1IS) did not remove"), "{out}");
+}
+
 /// A search that did not finish never prints `ok`: exit 3, `inconclusive`.
 #[test]
 fn cut_short_searches_are_inconclusive() {
