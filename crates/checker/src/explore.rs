@@ -343,6 +343,9 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
         }
         layer = next_start..next_end;
     }
+    if std::env::var_os("TLBCHECK_DEBUG_STORE").is_some() {
+        eprintln!("distinct components: {:?}", store.distinct());
+    }
     Verdict {
         violation: None,
         trace: None,

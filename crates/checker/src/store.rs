@@ -134,6 +134,19 @@ impl StateStore {
         }
     }
 
+    /// Distinct values per component kind (memory, threads, sync, SMMU,
+    /// may-hold sets, in-flight TLBI lists).
+    pub fn distinct(&self) -> [usize; 6] {
+        [
+            self.mems.items.len(),
+            self.threads.items.len(),
+            self.syncs.items.len(),
+            self.smmus.items.len(),
+            self.tlbs.items.len(),
+            self.pendings.items.len(),
+        ]
+    }
+
     /// Number of states stored.
     pub fn len(&self) -> usize {
         self.rows.len() / self.width
