@@ -4,7 +4,7 @@
 use tlbcheck_checker::explore::{explore, Coverage};
 use tlbcheck_checker::model::{Bounds, Model, Op, Thread};
 use tlbcheck_checker::violation::ViolationKind;
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
@@ -183,7 +183,7 @@ fn cpu_tlbi() -> Op {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only: false,
             ttl_level: None,

@@ -67,7 +67,7 @@ fn walk_cache_uaf_when_a_table_is_freed_after_a_leaf_only_tlbi() {
     );
     let viol = v.violation.expect("violation");
     assert_eq!(viol.kind, ViolationKind::WalkCacheUaf);
-    assert_eq!(viol.entry.unwrap().output, L3);
+    assert_eq!(viol.entry.unwrap().output().flat_pa(), Pa(L3));
     let text = v.trace.unwrap().render_text();
     assert!(
         text.contains("last-level (leaf-only) form keeps walk-cache entries"),

@@ -305,7 +305,7 @@ impl Machine {
         let mut out = Vec::new();
         for (i, c) in self.cpus.iter().enumerate() {
             for (e, p) in c.tlb.iter() {
-                if e.stage == crate::tlb::Stage::S1 && c.contexts.iter().any(|x| x.s2.is_some()) {
+                if e.stage() == crate::tlb::Stage::S1 && c.contexts.iter().any(|x| x.s2.is_some()) {
                     // A nested stage-1 entry's output is an IPA, not a PA
                     // (Arm ARM D8.2.1, RBTTHB).
                     continue;
@@ -346,15 +346,16 @@ fn refill_in_scope(
 }
 
 /// The physical range an entry points at: the page or block for a leaf, the
-/// next-level table for a walk entry.
+/// next-level table for a walk entry. A stage-1 output is taken as the PA
+/// ([`crate::addr::OutputAddr::flat_pa`]): callers set aside the stage-1
+/// entries of nested contexts, whose outputs are IPAs.
 pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
+    let base = e.output().flat_pa().0;
     match e.kind {
-        crate::tlb::EntryKind::Leaf => {
-            crate::addr::AddrRange::span(e.output, u32::from(e.span_shift))
-        }
+        crate::tlb::EntryKind::Leaf => crate::addr::AddrRange::span(base, u32::from(e.span_shift)),
         crate::tlb::EntryKind::Walk => {
             let g = e.granule;
-            crate::addr::AddrRange::from_len(e.output, 8 * g.entries_at(e.level + 1))
+            crate::addr::AddrRange::from_len(base, 8 * g.entries_at(e.level + 1))
         }
     }
 }
@@ -362,7 +363,7 @@ pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::{AddrRange, Granule, Pa};
+    use crate::addr::{AddrRange, Granule, InputRange, Pa};
     use crate::mem::Pfn;
     use crate::tlb::{AsidSel, EntryKind, Regime, StageSel};
     use crate::vmsa::desc::{s1_page, table};
@@ -399,7 +400,7 @@ mod tests {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only,
             ttl_level: None,
@@ -410,7 +411,7 @@ mod tests {
         m.cpus[cpu]
             .tlb
             .iter()
-            .any(|(e, _)| e.kind == EntryKind::Leaf && e.output == DATA)
+            .any(|(e, _)| e.kind == EntryKind::Leaf && e.output().flat_pa() == Pa(DATA))
     }
 
     #[test]

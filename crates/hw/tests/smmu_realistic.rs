@@ -5,7 +5,7 @@
 //! set. Also a few fixed sequences showing hits, misses and counters.
 
 use proptest::prelude::*;
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, InputRange, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
@@ -400,7 +400,9 @@ fn run(m: &mut Machine, costs: &mut SmmuCosts, s: &Step, step: u32) {
                     },
                     None => AsidSel::Any,
                 },
-                range: Some(tlbcheck_hw::addr::AddrRange::from_len(*va, 0x1000)),
+                range: Some(InputRange::Va(tlbcheck_hw::addr::AddrRange::from_len(
+                    *va, 0x1000,
+                ))),
                 granule: None,
                 leaf_only: false,
                 ttl_level: None,

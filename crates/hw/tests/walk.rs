@@ -10,7 +10,7 @@
 //! - `enumeration`: random small 4K tables; [`enumerate_stage`] and
 //!   [`translate`] must agree on every entry and every address.
 
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, Ipa, OutputAddr, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::tlb::{Access, EntryKind, Regime, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::desc::TableStage;
@@ -87,7 +87,7 @@ fn leaf_of(entries: &[TlbEntry], stage: Stage) -> TlbEntry {
     *entries
         .iter()
         .rev()
-        .find(|e| e.kind == EntryKind::Leaf && e.stage == stage)
+        .find(|e| e.kind == EntryKind::Leaf && e.stage() == stage)
         .unwrap_or_else(|| panic!("no {stage:?} leaf among {entries:?}"))
 }
 
@@ -366,12 +366,12 @@ mod differential {
         for (l, e) in t.entries[..usize::from(level)].iter().enumerate() {
             let shift = Granule::K4.level_shift(l as u8);
             assert_eq!(
-                (e.kind, e.level, e.stage, u32::from(e.span_shift)),
+                (e.kind, e.level, e.stage(), u32::from(e.span_shift)),
                 (EntryKind::Walk, l as u8, Stage::S1, shift)
             );
-            assert_eq!(e.input, va & !((1u64 << shift) - 1));
+            assert_eq!(e.input_va(), Some(Va(va & !((1u64 << shift) - 1))));
             assert!(
-                (S1_TABLES..S1_TABLES + fx.table_bytes).contains(&e.output),
+                (S1_TABLES..S1_TABLES + fx.table_bytes).contains(&e.output().get()),
                 "walk entry points into aarch64-paging's tables: {e}"
             );
         }
@@ -381,8 +381,11 @@ mod differential {
             (leaf.kind, leaf.level, u32::from(leaf.span_shift)),
             (EntryKind::Leaf, level, shift)
         );
-        assert_eq!(leaf.input, va & !((1u64 << shift) - 1));
-        assert_eq!(leaf.translate(va), pa);
+        assert_eq!(leaf.input_va(), Some(Va(va & !((1u64 << shift) - 1))));
+        assert_eq!(
+            leaf.translate(Va(va).into()),
+            Some(OutputAddr::Ipa(Ipa(pa)))
+        );
         assert_eq!(leaf.asid, (!r.global).then_some(ASID));
         assert_eq!(
             (
@@ -751,7 +754,7 @@ mod differential {
         let t = got.unwrap_or_else(|f| panic!("{va:#x} should translate: {f}"));
         assert_eq!(t.pa, pa);
         let combined = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!(combined.translate(va), pa.0);
+        assert_eq!(combined.translate(Va(va).into()), Some(OutputAddr::Pa(pa)));
         assert_eq!(combined.level, s1_level);
         assert_eq!(leaf_of(&t.entries, Stage::S2).level, s2_level);
         let want_write = match (r.writable, r2.writable) {
@@ -795,11 +798,11 @@ mod differential {
         let t = translate(&fx.mem, &ctx, 0x80_4000_0123, USER_READ).expect("mapped");
         assert_eq!(t.pa, Pa(NESTED_OFFSET + 0x40_4000_0123));
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (0x80_4000_0000, 30));
+        assert_eq!((c.input_va(), c.span_shift), (Some(Va(0x80_4000_0000)), 30));
         // A 2 MiB stage-1 block inside a 1 GiB stage-2 block: 2 MiB.
         let t = translate(&fx.mem, &ctx, 0x4030_0000, READ).expect("mapped");
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (0x4020_0000, 21));
+        assert_eq!((c.input_va(), c.span_shift), (Some(Va(0x4020_0000)), 21));
     }
 }
 
@@ -932,17 +935,17 @@ mod granules {
         assert_eq!(entries.len(), walks.len() + 1, "{entries:?}");
         for (e, &(level, shift, next)) in entries.iter().zip(walks) {
             assert_eq!(
-                (e.kind, e.level, u32::from(e.span_shift), e.output),
+                (e.kind, e.level, u32::from(e.span_shift), e.output().get()),
                 (EntryKind::Walk, level, shift, next)
             );
-            assert_eq!(e.input, va & !((1u64 << shift) - 1));
+            assert_eq!(e.input().get(), va & !((1u64 << shift) - 1));
         }
         let e = entries[walks.len()];
         assert_eq!(
-            (e.kind, e.level, u32::from(e.span_shift), e.output),
+            (e.kind, e.level, u32::from(e.span_shift), e.output().get()),
             (EntryKind::Leaf, leaf.0, leaf.1, leaf.2)
         );
-        assert_eq!(e.input, va & !((1u64 << leaf.1) - 1));
+        assert_eq!(e.input().get(), va & !((1u64 << leaf.1) - 1));
     }
 
     #[test]
@@ -1377,19 +1380,22 @@ mod granules {
         assert_eq!(t.pa, Pa(0x7_0000_9234));
         let s1 = leaf_of(&t.entries, Stage::S1);
         assert_eq!(
-            (s1.output, s1.span_shift, s1.granule),
-            (0x1234_8000, 14, Granule::K16)
+            (s1.output_ipa(), s1.span_shift, s1.granule),
+            (Some(Ipa(0x1234_8000)), 14, Granule::K16)
         );
         // The combined entry is the smaller of the two spans: the 16K page.
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (K16_VA & !0x3fff, 14));
-        assert_eq!(c.output, 0x7_0000_8000);
+        assert_eq!(
+            (c.input_va(), c.span_shift),
+            (Some(Va(K16_VA & !0x3fff)), 14)
+        );
+        assert_eq!(c.output_pa(), Some(Pa(0x7_0000_8000)));
         // Four stage-1 table reads (L0..L3), each translated by stage 2,
         // and the output: five stage-2 leaves.
         let s2_leaves = t
             .entries
             .iter()
-            .filter(|e| e.stage == Stage::S2 && e.kind == EntryKind::Leaf)
+            .filter(|e| e.stage() == Stage::S2 && e.kind == EntryKind::Leaf)
             .count();
         assert_eq!(s2_leaves, 5);
         // The 32 MiB stage-1 block over 64K stage-2 pages: combined span 64K.
@@ -1398,7 +1404,10 @@ mod granules {
         // (0x1ab_cdef >> 16) = 0x1ab -> PA 0x8_0000_0000 + 0x1ab_cdef.
         assert_eq!(t.pa, Pa(0x8_01ab_cdef));
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (K16_BLOCK_VA & !0xffff, 16));
+        assert_eq!(
+            (c.input_va(), c.span_shift),
+            (Some(Va(K16_BLOCK_VA & !0xffff)), 16)
+        );
     }
 
     /// A stage-2 fault while reading a stage-1 table is reported as a
@@ -1606,7 +1615,7 @@ mod enumeration {
     }
 
     fn covers(e: &TlbEntry, va: u64) -> bool {
-        e.kind == EntryKind::Leaf && e.input_range().contains(va)
+        e.kind == EntryKind::Leaf && e.input_range().contains(Va(va).into())
     }
 
     proptest! {
@@ -1624,18 +1633,18 @@ mod enumeration {
             // Every enumerated leaf: its input translates to its output,
             // through exactly that leaf, and so does its last byte.
             for e in all.iter().filter(|e| e.kind == EntryKind::Leaf) {
-                let t = translate(&m, &ctx, e.input, READ)
+                let t = translate(&m, &ctx, e.input().get(), READ)
                     .unwrap_or_else(|f| panic!("enumerated {e} but {f}"));
-                prop_assert_eq!(t.pa, Pa(e.output));
+                prop_assert_eq!(t.pa, e.output_ipa().unwrap().flat_pa());
                 prop_assert_eq!(t.entries.last(), Some(e));
-                let last = e.input + ((1u64 << e.span_shift) - 1);
+                let last = e.input().get() + ((1u64 << e.span_shift) - 1);
                 let t = translate(&m, &ctx, last, READ).expect("same leaf");
-                prop_assert_eq!(t.pa, Pa(e.translate(last)));
+                prop_assert_eq!(t.pa, e.translate(Va(last).into()).unwrap().flat_pa());
             }
             // Every enumerated walk entry is on the walk of its input, which
             // either completes through it or faults below it.
             for e in all.iter().filter(|e| e.kind == EntryKind::Walk) {
-                match translate(&m, &ctx, e.input, READ) {
+                match translate(&m, &ctx, e.input().get(), READ) {
                     Ok(t) => prop_assert!(t.entries.contains(e), "{} not on the walk", e),
                     Err(f) => prop_assert!(f.level > e.level, "{} vs {}", e, f),
                 }
@@ -1650,7 +1659,7 @@ mod enumeration {
                 match translate(&m, &ctx, va, READ) {
                     Ok(t) => {
                         prop_assert_eq!(leaves.len(), 1, "{:#x}: {:?}", va, leaves);
-                        prop_assert_eq!(t.pa, Pa(leaves[0].translate(va)));
+                        prop_assert_eq!(t.pa, leaves[0].translate(Va(va).into()).unwrap().flat_pa());
                         for e in &t.entries {
                             prop_assert!(all.contains(e), "{} made by translate, not enumerated", e);
                         }

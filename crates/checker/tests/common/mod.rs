@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use tlbcheck_checker::model::{Model, Op, Thread};
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
@@ -73,7 +73,7 @@ pub fn tlbi_va(leaf_only: bool) -> Op {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only,
             ttl_level: None,
@@ -121,7 +121,7 @@ pub fn parallel_unmaps(k: u8) -> Model {
             .unwrap();
         let mut tlbi = tlbi_va(true);
         if let Op::Tlbi { scope, .. } = &mut tlbi {
-            scope.range = Some(AddrRange::from_len(t << 12, 0x1000));
+            scope.range = Some(InputRange::Va(AddrRange::from_len(t << 12, 0x1000)));
         }
         threads.push(Thread {
             name: format!("t{t}"),

@@ -48,7 +48,7 @@ use super::config::{
 use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
 use super::ste::Ste;
-use crate::addr::{AddrRange, Pa};
+use crate::addr::{AddrRange, InputRange, Pa, Va};
 use crate::machine::Dsb;
 use crate::mem::PhysMem;
 use crate::tlb::{
@@ -404,7 +404,7 @@ fn iotlb_leaf(
     tlb.stats.walk_reads += t
         .entries
         .iter()
-        .filter(|e| e.stage != Stage::Combined)
+        .filter(|e| e.stage() != Stage::Combined)
         .count() as u64;
     for e in &t.entries {
         tlb.insert(*e);
@@ -413,7 +413,7 @@ fn iotlb_leaf(
         .entries
         .iter()
         .rev()
-        .find(|e| e.kind == EntryKind::Leaf && e.stage == stage)
+        .find(|e| e.kind == EntryKind::Leaf && e.stage() == stage)
         .expect("a successful walk ends in a leaf of the access stage"))
 }
 
@@ -510,7 +510,11 @@ impl SmmuCosts {
         };
         let access = Access { write, user: false };
         cost.result = match leaf {
-            Ok(e) if e.perms.allows(access) => Ok(Pa(e.translate(va))),
+            // A stage-1 leaf is the access stage only without stage 2.
+            Ok(e) if e.perms.allows(access) => Ok(e
+                .translate(ctx.access_input(Va(va)))
+                .expect("the leaf covers the address")
+                .flat_pa()),
             Ok(e) => Err(CostFault::Translation(Fault::from_cached_leaf(&e))),
             Err(f) => Err(CostFault::Translation(f)),
         };
@@ -731,20 +735,24 @@ impl SmmuCosts {
                         .invalidate(|e| CD_SPLITS.iter().any(|&s| scope.covers(e, split, Some(s))));
                 }
                 // SMMUv3 4.5.1: ATC entries whose input overlaps the span,
-                // whatever their tags.
+                // whatever their tags. The span holds untranslated
+                // addresses: VAs, which for a stream that bypasses stage 1
+                // are the IPAs its stage-2 entries hold (`Va::flat_ipa`).
                 Deferred::Atc { dev, span } => {
                     if let Some(atc) = self.atc.get_mut(dev).and_then(Option::as_mut) {
                         for regime in [Regime::El10, Regime::El2] {
-                            atc.invalidate(&InvalScope {
-                                regime,
-                                stages: StageSel::ALL,
-                                vmid: None,
-                                asid: AsidSel::Any,
-                                range: Some(span),
-                                granule: None,
-                                leaf_only: false,
-                                ttl_level: None,
-                            });
+                            for range in [InputRange::Va(span), InputRange::Ipa(span)] {
+                                atc.invalidate(&InvalScope {
+                                    regime,
+                                    stages: StageSel::ALL,
+                                    vmid: None,
+                                    asid: AsidSel::Any,
+                                    range: Some(range),
+                                    granule: None,
+                                    leaf_only: false,
+                                    ttl_level: None,
+                                });
+                            }
                         }
                     }
                 }

@@ -23,7 +23,7 @@ use super::config::{
 use super::event::{Access as EvAccess, EventBody, EventRecord, FaultClass, FaultInfo};
 use super::queue::{CmdQueue, CmdqError, EventQueue, QueueFull};
 use super::ste::{SmmuFeatures, StreamConfig};
-use crate::addr::{AddrRange, Pa};
+use crate::addr::{AddrRange, InputRange, Pa};
 use crate::machine::{output_range, Dsb, SMMU_AGENT};
 use crate::mem::{PendingStore, PhysMem};
 use crate::tlb::closure::close;
@@ -255,11 +255,12 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
         leaf_only: false,
         ttl_level: None,
     };
-    let with_addr = |mut s: InvalScope, a: &TlbiAddr| {
+    // `space` names the addresses: VAs, or IPAs for TLBI_S2_IPA.
+    let with_addr = |mut s: InvalScope, a: &TlbiAddr, space: fn(AddrRange) -> InputRange| {
         // TG = 0: the single address, any granule, any level; TG != 0:
         // (NUM+1) * 2^SCALE granules, entries of that granule only, and a
         // TTL hint that may leave entries of other levels (SMMUv3 4.4.1.1).
-        s.range = Some(a.range_covered());
+        s.range = Some(space(a.range_covered()));
         s.granule = a.granule();
         s.leaf_only = a.leaf;
         s.ttl_level = a.level_hint();
@@ -287,11 +288,13 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
                 only(*asid, true),
             ),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.3: by VA, all ASIDs.
         Command::TlbiNhVaa { vmid, va } => with_addr(
             base(Regime::El10, StageSel::STAGE1, Some(*vmid), AsidSel::Any),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.7: all EL2 entries.
         Command::TlbiEl2All => base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any),
@@ -315,11 +318,14 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
                 if e2h { only(*asid, true) } else { AsidSel::Any },
             ),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.9.
-        Command::TlbiEl2Vaa { va } => {
-            with_addr(base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any), va)
-        }
+        Command::TlbiEl2Vaa { va } => with_addr(
+            base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any),
+            va,
+            InputRange::Va,
+        ),
         // 4.4.3.2: every stage of the VMID.
         Command::TlbiS12Vmall { vmid } => {
             base(Regime::El10, StageSel::ALL, Some(*vmid), AsidSel::Any)
@@ -328,6 +334,7 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
         Command::TlbiS2Ipa { vmid, ipa } => with_addr(
             base(Regime::El10, StageSel::STAGE2, Some(*vmid), AsidSel::Any),
             ipa,
+            InputRange::Ipa,
         ),
         // 4.4.4.1: every non-secure non-EL2 entry, all VMIDs, all stages.
         Command::TlbiNsnhAll => base(Regime::El10, StageSel::ALL, None, AsidSel::Any),
@@ -567,6 +574,9 @@ impl Smmu {
             Command::AtcInv { sid, ssv, ssid, .. } => {
                 // SMMUv3 4.5.1: SSV = 0 reaches every PASID of the function
                 // and its non-PASID translations.
+                // Address is the device's untranslated address: the VA, which
+                // for a stream that bypasses stage 1 is the IPA its stage-2
+                // entries hold (`Va::flat_ipa`): both spaces match by value.
                 let span = cmd.invalidated_range().unwrap_or(AddrRange::ALL);
                 for d in 0..self.devices.len() {
                     let dev = &self.devices[d];
@@ -576,7 +586,7 @@ impl Smmu {
                     let doomed: Vec<TlbEntry> = dev
                         .atc
                         .iter()
-                        .filter(|(e, _)| e.input_range().overlaps(span))
+                        .filter(|(e, _)| e.input_range().addrs().overlaps(span))
                         .map(|(e, _)| *e)
                         .collect();
                     let window = self.atc_source(d);
@@ -798,7 +808,7 @@ impl Smmu {
             .covered(scope)
             .into_iter()
             .filter(|e| {
-                e.stage == Stage::S2
+                e.stage() == Stage::S2
                     || !aset_tags
                         .iter()
                         .any(|&(r, v, a)| e.regime == r && e.vmid == v && e.asid == Some(a))
@@ -1094,7 +1104,7 @@ impl Smmu {
             .filter(|c| c.s1.is_some() && c.s2.is_some())
             .map(|c| (c.regime, c.tag_vmid()))
             .collect();
-        let ipa_out = |e: &TlbEntry| e.stage == Stage::S1 && nested.contains(&(e.regime, e.vmid));
+        let ipa_out = |e: &TlbEntry| e.stage() == Stage::S1 && nested.contains(&(e.regime, e.vmid));
         let mut out = Vec::new();
         for (e, p) in self.iotlb.iter() {
             if !ipa_out(e) && output_range(e).overlaps(range) {

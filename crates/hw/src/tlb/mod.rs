@@ -6,6 +6,8 @@ pub mod entry;
 pub mod mayhold;
 pub mod realistic;
 
-pub use entry::{Access, AsidSel, EntryKind, InvalScope, Perms, Regime, Stage, StageSel, TlbEntry};
+pub use entry::{
+    Access, AsidSel, EntryKind, InvalScope, Mapping, Perms, Regime, Stage, StageSel, TlbEntry,
+};
 pub use mayhold::{MayHold, Provenance};
 pub use realistic::{RealisticTlb, TlbStats};

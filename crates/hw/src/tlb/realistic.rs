@@ -7,7 +7,7 @@
 //! set, so it never holds an entry outside the may-hold set.
 
 use super::entry::{Access, EntryKind, InvalScope, Regime, Stage, TlbEntry};
-use crate::addr::Pa;
+use crate::addr::{Pa, Va};
 use crate::mem::PhysMem;
 use crate::vmsa::{translate, Context, Fault};
 use serde::{Deserialize, Serialize};
@@ -100,10 +100,10 @@ impl RealisticTlb {
                 .flatten()
             {
                 let e = &slot.entry;
-                if e.input == base
+                if e.input().get() == base
                     && e.span_shift == span
                     && e.kind == EntryKind::Leaf
-                    && e.stage == stage
+                    && e.stage() == stage
                     && e.regime == regime
                     && e.vmid == vmid
                     && (e.asid.is_none() || e.asid == asid)
@@ -123,7 +123,7 @@ impl RealisticTlb {
         if entry.kind == EntryKind::Leaf {
             self.leaf_spans |= 1 << entry.span_shift;
         }
-        let set = self.set_of(entry.input, entry.span_shift);
+        let set = self.set_of(entry.input().get(), entry.span_shift);
         self.clock += 1;
         let ways = &mut self.slots[set * self.ways..(set + 1) * self.ways];
         if let Some(s) = ways.iter_mut().flatten().find(|s| s.entry == entry) {
@@ -150,7 +150,7 @@ impl RealisticTlb {
     fn fill(&mut self, entries: &[TlbEntry]) {
         self.stats.walk_reads += entries
             .iter()
-            .filter(|e| e.stage != Stage::Combined)
+            .filter(|e| e.stage() != Stage::Combined)
             .count() as u64;
         for e in entries {
             self.insert(*e);
@@ -190,11 +190,16 @@ impl RealisticTlb {
         let vmid = ctx.tag_vmid();
         let asid = (stage != Stage::S2).then_some(ctx.asid);
         if ctx.s1.is_some() || ctx.s2.is_some() {
+            let input = ctx.access_input(Va(addr));
             if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, addr) {
                 if !e.perms.allows(access) {
                     return Err(Fault::from_cached_leaf(&e));
                 }
-                return Ok(Pa(e.translate(addr)));
+                // A stage-1 leaf is the access stage only without stage 2.
+                let out = e
+                    .translate(input)
+                    .expect("the leaf covers its lookup address");
+                return Ok(out.flat_pa());
             }
         }
         self.stats.misses += 1;
@@ -223,26 +228,18 @@ impl RealisticTlb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Granule;
+    use crate::addr::{Granule, Ipa};
     use crate::mem::Pfn;
-    use crate::tlb::{AsidSel, Perms, StageSel};
+    use crate::tlb::{AsidSel, Mapping, StageSel};
     use crate::vmsa::desc::{s1_page, table};
     use crate::vmsa::StageConfig;
 
     fn page(input: u64, asid: u16) -> TlbEntry {
-        TlbEntry {
-            regime: Regime::El10,
-            vmid: 0,
-            stage: Stage::S1,
-            asid: Some(asid),
-            span_shift: 12,
-            input,
-            level: 3,
-            kind: EntryKind::Leaf,
-            granule: Granule::K4,
-            output: input + 0x1000_0000,
-            perms: Perms::default(),
-        }
+        let map = Mapping::S1 {
+            input: Va(input),
+            output: Ipa(input + 0x1000_0000),
+        };
+        TlbEntry::leaf(map, 3, Granule::K4).tagged(Regime::El10, 0, Some(asid))
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! the tables as it may see them: the raw material of the may-hold set).
 
 use super::desc::{decode, Descriptor, TableStage};
-use crate::addr::{AddrRange, Granule, Pa, OUTPUT_ADDRESS_BITS};
+use crate::addr::{AddrRange, Granule, InputAddr, InputRange, Pa, Va, OUTPUT_ADDRESS_BITS};
 use crate::mem::PhysMem;
-use crate::tlb::{Access, EntryKind, Perms, Regime, Stage, TlbEntry};
+use crate::tlb::{Access, EntryKind, Mapping, Perms, Regime, Stage, TlbEntry};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,6 +71,16 @@ impl Context {
             _ => Stage::S1,
         }
     }
+
+    /// The input address the leaves of [`Context::access_stage`] are looked
+    /// up by for an access at `va`: the VA itself, or for a context without
+    /// stage 1 the IPA it is taken as ([`Va::flat_ipa`]).
+    pub const fn access_input(&self, va: Va) -> InputAddr {
+        match self.s1 {
+            Some(_) => InputAddr::Va(va),
+            None => InputAddr::Ipa(va.flat_ipa()),
+        }
+    }
 }
 
 /// Kind of a translation fault (Arm ARM D8.15.1, RYLSQG: MMU fault types).
@@ -107,7 +117,7 @@ impl Fault {
     pub fn from_cached_leaf(e: &TlbEntry) -> Fault {
         Fault {
             kind: FaultKind::Permission,
-            stage: match e.stage {
+            stage: match e.stage() {
                 Stage::S2 => TableStage::S2,
                 Stage::S1 | Stage::Combined => TableStage::S1,
             },
@@ -262,20 +272,8 @@ fn walk_entry(
     next: u64,
 ) -> TlbEntry {
     let (asid, vmid) = tag(ctx, stage, false);
-    let shift = g.level_shift(level);
-    TlbEntry {
-        regime: ctx.regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: shift as u8,
-        input: addr & !((1u64 << shift) - 1),
-        level,
-        kind: EntryKind::Walk,
-        granule: g,
-        output: next,
-        perms: Perms::default(),
-    }
+    let input = addr & !((1u64 << g.level_shift(level)) - 1);
+    TlbEntry::walk(Mapping::of_stage(stage, input, next), level, g).tagged(ctx.regime, vmid, asid)
 }
 
 /// The entry kind a walk of `stage` tables makes.
@@ -288,19 +286,11 @@ const fn entry_stage(stage: TableStage) -> Stage {
 
 fn leaf_entry(ctx: &Context, stage: Stage, g: Granule, l: &StageLeaf, addr: u64) -> TlbEntry {
     let (asid, vmid) = tag(ctx, stage, l.global);
-    TlbEntry {
-        regime: ctx.regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: l.span_shift as u8,
-        input: addr & !((1u64 << l.span_shift) - 1),
-        level: l.level,
-        kind: EntryKind::Leaf,
-        granule: g,
-        output: l.output,
-        perms: l.perms,
-    }
+    let input = addr & !((1u64 << l.span_shift) - 1);
+    TlbEntry::leaf(Mapping::of_stage(stage, input, l.output), l.level, g)
+        .tagged(ctx.regime, vmid, asid)
+        .with_span(l.span_shift as u8)
+        .with_perms(l.perms)
 }
 
 fn walk_s2(
@@ -438,7 +428,7 @@ pub fn translate(
         let level = entries
             .iter()
             .rev()
-            .find(|e| e.stage == leaf_stage && e.kind == EntryKind::Leaf)
+            .find(|e| e.stage() == leaf_stage && e.kind == EntryKind::Leaf)
             .map_or(0, |e| e.level);
         return Err(Fault {
             kind: FaultKind::Permission,
@@ -458,7 +448,7 @@ fn stage1_allows(entries: &[TlbEntry], access: Access) -> bool {
     entries
         .iter()
         .rev()
-        .find(|e| e.stage == Stage::S1 && e.kind == EntryKind::Leaf)
+        .find(|e| e.stage() == Stage::S1 && e.kind == EntryKind::Leaf)
         .is_none_or(|e| e.perms.allows(access))
 }
 
@@ -481,24 +471,34 @@ pub fn combine_perms(s1: Perms, s2: Perms) -> Perms {
 /// no size rule for them). `None` if they do not
 /// overlap.
 pub fn combine(s1: &TlbEntry, s2: &TlbEntry) -> Option<TlbEntry> {
-    let s1_out = crate::addr::AddrRange::span(s1.output, u32::from(s1.span_shift));
-    if !s1_out.overlaps(s2.input_range()) {
+    let (
+        Mapping::S1 {
+            input: va,
+            output: ipa,
+        },
+        Mapping::S2 {
+            input: s2_ipa,
+            output: s2_pa,
+        },
+    ) = (s1.mapping(), s2.mapping())
+    else {
+        return None;
+    };
+    // The stage-1 output IPAs, as stage-2 inputs.
+    if !InputRange::Ipa(s1.output_span()).overlaps(s2.input_range()) {
         return None;
     }
     let (input, span_shift, output) = if s2.span_shift >= s1.span_shift {
-        (s1.input, s1.span_shift, s2.translate(s1.output))
+        (va, s1.span_shift, s2.translate_ipa(ipa)?)
     } else {
-        (s1.input + (s2.input - s1.output), s2.span_shift, s2.output)
+        (Va(va.0 + (s2_ipa.0 - ipa.0)), s2.span_shift, s2_pa)
     };
-    Some(TlbEntry {
-        stage: Stage::Combined,
-        input,
-        span_shift,
-        output,
-        perms: combine_perms(s1.perms, s2.perms),
-        // A combined entry keeps the stage-1 tags; its level is the stage-1 leaf level.
-        ..*s1
-    })
+    // A combined entry keeps the stage-1 tags; its level is the stage-1 leaf level.
+    Some(
+        s1.with_mapping(Mapping::Combined { input, output })
+            .with_span(span_shift)
+            .with_perms(combine_perms(s1.perms, s2.perms)),
+    )
 }
 
 /// Every entry a walker of `agent` could create by walking one stage's
@@ -613,6 +613,7 @@ pub fn enumerate_stage_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Ipa;
     use crate::mem::Pfn;
     use crate::vmsa::desc::{s1_block, s1_page, s2_page, table};
 
@@ -658,7 +659,7 @@ mod tests {
         assert_eq!(t.entries.len(), 4);
         assert_eq!(t.entries[3].kind, EntryKind::Leaf);
         assert_eq!(t.entries[3].asid, Some(7));
-        assert_eq!(t.entries[2].output, l3);
+        assert_eq!(t.entries[2].output_ipa(), Some(Ipa(l3)));
         // Read-only: a write is a permission fault at level 3.
         let f = translate(&m, &ctx_s1(l0), va, WRITE).unwrap_err();
         assert_eq!(
@@ -725,11 +726,11 @@ mod tests {
         let combined = t
             .entries
             .iter()
-            .find(|e| e.stage == Stage::Combined)
+            .find(|e| e.stage() == Stage::Combined)
             .unwrap();
         assert_eq!(
-            (combined.input, combined.output, combined.vmid),
-            (0x5000, 0x50_0000, 9)
+            (combined.input_va(), combined.output_pa(), combined.vmid),
+            (Some(Va(0x5000)), Some(Pa(0x50_0000)), 9)
         );
         assert!(!combined.perms.write, "stage 2 is read-only");
         let f = translate(&m, &ctx, 0x5008, WRITE).unwrap_err();
@@ -781,16 +782,16 @@ mod tests {
         assert_eq!(seen_by_1.len(), 5);
         let page = seen_by_1.iter().find(|e| e.level == 3).unwrap();
         assert_eq!(
-            (page.input, page.output, page.asid),
-            (0, 0x40_0000, Some(7))
+            (page.input_va(), page.output_ipa(), page.asid),
+            (Some(Va(0)), Some(Ipa(0x40_0000)), Some(7))
         );
         let block = seen_by_0
             .iter()
             .find(|e| e.kind == EntryKind::Leaf)
             .unwrap();
         assert_eq!(
-            (block.input, block.span_shift, block.asid),
-            (0x20_0000, 21, None)
+            (block.input_va(), block.span_shift, block.asid),
+            (Some(Va(0x20_0000)), 21, None)
         );
     }
 
