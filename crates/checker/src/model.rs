@@ -4,7 +4,7 @@
 use crate::violation::{FrameFate, Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tlbcheck_hw::addr::{AddrRange, Pa};
+use tlbcheck_hw::addr::{AddrRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, FRAME_SHIFT};
 use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
@@ -400,7 +400,7 @@ impl Model {
             Op::DeviceAccess { dev, va, write } => {
                 let m = &mut s.machine;
                 if let Some(smmu) = m.smmu.as_mut() {
-                    smmu.device_access(&mut m.mem, *dev, *va, *write);
+                    smmu.device_access(&mut m.mem, *dev, Va(*va), *write);
                 }
                 None
             }
@@ -523,7 +523,7 @@ impl Model {
         // A device sharing the address space (same tags) through the SMMU.
         let smmu = s.machine.smmu.as_ref()?;
         let (agent, e, p) = smmu
-            .leaves_for_context(c, va)
+            .leaves_for_context(c, Va(va))
             .into_iter()
             .find(|(_, e, _)| e.perms.write)?;
         Some(Violation {
@@ -615,7 +615,7 @@ impl Model {
         let c = &self.contexts[ctx];
         let access = Access { write, user: false };
         // The table must grant the access now, else a fault is legitimate.
-        translate(&s.machine.mem, c, va, access).ok()?;
+        translate(&s.machine.mem, c, Va(va), access).ok()?;
         let tlb = &s.machine.cpus[cpu as usize];
         let (e, p) = candidate_leaves(tlb, c, va)
             .into_iter()
@@ -700,8 +700,9 @@ fn candidate_leaves(
 ) -> Vec<(TlbEntry, Provenance)> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
+    let input = ctx.access_input(Va(va));
     cpu.tlb
-        .leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
+        .leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, input)
         .map(|(e, p)| (*e, *p))
         .collect()
 }

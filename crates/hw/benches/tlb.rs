@@ -9,7 +9,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Ipa, Va};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputAddr, InputRange, Ipa, Va};
 use tlbcheck_hw::tlb::{
     AsidSel, InvalScope, Mapping, MayHold, Perms, Provenance, RealisticTlb, Regime, Stage,
     StageSel, TlbEntry,
@@ -40,7 +40,8 @@ fn realistic_hit(c: &mut Criterion) {
     g.bench_function("hit", |b| {
         b.iter(|| {
             for &va in &pages {
-                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va + 0x10)));
+                let va = InputAddr::Va(Va(va + 0x10));
+                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va)));
             }
         })
     });

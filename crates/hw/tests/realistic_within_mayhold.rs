@@ -2,7 +2,7 @@
 //! (and so never returns) an entry outside the may-hold set (issue 2, item 4).
 
 use proptest::prelude::*;
-use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::tlb::{Access, AsidSel, InvalScope, RealisticTlb, Regime, StageSel};
@@ -133,7 +133,7 @@ proptest! {
                 Step::Access { va, write } => {
                     // Both CPUs access, so the second CPU's TLB fills too.
                     for r in real.iter_mut() {
-                        let _ = r.access(&m.mem, &ctx, va, Access { write, user: false });
+                        let _ = r.access(&m.mem, &ctx, Va(va), Access { write, user: false });
                     }
                 }
             }

@@ -136,7 +136,7 @@ impl Fx {
     }
 
     fn access(&mut self, dev: usize, va: u64, write: bool) -> AccessOutcome {
-        self.smmu.device_access(&mut self.m.mem, dev, va, write)
+        self.smmu.device_access(&mut self.m.mem, dev, Va(va), write)
     }
 
     /// Clears the permission upgrade's old read-only entry from the CPU side:
@@ -756,7 +756,7 @@ fn btm_case(btm: bool, ptm: bool, smmu_asid: u16, cpu_asid: u16) -> usize {
     fx.upgrade_to_rw();
     fx.cpu_tlbi(va_scope(cpu_asid));
     fx.dsb(Dsb::Ish);
-    fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).len()
+    fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).len()
 }
 
 #[test]
@@ -796,7 +796,7 @@ fn btm_completes_only_at_the_issuers_dsb_ish_and_never_touches_the_atc() {
     );
     fx.dsb(Dsb::Ish);
     assert_eq!(fx.smmu.pending_broadcasts(), 0);
-    let stale = fx.smmu.stale_denials(&fx.m.mem, 0, 0, true);
+    let stale = fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true);
     assert!(!stale.is_empty());
     assert!(
         stale.iter().all(|(a, _, _)| a.starts_with("ATC")),
@@ -846,7 +846,7 @@ fn atc_case(order: &[&str]) -> usize {
             _ => unreachable!(),
         }
     }
-    fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).len()
+    fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).len()
 }
 
 #[test]
@@ -890,7 +890,7 @@ fn atc_inv_span_is_aligned_power_of_two() {
         size: 1,
     });
     fx.cmd(sync());
-    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
 }
 
 // ---------------------------------------------------------------------
@@ -922,7 +922,7 @@ fn cerror_ill_stops_the_queue_at_the_offending_index() {
         "nothing consumed past it"
     );
     assert_eq!(fx.smmu.pending_invalidations(), 1);
-    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
     // Linux's recovery: overwrite it with a CMD_SYNC and acknowledge.
     let s = fx.tick();
     let c = fx
@@ -930,7 +930,7 @@ fn cerror_ill_stops_the_queue_at_the_offending_index() {
         .acknowledge_error(&mut fx.m.mem, Some(sync().encode()), s);
     assert_eq!(c.syncs.len(), 2);
     assert_eq!(fx.smmu.cmdq.cons_index(), 3);
-    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
 }
 
 fn first_event(fx: &Fx) -> EventRecord {
@@ -1105,7 +1105,10 @@ fn stall_case(fix: bool) -> AccessOutcome {
         fx.smmu.devices[0].state,
         DeviceState::Retrying { .. }
     ));
-    assert_eq!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty(), fix);
+    assert_eq!(
+        fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty(),
+        fix
+    );
     fx.access(0, 0, true)
 }
 
@@ -1144,7 +1147,7 @@ fn pri_page_request_then_response_retries() {
         resp: tlbcheck_hw::smmu::cmd::PriResp::Success,
     });
     // No TLBI/ATC_INV: the ATC still holds the read-only entry.
-    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
     assert!(matches!(
         fx.access(0, 0, true),
         AccessOutcome::PageRequest { .. }

@@ -687,20 +687,20 @@ const fn ipa_from_field(page: u64) -> u64 {
 impl TlbiOperand {
     /// A by-VA operand for `va` (any address in the page; pass `asid` 0 for
     /// the VAA forms).
-    pub const fn va(asid: u16, va: u64, ttl: Option<TtlHint>) -> TlbiOperand {
+    pub const fn va(asid: u16, va: Va, ttl: Option<TtlHint>) -> TlbiOperand {
         TlbiOperand::Va {
             asid,
             ttl,
-            page: (va >> 12) & mask(VA_FIELD_BITS),
+            page: (va.0 >> 12) & mask(VA_FIELD_BITS),
         }
     }
 
     /// A by-IPA operand for `ipa` (Non-secure, NS = 0).
-    pub const fn ipa(ipa: u64, ttl: Option<TtlHint>) -> TlbiOperand {
+    pub const fn ipa(ipa: Ipa, ttl: Option<TtlHint>) -> TlbiOperand {
         TlbiOperand::Ipa {
             ns: false,
             ttl,
-            page: (ipa >> 12) & mask(IPA_FIELD_BITS),
+            page: (ipa.0 >> 12) & mask(IPA_FIELD_BITS),
         }
     }
 
@@ -1049,7 +1049,7 @@ mod tests {
         // ASID 0x42 << 48 | VA 0xffff8a3b5000 >> 12 = 0xffff8a3b5.
         check(
             "VALE1IS",
-            TlbiOperand::va(0x42, 0xffff_8a3b_5000, None),
+            TlbiOperand::va(0x42, Va(0xffff_8a3b_5000), None),
             0x0042_000f_fff8_a3b5,
         );
         assert_eq!(
@@ -1063,7 +1063,7 @@ mod tests {
         // TTL = 0b0111 (4K, level 3) << 44 = 0x7000_0000_0000.
         check(
             "VALE1IS",
-            TlbiOperand::va(0x42, 0xffff_8a3b_5000, ttl(Granule::K4, 3)),
+            TlbiOperand::va(0x42, Va(0xffff_8a3b_5000), ttl(Granule::K4, 3)),
             0x0042_700f_fff8_a3b5,
         );
     }
@@ -1071,7 +1071,7 @@ mod tests {
     #[test]
     fn b6_3_block_level_2() {
         // TTL = 0b0110 << 44 = 0x6000_0000_0000; 0x40200000 >> 12 = 0x40200.
-        let op = TlbiOperand::va(0x42, 0x4020_0000, ttl(Granule::K4, 2));
+        let op = TlbiOperand::va(0x42, Va(0x4020_0000), ttl(Granule::K4, 2));
         check("VALE1IS", op, 0x0042_6000_0004_0200);
         check("VAE1IS", op, 0x0042_6000_0004_0200);
     }
@@ -1098,7 +1098,7 @@ mod tests {
         );
         check(
             "VAE1IS",
-            TlbiOperand::va(1, 0x3000, None),
+            TlbiOperand::va(1, Va(0x3000), None),
             0x0001_0000_0000_0003,
         );
         assert_eq!(
@@ -1137,7 +1137,7 @@ mod tests {
         for page in 0x3..=0xfu64 {
             check(
                 "VAE1IS",
-                TlbiOperand::va(9, page << 12, None),
+                TlbiOperand::va(9, Va(page << 12), None),
                 0x0009_0000_0000_0000 | page,
             );
         }
@@ -1165,7 +1165,7 @@ mod tests {
         assert_eq!(range.range(), span(0x1000, 0x1000 + 50 * 0x1000 - 1));
         check(
             "VAE1IS",
-            TlbiOperand::va(9, 0x42000, None),
+            TlbiOperand::va(9, Va(0x42000), None),
             0x0009_0000_0000_0042,
         );
     }
@@ -1243,7 +1243,7 @@ mod tests {
         // VA 0x2000_0000 >> 12 = 0x2_0000; ASID RES0.
         check(
             "VAAE1IS",
-            TlbiOperand::va(0, 0x2000_0000, ttl(Granule::K64, 2)),
+            TlbiOperand::va(0, Va(0x2000_0000), ttl(Granule::K64, 2)),
             0x0000_e000_0002_0000,
         );
     }
@@ -1254,7 +1254,7 @@ mod tests {
         // << 44 = 0x7000_0000_0000. Sum: 0x0000_7000_0084_0000.
         check(
             "IPAS2E1IS",
-            TlbiOperand::ipa(0x8_4000_0000, ttl(Granule::K4, 3)),
+            TlbiOperand::ipa(Ipa(0x8_4000_0000), ttl(Granule::K4, 3)),
             0x0000_7000_0084_0000,
         );
         assert_eq!(
@@ -1307,7 +1307,7 @@ mod tests {
         // VA 0x7fff_ffff_c000 >> 12 = 0x7_ffff_fffc. Sum: 0x0010_b007_ffff_fffc.
         check(
             "VALE1",
-            TlbiOperand::va(0x10, 0x7fff_ffff_c000, ttl(Granule::K16, 3)),
+            TlbiOperand::va(0x10, Va(0x7fff_ffff_c000), ttl(Granule::K16, 3)),
             0x0010_b007_ffff_fffc,
         );
     }
@@ -1319,7 +1319,7 @@ mod tests {
         // Decoding replicates VA[55] into VA[63:56] (D8.17.5.1 RJGGKN).
         check(
             "VAE1IS",
-            TlbiOperand::va(0, 0xffff_8000_1234_5000, None),
+            TlbiOperand::va(0, Va(0xffff_8000_1234_5000), None),
             0x0000_0ff8_0001_2345,
         );
         assert_eq!(
@@ -1701,7 +1701,7 @@ mod tests {
         // C5.5.59: non-global entries of the ASID at any level, global leaves.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, None),
+            TlbiOperand::va(5, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1718,7 +1718,7 @@ mod tests {
         // C5.5.68: final level only.
         assert_scope(
             "VALE1",
-            TlbiOperand::va(5, 0x40_0000, None),
+            TlbiOperand::va(5, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1734,13 +1734,13 @@ mod tests {
         // leaves (wrong level), the L2 walk entry and the 16K leaf stay.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K4, 2)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K4, 2)),
             &["s1 walk L0 asid5"],
         );
         // TTL 4K L3: the 4K L3 leaves and every walk entry above.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K4, 3)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K4, 3)),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1752,7 +1752,7 @@ mod tests {
         // TTL 16K L3: only the 16K leaf.
         assert_scope(
             "VALE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K16, 3)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K16, 3)),
             &["s1 L3 16K asid5"],
         );
     }
@@ -1761,7 +1761,7 @@ mod tests {
     fn scope_vaae1_and_vaale1_any_asid() {
         assert_scope(
             "VAAE1IS",
-            TlbiOperand::va(0, 0x40_0000, None),
+            TlbiOperand::va(0, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 asid6",
@@ -1774,7 +1774,7 @@ mod tests {
         );
         assert_scope(
             "VAALE1",
-            TlbiOperand::va(0, 0x40_0000, None),
+            TlbiOperand::va(0, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 asid6",
@@ -1821,14 +1821,18 @@ mod tests {
         // following VMALLE1.
         assert_scope(
             "IPAS2E1IS",
-            TlbiOperand::ipa(0x40_0000, None),
+            TlbiOperand::ipa(Ipa(0x40_0000), None),
             &["s2 L3", "s2 walk L1"],
         );
-        assert_scope("IPAS2LE1IS", TlbiOperand::ipa(0x40_0000, None), &["s2 L3"]);
+        assert_scope(
+            "IPAS2LE1IS",
+            TlbiOperand::ipa(Ipa(0x40_0000), None),
+            &["s2 L3"],
+        );
         // A TTL naming level 2 leaves the level-3 stage-2 leaf.
         assert_scope(
             "IPAS2E1",
-            TlbiOperand::ipa(0x40_0000, ttl(Granule::K4, 2)),
+            TlbiOperand::ipa(Ipa(0x40_0000), ttl(Granule::K4, 2)),
             &["s2 walk L1"],
         );
     }
@@ -1939,7 +1943,7 @@ mod tests {
         assert_eq!(s.ttl_level, Some(2));
         assert_eq!(s.vmid, Some(3));
         assert!(s.leaf_only);
-        let s = t("VAE1").scope(&TlbiOperand::va(5, 0x4000_0000, None), 3);
+        let s = t("VAE1").scope(&TlbiOperand::va(5, Va(0x4000_0000), None), 3);
         assert_eq!((s.granule, s.ttl_level), (None, None));
         assert_eq!(
             s.range,
@@ -1954,7 +1958,7 @@ mod tests {
     #[test]
     fn scopes_name_the_address_space_of_their_range() {
         let page = 0x40_0000u64;
-        let ipas2 = t("IPAS2E1IS").scope(&TlbiOperand::ipa(page, None), 1);
+        let ipas2 = t("IPAS2E1IS").scope(&TlbiOperand::ipa(Ipa(page), None), 1);
         assert_eq!(ipas2.range, Some(InputRange::Ipa(span(page, page + 0xfff))));
         let ripas2 = TlbiOperand::IpaRange {
             ns: false,
@@ -1964,7 +1968,7 @@ mod tests {
             t("RIPAS2E1IS").scope(&ripas2, 1).range,
             Some(InputRange::Ipa(_))
         ));
-        let vae1 = t("VAE1IS").scope(&TlbiOperand::va(5, page, None), 1);
+        let vae1 = t("VAE1IS").scope(&TlbiOperand::va(5, Va(page), None), 1);
         assert_eq!(vae1.range, Some(InputRange::Va(span(page, page + 0xfff))));
         assert!(matches!(
             t("RVAE1IS")

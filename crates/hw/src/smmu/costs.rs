@@ -388,12 +388,13 @@ fn iotlb_leaf(
     tlb: &mut RealisticTlb,
     mem: &PhysMem,
     ctx: &Context,
-    va: u64,
+    va: Va,
     hit: &mut Option<bool>,
 ) -> Result<TlbEntry, Fault> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    if let Some(e) = tlb.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
+    let input = ctx.access_input(va);
+    if let Some(e) = tlb.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, input) {
         *hit = Some(true);
         return Ok(e);
     }
@@ -464,12 +465,12 @@ impl SmmuCosts {
         smmu: &Smmu,
         mem: &PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> AccessCost {
         let d = &smmu.devices[dev];
         let mut cost = AccessCost {
-            result: Ok(Pa(va)),
+            result: Ok(va.flat_ipa().flat_pa()),
             config_hit: true,
             atc_hit: None,
             iotlb_hit: None,
@@ -489,7 +490,8 @@ impl SmmuCosts {
             Some(atc) => {
                 let stage = ctx.access_stage();
                 let asid = (stage != Stage::S2).then_some(ctx.asid);
-                match atc.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
+                let input = ctx.access_input(va);
+                match atc.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, input) {
                     Some(e) => {
                         cost.atc_hit = Some(true);
                         Ok(e)
@@ -512,7 +514,7 @@ impl SmmuCosts {
         cost.result = match leaf {
             // A stage-1 leaf is the access stage only without stage 2.
             Ok(e) if e.perms.allows(access) => Ok(e
-                .translate(ctx.access_input(Va(va)))
+                .translate(ctx.access_input(va))
                 .expect("the leaf covers the address")
                 .flat_pa()),
             Ok(e) => Err(CostFault::Translation(Fault::from_cached_leaf(&e))),

@@ -23,7 +23,7 @@ use super::config::{
 use super::event::{Access as EvAccess, EventBody, EventRecord, FaultClass, FaultInfo};
 use super::queue::{CmdQueue, CmdqError, EventQueue, QueueFull};
 use super::ste::{SmmuFeatures, StreamConfig};
-use crate::addr::{AddrRange, InputRange, Pa};
+use crate::addr::{AddrRange, InputRange, Pa, Va};
 use crate::machine::{output_range, Dsb, SMMU_AGENT};
 use crate::mem::{PendingStore, PhysMem};
 use crate::tlb::closure::close;
@@ -68,7 +68,7 @@ pub enum DeviceState {
         /// STAG reported in the event record.
         stag: u16,
         /// Address of the stalled transaction.
-        va: u64,
+        va: Va,
         /// A write.
         write: bool,
     },
@@ -78,7 +78,7 @@ pub enum DeviceState {
         /// Page Request Group index.
         grpid: u16,
         /// Address requested.
-        va: u64,
+        va: Va,
         /// Write access requested.
         write: bool,
     },
@@ -86,7 +86,7 @@ pub enum DeviceState {
     /// device will retry this access, through its caches again.
     Retrying {
         /// Address.
-        va: u64,
+        va: Va,
         /// A write.
         write: bool,
     },
@@ -235,10 +235,11 @@ pub struct Smmu {
 }
 
 /// Cached leaves for an access at `va` in `ctx`.
-fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> {
+fn leaves(may: &MayHold, ctx: &Context, va: Va) -> Vec<(TlbEntry, Provenance)> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    may.leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
+    let input = ctx.access_input(va);
+    may.leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, input)
         .map(|(e, p)| (*e, *p))
         .collect()
 }
@@ -873,7 +874,7 @@ impl Smmu {
     /// Every translation device `dev` may use for `va`: cached leaves (ATC
     /// when it has ATS, else IOTLB; the ATC already holds whatever the IOTLB
     /// may return), with the agent name.
-    pub fn cached_leaves(&self, dev: usize, va: u64) -> Vec<(String, TlbEntry, Provenance)> {
+    pub fn cached_leaves(&self, dev: usize, va: Va) -> Vec<(String, TlbEntry, Provenance)> {
         let d = &self.devices[dev];
         let mut out = Vec::new();
         for ctx in self.contexts(dev) {
@@ -891,11 +892,7 @@ impl Smmu {
 
     /// IOTLB and ATC leaves that translate `va` with `ctx`'s tags (for
     /// example a CPU address space shared with a device, SVA).
-    pub fn leaves_for_context(
-        &self,
-        ctx: &Context,
-        va: u64,
-    ) -> Vec<(String, TlbEntry, Provenance)> {
+    pub fn leaves_for_context(&self, ctx: &Context, va: Va) -> Vec<(String, TlbEntry, Provenance)> {
         let mut out: Vec<(String, TlbEntry, Provenance)> = leaves(&self.iotlb, ctx, va)
             .into_iter()
             .map(|(e, p)| ("SMMU IOTLB".to_string(), e, p))
@@ -916,7 +913,7 @@ impl Smmu {
 
     /// Whether the current tables (current configuration, latest memory)
     /// grant the access.
-    pub fn current_grants(&self, mem: &PhysMem, dev: usize, va: u64, write: bool) -> bool {
+    pub fn current_grants(&self, mem: &PhysMem, dev: usize, va: Va, write: bool) -> bool {
         let access = Access { write, user: false };
         match self.current_config(mem, dev) {
             Err(_) => false,
@@ -933,7 +930,7 @@ impl Smmu {
         &self,
         mem: &PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> Vec<(String, TlbEntry, Provenance)> {
         if !self.current_grants(mem, dev, va, write) {
@@ -957,7 +954,7 @@ impl Smmu {
         &mut self,
         mem: &mut PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> AccessOutcome {
         match self.devices[dev].state {
@@ -1009,8 +1006,9 @@ impl Smmu {
         let mut denial: Option<(ResolvedConfig, Option<TlbEntry>, Fault)> = None;
         let mut granted_pa = None;
         for c in &configs {
+            // Bypass: the address goes out as the PA.
             let Some(ctx) = self.context_of(c) else {
-                granted_pa.get_or_insert(Pa(va));
+                granted_pa.get_or_insert(va.flat_ipa().flat_pa());
                 continue;
             };
             let cached = {
@@ -1036,7 +1034,7 @@ impl Smmu {
         }
         let Some((cfg, entry, fault)) = denial else {
             return AccessOutcome::Done {
-                pa: granted_pa.unwrap_or(Pa(va)),
+                pa: granted_pa.unwrap_or(va.flat_ipa().flat_pa()),
             };
         };
         let d = &self.devices[dev];
@@ -1071,7 +1069,7 @@ impl Smmu {
                 FaultClass::Input
             },
             tt_read: false,
-            input_addr: va,
+            input_addr: va.0,
             ipa: 0,
         };
         let body = match fault.kind {

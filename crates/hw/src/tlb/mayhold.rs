@@ -11,7 +11,7 @@
 //! of the set.
 
 use super::entry::{AsidSel, EntryKind, InvalScope, Regime, Stage, TlbEntry};
-use crate::addr::InputRange;
+use crate::addr::{InputAddr, InputRange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -147,20 +147,35 @@ impl MayHold {
 
     /// Leaf entries of `stage` that translate `input` for the given tags:
     /// the candidates an access may hit (stale ones included).
+    ///
+    /// Stage-1 and combined entries translate VAs, stage-2 entries IPAs: an
+    /// address of the other space finds nothing (and is a caller's bug,
+    /// asserted in debug builds). [`crate::vmsa::Context::access_input`]
+    /// gives the address an access looks up.
     pub fn leaves_for(
         &self,
         regime: Regime,
         vmid: u16,
         stage: Stage,
         asid: Option<u16>,
-        input: u64,
+        input: InputAddr,
     ) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
+        let space_ok = matches!(
+            (stage, input),
+            (Stage::S2, InputAddr::Ipa(_)) | (Stage::S1 | Stage::Combined, InputAddr::Va(_))
+        );
+        debug_assert!(space_ok, "{stage:?} entries do not translate {input:?}");
+        let input = input.get();
         let asids: [Option<u16>; 2] = match (stage, asid) {
             (Stage::S2, _) | (_, None) => [None, None],
             (_, Some(a)) => [None, Some(a)],
         };
         let spans = self.spans;
-        let n_asids = if asids[0] == asids[1] { 1 } else { 2 };
+        let n_asids = match (space_ok, asids[0] == asids[1]) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        };
         asids
             .into_iter()
             .take(n_asids)
@@ -405,7 +420,7 @@ mod tests {
         m.insert(page, P);
         m.insert(leaf(None, 4, Stage::S2, 0x20_1000, 12, 3), P);
         let hits: Vec<_> = m
-            .leaves_for(Regime::El10, 3, Stage::S2, None, 0x20_1abc)
+            .leaves_for(Regime::El10, 3, Stage::S2, None, Ipa(0x20_1abc).into())
             .map(|(e, _)| *e)
             .collect();
         assert_eq!(hits.len(), 2);
@@ -436,7 +451,7 @@ mod tests {
             vec![s1, combined]
         );
         let by_ipa: Vec<_> = m
-            .leaves_for(Regime::El10, 3, Stage::S2, None, 0x20_0123)
+            .leaves_for(Regime::El10, 3, Stage::S2, None, Ipa(0x20_0123).into())
             .map(|(e, _)| *e)
             .collect();
         assert_eq!(by_ipa, vec![s2]);

@@ -7,7 +7,7 @@
 //! set, so it never holds an entry outside the may-hold set.
 
 use super::entry::{Access, EntryKind, InvalScope, Regime, Stage, TlbEntry};
-use crate::addr::{Pa, Va};
+use crate::addr::{InputAddr, Pa, Va};
 use crate::mem::PhysMem;
 use crate::vmsa::{translate, Context, Fault};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,10 @@ impl RealisticTlb {
         ((page ^ (page >> 7) ^ u64::from(span)) as usize) & (self.sets - 1)
     }
 
-    /// The leaf that translates `input` for these tags, if cached.
+    /// The leaf of `stage` that translates `input` for these tags, if
+    /// cached. Stage-1 and combined entries translate VAs, stage-2 entries
+    /// IPAs: an address of the other space finds nothing (and is a caller's
+    /// bug, asserted in debug builds).
     #[inline]
     pub fn lookup(
         &mut self,
@@ -87,9 +90,15 @@ impl RealisticTlb {
         vmid: u16,
         stage: Stage,
         asid: Option<u16>,
-        input: u64,
+        input: InputAddr,
     ) -> Option<TlbEntry> {
-        let mut spans = self.leaf_spans;
+        let space_ok = matches!(
+            (stage, input),
+            (Stage::S2, InputAddr::Ipa(_)) | (Stage::S1 | Stage::Combined, InputAddr::Va(_))
+        );
+        debug_assert!(space_ok, "{stage:?} entries do not translate {input:?}");
+        let input = input.get();
+        let mut spans = if space_ok { self.leaf_spans } else { 0 };
         while spans != 0 {
             let span = spans.trailing_zeros() as u8;
             spans &= spans - 1;
@@ -175,23 +184,23 @@ impl RealisticTlb {
         self.slots.iter().flatten().map(|s| &s.entry)
     }
 
-    /// Translates `addr` in `ctx`: a hit returns the cached leaf (whose
-    /// permissions may forbid the access: a cached permission fault, Arm ARM
-    /// D8.15.1.5, RJVXRH); a miss walks the latest memory and fills every
-    /// entry the walk made.
+    /// Translates an access at `va` in `ctx`: a hit returns the cached leaf
+    /// (whose permissions may forbid the access: a cached permission fault,
+    /// Arm ARM D8.15.1.5, RJVXRH); a miss walks the latest memory and fills
+    /// every entry the walk made.
     pub fn access(
         &mut self,
         mem: &PhysMem,
         ctx: &Context,
-        addr: u64,
+        va: Va,
         access: Access,
     ) -> Result<Pa, Fault> {
         let stage = ctx.access_stage();
         let vmid = ctx.tag_vmid();
         let asid = (stage != Stage::S2).then_some(ctx.asid);
         if ctx.s1.is_some() || ctx.s2.is_some() {
-            let input = ctx.access_input(Va(addr));
-            if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, addr) {
+            let input = ctx.access_input(va);
+            if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, input) {
                 if !e.perms.allows(access) {
                     return Err(Fault::from_cached_leaf(&e));
                 }
@@ -203,7 +212,7 @@ impl RealisticTlb {
             }
         }
         self.stats.misses += 1;
-        match translate(mem, ctx, addr, access) {
+        match translate(mem, ctx, va, access) {
             Ok(t) => {
                 self.fill(&t.entries);
                 Ok(t.pa)
@@ -215,7 +224,7 @@ impl RealisticTlb {
                     write: false,
                     user: false,
                 };
-                if let Ok(t) = translate(mem, ctx, addr, read) {
+                if let Ok(t) = translate(mem, ctx, va, read) {
                     self.fill(&t.entries);
                 }
                 Err(f)
@@ -248,14 +257,14 @@ mod tests {
         t.insert(page(0x1000, 1));
         t.insert(page(0x2000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x1000).into())
             .is_some());
         t.insert(page(0x3000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x2000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x2000).into())
             .is_none());
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x1000).into())
             .is_some());
         assert_eq!(t.stats.evicted, 1);
     }
@@ -265,7 +274,7 @@ mod tests {
         let mut t = RealisticTlb::new(4, 2);
         t.insert(page(0x1000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(2), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(2), Va(0x1000).into())
             .is_none());
         let s = InvalScope {
             regime: Regime::El10,
@@ -311,11 +320,11 @@ mod tests {
             write: true,
             user: false,
         };
-        assert_eq!(t.access(&m, &ctx, 0x10, read), Ok(Pa(0x50_0010)));
+        assert_eq!(t.access(&m, &ctx, Va(0x10), read), Ok(Pa(0x50_0010)));
         m.write(Pa(0x10_3000), s1_page(0x50_0000, true, false, false))
             .unwrap();
         assert!(
-            t.access(&m, &ctx, 0x10, write).is_err(),
+            t.access(&m, &ctx, Va(0x10), write).is_err(),
             "stale read-only entry"
         );
         t.invalidate(&InvalScope {
@@ -328,7 +337,7 @@ mod tests {
             leaf_only: true,
             ttl_level: None,
         });
-        assert_eq!(t.access(&m, &ctx, 0x10, write), Ok(Pa(0x50_0010)));
+        assert_eq!(t.access(&m, &ctx, Va(0x10), write), Ok(Pa(0x50_0010)));
         assert_eq!((t.stats.hits, t.stats.misses), (1, 2));
     }
 }
