@@ -73,12 +73,13 @@ impl Context {
     }
 
     /// The input address the leaves of [`Context::access_stage`] are looked
-    /// up by for an access at `va`: the VA itself, or for a context without
-    /// stage 1 the IPA it is taken as ([`Va::flat_ipa`]).
+    /// up by for an access at `va`: the IPA it is taken as
+    /// ([`Va::flat_ipa`]) for a stage-2-only context, else the VA itself
+    /// (a context with no translation looks up no leaves, as stage 1).
     pub const fn access_input(&self, va: Va) -> InputAddr {
-        match self.s1 {
-            Some(_) => InputAddr::Va(va),
-            None => InputAddr::Ipa(va.flat_ipa()),
+        match (self.s1.is_some(), self.s2.is_some()) {
+            (false, true) => InputAddr::Ipa(va.flat_ipa()),
+            _ => InputAddr::Va(va),
         }
     }
 }
@@ -916,6 +917,25 @@ mod tests {
         let t = translate_ipa(&m, &off, Ipa(0x2_0008), WRITE).unwrap();
         assert_eq!((t.ipa, t.pa), (None, Pa(0x2_0008)));
         assert!(t.entries.is_empty());
+    }
+
+    /// The address an access looks its leaves up by is of the space of the
+    /// access stage's entries, for every combination of stages.
+    #[test]
+    fn access_input_matches_the_access_stage() {
+        let (_, nested) = nested();
+        let s1 = nested.s1;
+        let s2 = nested.s2;
+        for (s1, s2) in [(s1, s2), (s1, None), (None, s2), (None, None)] {
+            let ctx = Context { s1, s2, ..nested };
+            let input = ctx.access_input(Va(0x5008));
+            assert_eq!(input.get(), 0x5008);
+            assert_eq!(
+                matches!(input, InputAddr::Ipa(_)),
+                ctx.access_stage() == Stage::S2,
+                "{ctx:?}"
+            );
+        }
     }
 
     #[test]
