@@ -22,7 +22,7 @@ use crate::program::{Program, Script};
 use crate::sync::{SyncOp, SyncState};
 use std::sync::Arc;
 use thiserror::Error;
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
@@ -403,7 +403,7 @@ impl ThreadBuilder<'_> {
     }
 
     /// A device transaction.
-    pub fn device_access(&mut self, dev: usize, va: u64, write: bool) -> Result<(), BuildError> {
+    pub fn device_access(&mut self, dev: usize, va: Va, write: bool) -> Result<(), BuildError> {
         self.device(dev)?;
         self.ops.push(Op::DeviceAccess { dev, va, write });
         Ok(())

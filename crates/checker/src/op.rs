@@ -10,7 +10,7 @@
 use crate::sync::SyncOp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
 use tlbcheck_hw::smmu::cmd::Command;
@@ -28,8 +28,9 @@ pub enum Rely {
     ReadOnly {
         /// Context index.
         ctx: usize,
-        /// Virtual (or, for a stage-2-only context, intermediate) address.
-        va: u64,
+        /// The address the context's agents issue (for a stage-2-only
+        /// context it is used as the IPA, as the hardware does).
+        va: Va,
     },
     /// A CPU's retry of an access whose fault was handled cannot fault again
     /// on a stale entry: `fault-livelock` otherwise.
@@ -37,7 +38,7 @@ pub enum Rely {
         /// Context index.
         ctx: usize,
         /// Address.
-        va: u64,
+        va: Va,
         /// A write (else a read).
         write: bool,
     },
@@ -108,8 +109,8 @@ pub enum Op {
     DeviceAccess {
         /// Device index.
         dev: usize,
-        /// Input address (VA, or IPA for a stage-2-only stream).
-        va: u64,
+        /// Input address (used as the IPA for a stage-2-only stream).
+        va: Va,
         /// A write (else a read).
         write: bool,
     },
@@ -147,10 +148,10 @@ impl fmt::Display for Op {
             Op::Alloc { owner } => write!(f, "alloc frame as {owner}"),
             Op::Sync(s) => s.fmt(f),
             Op::Rely(Rely::ReadOnly { ctx, va }) => {
-                write!(f, "rely read-only ctx {ctx} VA {va:#x}")
+                write!(f, "rely read-only ctx {ctx} VA {:#x}", va.0)
             }
             Op::Rely(Rely::RetrySucceeds { ctx, va, write }) => {
-                write!(f, "retry {} ctx {ctx} VA {va:#x}", rw(*write))
+                write!(f, "retry {} ctx {ctx} VA {:#x}", rw(*write), va.0)
             }
             Op::Rely(Rely::CurrentConfig { dev }) => {
                 write!(f, "rely on current SMMU config of device {dev}")
@@ -158,7 +159,7 @@ impl fmt::Display for Op {
             Op::SmmuCmd { text, .. } => write!(f, "smmu cmd {text}"),
             Op::SmmuSync { .. } => f.write_str("smmu CMD_SYNC (wait)"),
             Op::DeviceAccess { dev, va, write } => {
-                write!(f, "device {dev} {} VA {va:#x}", rw(*write))
+                write!(f, "device {dev} {} VA {:#x}", rw(*write), va.0)
             }
             Op::AwaitFault { dev } => write!(f, "await a fault of device {dev}"),
             Op::DeviceResume { dev, .. } => write!(f, "resume device {dev} (retry)"),

@@ -9,7 +9,7 @@
 use crate::model::{Model, State, Thread};
 use crate::op::{Rely, Responder};
 use crate::violation::{Agent, FrameFate, Violation, ViolationKind};
-use tlbcheck_hw::addr::AddrRange;
+use tlbcheck_hw::addr::{AddrRange, Va};
 use tlbcheck_hw::mem::{Pfn, FRAME_SHIFT};
 use tlbcheck_hw::smmu::config::CfgEntry;
 use tlbcheck_hw::smmu::model::DeviceState;
@@ -113,7 +113,7 @@ pub fn rely(model: &Model, s: &State, cpu: u8, r: &Rely, step: u32) -> Option<Vi
 }
 
 /// `stale-write`: no agent may hold a writable entry for `va`.
-fn read_only(model: &Model, s: &State, ctx: usize, va: u64, step: u32) -> Option<Violation> {
+fn read_only(model: &Model, s: &State, ctx: usize, va: Va, step: u32) -> Option<Violation> {
     let c = &model.contexts[ctx];
     let cpus = s.machine.cpus.iter().enumerate().flat_map(|(i, cpu)| {
         candidate_leaves(cpu, c, va)
@@ -134,7 +134,8 @@ fn read_only(model: &Model, s: &State, ctx: usize, va: u64, step: u32) -> Option
         provenance: Some(p),
         frame: None,
         detail: format!(
-            "the software relies on VA {va:#x} ({}) being read-only, but {} may still hold a writable {e}",
+            "the software relies on VA {:#x} ({}) being read-only, but {} may still hold a writable {e}",
+            va.0,
             model.context_names[ctx],
             match holder {
                 Holder::Cpu(_) => holder.to_string(),
@@ -151,7 +152,7 @@ fn retry(
     s: &State,
     cpu: u8,
     ctx: usize,
-    va: u64,
+    va: Va,
     write: bool,
     step: u32,
 ) -> Option<Violation> {
@@ -210,7 +211,7 @@ fn livelock(
     e: TlbEntry,
     p: Provenance,
     step: u32,
-    va: u64,
+    va: Va,
     write: bool,
     grants: &str,
 ) -> Violation {
@@ -226,8 +227,9 @@ fn livelock(
         provenance: Some(p),
         frame: None,
         detail: format!(
-            "{grants} {} at VA {va:#x}, yet {the}{holder} may still hold {e} which forbids it: the retry can fault forever",
-            if write { "write" } else { "read" }
+            "{grants} {} at VA {:#x}, yet {the}{holder} may still hold {e} which forbids it: the retry can fault forever",
+            if write { "write" } else { "read" },
+            va.0
         ),
     }
 }
@@ -271,12 +273,18 @@ fn stale_config(
 fn candidate_leaves(
     cpu: &tlbcheck_hw::machine::Cpu,
     ctx: &Context,
-    va: u64,
+    va: Va,
 ) -> Vec<(TlbEntry, Provenance)> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
     cpu.tlb
-        .leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
+        .leaves_for(
+            ctx.regime,
+            ctx.tag_vmid(),
+            stage,
+            asid,
+            ctx.access_input(va),
+        )
         .map(|(e, p)| (*e, *p))
         .collect()
 }

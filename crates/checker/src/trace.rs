@@ -187,7 +187,7 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
                     // ATC_INV reaches only ATCs (SMMUv3 4.5.1), over its aligned span.
                     (Holder::Atc(_), Command::AtcInv { .. }) => {
                         cmd.invalidated_range().map(|r| InvalScope {
-                            range: Some(r),
+                            range: Some(entry.input_range().same_space(r)),
                             ..atc_scope(entry)
                         })
                     }

@@ -6,7 +6,7 @@ use tlbcheck_checker::model::{Bounds, Model, Thread};
 use tlbcheck_checker::op::{Op, Rely};
 use tlbcheck_checker::sync::SyncState;
 use tlbcheck_checker::violation::ViolationKind;
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
@@ -224,7 +224,7 @@ fn cpu_tlbi() -> Op {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only: false,
             ttl_level: None,
@@ -272,7 +272,7 @@ fn upgrade(fix: Vec<Op>) -> Vec<Thread> {
         cpu(ops),
         device(vec![Op::DeviceAccess {
             dev: 0,
-            va: 0,
+            va: Va(0),
             write: true,
         }]),
     ]
@@ -492,7 +492,7 @@ fn rely_read_only_covers_the_iotlb() {
             dsb(Dsb::Ish),
         ];
         ops.extend(fix);
-        ops.push(Op::Rely(Rely::ReadOnly { ctx: 0, va: 0 }));
+        ops.push(Op::Rely(Rely::ReadOnly { ctx: 0, va: Va(0) }));
         model("cow", Setup::default(), vec![cpu(ops)])
     };
     assert_eq!(check(&run(vec![])), Some(ViolationKind::StaleWrite));

@@ -15,7 +15,7 @@ use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
 use tlbcheck_checker::random::random_walks;
 use tlbcheck_checker::sync::SyncOp;
 use tlbcheck_checker::violation::ViolationKind;
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::Pfn;
@@ -348,10 +348,10 @@ fn the_builder_refuses_what_cannot_run() {
         })
     ));
     assert_eq!(
-        t.rely(Rely::ReadOnly { ctx: 3, va: 0 }),
+        t.rely(Rely::ReadOnly { ctx: 3, va: Va(0) }),
         Err(BuildError::NoSuchContext(3))
     );
-    assert_eq!(t.device_access(0, 0, true), Err(BuildError::NoSmmu));
+    assert_eq!(t.device_access(0, Va(0), true), Err(BuildError::NoSmmu));
     assert_eq!(
         t.rely(Rely::CurrentConfig { dev: 0 }),
         Err(BuildError::NoSmmu)

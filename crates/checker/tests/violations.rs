@@ -11,7 +11,7 @@ use tlbcheck_checker::random::{random_walks, shrink};
 use tlbcheck_checker::sync::SyncOp;
 use tlbcheck_checker::trace::run;
 use tlbcheck_checker::violation::ViolationKind;
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::mem::Pfn;
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
@@ -69,7 +69,7 @@ fn walk_cache_uaf_when_a_table_is_freed_after_a_leaf_only_tlbi() {
     );
     let viol = v.violation.expect("violation");
     assert_eq!(viol.kind, ViolationKind::WalkCacheUaf);
-    assert_eq!(viol.entry.unwrap().output, L3);
+    assert_eq!(viol.entry.unwrap().output().flat_pa(), Pa(L3));
     let text = v.trace.unwrap().render_text();
     assert!(
         text.contains("last-level (leaf-only) form keeps walk-cache entries"),
@@ -81,7 +81,7 @@ fn walk_cache_uaf_when_a_table_is_freed_after_a_leaf_only_tlbi() {
 #[test]
 fn stale_write_when_write_protection_is_relied_on_before_completion() {
     let ro = s1_page(DATA, false, true, false);
-    let rely = Op::Rely(Rely::ReadOnly { ctx: 0, va: 0 });
+    let rely = Op::Rely(Rely::ReadOnly { ctx: 0, va: Va(0) });
     let buggy = vec![store(L3, ro), dsb(Dsb::Ishst), tlbi_va(true), rely.clone()];
     let fixed = vec![
         store(L3, ro),
@@ -102,7 +102,7 @@ fn fault_livelock_when_an_upgrade_skips_the_tlbi() {
     let rw = s1_page(DATA, true, true, false);
     let retry = Op::Rely(Rely::RetrySucceeds {
         ctx: 0,
-        va: 0,
+        va: Va(0),
         write: true,
     });
     let buggy = vec![store(L3, rw), dsb(Dsb::Ish), retry.clone()];

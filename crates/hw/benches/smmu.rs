@@ -22,7 +22,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::Cd;
 use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
@@ -113,13 +113,13 @@ fn iotlb_hit(c: &mut Criterion) {
             tlb.insert(*e);
         }
     }
-    let vas: Vec<u64> = (0..128u64).map(|i| (i << 12) + 0x10).collect();
+    let vas: Vec<Va> = (0..128u64).map(|i| Va((i << 12) + 0x10)).collect();
     let mut g = c.benchmark_group("smmu");
     g.throughput(Throughput::Elements(vas.len() as u64));
     g.bench_function("iotlb-hit-realistic", |b| {
         b.iter(|| {
             for &va in &vas {
-                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va)));
+                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va.into())));
             }
         })
     });
@@ -175,7 +175,7 @@ fn realistic_access(c: &mut Criterion) {
         Device::new(1, None, false, false),
         Device::new(1, None, true, false),
     ]);
-    let vas: Vec<u64> = (0..128u64).map(|i| (i << 12) + 0x10).collect();
+    let vas: Vec<Va> = (0..128u64).map(|i| Va((i << 12) + 0x10)).collect();
     let mut costs = SmmuCosts::new(&smmu, CostGeometry::default());
     for &va in &vas {
         costs.device_access(&smmu, &mem, 0, va, false);

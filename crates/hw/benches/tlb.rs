@@ -9,30 +9,24 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tlbcheck_hw::addr::{AddrRange, Granule};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputAddr, InputRange, Ipa, Va};
 use tlbcheck_hw::tlb::{
-    AsidSel, EntryKind, InvalScope, MayHold, Perms, Provenance, RealisticTlb, Regime, Stage,
+    AsidSel, InvalScope, Mapping, MayHold, Perms, Provenance, RealisticTlb, Regime, Stage,
     StageSel, TlbEntry,
 };
 
 fn page(asid: u16, input: u64) -> TlbEntry {
-    TlbEntry {
-        regime: Regime::El10,
-        vmid: 0,
-        stage: Stage::S1,
-        asid: Some(asid),
-        span_shift: 12,
-        input,
-        level: 3,
-        kind: EntryKind::Leaf,
-        granule: Granule::K4,
-        output: 0x8000_0000 + input,
-        perms: Perms {
+    let map = Mapping::S1 {
+        input: Va(input),
+        output: Ipa(0x8000_0000 + input),
+    };
+    TlbEntry::leaf(map, 3, Granule::K4)
+        .tagged(Regime::El10, 0, Some(asid))
+        .with_perms(Perms {
             read: true,
             write: true,
             ..Perms::default()
-        },
-    }
+        })
 }
 
 fn realistic_hit(c: &mut Criterion) {
@@ -46,7 +40,8 @@ fn realistic_hit(c: &mut Criterion) {
     g.bench_function("hit", |b| {
         b.iter(|| {
             for &va in &pages {
-                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va + 0x10)));
+                let va = InputAddr::Va(Va(va + 0x10));
+                black_box(tlb.lookup(Regime::El10, 0, Stage::S1, Some(1), black_box(va)));
             }
         })
     });
@@ -66,6 +61,7 @@ fn populated(n: u64) -> MayHold {
 }
 
 fn scope(asid: AsidSel, range: Option<AddrRange>) -> InvalScope {
+    let range = range.map(InputRange::Va);
     InvalScope {
         regime: Regime::El10,
         stages: StageSel::STAGE1,

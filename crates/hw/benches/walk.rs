@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::tlb::{Access, Regime};
 use tlbcheck_hw::vmsa::desc::{s1_page, s2_page, table};
@@ -72,7 +72,7 @@ fn populate_s2(m: &mut PhysMem) {
 }
 
 /// VA of the last page of the last L3 table: indices 1, 3, 3, 511.
-const VA: u64 = 1 << 39 | 3 << 30 | 3 << 21 | 511 << 12 | 0x5a8;
+const VA: Va = Va(1 << 39 | 3 << 30 | 3 << 21 | 511 << 12 | 0x5a8);
 /// Its page number, 16383, gives the output.
 const VA_OUT: u64 = S1_OUT + 16383 * 0x1000 + 0x5a8;
 

@@ -6,6 +6,14 @@
 //! RBTTHB; D8.3: with EL2 enabled, an EL1&0 stage-1 Table descriptor holds
 //! the IPA of the next-level table).
 //!
+//! The types follow the stages as the Arm pseudocode names them:
+//! `AArch64.FullTranslate` takes a VA, `AArch64.S1Translate` turns it into
+//! an `ipa`, and `AArch64.S2Translate` turns that into the PA. Where a stage
+//! does not apply its output equals its input, and the crossings are
+//! spelled out: [`Va::flat_ipa`] (stage 1 disabled or bypassed) and
+//! [`Ipa::flat_pa`] (no stage 2). An agent (CPU or device) always issues a
+//! [`Va`]; IPAs appear as stage-2 inputs and stage-1 outputs only.
+//!
 //! Arm ARM references are to DDI 0487, issue M.a.
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +24,7 @@ macro_rules! address_type {
         $(#[$doc])*
         #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
+        #[repr(transparent)]
         pub struct $name(pub u64);
 
         impl $name {
@@ -42,6 +51,12 @@ macro_rules! address_type {
                 write!(f, "{:#x}", self.0)
             }
         }
+
+        impl fmt::LowerHex for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::LowerHex::fmt(&self.0, f)
+            }
+        }
     };
 }
 
@@ -57,6 +72,119 @@ address_type!(
     /// A physical address in simulated memory.
     Pa, "PA:"
 );
+
+// Each address is a bare `u64`.
+const _: () = assert!(
+    std::mem::size_of::<Va>() == 8
+        && std::mem::size_of::<Ipa>() == 8
+        && std::mem::size_of::<Pa>() == 8
+);
+
+impl Va {
+    /// The IPA this VA is taken as when stage 1 is disabled or bypassed:
+    /// the same value (Arm ARM pseudocode `AArch64.S1DisabledOutput`;
+    /// SMMUv3 STE.Config stage-1 bypass, 5.2).
+    #[inline]
+    pub const fn flat_ipa(self) -> Ipa {
+        Ipa(self.0)
+    }
+}
+
+impl Ipa {
+    /// The PA this IPA is taken as where no stage 2 translates it: the same
+    /// value (Arm ARM pseudocode `AArch64.FullTranslate` returns the stage-1
+    /// output as the PA outside EL1&0 with EL2 enabled; `AArch64.S2Translate`
+    /// returns it unchanged with stage 2 disabled; SMMUv3 stage-2 bypass).
+    #[inline]
+    pub const fn flat_pa(self) -> Pa {
+        Pa(self.0)
+    }
+}
+
+/// The input address of a translation or of a TLB entry: a VA (stage 1 and
+/// combined stage 1+2) or an IPA (stage 2 alone).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputAddr {
+    /// A stage-1 input.
+    Va(Va),
+    /// A stage-2 input.
+    Ipa(Ipa),
+}
+
+impl InputAddr {
+    /// The raw 64-bit value, whatever the space.
+    #[inline]
+    pub const fn get(self) -> u64 {
+        match self {
+            InputAddr::Va(a) => a.0,
+            InputAddr::Ipa(a) => a.0,
+        }
+    }
+}
+
+impl From<Va> for InputAddr {
+    fn from(a: Va) -> InputAddr {
+        InputAddr::Va(a)
+    }
+}
+
+impl From<Ipa> for InputAddr {
+    fn from(a: Ipa) -> InputAddr {
+        InputAddr::Ipa(a)
+    }
+}
+
+impl fmt::Debug for InputAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputAddr::Va(a) => a.fmt(f),
+            InputAddr::Ipa(a) => a.fmt(f),
+        }
+    }
+}
+
+/// The output address of a TLB entry or a stage: an IPA (stage 1) or a PA
+/// (stage 2, and combined stage 1+2).
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputAddr {
+    /// A stage-1 output.
+    Ipa(Ipa),
+    /// A final output.
+    Pa(Pa),
+}
+
+impl OutputAddr {
+    /// The raw 64-bit value, whatever the space.
+    #[inline]
+    pub const fn get(self) -> u64 {
+        match self {
+            OutputAddr::Ipa(a) => a.0,
+            OutputAddr::Pa(a) => a.0,
+        }
+    }
+
+    /// The PA this output names when no further stage applies: a PA as is,
+    /// a stage-1 output IPA taken flat ([`Ipa::flat_pa`]). Callers that may
+    /// see nested stage-1 outputs must set those aside first.
+    #[inline]
+    pub const fn flat_pa(self) -> Pa {
+        match self {
+            OutputAddr::Ipa(a) => a.flat_pa(),
+            OutputAddr::Pa(a) => a,
+        }
+    }
+}
+
+impl fmt::Debug for OutputAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputAddr::Ipa(a) => a.fmt(f),
+            OutputAddr::Pa(a) => a.fmt(f),
+        }
+    }
+}
 
 /// A translation granule (Arm ARM D8.1.1, RZVQXW): the page size and, with
 /// it, the table geometry: each level resolves `shift - 3` address bits (a
@@ -284,6 +412,77 @@ impl fmt::Display for AddrRange {
     }
 }
 
+/// A range of input addresses that names its address space: VAs (stage-1
+/// and combined entries; by-VA invalidations) or IPAs (stage-2 entries;
+/// IPAS2 invalidations). Ranges of different spaces never overlap.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputRange {
+    /// Virtual addresses.
+    Va(AddrRange),
+    /// Intermediate physical addresses.
+    Ipa(AddrRange),
+}
+
+impl InputRange {
+    /// The naturally aligned span of `1 << shift` bytes containing `addr`,
+    /// in `addr`'s space.
+    #[inline]
+    pub const fn span(addr: InputAddr, shift: u32) -> InputRange {
+        match addr {
+            InputAddr::Va(a) => InputRange::Va(AddrRange::span(a.0, shift)),
+            InputAddr::Ipa(a) => InputRange::Ipa(AddrRange::span(a.0, shift)),
+        }
+    }
+
+    /// The addresses, without their space.
+    #[inline]
+    pub const fn addrs(self) -> AddrRange {
+        match self {
+            InputRange::Va(r) | InputRange::Ipa(r) => r,
+        }
+    }
+
+    /// `r` in this range's address space.
+    #[inline]
+    pub const fn same_space(self, r: AddrRange) -> InputRange {
+        match self {
+            InputRange::Va(_) => InputRange::Va(r),
+            InputRange::Ipa(_) => InputRange::Ipa(r),
+        }
+    }
+
+    /// Whether the two ranges are of one space and share an address.
+    #[inline]
+    pub const fn overlaps(self, other: InputRange) -> bool {
+        match (self, other) {
+            (InputRange::Va(a), InputRange::Va(b)) | (InputRange::Ipa(a), InputRange::Ipa(b)) => {
+                a.overlaps(b)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `addr` is of this range's space and lies in it.
+    #[inline]
+    pub const fn contains(self, addr: InputAddr) -> bool {
+        match (self, addr) {
+            (InputRange::Va(r), InputAddr::Va(a)) => r.contains(a.0),
+            (InputRange::Ipa(r), InputAddr::Ipa(a)) => r.contains(a.0),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for InputRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputRange::Va(r) => write!(f, "VA {r}"),
+            InputRange::Ipa(r) => write!(f, "IPA {r}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +542,23 @@ mod tests {
         assert_eq!(Granule::K4.index(3, va), (va >> 12) & 0x1ff);
         assert_eq!(Granule::K16.index(0, va), (va >> 47) & 1);
         assert_eq!(Granule::K64.index(1, va), (va >> 42) & 0x3f);
+    }
+
+    #[test]
+    fn input_ranges_of_different_spaces_never_meet() {
+        let va = InputRange::span(Va(0x40_1234).into(), 12);
+        let ipa = InputRange::span(Ipa(0x40_1234).into(), 12);
+        assert_eq!(va.addrs(), ipa.addrs());
+        assert!(va.overlaps(va) && ipa.overlaps(ipa));
+        assert!(!va.overlaps(ipa) && !ipa.overlaps(va));
+        assert!(va.contains(Va(0x40_1fff).into()) && !va.contains(Ipa(0x40_1fff).into()));
+        assert_eq!(va.same_space(ipa.addrs()), va);
+        assert_eq!(Va(5).flat_ipa().flat_pa(), Pa(5));
+        assert_eq!(OutputAddr::Ipa(Ipa(7)).flat_pa(), Pa(7));
+        assert_eq!(
+            format!("{:?} {}", InputAddr::Ipa(Ipa(0x10)), va),
+            "IPA:0x10 VA [0x401000, 0x401fff]"
+        );
     }
 
     #[test]

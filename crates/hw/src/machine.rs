@@ -320,13 +320,19 @@ impl Machine {
 
     /// Every CPU entry that maps into `[first, last]` (leaves by output,
     /// walk entries by the table they point at) with the CPU that may hold it.
+    /// Stage-1 entries tagged like a nested context are skipped: their
+    /// outputs are IPAs, not PAs (Arm ARM D8.2.1, RBTTHB).
     pub fn holders(&self, range: crate::addr::AddrRange) -> Vec<(u8, TlbEntry, Provenance)> {
         let mut out = Vec::new();
         for (i, c) in self.cpus.iter().enumerate() {
+            let nested: Vec<(crate::tlb::Regime, u16)> = c
+                .contexts
+                .iter()
+                .filter(|x| x.s1.is_some() && x.s2.is_some())
+                .map(|x| (x.regime, x.tag_vmid()))
+                .collect();
             for (e, p) in c.tlb.iter() {
-                if e.stage == crate::tlb::Stage::S1 && c.contexts.iter().any(|x| x.s2.is_some()) {
-                    // A nested stage-1 entry's output is an IPA, not a PA
-                    // (Arm ARM D8.2.1, RBTTHB).
+                if e.stage() == crate::tlb::Stage::S1 && nested.contains(&(e.regime, e.vmid)) {
                     continue;
                 }
                 if output_range(e).overlaps(range) {
@@ -365,15 +371,16 @@ fn refill_in_scope(
 }
 
 /// The physical range an entry points at: the page or block for a leaf, the
-/// next-level table for a walk entry.
+/// next-level table for a walk entry. A stage-1 output is taken as the PA
+/// ([`crate::addr::OutputAddr::flat_pa`]): callers set aside the stage-1
+/// entries of nested contexts, whose outputs are IPAs.
 pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
+    let base = e.output().flat_pa().0;
     match e.kind {
-        crate::tlb::EntryKind::Leaf => {
-            crate::addr::AddrRange::span(e.output, u32::from(e.span_shift))
-        }
+        crate::tlb::EntryKind::Leaf => crate::addr::AddrRange::span(base, u32::from(e.span_shift)),
         crate::tlb::EntryKind::Walk => {
             let g = e.granule;
-            crate::addr::AddrRange::from_len(e.output, 8 * g.entries_at(e.level + 1))
+            crate::addr::AddrRange::from_len(base, 8 * g.entries_at(e.level + 1))
         }
     }
 }
@@ -381,7 +388,7 @@ pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::{AddrRange, Granule, Pa};
+    use crate::addr::{AddrRange, Granule, InputRange, Pa};
     use crate::mem::Pfn;
     use crate::tlb::{AsidSel, EntryKind, Regime, StageSel};
     use crate::vmsa::desc::{s1_page, table};
@@ -418,7 +425,7 @@ mod tests {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only,
             ttl_level: None,
@@ -429,7 +436,7 @@ mod tests {
         m.cpus[cpu]
             .tlb
             .iter()
-            .any(|(e, _)| e.kind == EntryKind::Leaf && e.output == DATA)
+            .any(|(e, _)| e.kind == EntryKind::Leaf && e.output().flat_pa() == Pa(DATA))
     }
 
     #[test]
@@ -554,6 +561,29 @@ mod tests {
         let late = m.holders(AddrRange::span(DATA + 0x1000, 12));
         assert_eq!(late.len(), 2, "filled after the TLBI on both CPUs");
         assert_eq!(late[0].2.step, 2);
+    }
+
+    /// A CPU that also runs a nested guest still reports the host's
+    /// stage-1 entries: only the guest's stage-1 outputs are IPAs.
+    #[test]
+    fn holders_skip_only_the_stage1_entries_of_nested_contexts() {
+        let m = machine();
+        let host = m.cpus[0].contexts[0];
+        let guest = Context {
+            vmid: 1,
+            s1: Some(StageConfig::new(Granule::K4, 0x10_8000)),
+            s2: Some(StageConfig::new(Granule::K4, 0x10_9000)),
+            ..host
+        };
+        let both = Machine::new(m.mem.clone(), 2, vec![host, guest]);
+        let walks_to_l3 = |m: &Machine| {
+            m.holders(AddrRange::span(L3, 12))
+                .iter()
+                .filter(|(_, e, _)| e.kind == EntryKind::Walk)
+                .count()
+        };
+        assert_eq!(walks_to_l3(&m), 2, "one per CPU");
+        assert_eq!(walks_to_l3(&both), 2, "the guest changes nothing");
     }
 
     /// A TLBI issued before the descriptor store it is meant to follow may

@@ -2,7 +2,7 @@
 //! (and so never returns) an entry outside the may-hold set (issue 2, item 4).
 
 use proptest::prelude::*;
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::tlb::{Access, AsidSel, InvalScope, RealisticTlb, Regime, StageSel};
@@ -123,7 +123,7 @@ proptest! {
                         stages: StageSel::STAGE1,
                         vmid: Some(0),
                         asid: if by_asid { AsidSel::Only { asid: 1, with_global: true } } else { AsidSel::Any },
-                        range: Some(AddrRange::from_len(va, 0x1000)),
+                        range: Some(InputRange::Va(AddrRange::from_len(va, 0x1000))),
                         granule: None,
                         leaf_only,
                         ttl_level: None,
@@ -133,7 +133,7 @@ proptest! {
                 Step::Access { va, write } => {
                     // Both CPUs access, so the second CPU's TLB fills too.
                     for r in real.iter_mut() {
-                        let _ = r.access(&m.mem, &ctx, va, Access { write, user: false });
+                        let _ = r.access(&m.mem, &ctx, Va(va), Access { write, user: false });
                     }
                 }
             }

@@ -2,18 +2,20 @@
 //! goes, what stays), translation per STE.Config, BTM, ATC ordering,
 //! command errors, configuration errors, and stall + RESUME.
 
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Ipa, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
 use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
 use tlbcheck_hw::smmu::config::{CfgEntry, StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::event::{EventBody, EventKind, EventRecord};
-use tlbcheck_hw::smmu::model::{AccessOutcome, Consumed, Device, DeviceState, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::model::{
+    tlbi_scope, AccessOutcome, Consumed, Device, DeviceState, Smmu, SmmuOptions,
+};
 use tlbcheck_hw::smmu::queue::{CmdQueue, CmdqError, EventQueue};
 use tlbcheck_hw::smmu::ste::{S1Fmt, Ste, StreamConfig};
 use tlbcheck_hw::tlb::{
-    AsidSel, EntryKind, InvalScope, Perms, Provenance, Regime, Stage, StageSel, TlbEntry,
+    AsidSel, EntryKind, InvalScope, Mapping, Provenance, Regime, Stage, StageSel, TlbEntry,
 };
 use tlbcheck_hw::vmsa::desc::{s1_page, s2_page, table};
 use tlbcheck_hw::vmsa::{Context, StageConfig};
@@ -134,7 +136,7 @@ impl Fx {
     }
 
     fn access(&mut self, dev: usize, va: u64, write: bool) -> AccessOutcome {
-        self.smmu.device_access(&mut self.m.mem, dev, va, write)
+        self.smmu.device_access(&mut self.m.mem, dev, Va(va), write)
     }
 
     /// Clears the permission upgrade's old read-only entry from the CPU side:
@@ -162,7 +164,7 @@ fn va_scope(asid: u16) -> InvalScope {
             asid,
             with_global: true,
         },
-        range: Some(AddrRange::from_len(0, 0x1000)),
+        range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
         granule: None,
         leaf_only: false,
         ttl_level: None,
@@ -187,20 +189,22 @@ fn e(
     kind: EntryKind,
     granule: Granule,
 ) -> TlbEntry {
-    let span = granule.level_shift(level) as u8;
-    TlbEntry {
-        regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: span,
-        input,
-        level,
-        kind,
-        granule,
-        output: 0x4000_0000,
-        perms: Perms::default(),
-    }
+    const OUT: u64 = 0x4000_0000;
+    let map = match stage {
+        Stage::S1 => Mapping::S1 {
+            input: Va(input),
+            output: Ipa(OUT),
+        },
+        Stage::Combined => Mapping::Combined {
+            input: Va(input),
+            output: Pa(OUT),
+        },
+        Stage::S2 => Mapping::S2 {
+            input: Ipa(input),
+            output: Pa(OUT),
+        },
+    };
+    TlbEntry::new(kind, map, level, granule).tagged(regime, vmid, asid)
 }
 
 /// Labelled IOTLB entries every TLBI row runs against.
@@ -262,6 +266,46 @@ fn bare_smmu() -> (PhysMem, Smmu) {
 
 fn va(addr: u64, leaf: bool) -> TlbiAddr {
     TlbiAddr::single(addr, leaf)
+}
+
+/// TLBI_S2_IPA names IPAs, the by-VA commands VAs (SMMUv3 4.4.3.1, 4.4.2).
+#[test]
+fn tlbi_scopes_name_the_address_space_of_their_range() {
+    // TG = 0: the single address (SMMUv3 4.4.1.1).
+    let page = AddrRange::from_len(0x1000, 1);
+    let s2 = Command::TlbiS2Ipa {
+        vmid: 1,
+        ipa: va(0x1000, false),
+    };
+    assert_eq!(
+        tlbi_scope(&s2, false).unwrap().range,
+        Some(InputRange::Ipa(page))
+    );
+    let by_va = [
+        Command::TlbiNhVa {
+            vmid: 1,
+            asid: 1,
+            va: va(0x1000, false),
+        },
+        Command::TlbiNhVaa {
+            vmid: 1,
+            va: va(0x1000, false),
+        },
+        Command::TlbiEl2Va {
+            asid: 1,
+            va: va(0x1000, false),
+        },
+        Command::TlbiEl2Vaa {
+            va: va(0x1000, false),
+        },
+    ];
+    for c in by_va {
+        assert_eq!(
+            tlbi_scope(&c, false).unwrap().range,
+            Some(InputRange::Va(page)),
+            "{c:?}"
+        );
+    }
 }
 
 /// SMMUv3 4.4: each TLBI command, what it removes at CMD_SYNC (the rest stays).
@@ -670,7 +714,7 @@ fn stage2_ste_translates_ipa() {
         .smmu
         .iotlb
         .iter()
-        .any(|(e, _)| e.stage == Stage::S2 && e.vmid == 5 && e.kind == EntryKind::Leaf));
+        .any(|(e, _)| e.stage() == Stage::S2 && e.vmid == 5 && e.kind == EntryKind::Leaf));
 }
 
 #[test]
@@ -690,12 +734,12 @@ fn nested_ste_translates_through_both_stages() {
         .smmu
         .iotlb
         .iter()
-        .find(|(e, _)| e.stage == Stage::Combined)
+        .find(|(e, _)| e.stage() == Stage::Combined)
         .map(|(e, _)| *e)
         .expect("combined entry");
     assert_eq!(
-        (combined.output, combined.vmid, combined.asid),
-        (DATA, 5, Some(1))
+        (combined.output_pa(), combined.vmid, combined.asid),
+        (Some(Pa(DATA)), 5, Some(1))
     );
 }
 
@@ -712,7 +756,7 @@ fn btm_case(btm: bool, ptm: bool, smmu_asid: u16, cpu_asid: u16) -> usize {
     fx.upgrade_to_rw();
     fx.cpu_tlbi(va_scope(cpu_asid));
     fx.dsb(Dsb::Ish);
-    fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).len()
+    fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).len()
 }
 
 #[test]
@@ -752,7 +796,7 @@ fn btm_completes_only_at_the_issuers_dsb_ish_and_never_touches_the_atc() {
     );
     fx.dsb(Dsb::Ish);
     assert_eq!(fx.smmu.pending_broadcasts(), 0);
-    let stale = fx.smmu.stale_denials(&fx.m.mem, 0, 0, true);
+    let stale = fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true);
     assert!(!stale.is_empty());
     assert!(
         stale
@@ -804,7 +848,7 @@ fn atc_case(order: &[&str]) -> usize {
             _ => unreachable!(),
         }
     }
-    fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).len()
+    fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).len()
 }
 
 #[test]
@@ -848,7 +892,7 @@ fn atc_inv_span_is_aligned_power_of_two() {
         size: 1,
     });
     fx.cmd(sync());
-    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
 }
 
 // ---------------------------------------------------------------------
@@ -880,7 +924,7 @@ fn cerror_ill_stops_the_queue_at_the_offending_index() {
         "nothing consumed past it"
     );
     assert_eq!(fx.smmu.pending_invalidations(), 1);
-    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
     // Linux's recovery: overwrite it with a CMD_SYNC and acknowledge.
     let s = fx.tick();
     let c = fx
@@ -888,7 +932,7 @@ fn cerror_ill_stops_the_queue_at_the_offending_index() {
         .acknowledge_error(&mut fx.m.mem, Some(sync().encode()), s);
     assert_eq!(c.syncs.len(), 2);
     assert_eq!(fx.smmu.cmdq.cons_index(), 3);
-    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
 }
 
 fn first_event(fx: &Fx) -> EventRecord {
@@ -1063,7 +1107,10 @@ fn stall_case(fix: bool) -> AccessOutcome {
         fx.smmu.devices[0].state,
         DeviceState::Retrying { .. }
     ));
-    assert_eq!(fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty(), fix);
+    assert_eq!(
+        fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty(),
+        fix
+    );
     fx.access(0, 0, true)
 }
 
@@ -1102,7 +1149,7 @@ fn pri_page_request_then_response_retries() {
         resp: tlbcheck_hw::smmu::cmd::PriResp::Success,
     });
     // No TLBI/ATC_INV: the ATC still holds the read-only entry.
-    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, 0, true).is_empty());
+    assert!(!fx.smmu.stale_denials(&fx.m.mem, 0, Va(0), true).is_empty());
     assert!(matches!(
         fx.access(0, 0, true),
         AccessOutcome::PageRequest { .. }

@@ -5,7 +5,7 @@
 //! set. Also a few fixed sequences showing hits, misses and counters.
 
 use proptest::prelude::*;
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
@@ -400,7 +400,9 @@ fn run(m: &mut Machine, costs: &mut SmmuCosts, s: &Step, step: u32) {
                     },
                     None => AsidSel::Any,
                 },
-                range: Some(tlbcheck_hw::addr::AddrRange::from_len(*va, 0x1000)),
+                range: Some(InputRange::Va(tlbcheck_hw::addr::AddrRange::from_len(
+                    *va, 0x1000,
+                ))),
                 granule: None,
                 leaf_only: false,
                 ttl_level: None,
@@ -413,7 +415,7 @@ fn run(m: &mut Machine, costs: &mut SmmuCosts, s: &Step, step: u32) {
             // The may-hold sets do not change on an access (they already
             // allow every fill), so only the realistic side is driven.
             let smmu = m.smmu.as_ref().unwrap();
-            costs.device_access(smmu, &m.mem, *dev, *va, *write);
+            costs.device_access(smmu, &m.mem, *dev, Va(*va), *write);
         }
     }
 }
@@ -480,7 +482,7 @@ fn fixture() -> (Machine, SmmuCosts) {
 }
 
 fn access(m: &Machine, costs: &mut SmmuCosts, dev: usize, va: u64) {
-    costs.device_access(m.smmu.as_ref().unwrap(), &m.mem, dev, va, false);
+    costs.device_access(m.smmu.as_ref().unwrap(), &m.mem, dev, Va(va), false);
 }
 
 /// SMMUv3 5.1-5.4, 16.2: the first access fetches L1STD, STE, L1CD and CD
@@ -489,13 +491,13 @@ fn access(m: &Machine, costs: &mut SmmuCosts, dev: usize, va: u64) {
 fn second_access_hits_config_cache_and_iotlb() {
     let (m, mut costs) = fixture();
     let smmu = m.smmu.as_ref().unwrap();
-    let first = costs.device_access(smmu, &m.mem, 3, 0x10, false);
+    let first = costs.device_access(smmu, &m.mem, 3, Va(0x10), false);
     assert_eq!(first.result, Ok(Pa(0x50_0010)));
     assert_eq!((first.config_hit, first.iotlb_hit), (false, Some(false)));
     let st = costs.stats();
     assert_eq!(st.config.config_fetches, 4, "L1STD, STE, L1CD, CD");
     assert_eq!(st.iotlb.walk_reads, 4, "four levels of 4 KiB tables");
-    let second = costs.device_access(smmu, &m.mem, 3, 0x20, false);
+    let second = costs.device_access(smmu, &m.mem, 3, Va(0x20), false);
     assert_eq!((second.config_hit, second.iotlb_hit), (true, Some(true)));
     let st = costs.stats();
     assert_eq!((st.iotlb.hits, st.iotlb.misses), (1, 1));
@@ -526,7 +528,7 @@ fn atc_invalidation_completes_at_cmd_sync() {
     submit(&mut m, &mut costs, sync(), 2);
     assert_eq!(costs.atc[1].as_ref().unwrap().entries().count(), 0);
     let smmu = m.smmu.as_ref().unwrap();
-    let a = costs.device_access(smmu, &m.mem, 1, 0x10, false);
+    let a = costs.device_access(smmu, &m.mem, 1, Va(0x10), false);
     assert_eq!((a.atc_hit, a.iotlb_hit), (Some(false), Some(true)));
     assert!(check_within(&m, &costs).is_ok());
 }

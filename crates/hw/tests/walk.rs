@@ -10,11 +10,13 @@
 //! - `enumeration`: random small 4K tables; [`enumerate_stage`] and
 //!   [`translate`] must agree on every entry and every address.
 
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, Ipa, OutputAddr, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::tlb::{Access, EntryKind, Regime, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::desc::TableStage;
-use tlbcheck_hw::vmsa::walk::{enumerate_stage, translate, Context, Fault, FaultKind, StageConfig};
+use tlbcheck_hw::vmsa::walk::{
+    enumerate_stage, translate, translate_ipa, Context, Fault, FaultKind, StageConfig,
+};
 
 const READ: Access = Access {
     write: false,
@@ -87,7 +89,7 @@ fn leaf_of(entries: &[TlbEntry], stage: Stage) -> TlbEntry {
     *entries
         .iter()
         .rev()
-        .find(|e| e.kind == EntryKind::Leaf && e.stage == stage)
+        .find(|e| e.kind == EntryKind::Leaf && e.stage() == stage)
         .unwrap_or_else(|| panic!("no {stage:?} leaf among {entries:?}"))
 }
 
@@ -341,7 +343,7 @@ mod differential {
             (None, None) => {}
             (w, v) => panic!("{va:#x}: asked for {w:?}, aarch64-paging has {v:?}"),
         }
-        let got = translate(&fx.mem, &ctx, va, READ);
+        let got = translate(&fx.mem, &ctx, Va(va), READ);
         let Some(r) = want else {
             assert_eq!(
                 got,
@@ -366,12 +368,12 @@ mod differential {
         for (l, e) in t.entries[..usize::from(level)].iter().enumerate() {
             let shift = Granule::K4.level_shift(l as u8);
             assert_eq!(
-                (e.kind, e.level, e.stage, u32::from(e.span_shift)),
+                (e.kind, e.level, e.stage(), u32::from(e.span_shift)),
                 (EntryKind::Walk, l as u8, Stage::S1, shift)
             );
-            assert_eq!(e.input, va & !((1u64 << shift) - 1));
+            assert_eq!(e.input_va(), Some(Va(va & !((1u64 << shift) - 1))));
             assert!(
-                (S1_TABLES..S1_TABLES + fx.table_bytes).contains(&e.output),
+                (S1_TABLES..S1_TABLES + fx.table_bytes).contains(&e.output().get()),
                 "walk entry points into aarch64-paging's tables: {e}"
             );
         }
@@ -381,8 +383,11 @@ mod differential {
             (leaf.kind, leaf.level, u32::from(leaf.span_shift)),
             (EntryKind::Leaf, level, shift)
         );
-        assert_eq!(leaf.input, va & !((1u64 << shift) - 1));
-        assert_eq!(leaf.translate(va), pa);
+        assert_eq!(leaf.input_va(), Some(Va(va & !((1u64 << shift) - 1))));
+        assert_eq!(
+            leaf.translate(Va(va).into()),
+            Some(OutputAddr::Ipa(Ipa(pa)))
+        );
         assert_eq!(leaf.asid, (!r.global).then_some(ASID));
         assert_eq!(
             (
@@ -401,7 +406,7 @@ mod differential {
             (USER_READ, r.user),
             (USER_WRITE, r.user && r.writable),
         ] {
-            let got = translate(&fx.mem, &ctx, va, access).map(|t| t.pa);
+            let got = translate(&fx.mem, &ctx, Va(va), access).map(|t| t.pa);
             let want = if allowed { Ok(Pa(pa)) } else { perm };
             assert_eq!(got, want, "{access:?} at {va:#x}");
         }
@@ -449,7 +454,7 @@ mod differential {
         let ctx = s1_ctx(Granule::K4, S1_TABLES);
         for va in [1u64 << 48, 0x8000_0000_0000_0000, 0xffff_ffff_ffff_f000] {
             assert_eq!(
-                translate(&fx.mem, &ctx, va, READ),
+                translate(&fx.mem, &ctx, Va(va), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, 0)),
                 "{va:#x}"
             );
@@ -575,7 +580,7 @@ mod differential {
             (None, None) => {}
             (w, v) => panic!("{ipa:#x}: asked for {w:?}, aarch64-paging has {v:?}"),
         }
-        let got = translate(&fx.mem, &ctx, ipa, READ);
+        let got = translate_ipa(&fx.mem, &ctx, Ipa(ipa), READ);
         let Some(r) = want else {
             assert_eq!(
                 got,
@@ -599,7 +604,7 @@ mod differential {
             if r.user { Ok(pa) } else { perm }
         );
         assert_eq!(
-            translate(&fx.mem, &ctx, ipa, USER_READ).map(|t| t.pa),
+            translate_ipa(&fx.mem, &ctx, Ipa(ipa), USER_READ).map(|t| t.pa),
             if r.user { Ok(pa) } else { perm }
         );
         if r.user {
@@ -610,7 +615,7 @@ mod differential {
                 (level, None, VMID, r.xn)
             );
             assert_eq!(
-                translate(&fx.mem, &ctx, ipa, WRITE).map(|t| t.pa),
+                translate_ipa(&fx.mem, &ctx, Ipa(ipa), WRITE).map(|t| t.pa),
                 if r.writable { Ok(pa) } else { perm }
             );
         }
@@ -648,7 +653,7 @@ mod differential {
         load(&mut mem, S2_TABLES, &root.translation().as_bytes());
         let ctx = s2_ctx(Granule::K4, S2_TABLES);
         assert_eq!(
-            translate(&mem, &ctx, wo.va, WRITE).map(|t| t.pa),
+            translate_ipa(&mem, &ctx, Ipa(wo.va), WRITE).map(|t| t.pa),
             Ok(Pa(wo.pa))
         );
     }
@@ -715,7 +720,7 @@ mod differential {
             StageConfig::new(Granule::K4, S1_TABLES),
             StageConfig::new(Granule::K4, S2_TABLES),
         );
-        let got = translate(&fx.mem, &ctx, va, READ);
+        let got = translate(&fx.mem, &ctx, Va(va), READ);
         let (s1_level, _) = paging_view(&fx.s1.root, va);
         let Some(r) = expected(&fx.s1.regions, va) else {
             assert_eq!(
@@ -741,7 +746,7 @@ mod differential {
             // Stage-1 permissions are checked before stage 2 sees the IPA.
             if !r.writable {
                 assert_eq!(
-                    translate(&fx.mem, &ctx, va, WRITE),
+                    translate(&fx.mem, &ctx, Va(va), WRITE),
                     Err(fault(FaultKind::Permission, TableStage::S1, s1_level))
                 );
             }
@@ -751,7 +756,7 @@ mod differential {
         let t = got.unwrap_or_else(|f| panic!("{va:#x} should translate: {f}"));
         assert_eq!(t.pa, pa);
         let combined = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!(combined.translate(va), pa.0);
+        assert_eq!(combined.translate(Va(va).into()), Some(OutputAddr::Pa(pa)));
         assert_eq!(combined.level, s1_level);
         assert_eq!(leaf_of(&t.entries, Stage::S2).level, s2_level);
         let want_write = match (r.writable, r2.writable) {
@@ -760,7 +765,7 @@ mod differential {
             (true, false) => Err(fault(FaultKind::Permission, TableStage::S2, s2_level)),
         };
         assert_eq!(
-            translate(&fx.mem, &ctx, va, WRITE).map(|t| t.pa),
+            translate(&fx.mem, &ctx, Va(va), WRITE).map(|t| t.pa),
             want_write
         );
     }
@@ -778,28 +783,28 @@ mod differential {
         );
         let hole = 0x1000_9000; // -> IPA 0x9000_4000, unmapped at stage 2 (L3)
         assert_eq!(
-            translate(&fx.mem, &ctx, hole, USER_READ),
+            translate(&fx.mem, &ctx, Va(hole), USER_READ),
             Err(fault(FaultKind::Translation, TableStage::S2, 3))
         );
         assert_eq!(
-            translate(&fx.mem, &ctx, hole, USER_WRITE),
+            translate(&fx.mem, &ctx, Va(hole), USER_WRITE),
             Err(fault(FaultKind::Permission, TableStage::S1, 3))
         );
         let ro = 0x1000_3000; // -> IPA 0x8000_3000, read-only at stage 2 (L3)
         assert_eq!(
-            translate(&fx.mem, &ctx, ro, WRITE),
+            translate(&fx.mem, &ctx, Va(ro), WRITE),
             Err(fault(FaultKind::Permission, TableStage::S2, 3))
         );
         // A 1 GiB stage-1 block over 1 GiB stage-2 blocks: the combined
         // entry spans the whole 1 GiB.
-        let t = translate(&fx.mem, &ctx, 0x80_4000_0123, USER_READ).expect("mapped");
+        let t = translate(&fx.mem, &ctx, Va(0x80_4000_0123), USER_READ).expect("mapped");
         assert_eq!(t.pa, Pa(NESTED_OFFSET + 0x40_4000_0123));
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (0x80_4000_0000, 30));
+        assert_eq!((c.input_va(), c.span_shift), (Some(Va(0x80_4000_0000)), 30));
         // A 2 MiB stage-1 block inside a 1 GiB stage-2 block: 2 MiB.
-        let t = translate(&fx.mem, &ctx, 0x4030_0000, READ).expect("mapped");
+        let t = translate(&fx.mem, &ctx, Va(0x4030_0000), READ).expect("mapped");
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (0x4020_0000, 21));
+        assert_eq!((c.input_va(), c.span_shift), (Some(Va(0x4020_0000)), 21));
     }
 }
 
@@ -932,24 +937,24 @@ mod granules {
         assert_eq!(entries.len(), walks.len() + 1, "{entries:?}");
         for (e, &(level, shift, next)) in entries.iter().zip(walks) {
             assert_eq!(
-                (e.kind, e.level, u32::from(e.span_shift), e.output),
+                (e.kind, e.level, u32::from(e.span_shift), e.output().get()),
                 (EntryKind::Walk, level, shift, next)
             );
-            assert_eq!(e.input, va & !((1u64 << shift) - 1));
+            assert_eq!(e.input().get(), va & !((1u64 << shift) - 1));
         }
         let e = entries[walks.len()];
         assert_eq!(
-            (e.kind, e.level, u32::from(e.span_shift), e.output),
+            (e.kind, e.level, u32::from(e.span_shift), e.output().get()),
             (EntryKind::Leaf, leaf.0, leaf.1, leaf.2)
         );
-        assert_eq!(e.input, va & !((1u64 << leaf.1) - 1));
+        assert_eq!(e.input().get(), va & !((1u64 << leaf.1) - 1));
     }
 
     #[test]
     fn k16_stage1_page_and_32m_block() {
         let m = k16_s1();
         let ctx = s1_ctx(Granule::K16, K16_L0);
-        let t = translate(&m, &ctx, K16_VA, READ).expect("page");
+        let t = translate(&m, &ctx, Va(K16_VA), READ).expect("page");
         assert_eq!(t.pa, Pa(K16_PAGE + 0x1234));
         // Walk entries span 2^47 (L0), 2^36 (L1), 2^25 (L2); the page 2^14.
         assert_walk(
@@ -960,7 +965,7 @@ mod granules {
         );
         assert_eq!(t.entries[3].asid, Some(ASID));
         assert_eq!(t.entries[3].granule, Granule::K16);
-        let t = translate(&m, &ctx, K16_BLOCK_VA, USER_READ).expect("block");
+        let t = translate(&m, &ctx, Va(K16_BLOCK_VA), USER_READ).expect("block");
         assert_eq!(t.pa, Pa(K16_BLOCK + 0x1ab_cdef));
         assert_walk(
             &t.entries,
@@ -972,11 +977,11 @@ mod granules {
         // Last byte of the block, and the first byte after it (L2 index 0x156: empty).
         let last = K16_BLOCK_VA | 0x1ff_ffff;
         assert_eq!(
-            translate(&m, &ctx, last, READ).map(|t| t.pa),
+            translate(&m, &ctx, Va(last), READ).map(|t| t.pa),
             Ok(Pa(K16_BLOCK + 0x1ff_ffff))
         );
         assert_eq!(
-            translate(&m, &ctx, last + 1, READ),
+            translate(&m, &ctx, Va(last + 1), READ),
             Err(fault(FaultKind::Translation, TableStage::S1, 2))
         );
     }
@@ -989,7 +994,7 @@ mod granules {
         let ctx = s1_ctx(Granule::K16, K16_L0);
         for (level, bit) in [(0u8, 47u32), (1, 36), (2, 25), (3, 14)] {
             assert_eq!(
-                translate(&m, &ctx, K16_VA ^ (1 << bit), READ),
+                translate(&m, &ctx, Va(K16_VA ^ (1 << bit)), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, level)),
                 "16K level {level}"
             );
@@ -998,14 +1003,14 @@ mod granules {
         let ctx = s1_ctx(Granule::K64, K64_L1);
         for (level, bit) in [(1u8, 42u32), (2, 29), (3, 16)] {
             assert_eq!(
-                translate(&m, &ctx, K64_VA ^ (1 << bit), READ),
+                translate(&m, &ctx, Va(K64_VA ^ (1 << bit)), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, level)),
                 "64K level {level}"
             );
         }
         // Page-offset bits do not change the walk.
         assert_eq!(
-            translate(&m, &ctx, K64_VA ^ 0x8000, READ).map(|t| t.pa),
+            translate(&m, &ctx, Va(K64_VA ^ 0x8000), READ).map(|t| t.pa),
             Ok(Pa(K64_PAGE + (0xbeef ^ 0x8000)))
         );
     }
@@ -1014,7 +1019,7 @@ mod granules {
     fn k64_stage1_page_and_512m_block() {
         let m = k64_s1();
         let ctx = s1_ctx(Granule::K64, K64_L1);
-        let t = translate(&m, &ctx, K64_VA, READ).expect("page");
+        let t = translate(&m, &ctx, Va(K64_VA), READ).expect("page");
         assert_eq!(t.pa, Pa(K64_PAGE + 0xbeef));
         // The walk starts at level 1: entries span 2^42 (L1), 2^29 (L2).
         assert_walk(
@@ -1023,7 +1028,7 @@ mod granules {
             &[(1, 42, K64_L2), (2, 29, K64_L3)],
             (3, 16, K64_PAGE),
         );
-        let t = translate(&m, &ctx, K64_BLOCK_VA, USER_READ).expect("block");
+        let t = translate(&m, &ctx, Va(K64_BLOCK_VA), USER_READ).expect("block");
         assert_eq!(t.pa, Pa(K64_BLOCK + 0x1234_5678));
         assert_walk(
             &t.entries,
@@ -1043,7 +1048,7 @@ mod granules {
             let raw = m.read(Pa(slot));
             put(&mut m, slot, raw & !bits::VALID);
             assert_eq!(
-                translate(&m, &s1_ctx(Granule::K16, K16_L0), K16_VA, READ),
+                translate(&m, &s1_ctx(Granule::K16, K16_L0), Va(K16_VA), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, level)),
                 "16K level {level}"
             );
@@ -1053,7 +1058,7 @@ mod granules {
             let raw = m.read(Pa(slot));
             put(&mut m, slot, raw & !bits::VALID);
             assert_eq!(
-                translate(&m, &s1_ctx(Granule::K64, K64_L1), K64_VA, READ),
+                translate(&m, &s1_ctx(Granule::K64, K64_L1), Va(K64_VA), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, level)),
                 "64K level {level}"
             );
@@ -1070,7 +1075,7 @@ mod granules {
             let mut m = k16_s1();
             put(&mut m, slot, block);
             assert_eq!(
-                translate(&m, &s1_ctx(Granule::K16, K16_L0), K16_VA, READ),
+                translate(&m, &s1_ctx(Granule::K16, K16_L0), Va(K16_VA), READ),
                 Err(fault(FaultKind::Translation, TableStage::S1, level)),
                 "16K level-{level} block"
             );
@@ -1078,20 +1083,20 @@ mod granules {
         let mut m = k64_s1();
         put(&mut m, K64_D1, block);
         assert_eq!(
-            translate(&m, &s1_ctx(Granule::K64, K64_L1), K64_VA, READ),
+            translate(&m, &s1_ctx(Granule::K64, K64_L1), Va(K64_VA), READ),
             Err(fault(FaultKind::Translation, TableStage::S1, 1))
         );
         // Level 3 with bit[1] = 0 (a "block" at level 3).
         let mut m = k16_s1();
         put(&mut m, K16_D3, s1_block(K16_PAGE, true, false, true));
         assert_eq!(
-            translate(&m, &s1_ctx(Granule::K16, K16_L0), K16_VA, READ),
+            translate(&m, &s1_ctx(Granule::K16, K16_L0), Va(K16_VA), READ),
             Err(fault(FaultKind::Translation, TableStage::S1, 3))
         );
         let mut m = k64_s1();
         put(&mut m, K64_D3, s1_block(K64_PAGE, true, false, true));
         assert_eq!(
-            translate(&m, &s1_ctx(Granule::K64, K64_L1), K64_VA, READ),
+            translate(&m, &s1_ctx(Granule::K64, K64_L1), Va(K64_VA), READ),
             Err(fault(FaultKind::Translation, TableStage::S1, 3))
         );
     }
@@ -1105,7 +1110,7 @@ mod granules {
         let ctx = s1_ctx(Granule::K16, K16_L0);
         for (va, level) in [(K16_VA, 3u8), (K16_BLOCK_VA, 2)] {
             assert_eq!(
-                translate(&m, &ctx, va, READ),
+                translate(&m, &ctx, Va(va), READ),
                 Err(fault(FaultKind::AccessFlag, TableStage::S1, level))
             );
         }
@@ -1116,7 +1121,7 @@ mod granules {
         let ctx = s2_ctx(Granule::K64, K64_L1);
         for (ipa, level) in [(K64_VA, 3u8), (K64_BLOCK_VA, 2)] {
             assert_eq!(
-                translate(&m, &ctx, ipa, READ),
+                translate_ipa(&m, &ctx, Ipa(ipa), READ),
                 Err(fault(FaultKind::AccessFlag, TableStage::S2, level))
             );
         }
@@ -1143,38 +1148,38 @@ mod granules {
         );
         let ctx = with_cfg(oa40(Granule::K16, K16_L0));
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S1, 3))
         );
         assert_eq!(
-            translate(&m, &ctx, K16_BLOCK_VA, READ),
+            translate(&m, &ctx, Va(K16_BLOCK_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S1, 2))
         );
         // Below 2^40 all is well.
         let ok = k16_s1();
         assert_eq!(
-            translate(&ok, &ctx, K16_VA, READ).map(|t| t.pa),
+            translate(&ok, &ctx, Va(K16_VA), READ).map(|t| t.pa),
             Ok(Pa(K16_PAGE + 0x1234))
         );
         // A table descriptor pointing above 2^40 faults at its own level.
         let mut m = k16_s1();
         put(&mut m, K16_D1, table(1 << 41));
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S1, 1))
         );
         // A table base above 2^40: level 0 even for 64K, whose walk starts at L1.
         let m = k64_s1();
         let ctx = with_cfg(oa40(Granule::K64, 1 << 44));
         assert_eq!(
-            translate(&m, &ctx, K64_VA, READ),
+            translate(&m, &ctx, Va(K64_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S1, 0))
         );
         let mut m = k64_s1();
         put(&mut m, K64_D2, table(1 << 45));
         let ctx = with_cfg(oa40(Granule::K64, K64_L1));
         assert_eq!(
-            translate(&m, &ctx, K64_VA, READ),
+            translate(&m, &ctx, Va(K64_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S1, 2))
         );
         // Stage 2 likewise (VTCR_EL2.PS).
@@ -1187,7 +1192,7 @@ mod granules {
             ..s2_ctx(Granule::K64, K64_L1)
         };
         assert_eq!(
-            translate(&m, &ctx, K64_VA, READ),
+            translate_ipa(&m, &ctx, Ipa(K64_VA), READ),
             Err(fault(FaultKind::AddressSize, TableStage::S2, 3))
         );
     }
@@ -1204,7 +1209,7 @@ mod granules {
                 TableStage::S2
             };
             assert_eq!(
-                translate(&m, &ctx, K64_VA | 1 << 48, READ),
+                translate(&m, &ctx, Va(K64_VA | 1 << 48), READ),
                 Err(fault(FaultKind::Translation, stage, 0))
             );
         }
@@ -1231,7 +1236,7 @@ mod granules {
                 (K64_VA, 3u8, K64_PAGE + 0xbeef),
                 (K64_BLOCK_VA, 2, K64_BLOCK + 0x1234_5678),
             ] {
-                assert_eq!(translate(&m, &ctx, va, READ).map(|t| t.pa), Ok(Pa(pa)));
+                assert_eq!(translate(&m, &ctx, Va(va), READ).map(|t| t.pa), Ok(Pa(pa)));
                 for (access, allowed) in [(WRITE, w), (USER_READ, ur), (USER_WRITE, uw)] {
                     let want = if allowed {
                         Ok(Pa(pa))
@@ -1239,7 +1244,7 @@ mod granules {
                         Err(fault(FaultKind::Permission, TableStage::S1, level))
                     };
                     assert_eq!(
-                        translate(&m, &ctx, va, access).map(|t| t.pa),
+                        translate(&m, &ctx, Va(va), access).map(|t| t.pa),
                         want,
                         "AP writable={writable} user={user} {access:?} at L{level}"
                     );
@@ -1288,13 +1293,13 @@ mod granules {
                     ] {
                         let want = if allowed { Ok(Pa(pa)) } else { perm };
                         assert_eq!(
-                            translate(&m, &ctx, ipa, access).map(|t| t.pa),
+                            translate_ipa(&m, &ctx, Ipa(ipa), access).map(|t| t.pa),
                             want,
                             "S2AP r={read} w={write} {access:?} {ipa:#x}"
                         );
                     }
                     if read {
-                        let t = translate(&m, &ctx, ipa, READ).expect("readable");
+                        let t = translate_ipa(&m, &ctx, Ipa(ipa), READ).expect("readable");
                         let leaf = leaf_of(&t.entries, Stage::S2);
                         assert_eq!((leaf.level, leaf.asid, leaf.vmid), (level, None, VMID));
                     }
@@ -1373,32 +1378,38 @@ mod granules {
         let ctx = n_ctx();
         // VA page offset 0x1234 -> IPA 0x1234_8000 + 0x1234 = 0x1234_9234,
         // in the 64K stage-2 page 0x1234_0000 at offset 0x9234.
-        let t = translate(&m, &ctx, K16_VA, USER_WRITE).expect("nested page");
+        let t = translate(&m, &ctx, Va(K16_VA), USER_WRITE).expect("nested page");
         assert_eq!(t.pa, Pa(0x7_0000_9234));
         let s1 = leaf_of(&t.entries, Stage::S1);
         assert_eq!(
-            (s1.output, s1.span_shift, s1.granule),
-            (0x1234_8000, 14, Granule::K16)
+            (s1.output_ipa(), s1.span_shift, s1.granule),
+            (Some(Ipa(0x1234_8000)), 14, Granule::K16)
         );
         // The combined entry is the smaller of the two spans: the 16K page.
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (K16_VA & !0x3fff, 14));
-        assert_eq!(c.output, 0x7_0000_8000);
+        assert_eq!(
+            (c.input_va(), c.span_shift),
+            (Some(Va(K16_VA & !0x3fff)), 14)
+        );
+        assert_eq!(c.output_pa(), Some(Pa(0x7_0000_8000)));
         // Four stage-1 table reads (L0..L3), each translated by stage 2,
         // and the output: five stage-2 leaves.
         let s2_leaves = t
             .entries
             .iter()
-            .filter(|e| e.stage == Stage::S2 && e.kind == EntryKind::Leaf)
+            .filter(|e| e.stage() == Stage::S2 && e.kind == EntryKind::Leaf)
             .count();
         assert_eq!(s2_leaves, 5);
         // The 32 MiB stage-1 block over 64K stage-2 pages: combined span 64K.
-        let t = translate(&m, &ctx, K16_BLOCK_VA, READ).expect("nested block");
+        let t = translate(&m, &ctx, Va(K16_BLOCK_VA), READ).expect("nested block");
         // IPA = 0x400_0000 + 0x1ab_cdef = 0x5ab_cdef -> 64K page index
         // (0x1ab_cdef >> 16) = 0x1ab -> PA 0x8_0000_0000 + 0x1ab_cdef.
         assert_eq!(t.pa, Pa(0x8_01ab_cdef));
         let c = leaf_of(&t.entries, Stage::Combined);
-        assert_eq!((c.input, c.span_shift), (K16_BLOCK_VA & !0xffff, 16));
+        assert_eq!(
+            (c.input_va(), c.span_shift),
+            (Some(Va(K16_BLOCK_VA & !0xffff)), 16)
+        );
     }
 
     /// A stage-2 fault while reading a stage-1 table is reported as a
@@ -1416,7 +1427,7 @@ mod granules {
         let mut m = nested_mem();
         put(&mut m, n_s2_slot(K16_L0), 0);
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(ptw(FaultKind::Translation, 3))
         );
         // ... or has AF = 0.
@@ -1427,7 +1438,7 @@ mod granules {
             s2_page(N_TABLES_PA, true, true) & !bits::AF,
         );
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(ptw(FaultKind::AccessFlag, 3))
         );
         // ... or is not readable at stage 2: a table walk is a read
@@ -1439,25 +1450,25 @@ mod granules {
             s2_page(N_TABLES_PA, false, false),
         );
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(ptw(FaultKind::Permission, 3))
         );
         // Read-only at stage 2 is enough for a walk (no hardware AF/dirty updates).
         let mut m = nested_mem();
         put(&mut m, n_s2_slot(K16_L0), s2_page(N_TABLES_PA, true, false));
-        assert!(translate(&m, &ctx, K16_VA, READ).is_ok());
+        assert!(translate(&m, &ctx, Va(K16_VA), READ).is_ok());
         // A fault on the output IPA is not a table-walk fault.
         let mut m = nested_mem();
         put(&mut m, n_s2_slot(0x1234_8000), 0);
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(fault(FaultKind::Translation, TableStage::S2, 3))
         );
         // The stage-2 L2 table descriptor missing: fault at stage-2 level 2.
         let mut m = nested_mem();
         put(&mut m, N_S2_L2, 0);
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ),
+            translate(&m, &ctx, Va(K16_VA), READ),
             Err(ptw(FaultKind::Translation, 2))
         );
     }
@@ -1474,15 +1485,15 @@ mod granules {
         let ipa = 0x400_0000 + (0x1ab_cdef & !0xffff);
         put(&mut m, n_s2_slot(ipa), 0);
         assert_eq!(
-            translate(&m, &ctx, K16_BLOCK_VA, WRITE),
+            translate(&m, &ctx, Va(K16_BLOCK_VA), WRITE),
             Err(fault(FaultKind::Permission, TableStage::S1, 2))
         );
         assert_eq!(
-            translate(&m, &ctx, K16_BLOCK_VA, USER_READ),
+            translate(&m, &ctx, Va(K16_BLOCK_VA), USER_READ),
             Err(fault(FaultKind::Permission, TableStage::S1, 2))
         );
         assert_eq!(
-            translate(&m, &ctx, K16_BLOCK_VA, READ),
+            translate(&m, &ctx, Va(K16_BLOCK_VA), READ),
             Err(fault(FaultKind::Translation, TableStage::S2, 3))
         );
         // Stage-2 read-only 512 MiB block under a stage-1 16K RW page: a
@@ -1497,11 +1508,11 @@ mod granules {
         put(&mut m, at(K16_D2), table(K16_L3));
         put(&mut m, at(K16_D3), s1_page(0x1234_8000, true, true, false));
         assert_eq!(
-            translate(&m, &ctx, K16_VA, READ).map(|t| t.pa),
+            translate(&m, &ctx, Va(K16_VA), READ).map(|t| t.pa),
             Ok(Pa(0x9_1234_9234))
         );
         assert_eq!(
-            translate(&m, &ctx, K16_VA, WRITE),
+            translate(&m, &ctx, Va(K16_VA), WRITE),
             Err(fault(FaultKind::Permission, TableStage::S2, 2))
         );
     }
@@ -1606,7 +1617,7 @@ mod enumeration {
     }
 
     fn covers(e: &TlbEntry, va: u64) -> bool {
-        e.kind == EntryKind::Leaf && e.input_range().contains(va)
+        e.kind == EntryKind::Leaf && e.input_range().contains(Va(va).into())
     }
 
     proptest! {
@@ -1624,18 +1635,18 @@ mod enumeration {
             // Every enumerated leaf: its input translates to its output,
             // through exactly that leaf, and so does its last byte.
             for e in all.iter().filter(|e| e.kind == EntryKind::Leaf) {
-                let t = translate(&m, &ctx, e.input, READ)
+                let t = translate(&m, &ctx, e.input_va().unwrap(), READ)
                     .unwrap_or_else(|f| panic!("enumerated {e} but {f}"));
-                prop_assert_eq!(t.pa, Pa(e.output));
+                prop_assert_eq!(t.pa, e.output_ipa().unwrap().flat_pa());
                 prop_assert_eq!(t.entries.last(), Some(e));
-                let last = e.input + ((1u64 << e.span_shift) - 1);
-                let t = translate(&m, &ctx, last, READ).expect("same leaf");
-                prop_assert_eq!(t.pa, Pa(e.translate(last)));
+                let last = e.input().get() + ((1u64 << e.span_shift) - 1);
+                let t = translate(&m, &ctx, Va(last), READ).expect("same leaf");
+                prop_assert_eq!(t.pa, e.translate(Va(last).into()).unwrap().flat_pa());
             }
             // Every enumerated walk entry is on the walk of its input, which
             // either completes through it or faults below it.
             for e in all.iter().filter(|e| e.kind == EntryKind::Walk) {
-                match translate(&m, &ctx, e.input, READ) {
+                match translate(&m, &ctx, e.input_va().unwrap(), READ) {
                     Ok(t) => prop_assert!(t.entries.contains(e), "{} not on the walk", e),
                     Err(f) => prop_assert!(f.level > e.level, "{} vs {}", e, f),
                 }
@@ -1647,10 +1658,10 @@ mod enumeration {
                 let idx = [n & 3, (n >> 2) & 3, (n >> 4) & 3, (n >> 6) & 3];
                 let va = idx[0] << 39 | idx[1] << 30 | idx[2] << 21 | idx[3] << 12 | offset;
                 let leaves: Vec<_> = all.iter().filter(|e| covers(e, va)).collect();
-                match translate(&m, &ctx, va, READ) {
+                match translate(&m, &ctx, Va(va), READ) {
                     Ok(t) => {
                         prop_assert_eq!(leaves.len(), 1, "{:#x}: {:?}", va, leaves);
-                        prop_assert_eq!(t.pa, Pa(leaves[0].translate(va)));
+                        prop_assert_eq!(t.pa, leaves[0].translate(Va(va).into()).unwrap().flat_pa());
                         for e in &t.entries {
                             prop_assert!(all.contains(e), "{} made by translate, not enumerated", e);
                         }

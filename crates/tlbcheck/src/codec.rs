@@ -311,7 +311,7 @@ pub struct TlbiFields {
 
 /// Lists the fields of `operand` as decoded for `tlbi`.
 pub fn tlbi_fields(tlbi: Tlbi, operand: &TlbiOperand) -> TlbiFields {
-    let range = operand.input_range();
+    let range = operand.input_range().map(|r| r.addrs());
     let mut f = TlbiFields {
         va_start: range.map(|r| r.first),
         va_end: range.map(|r| r.last),

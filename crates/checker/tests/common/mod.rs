@@ -6,7 +6,7 @@ use tlbcheck_checker::builder::{Features, ModelBuilder};
 use tlbcheck_checker::model::{Model, Thread};
 use tlbcheck_checker::op::Op;
 use tlbcheck_checker::program::Script;
-use tlbcheck_hw::addr::{AddrRange, Granule, Pa};
+use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa};
 use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
@@ -111,7 +111,7 @@ pub fn tlbi_va(leaf_only: bool) -> Op {
                 asid: 1,
                 with_global: true,
             },
-            range: Some(AddrRange::from_len(0, 0x1000)),
+            range: Some(InputRange::Va(AddrRange::from_len(0, 0x1000))),
             granule: None,
             leaf_only,
             ttl_level: None,

@@ -22,7 +22,7 @@
 //! FEAT_LPA, FEAT_LPA2 and FEAT_D128 are not (48-bit VAs and PAs, see
 //! [`crate::addr`]); the hypervisor runs in Non-secure state.
 
-use crate::addr::{AddrRange, Granule};
+use crate::addr::{AddrRange, Granule, InputAddr, InputRange, Ipa, Va};
 use crate::tlb::entry::{AsidSel, InvalScope, Regime, StageSel};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -382,7 +382,7 @@ impl Tlbi {
                 } else {
                     AsidSel::Any
                 },
-                range: Some(AddrRange::span(va_from_field(page), 12)),
+                range: Some(InputRange::Va(AddrRange::span(va_from_field(page), 12))),
                 granule: ttl.map(|t| t.granule),
                 ttl_level: ttl.map(|t| t.level),
                 ..whole
@@ -393,7 +393,7 @@ impl Tlbi {
             // IPA space is Non-secure whatever bit 63 holds), so the model,
             // which has one IPA space, ignores it.
             (OperandKind::Ipa, &TlbiOperand::Ipa { ttl, page, .. }) => InvalScope {
-                range: Some(AddrRange::span(ipa_from_field(page), 12)),
+                range: Some(InputRange::Ipa(AddrRange::span(ipa_from_field(page), 12))),
                 granule: ttl.map(|t| t.granule),
                 ttl_level: ttl.map(|t| t.level),
                 ..whole
@@ -410,14 +410,14 @@ impl Tlbi {
                 } else {
                     AsidSel::Any
                 },
-                range: Some(range.range()),
+                range: Some(InputRange::Va(range.range())),
                 granule: Some(range.granule),
                 ttl_level: range.ttl,
                 ..whole
             },
             // RIPAS2{L}E1 (C5.5.21, C5.5.24).
             (OperandKind::IpaRange, TlbiOperand::IpaRange { range, .. }) => InvalScope {
-                range: Some(range.range()),
+                range: Some(InputRange::Ipa(range.range())),
                 granule: Some(range.granule),
                 ttl_level: range.ttl,
                 ..whole
@@ -687,46 +687,45 @@ const fn ipa_from_field(page: u64) -> u64 {
 impl TlbiOperand {
     /// A by-VA operand for `va` (any address in the page; pass `asid` 0 for
     /// the VAA forms).
-    pub const fn va(asid: u16, va: u64, ttl: Option<TtlHint>) -> TlbiOperand {
+    pub const fn va(asid: u16, va: Va, ttl: Option<TtlHint>) -> TlbiOperand {
         TlbiOperand::Va {
             asid,
             ttl,
-            page: (va >> 12) & mask(VA_FIELD_BITS),
+            page: (va.0 >> 12) & mask(VA_FIELD_BITS),
         }
     }
 
     /// A by-IPA operand for `ipa` (Non-secure, NS = 0).
-    pub const fn ipa(ipa: u64, ttl: Option<TtlHint>) -> TlbiOperand {
+    pub const fn ipa(ipa: Ipa, ttl: Option<TtlHint>) -> TlbiOperand {
         TlbiOperand::Ipa {
             ns: false,
             ttl,
-            page: (ipa >> 12) & mask(IPA_FIELD_BITS),
+            page: (ipa.0 >> 12) & mask(IPA_FIELD_BITS),
         }
     }
 
     /// The address of a non-range by-VA or by-IPA operand: VA\[55:12\] << 12
     /// sign-extended from bit 55, or IPA\[47:12\] << 12. The operation reaches
     /// entries whose span overlaps the 4 KiB page at this address.
-    pub const fn address(&self) -> Option<u64> {
+    pub const fn address(&self) -> Option<InputAddr> {
         match *self {
-            TlbiOperand::Va { page, .. } => Some(va_from_field(page)),
-            TlbiOperand::Ipa { page, .. } => Some(ipa_from_field(page)),
+            TlbiOperand::Va { page, .. } => Some(InputAddr::Va(Va(va_from_field(page)))),
+            TlbiOperand::Ipa { page, .. } => Some(InputAddr::Ipa(Ipa(ipa_from_field(page)))),
             _ => None,
         }
     }
 
-    /// The input addresses the operand names: the 4 KiB page for the
-    /// non-range forms, [`TlbiRange::range`] for the range forms, `None`
-    /// (all addresses) otherwise.
-    pub const fn input_range(&self) -> Option<AddrRange> {
+    /// The input addresses the operand names, VAs or IPAs: the 4 KiB page
+    /// for the non-range forms, [`TlbiRange::range`] for the range forms,
+    /// `None` (all addresses) otherwise.
+    pub const fn input_range(&self) -> Option<InputRange> {
         match self {
             TlbiOperand::Va { .. } | TlbiOperand::Ipa { .. } => match self.address() {
-                Some(a) => Some(AddrRange::span(a, 12)),
+                Some(a) => Some(InputRange::span(a, 12)),
                 None => None,
             },
-            TlbiOperand::VaRange { range, .. } | TlbiOperand::IpaRange { range, .. } => {
-                Some(range.range())
-            }
+            TlbiOperand::VaRange { range, .. } => Some(InputRange::Va(range.range())),
+            TlbiOperand::IpaRange { range, .. } => Some(InputRange::Ipa(range.range())),
             TlbiOperand::None | TlbiOperand::Asid { .. } => None,
         }
     }
@@ -990,7 +989,8 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tlb::entry::{EntryKind, Perms, Stage, TlbEntry};
+    use crate::addr::Pa;
+    use crate::tlb::entry::{EntryKind, Mapping, Stage, TlbEntry};
     use proptest::prelude::*;
 
     fn t(s: &str) -> Tlbi {
@@ -1035,6 +1035,7 @@ mod tests {
             .unwrap()
             .input_range()
             .unwrap()
+            .addrs()
     }
 
     fn span(first: u64, last: u64) -> AddrRange {
@@ -1048,7 +1049,7 @@ mod tests {
         // ASID 0x42 << 48 | VA 0xffff8a3b5000 >> 12 = 0xffff8a3b5.
         check(
             "VALE1IS",
-            TlbiOperand::va(0x42, 0xffff_8a3b_5000, None),
+            TlbiOperand::va(0x42, Va(0xffff_8a3b_5000), None),
             0x0042_000f_fff8_a3b5,
         );
         assert_eq!(
@@ -1062,7 +1063,7 @@ mod tests {
         // TTL = 0b0111 (4K, level 3) << 44 = 0x7000_0000_0000.
         check(
             "VALE1IS",
-            TlbiOperand::va(0x42, 0xffff_8a3b_5000, ttl(Granule::K4, 3)),
+            TlbiOperand::va(0x42, Va(0xffff_8a3b_5000), ttl(Granule::K4, 3)),
             0x0042_700f_fff8_a3b5,
         );
     }
@@ -1070,7 +1071,7 @@ mod tests {
     #[test]
     fn b6_3_block_level_2() {
         // TTL = 0b0110 << 44 = 0x6000_0000_0000; 0x40200000 >> 12 = 0x40200.
-        let op = TlbiOperand::va(0x42, 0x4020_0000, ttl(Granule::K4, 2));
+        let op = TlbiOperand::va(0x42, Va(0x4020_0000), ttl(Granule::K4, 2));
         check("VALE1IS", op, 0x0042_6000_0004_0200);
         check("VAE1IS", op, 0x0042_6000_0004_0200);
     }
@@ -1097,7 +1098,7 @@ mod tests {
         );
         check(
             "VAE1IS",
-            TlbiOperand::va(1, 0x3000, None),
+            TlbiOperand::va(1, Va(0x3000), None),
             0x0001_0000_0000_0003,
         );
         assert_eq!(
@@ -1136,7 +1137,7 @@ mod tests {
         for page in 0x3..=0xfu64 {
             check(
                 "VAE1IS",
-                TlbiOperand::va(9, page << 12, None),
+                TlbiOperand::va(9, Va(page << 12), None),
                 0x0009_0000_0000_0000 | page,
             );
         }
@@ -1164,7 +1165,7 @@ mod tests {
         assert_eq!(range.range(), span(0x1000, 0x1000 + 50 * 0x1000 - 1));
         check(
             "VAE1IS",
-            TlbiOperand::va(9, 0x42000, None),
+            TlbiOperand::va(9, Va(0x42000), None),
             0x0009_0000_0000_0042,
         );
     }
@@ -1242,7 +1243,7 @@ mod tests {
         // VA 0x2000_0000 >> 12 = 0x2_0000; ASID RES0.
         check(
             "VAAE1IS",
-            TlbiOperand::va(0, 0x2000_0000, ttl(Granule::K64, 2)),
+            TlbiOperand::va(0, Va(0x2000_0000), ttl(Granule::K64, 2)),
             0x0000_e000_0002_0000,
         );
     }
@@ -1253,7 +1254,7 @@ mod tests {
         // << 44 = 0x7000_0000_0000. Sum: 0x0000_7000_0084_0000.
         check(
             "IPAS2E1IS",
-            TlbiOperand::ipa(0x8_4000_0000, ttl(Granule::K4, 3)),
+            TlbiOperand::ipa(Ipa(0x8_4000_0000), ttl(Granule::K4, 3)),
             0x0000_7000_0084_0000,
         );
         assert_eq!(
@@ -1306,7 +1307,7 @@ mod tests {
         // VA 0x7fff_ffff_c000 >> 12 = 0x7_ffff_fffc. Sum: 0x0010_b007_ffff_fffc.
         check(
             "VALE1",
-            TlbiOperand::va(0x10, 0x7fff_ffff_c000, ttl(Granule::K16, 3)),
+            TlbiOperand::va(0x10, Va(0x7fff_ffff_c000), ttl(Granule::K16, 3)),
             0x0010_b007_ffff_fffc,
         );
     }
@@ -1318,14 +1319,14 @@ mod tests {
         // Decoding replicates VA[55] into VA[63:56] (D8.17.5.1 RJGGKN).
         check(
             "VAE1IS",
-            TlbiOperand::va(0, 0xffff_8000_1234_5000, None),
+            TlbiOperand::va(0, Va(0xffff_8000_1234_5000), None),
             0x0000_0ff8_0001_2345,
         );
         assert_eq!(
             TlbiOperand::decode(t("VAE1IS"), 0x0000_0ff8_0001_2345)
                 .unwrap()
                 .address(),
-            Some(0xffff_8000_1234_5000)
+            Some(Va(0xffff_8000_1234_5000).into())
         );
     }
 
@@ -1619,18 +1620,10 @@ mod tests {
     /// 4K stage-1 entries of VMID 1 around VA 4 MiB, plus other stages,
     /// granules and VMIDs, by name.
     fn fixture() -> Vec<(&'static str, TlbEntry)> {
-        let e = |kind, stage, level: u8, granule: Granule, asid, vmid, input: u64| TlbEntry {
-            kind,
-            stage,
-            regime: Regime::El10,
-            level,
-            granule,
-            asid,
-            vmid,
-            input: input & !mask(granule.level_shift(level)),
-            span_shift: granule.level_shift(level) as u8,
-            output: 0x8000_0000,
-            perms: Perms::default(),
+        let e = |kind, stage, level: u8, granule: Granule, asid, vmid, input: u64| {
+            let input = input & !mask(granule.level_shift(level));
+            let map = Mapping::of_stage(stage, input, 0x8000_0000);
+            TlbEntry::new(kind, map, level, granule).tagged(Regime::El10, vmid, asid)
         };
         use EntryKind::{Leaf, Walk};
         use Granule::{K16, K4};
@@ -1708,7 +1701,7 @@ mod tests {
         // C5.5.59: non-global entries of the ASID at any level, global leaves.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, None),
+            TlbiOperand::va(5, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1725,7 +1718,7 @@ mod tests {
         // C5.5.68: final level only.
         assert_scope(
             "VALE1",
-            TlbiOperand::va(5, 0x40_0000, None),
+            TlbiOperand::va(5, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1741,13 +1734,13 @@ mod tests {
         // leaves (wrong level), the L2 walk entry and the 16K leaf stay.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K4, 2)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K4, 2)),
             &["s1 walk L0 asid5"],
         );
         // TTL 4K L3: the 4K L3 leaves and every walk entry above.
         assert_scope(
             "VAE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K4, 3)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K4, 3)),
             &[
                 "s1 L3 asid5",
                 "s1 L3 global",
@@ -1759,7 +1752,7 @@ mod tests {
         // TTL 16K L3: only the 16K leaf.
         assert_scope(
             "VALE1IS",
-            TlbiOperand::va(5, 0x40_0000, ttl(Granule::K16, 3)),
+            TlbiOperand::va(5, Va(0x40_0000), ttl(Granule::K16, 3)),
             &["s1 L3 16K asid5"],
         );
     }
@@ -1768,7 +1761,7 @@ mod tests {
     fn scope_vaae1_and_vaale1_any_asid() {
         assert_scope(
             "VAAE1IS",
-            TlbiOperand::va(0, 0x40_0000, None),
+            TlbiOperand::va(0, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 asid6",
@@ -1781,7 +1774,7 @@ mod tests {
         );
         assert_scope(
             "VAALE1",
-            TlbiOperand::va(0, 0x40_0000, None),
+            TlbiOperand::va(0, Va(0x40_0000), None),
             &[
                 "s1 L3 asid5",
                 "s1 L3 asid6",
@@ -1828,14 +1821,18 @@ mod tests {
         // following VMALLE1.
         assert_scope(
             "IPAS2E1IS",
-            TlbiOperand::ipa(0x40_0000, None),
+            TlbiOperand::ipa(Ipa(0x40_0000), None),
             &["s2 L3", "s2 walk L1"],
         );
-        assert_scope("IPAS2LE1IS", TlbiOperand::ipa(0x40_0000, None), &["s2 L3"]);
+        assert_scope(
+            "IPAS2LE1IS",
+            TlbiOperand::ipa(Ipa(0x40_0000), None),
+            &["s2 L3"],
+        );
         // A TTL naming level 2 leaves the level-3 stage-2 leaf.
         assert_scope(
             "IPAS2E1",
-            TlbiOperand::ipa(0x40_0000, ttl(Granule::K4, 2)),
+            TlbiOperand::ipa(Ipa(0x40_0000), ttl(Granule::K4, 2)),
             &["s2 walk L1"],
         );
     }
@@ -1913,18 +1910,12 @@ mod tests {
                     let op = va_range(9, g, start, scale, num, None);
                     let scope = t("RVALE1IS").scope(&op, 1);
                     let pages = (u64::from(num) + 1) << (5 * u32::from(scale) + 1);
-                    let leaf = |input: u64| TlbEntry {
-                        kind: EntryKind::Leaf,
-                        stage: Stage::S1,
-                        regime: Regime::El10,
-                        level: 3,
-                        granule: g,
-                        asid: Some(9),
-                        vmid: 1,
-                        input,
-                        span_shift: g.shift() as u8,
-                        output: 0,
-                        perms: Perms::default(),
+                    let leaf = |input: u64| {
+                        let map = Mapping::S1 {
+                            input: Va(input),
+                            output: Ipa(0),
+                        };
+                        TlbEntry::leaf(map, 3, g).tagged(Regime::El10, 1, Some(9))
                     };
                     let last = start + (pages - 1) * g.size();
                     assert!(
@@ -1952,10 +1943,61 @@ mod tests {
         assert_eq!(s.ttl_level, Some(2));
         assert_eq!(s.vmid, Some(3));
         assert!(s.leaf_only);
-        let s = t("VAE1").scope(&TlbiOperand::va(5, 0x4000_0000, None), 3);
+        let s = t("VAE1").scope(&TlbiOperand::va(5, Va(0x4000_0000), None), 3);
         assert_eq!((s.granule, s.ttl_level), (None, None));
-        assert_eq!(s.range, Some(span(0x4000_0000, 0x4000_0fff)));
+        assert_eq!(
+            s.range,
+            Some(InputRange::Va(span(0x4000_0000, 0x4000_0fff)))
+        );
         assert_eq!(t("ALLE1").scope(&TlbiOperand::None, 3).vmid, None);
+    }
+
+    /// By-VA operations name VA ranges, IPAS2 operations IPA ranges; a
+    /// range reaches only entries of its own space, whatever stages the
+    /// scope selects.
+    #[test]
+    fn scopes_name_the_address_space_of_their_range() {
+        let page = 0x40_0000u64;
+        let ipas2 = t("IPAS2E1IS").scope(&TlbiOperand::ipa(Ipa(page), None), 1);
+        assert_eq!(ipas2.range, Some(InputRange::Ipa(span(page, page + 0xfff))));
+        let ripas2 = TlbiOperand::IpaRange {
+            ns: false,
+            range: TlbiRange::new(Granule::K4, page, 0, 1, None),
+        };
+        assert!(matches!(
+            t("RIPAS2E1IS").scope(&ripas2, 1).range,
+            Some(InputRange::Ipa(_))
+        ));
+        let vae1 = t("VAE1IS").scope(&TlbiOperand::va(5, Va(page), None), 1);
+        assert_eq!(vae1.range, Some(InputRange::Va(span(page, page + 0xfff))));
+        assert!(matches!(
+            t("RVAE1IS")
+                .scope(&va_range(5, Granule::K4, page, 0, 1, None), 1)
+                .range,
+            Some(InputRange::Va(_))
+        ));
+        // The same number as a VA and as an IPA.
+        let leaf = |map| TlbEntry::leaf(map, 3, Granule::K4).tagged(Regime::El10, 1, None);
+        let s2 = leaf(Mapping::S2 {
+            input: Ipa(page),
+            output: Pa(0x8000_0000),
+        });
+        let s1 = leaf(Mapping::S1 {
+            input: Va(page),
+            output: Ipa(0x8000_0000),
+        });
+        let combined = leaf(Mapping::Combined {
+            input: Va(page),
+            output: Pa(0x8000_0000),
+        });
+        let every_stage = |s: InvalScope| InvalScope {
+            stages: StageSel::ALL,
+            asid: AsidSel::Any,
+            ..s
+        };
+        let (ipas2, vae1) = (every_stage(ipas2), every_stage(vae1));
+        assert!(ipas2.covers(&s2) && !ipas2.covers(&s1) && !ipas2.covers(&combined));
+        assert!(!vae1.covers(&s2) && vae1.covers(&s1) && vae1.covers(&combined));
     }
 
     #[test]

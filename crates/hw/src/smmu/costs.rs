@@ -48,7 +48,7 @@ use super::config::{
 use super::model::{cfgi_scope, tlbi_scope, Consumed, Smmu};
 use super::queue::QueueFull;
 use super::ste::Ste;
-use crate::addr::{AddrRange, Pa};
+use crate::addr::{AddrRange, InputRange, Pa, Va};
 use crate::machine::Dsb;
 use crate::mem::PhysMem;
 use crate::tlb::{
@@ -388,12 +388,13 @@ fn iotlb_leaf(
     tlb: &mut RealisticTlb,
     mem: &PhysMem,
     ctx: &Context,
-    va: u64,
+    va: Va,
     hit: &mut Option<bool>,
 ) -> Result<TlbEntry, Fault> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    if let Some(e) = tlb.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
+    let input = ctx.access_input(va);
+    if let Some(e) = tlb.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, input) {
         *hit = Some(true);
         return Ok(e);
     }
@@ -404,7 +405,7 @@ fn iotlb_leaf(
     tlb.stats.walk_reads += t
         .entries
         .iter()
-        .filter(|e| e.stage != Stage::Combined)
+        .filter(|e| e.stage() != Stage::Combined)
         .count() as u64;
     for e in &t.entries {
         tlb.insert(*e);
@@ -413,7 +414,7 @@ fn iotlb_leaf(
         .entries
         .iter()
         .rev()
-        .find(|e| e.kind == EntryKind::Leaf && e.stage == stage)
+        .find(|e| e.kind == EntryKind::Leaf && e.stage() == stage)
         .expect("a successful walk ends in a leaf of the access stage"))
 }
 
@@ -464,12 +465,12 @@ impl SmmuCosts {
         smmu: &Smmu,
         mem: &PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> AccessCost {
         let d = &smmu.devices[dev];
         let mut cost = AccessCost {
-            result: Ok(Pa(va)),
+            result: Ok(va.flat_ipa().flat_pa()),
             config_hit: true,
             atc_hit: None,
             iotlb_hit: None,
@@ -489,7 +490,8 @@ impl SmmuCosts {
             Some(atc) => {
                 let stage = ctx.access_stage();
                 let asid = (stage != Stage::S2).then_some(ctx.asid);
-                match atc.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, va) {
+                let input = ctx.access_input(va);
+                match atc.lookup(ctx.regime, ctx.tag_vmid(), stage, asid, input) {
                     Some(e) => {
                         cost.atc_hit = Some(true);
                         Ok(e)
@@ -510,7 +512,11 @@ impl SmmuCosts {
         };
         let access = Access { write, user: false };
         cost.result = match leaf {
-            Ok(e) if e.perms.allows(access) => Ok(Pa(e.translate(va))),
+            // A stage-1 leaf is the access stage only without stage 2.
+            Ok(e) if e.perms.allows(access) => Ok(e
+                .translate(ctx.access_input(va))
+                .expect("the leaf covers the address")
+                .flat_pa()),
             Ok(e) => Err(CostFault::Translation(Fault::from_cached_leaf(&e))),
             Err(f) => Err(CostFault::Translation(f)),
         };
@@ -731,20 +737,24 @@ impl SmmuCosts {
                         .invalidate(|e| CD_SPLITS.iter().any(|&s| scope.covers(e, split, Some(s))));
                 }
                 // SMMUv3 4.5.1: ATC entries whose input overlaps the span,
-                // whatever their tags.
+                // whatever their tags. The span holds untranslated
+                // addresses: VAs, which for a stream that bypasses stage 1
+                // are the IPAs its stage-2 entries hold (`Va::flat_ipa`).
                 Deferred::Atc { dev, span } => {
                     if let Some(atc) = self.atc.get_mut(dev).and_then(Option::as_mut) {
                         for regime in [Regime::El10, Regime::El2] {
-                            atc.invalidate(&InvalScope {
-                                regime,
-                                stages: StageSel::ALL,
-                                vmid: None,
-                                asid: AsidSel::Any,
-                                range: Some(span),
-                                granule: None,
-                                leaf_only: false,
-                                ttl_level: None,
-                            });
+                            for range in [InputRange::Va(span), InputRange::Ipa(span)] {
+                                atc.invalidate(&InvalScope {
+                                    regime,
+                                    stages: StageSel::ALL,
+                                    vmid: None,
+                                    asid: AsidSel::Any,
+                                    range: Some(range),
+                                    granule: None,
+                                    leaf_only: false,
+                                    ttl_level: None,
+                                });
+                            }
                         }
                     }
                 }

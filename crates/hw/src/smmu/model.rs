@@ -23,7 +23,7 @@ use super::config::{
 use super::event::{Access as EvAccess, EventBody, EventRecord, FaultClass, FaultInfo};
 use super::queue::{CmdQueue, CmdqError, EventQueue, QueueFull};
 use super::ste::{SmmuFeatures, StreamConfig};
-use crate::addr::{AddrRange, Pa};
+use crate::addr::{AddrRange, InputRange, Pa, Va};
 use crate::machine::{output_range, Dsb, SMMU_AGENT};
 use crate::mem::{PendingStore, PhysMem};
 use crate::tlb::closure::close;
@@ -69,7 +69,7 @@ pub enum DeviceState {
         /// STAG reported in the event record.
         stag: u16,
         /// Address of the stalled transaction.
-        va: u64,
+        va: Va,
         /// A write.
         write: bool,
     },
@@ -79,7 +79,7 @@ pub enum DeviceState {
         /// Page Request Group index.
         grpid: u16,
         /// Address requested.
-        va: u64,
+        va: Va,
         /// Write access requested.
         write: bool,
     },
@@ -87,7 +87,7 @@ pub enum DeviceState {
     /// device will retry this access, through its caches again.
     Retrying {
         /// Address.
-        va: u64,
+        va: Va,
         /// A write.
         write: bool,
     },
@@ -236,10 +236,11 @@ pub struct Smmu {
 }
 
 /// Cached leaves for an access at `va` in `ctx`.
-fn leaves(may: &MayHold, ctx: &Context, va: u64) -> Vec<(TlbEntry, Provenance)> {
+fn leaves(may: &MayHold, ctx: &Context, va: Va) -> Vec<(TlbEntry, Provenance)> {
     let stage = ctx.access_stage();
     let asid = (stage != Stage::S2).then_some(ctx.asid);
-    may.leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, va)
+    let input = ctx.access_input(va);
+    may.leaves_for(ctx.regime, ctx.tag_vmid(), stage, asid, input)
         .map(|(e, p)| (*e, *p))
         .collect()
 }
@@ -256,11 +257,12 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
         leaf_only: false,
         ttl_level: None,
     };
-    let with_addr = |mut s: InvalScope, a: &TlbiAddr| {
+    // `space` names the addresses: VAs, or IPAs for TLBI_S2_IPA.
+    let with_addr = |mut s: InvalScope, a: &TlbiAddr, space: fn(AddrRange) -> InputRange| {
         // TG = 0: the single address, any granule, any level; TG != 0:
         // (NUM+1) * 2^SCALE granules, entries of that granule only, and a
         // TTL hint that may leave entries of other levels (SMMUv3 4.4.1.1).
-        s.range = Some(a.range_covered());
+        s.range = Some(space(a.range_covered()));
         s.granule = a.granule();
         s.leaf_only = a.leaf;
         s.ttl_level = a.level_hint();
@@ -288,11 +290,13 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
                 only(*asid, true),
             ),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.3: by VA, all ASIDs.
         Command::TlbiNhVaa { vmid, va } => with_addr(
             base(Regime::El10, StageSel::STAGE1, Some(*vmid), AsidSel::Any),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.7: all EL2 entries.
         Command::TlbiEl2All => base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any),
@@ -316,11 +320,14 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
                 if e2h { only(*asid, true) } else { AsidSel::Any },
             ),
             va,
+            InputRange::Va,
         ),
         // 4.4.2.9.
-        Command::TlbiEl2Vaa { va } => {
-            with_addr(base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any), va)
-        }
+        Command::TlbiEl2Vaa { va } => with_addr(
+            base(Regime::El2, StageSel::STAGE1, None, AsidSel::Any),
+            va,
+            InputRange::Va,
+        ),
         // 4.4.3.2: every stage of the VMID.
         Command::TlbiS12Vmall { vmid } => {
             base(Regime::El10, StageSel::ALL, Some(*vmid), AsidSel::Any)
@@ -329,6 +336,7 @@ pub fn tlbi_scope(cmd: &Command, e2h: bool) -> Option<InvalScope> {
         Command::TlbiS2Ipa { vmid, ipa } => with_addr(
             base(Regime::El10, StageSel::STAGE2, Some(*vmid), AsidSel::Any),
             ipa,
+            InputRange::Ipa,
         ),
         // 4.4.4.1: every non-secure non-EL2 entry, all VMIDs, all stages.
         Command::TlbiNsnhAll => base(Regime::El10, StageSel::ALL, None, AsidSel::Any),
@@ -566,6 +574,9 @@ impl Smmu {
             Command::AtcInv { sid, ssv, ssid, .. } => {
                 // SMMUv3 4.5.1: SSV = 0 reaches every PASID of the function
                 // and its non-PASID translations.
+                // Address is the device's untranslated address: the VA, which
+                // for a stream that bypasses stage 1 is the IPA its stage-2
+                // entries hold (`Va::flat_ipa`): both spaces match by value.
                 let span = cmd.invalidated_range().unwrap_or(AddrRange::ALL);
                 for d in 0..self.devices.len() {
                     let dev = &self.devices[d];
@@ -575,7 +586,7 @@ impl Smmu {
                     let doomed: Vec<TlbEntry> = dev
                         .atc
                         .iter()
-                        .filter(|(e, _)| e.input_range().overlaps(span))
+                        .filter(|(e, _)| e.input_range().addrs().overlaps(span))
                         .map(|(e, _)| *e)
                         .collect();
                     let window = self.atc_source(d);
@@ -797,7 +808,7 @@ impl Smmu {
             .covered(scope)
             .into_iter()
             .filter(|e| {
-                e.stage == Stage::S2
+                e.stage() == Stage::S2
                     || !aset_tags
                         .iter()
                         .any(|&(r, v, a)| e.regime == r && e.vmid == v && e.asid == Some(a))
@@ -862,7 +873,7 @@ impl Smmu {
     /// Every translation device `dev` may use for `va`: cached leaves (ATC
     /// when it has ATS, else IOTLB; the ATC already holds whatever the IOTLB
     /// may return), with the agent name.
-    pub fn cached_leaves(&self, dev: usize, va: u64) -> Vec<(Holder, TlbEntry, Provenance)> {
+    pub fn cached_leaves(&self, dev: usize, va: Va) -> Vec<(Holder, TlbEntry, Provenance)> {
         let d = &self.devices[dev];
         let mut out = Vec::new();
         for ctx in self.contexts(dev) {
@@ -880,11 +891,7 @@ impl Smmu {
 
     /// IOTLB and ATC leaves that translate `va` with `ctx`'s tags (for
     /// example a CPU address space shared with a device, SVA).
-    pub fn leaves_for_context(
-        &self,
-        ctx: &Context,
-        va: u64,
-    ) -> Vec<(Holder, TlbEntry, Provenance)> {
+    pub fn leaves_for_context(&self, ctx: &Context, va: Va) -> Vec<(Holder, TlbEntry, Provenance)> {
         let mut out: Vec<(Holder, TlbEntry, Provenance)> = leaves(&self.iotlb, ctx, va)
             .into_iter()
             .map(|(e, p)| (Holder::SmmuIotlb, e, p))
@@ -905,7 +912,7 @@ impl Smmu {
 
     /// Whether the current tables (current configuration, latest memory)
     /// grant the access.
-    pub fn current_grants(&self, mem: &PhysMem, dev: usize, va: u64, write: bool) -> bool {
+    pub fn current_grants(&self, mem: &PhysMem, dev: usize, va: Va, write: bool) -> bool {
         let access = Access { write, user: false };
         match self.current_config(mem, dev) {
             Err(_) => false,
@@ -922,7 +929,7 @@ impl Smmu {
         &self,
         mem: &PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> Vec<(Holder, TlbEntry, Provenance)> {
         if !self.current_grants(mem, dev, va, write) {
@@ -946,7 +953,7 @@ impl Smmu {
         &mut self,
         mem: &mut PhysMem,
         dev: usize,
-        va: u64,
+        va: Va,
         write: bool,
     ) -> AccessOutcome {
         match self.devices[dev].state {
@@ -998,8 +1005,9 @@ impl Smmu {
         let mut denial: Option<(ResolvedConfig, Option<TlbEntry>, Fault)> = None;
         let mut granted_pa = None;
         for c in &configs {
+            // Bypass: the address goes out as the PA.
             let Some(ctx) = self.context_of(c) else {
-                granted_pa.get_or_insert(Pa(va));
+                granted_pa.get_or_insert(va.flat_ipa().flat_pa());
                 continue;
             };
             let cached = {
@@ -1025,7 +1033,7 @@ impl Smmu {
         }
         let Some((cfg, entry, fault)) = denial else {
             return AccessOutcome::Done {
-                pa: granted_pa.unwrap_or(Pa(va)),
+                pa: granted_pa.unwrap_or(va.flat_ipa().flat_pa()),
             };
         };
         let d = &self.devices[dev];
@@ -1060,7 +1068,7 @@ impl Smmu {
                 FaultClass::Input
             },
             tt_read: false,
-            input_addr: va,
+            input_addr: va.0,
             ipa: 0,
         };
         let body = match fault.kind {
@@ -1093,7 +1101,7 @@ impl Smmu {
             .filter(|c| c.s1.is_some() && c.s2.is_some())
             .map(|c| (c.regime, c.tag_vmid()))
             .collect();
-        let ipa_out = |e: &TlbEntry| e.stage == Stage::S1 && nested.contains(&(e.regime, e.vmid));
+        let ipa_out = |e: &TlbEntry| e.stage() == Stage::S1 && nested.contains(&(e.regime, e.vmid));
         let mut out = Vec::new();
         for (e, p) in self.iotlb.iter() {
             if !ipa_out(e) && output_range(e).overlaps(range) {

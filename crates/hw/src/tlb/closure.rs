@@ -10,7 +10,7 @@
 
 use super::entry::{EntryKind, Stage, TlbEntry};
 use super::mayhold::{MayHold, Provenance};
-use crate::addr::{AddrRange, Pa};
+use crate::addr::{AddrRange, InputRange, Ipa, Pa};
 use crate::mem::PhysMem;
 use crate::tlb::InvalScope;
 use crate::vmsa::desc::TableStage;
@@ -73,9 +73,9 @@ impl Within {
     pub fn of_entries<'a>(entries: impl IntoIterator<Item = &'a TlbEntry>) -> Within {
         let mut w = Within::default();
         for e in entries {
-            match e.stage {
-                Stage::S2 => w.ipa.push(e.input_range()),
-                _ => w.va.push(e.input_range()),
+            match e.input_range() {
+                InputRange::Ipa(r) => w.ipa.push(r),
+                InputRange::Va(r) => w.va.push(r),
             }
         }
         w.normalized()
@@ -85,14 +85,21 @@ impl Within {
     /// reaches, and every IPA when it reaches stage-1 entries, since in a
     /// nested context a stage-1 walk reads its tables through stage-2
     /// mappings, old ones included (contexts without stage 2 walk no IPAs).
+    ///
+    /// A range reaches only the entries of its own space: a VA range no
+    /// stage-2 entry, an IPA range no stage-1 or combined entry.
     pub fn of_scope(scope: &InvalScope) -> Within {
-        let r = scope.range.unwrap_or(AddrRange::ALL);
+        let (va, ipa) = match scope.range {
+            None => (Some(AddrRange::ALL), Some(AddrRange::ALL)),
+            Some(InputRange::Va(r)) => (Some(r), None),
+            Some(InputRange::Ipa(r)) => (None, Some(r)),
+        };
         let stage1 = scope.stages.s1 || scope.stages.combined;
         Within {
-            va: if stage1 { vec![r] } else { vec![] },
+            va: va.filter(|_| stage1).into_iter().collect(),
             ipa: match (scope.stages.s2, stage1) {
                 (_, true) => vec![AddrRange::ALL],
-                (true, false) => vec![r],
+                (true, false) => ipa.into_iter().collect(),
                 (false, false) => vec![],
             },
         }
@@ -152,10 +159,11 @@ pub fn close_within(
                 if reached.binary_search(&w).is_ok() {
                     continue;
                 }
+                // A stage-2 walk entry: IPA in, next-level table PA out.
                 let at = Start {
                     level: w.level + 1,
-                    table: w.output,
-                    input_base: w.input,
+                    table: w.output().get(),
+                    input_base: w.input().get(),
                 };
                 enumerate_stage_within(
                     mem,
@@ -187,10 +195,10 @@ pub fn close_within(
         };
         let resolve = |t: u64, f: &mut dyn FnMut(u64)| {
             if !nested {
-                return f(t);
+                return f(Ipa(t).flat_pa().0);
             }
-            for l in s2_leaves.iter().filter(|l| l.input_range().contains(t)) {
-                f(l.translate(t));
+            for pa in s2_leaves.iter().filter_map(|l| l.translate_ipa(Ipa(t))) {
+                f(pa.0);
             }
         };
         let stage = TableStage::S1;
@@ -219,11 +227,12 @@ pub fn close_within(
             if reached.binary_search(&w).is_ok() {
                 continue;
             }
-            resolve(w.output, &mut |table| {
+            // A stage-1 walk entry: VA in, next-level table IPA out.
+            resolve(w.output().get(), &mut |table| {
                 let at = Start {
                     level: w.level + 1,
                     table,
-                    input_base: w.input,
+                    input_base: w.input().get(),
                 };
                 enumerate_stage_within(
                     mem, agent, ctx, stage, s1, at, &within.va, &resolve, &mut emit,
@@ -268,7 +277,8 @@ fn combine_all(may: &mut MayHold, ctx: &Context, s2_leaves: &[TlbEntry], step: u
         .collect();
     let mut added = 0;
     for (s1, p) in &s1_leaves {
-        let out = AddrRange::span(s1.output, u32::from(s1.span_shift));
+        // Its output IPAs, as stage-2 inputs.
+        let out = InputRange::Ipa(s1.output_span());
         for s2 in s2_leaves.iter().filter(|l| l.input_range().overlaps(out)) {
             if let Some(c) = combine(s1, s2) {
                 let prov = Provenance {

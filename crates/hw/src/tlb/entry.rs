@@ -4,7 +4,7 @@
 //! that one scope predicate ([`InvalScope::covers`]) encodes the Arm rules
 //! for every TLBI, SMMU TLBI command and ATC_INV.
 
-use crate::addr::{AddrRange, Granule};
+use crate::addr::{AddrRange, Granule, InputAddr, InputRange, Ipa, OutputAddr, Pa, Va};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -87,6 +87,83 @@ impl Perms {
     }
 }
 
+/// The addresses one entry maps, typed by its stage: the stage of a
+/// [`TlbEntry`] is read off its mapping, so an entry cannot hold an IPA where
+/// a VA is meant.
+///
+/// `output` is the leaf's output base, or for a walk entry the address of
+/// the next-level table. A stage-1 output is an IPA: in a nested context
+/// stage 2 translates it (Arm ARM D8.2.1, RBTTHB; D8.3: an EL1&0 stage-1
+/// Table descriptor holds the IPA of the next-level table); where no stage
+/// 2 applies it is the PA ([`Ipa::flat_pa`]). The entry does not record
+/// which: that is a property of the context that uses it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mapping {
+    /// Stage 1: VA -> IPA.
+    S1 {
+        /// Base VA, aligned to the entry's span.
+        input: Va,
+        /// Output IPA, or the IPA of the next-level table.
+        output: Ipa,
+    },
+    /// Combined stage 1+2: VA -> PA (leaves only).
+    Combined {
+        /// Base VA, aligned to the entry's span.
+        input: Va,
+        /// Output PA.
+        output: Pa,
+    },
+    /// Stage 2: IPA -> PA.
+    S2 {
+        /// Base IPA, aligned to the entry's span.
+        input: Ipa,
+        /// Output PA, or the PA of the next-level table.
+        output: Pa,
+    },
+}
+
+impl Mapping {
+    /// The stage of an entry with this mapping.
+    #[inline]
+    pub const fn stage(self) -> Stage {
+        match self {
+            Mapping::S1 { .. } => Stage::S1,
+            Mapping::Combined { .. } => Stage::Combined,
+            Mapping::S2 { .. } => Stage::S2,
+        }
+    }
+
+    /// For code generic over the stage (the walker reads one descriptor
+    /// format for both stages): `input` and `output` taken in the address
+    /// spaces `stage` gives them.
+    #[inline]
+    pub(crate) const fn of_stage(stage: Stage, input: u64, output: u64) -> Mapping {
+        match stage {
+            Stage::S1 => Mapping::S1 {
+                input: Va(input),
+                output: Ipa(output),
+            },
+            Stage::Combined => Mapping::Combined {
+                input: Va(input),
+                output: Pa(output),
+            },
+            Stage::S2 => Mapping::S2 {
+                input: Ipa(input),
+                output: Pa(output),
+            },
+        }
+    }
+
+    #[inline]
+    const fn raw(self) -> (u64, u64) {
+        match self {
+            Mapping::S1 { input, output } => (input.0, output.0),
+            Mapping::Combined { input, output } => (input.0, output.0),
+            Mapping::S2 { input, output } => (input.0, output.0),
+        }
+    }
+}
+
 /// One TLB, walk-cache or ATC entry.
 ///
 /// `input` and `span_shift` give the naturally aligned input range the entry
@@ -96,45 +173,262 @@ impl Perms {
 /// The field order is the sort order of may-hold sets: regime, VMID, stage,
 /// ASID, span, input. Every invalidation scope is then a few contiguous key
 /// ranges, so removing entries costs time in proportion to what is removed.
+///
+/// The addresses are typed by the stage ([`Mapping`]): a VA in and an IPA
+/// out at stage 1, a VA in and a PA out for a combined entry, an IPA in and
+/// a PA out at stage 2. They are stored as raw `u64`s beside the stage,
+/// private, and built and read through [`TlbEntry::new`] and
+/// [`TlbEntry::mapping`] (or the `input_*` / `output_*` accessors). This
+/// keeps the entry as small as it was (40 bytes; typed enum fields would
+/// add a tag each and duplicate what the stage already says) and the
+/// derived order exactly the key order above, which the may-hold set's
+/// range queries rely on; and since `stage`, `input` and `output` can only
+/// change together, no code can put an IPA where a VA is meant.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TlbEntry {
     /// Translation regime.
     pub regime: Regime,
     /// VMID tag (0 where the regime has none).
     pub vmid: u16,
-    /// What it translates.
-    pub stage: Stage,
+    /// What it translates; determines the spaces of `input` and `output`.
+    stage: Stage,
     /// ASID tag; `None` for a global (nG = 0) stage-1 leaf and for stage 2
     /// (Arm ARM D8.16.3.1, RQGKGF; walk entries are non-global, RCHVGJ).
     pub asid: Option<u16>,
     /// log2 of the input span covered.
     pub span_shift: u8,
     /// Base input address (VA, or IPA for stage 2), aligned to the span.
-    pub input: u64,
+    input: u64,
     /// Lookup level of the descriptor the entry was made from.
     pub level: u8,
     /// Leaf or table pointer.
     pub kind: EntryKind,
     /// Granule of the tables it came from.
     pub granule: Granule,
-    /// Leaf: output base (PA; IPA for a nested stage-1 entry). Walk: address
-    /// of the next-level table (an IPA for a nested stage-1 walk entry).
-    pub output: u64,
+    /// Leaf: output base (IPA for stage 1, else PA). Walk: address of the
+    /// next-level table (an IPA for stage 1).
+    output: u64,
     /// Leaf permissions (all false for walk entries).
     pub perms: Perms,
 }
 
+// The typed addresses cost nothing: an entry stays 40 bytes.
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 40);
+
 impl TlbEntry {
-    /// The input range this entry translates.
+    /// An entry of `kind` made from a descriptor at `level` of `granule`
+    /// tables, mapping `map`; its span is the descriptor's
+    /// ([`Granule::level_shift`]). Untagged: EL1&0, VMID 0, no ASID (see
+    /// [`TlbEntry::tagged`]); no permissions (see [`TlbEntry::with_perms`]).
     #[inline]
-    pub fn input_range(&self) -> AddrRange {
-        AddrRange::span(self.input, u32::from(self.span_shift))
+    pub const fn new(kind: EntryKind, map: Mapping, level: u8, granule: Granule) -> TlbEntry {
+        let (input, output) = map.raw();
+        TlbEntry {
+            regime: Regime::El10,
+            vmid: 0,
+            stage: map.stage(),
+            asid: None,
+            span_shift: granule.level_shift(level) as u8,
+            input,
+            level,
+            kind,
+            granule,
+            output,
+            perms: Perms {
+                read: false,
+                write: false,
+                user: false,
+                uxn: false,
+                pxn: false,
+                dbm: false,
+            },
+        }
     }
 
-    /// For a leaf, the output address of `input_addr` (which it must cover).
+    /// A leaf entry: [`TlbEntry::new`] of [`EntryKind::Leaf`].
     #[inline]
-    pub fn translate(&self, input_addr: u64) -> u64 {
-        self.output + (input_addr - self.input)
+    pub const fn leaf(map: Mapping, level: u8, granule: Granule) -> TlbEntry {
+        TlbEntry::new(EntryKind::Leaf, map, level, granule)
+    }
+
+    /// A walk-cache entry: [`TlbEntry::new`] of [`EntryKind::Walk`].
+    #[inline]
+    pub const fn walk(map: Mapping, level: u8, granule: Granule) -> TlbEntry {
+        TlbEntry::new(EntryKind::Walk, map, level, granule)
+    }
+
+    /// This entry with the given tags.
+    #[inline]
+    pub const fn tagged(self, regime: Regime, vmid: u16, asid: Option<u16>) -> TlbEntry {
+        TlbEntry {
+            regime,
+            vmid,
+            asid,
+            ..self
+        }
+    }
+
+    /// This entry with the given permissions.
+    #[inline]
+    pub const fn with_perms(self, perms: Perms) -> TlbEntry {
+        TlbEntry { perms, ..self }
+    }
+
+    /// This entry covering `1 << span_shift` input bytes.
+    #[inline]
+    pub const fn with_span(self, span_shift: u8) -> TlbEntry {
+        TlbEntry { span_shift, ..self }
+    }
+
+    /// This entry with another mapping (and so possibly another stage), its
+    /// other fields kept.
+    #[inline]
+    pub const fn with_mapping(self, map: Mapping) -> TlbEntry {
+        let (input, output) = map.raw();
+        TlbEntry {
+            stage: map.stage(),
+            input,
+            output,
+            ..self
+        }
+    }
+
+    /// The smallest (`hi` false) or largest (`hi` true) possible entry with
+    /// the given key prefix, for range queries over sets kept in key order.
+    /// Not a translation: its addresses are search bounds.
+    pub(crate) const fn bound(
+        regime: Regime,
+        vmid: u16,
+        stage: Stage,
+        asid: Option<u16>,
+        span: u8,
+        input: u64,
+        hi: bool,
+    ) -> TlbEntry {
+        TlbEntry {
+            regime,
+            vmid,
+            stage,
+            asid,
+            span_shift: span,
+            input,
+            level: if hi { u8::MAX } else { 0 },
+            kind: if hi { EntryKind::Walk } else { EntryKind::Leaf },
+            granule: if hi { Granule::K64 } else { Granule::K4 },
+            output: if hi { u64::MAX } else { 0 },
+            perms: Perms {
+                read: hi,
+                write: hi,
+                user: hi,
+                uxn: hi,
+                pxn: hi,
+                dbm: hi,
+            },
+        }
+    }
+
+    /// What it translates.
+    #[inline]
+    pub const fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The addresses it maps, typed by its stage.
+    #[inline]
+    pub const fn mapping(&self) -> Mapping {
+        Mapping::of_stage(self.stage, self.input, self.output)
+    }
+
+    /// Base input address: a VA for stage 1 and combined entries, an IPA for
+    /// stage 2.
+    #[inline]
+    pub const fn input(&self) -> InputAddr {
+        match self.stage {
+            Stage::S1 | Stage::Combined => InputAddr::Va(Va(self.input)),
+            Stage::S2 => InputAddr::Ipa(Ipa(self.input)),
+        }
+    }
+
+    /// Base input VA of a stage-1 or combined entry.
+    #[inline]
+    pub const fn input_va(&self) -> Option<Va> {
+        match self.input() {
+            InputAddr::Va(a) => Some(a),
+            InputAddr::Ipa(_) => None,
+        }
+    }
+
+    /// Base input IPA of a stage-2 entry.
+    #[inline]
+    pub const fn input_ipa(&self) -> Option<Ipa> {
+        match self.input() {
+            InputAddr::Ipa(a) => Some(a),
+            InputAddr::Va(_) => None,
+        }
+    }
+
+    /// Output base, or the next-level table for a walk entry: an IPA for
+    /// stage 1, else a PA.
+    #[inline]
+    pub const fn output(&self) -> OutputAddr {
+        match self.stage {
+            Stage::S1 => OutputAddr::Ipa(Ipa(self.output)),
+            Stage::Combined | Stage::S2 => OutputAddr::Pa(Pa(self.output)),
+        }
+    }
+
+    /// Output PA (or next-level table PA) of a stage-2 or combined entry.
+    #[inline]
+    pub const fn output_pa(&self) -> Option<Pa> {
+        match self.output() {
+            OutputAddr::Pa(a) => Some(a),
+            OutputAddr::Ipa(_) => None,
+        }
+    }
+
+    /// Output IPA (or next-level table IPA) of a stage-1 entry.
+    #[inline]
+    pub const fn output_ipa(&self) -> Option<Ipa> {
+        match self.output() {
+            OutputAddr::Ipa(a) => Some(a),
+            OutputAddr::Pa(_) => None,
+        }
+    }
+
+    /// The input range this entry translates, in its input space.
+    #[inline]
+    pub const fn input_range(&self) -> InputRange {
+        InputRange::span(self.input(), self.span_shift as u32)
+    }
+
+    /// The output addresses a leaf maps, in its output space, without the
+    /// space (`[output, output + span)`).
+    #[inline]
+    pub const fn output_span(&self) -> AddrRange {
+        AddrRange::span(self.output, self.span_shift as u32)
+    }
+
+    /// For a leaf, the output address of `addr`, which it must cover (else
+    /// `None`, as for an address of the other input space).
+    #[inline]
+    pub fn translate(&self, addr: InputAddr) -> Option<OutputAddr> {
+        if !self.input_range().contains(addr) {
+            return None;
+        }
+        let out = self.output + (addr.get() - self.input);
+        Some(match self.output() {
+            OutputAddr::Ipa(_) => OutputAddr::Ipa(Ipa(out)),
+            OutputAddr::Pa(_) => OutputAddr::Pa(Pa(out)),
+        })
+    }
+
+    /// For a stage-2 leaf, the PA of `ipa`, which it must cover.
+    #[inline]
+    pub fn translate_ipa(&self, ipa: Ipa) -> Option<Pa> {
+        match self.translate(InputAddr::Ipa(ipa)) {
+            Some(OutputAddr::Pa(pa)) => Some(pa),
+            _ => None,
+        }
     }
 }
 
@@ -263,10 +557,12 @@ pub struct InvalScope {
     pub vmid: Option<u16>,
     /// ASIDs reached.
     pub asid: AsidSel,
-    /// Input addresses reached (VA or IPA); `None` for all. An entry is
-    /// reached when its span overlaps the range (Arm ARM D8.17.5.2: entries
+    /// Input addresses reached; `None` for all. The range names its space:
+    /// VAs for by-VA operations (stage-1 and combined entries), IPAs for
+    /// IPAS2 and TLBI_S2_IPA (stage-2 entries). An entry is reached when its
+    /// span overlaps the range in the same space (Arm ARM D8.17.5.2: entries
     /// that translate one or more addresses within the range).
-    pub range: Option<AddrRange>,
+    pub range: Option<InputRange>,
     /// Granule the operation names (range TG, or the TTL hint's TG): entries
     /// from tables of another granule need not be removed (Arm ARM
     /// D8.17.5.2, RXKMMX; D8.17.5.3, RSQXYZ). `None`: any.

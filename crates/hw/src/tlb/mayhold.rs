@@ -10,8 +10,8 @@
 //! can reach: the cost is proportional to what it removes, not to the size
 //! of the set.
 
-use super::entry::{AsidSel, EntryKind, InvalScope, Perms, Regime, Stage, TlbEntry};
-use crate::addr::Granule;
+use super::entry::{AsidSel, EntryKind, InvalScope, Regime, Stage, TlbEntry};
+use crate::addr::{InputAddr, InputRange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -74,7 +74,7 @@ fn entry_hash(e: &TlbEntry) -> u64 {
 }
 
 /// The smallest and largest keys with a given prefix, for range queries.
-fn bound(
+const fn bound(
     regime: Regime,
     vmid: u16,
     stage: Stage,
@@ -83,30 +83,7 @@ fn bound(
     input: u64,
     hi: bool,
 ) -> TlbEntry {
-    TlbEntry {
-        regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: span,
-        input,
-        level: if hi { u8::MAX } else { 0 },
-        kind: if hi { EntryKind::Walk } else { EntryKind::Leaf },
-        granule: if hi { Granule::K64 } else { Granule::K4 },
-        output: if hi { u64::MAX } else { 0 },
-        perms: if hi {
-            Perms {
-                read: true,
-                write: true,
-                user: true,
-                uxn: true,
-                pxn: true,
-                dbm: true,
-            }
-        } else {
-            Perms::default()
-        },
-    }
+    TlbEntry::bound(regime, vmid, stage, asid, span, input, hi)
 }
 
 const STAGES: [Stage; 3] = [Stage::S1, Stage::Combined, Stage::S2];
@@ -170,20 +147,35 @@ impl MayHold {
 
     /// Leaf entries of `stage` that translate `input` for the given tags:
     /// the candidates an access may hit (stale ones included).
+    ///
+    /// Stage-1 and combined entries translate VAs, stage-2 entries IPAs: an
+    /// address of the other space finds nothing (and is a caller's bug,
+    /// asserted in debug builds). [`crate::vmsa::Context::access_input`]
+    /// gives the address an access looks up.
     pub fn leaves_for(
         &self,
         regime: Regime,
         vmid: u16,
         stage: Stage,
         asid: Option<u16>,
-        input: u64,
+        input: InputAddr,
     ) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
+        let space_ok = matches!(
+            (stage, input),
+            (Stage::S2, InputAddr::Ipa(_)) | (Stage::S1 | Stage::Combined, InputAddr::Va(_))
+        );
+        debug_assert!(space_ok, "{stage:?} entries do not translate {input:?}");
+        let input = input.get();
         let asids: [Option<u16>; 2] = match (stage, asid) {
             (Stage::S2, _) | (_, None) => [None, None],
             (_, Some(a)) => [None, Some(a)],
         };
         let spans = self.spans;
-        let n_asids = if asids[0] == asids[1] { 1 } else { 2 };
+        let n_asids = match (space_ok, asids[0] == asids[1]) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        };
         asids
             .into_iter()
             .take(n_asids)
@@ -253,6 +245,13 @@ impl MayHold {
             Some(vmid) => {
                 let vmid = if regime == Regime::El10 { vmid } else { 0 };
                 for stage in STAGES {
+                    // A range reaches only the entries of its space.
+                    let range = match (scope.range, stage) {
+                        (None, _) => None,
+                        (Some(InputRange::Ipa(r)), Stage::S2)
+                        | (Some(InputRange::Va(r)), Stage::S1 | Stage::Combined) => Some(r),
+                        (Some(_), _) => continue,
+                    };
                     let asids: &[Option<u16>] = match (stage, scope.asid) {
                         (Stage::S2, _) => &[None],
                         (
@@ -278,7 +277,7 @@ impl MayHold {
                         continue;
                     }
                     for &asid in asids {
-                        match scope.range {
+                        match range {
                             None => {
                                 let lo = bound(regime, vmid, stage, asid, 0, 0, false);
                                 let hi = bound(regime, vmid, stage, asid, u8::MAX, u64::MAX, true);
@@ -318,8 +317,8 @@ impl MayHold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::AddrRange;
-    use crate::tlb::StageSel;
+    use crate::addr::{AddrRange, Granule, Ipa, Va};
+    use crate::tlb::{Mapping, StageSel};
 
     fn leaf(
         asid: Option<u16>,
@@ -329,30 +328,23 @@ mod tests {
         span: u8,
         level: u8,
     ) -> TlbEntry {
-        TlbEntry {
-            regime: Regime::El10,
-            vmid,
-            stage,
-            asid,
-            span_shift: span,
-            input,
-            level,
-            kind: EntryKind::Leaf,
-            granule: Granule::K4,
-            output: 0x8000_0000 + input,
-            perms: Perms::default(),
-        }
+        let map = Mapping::of_stage(stage, input, 0x8000_0000 + input);
+        TlbEntry::leaf(map, level, Granule::K4)
+            .tagged(Regime::El10, vmid, asid)
+            .with_span(span)
     }
 
     fn walk(asid: Option<u16>, input: u64, span: u8, level: u8) -> TlbEntry {
-        TlbEntry {
-            kind: EntryKind::Walk,
-            output: 0x10_0000,
-            ..leaf(asid, 0, Stage::S1, input, span, level)
-        }
+        let map = Mapping::S1 {
+            input: Va(input),
+            output: Ipa(0x10_0000),
+        };
+        TlbEntry::walk(map, level, Granule::K4)
+            .tagged(Regime::El10, 0, asid)
+            .with_span(span)
     }
 
-    fn scope(asid: AsidSel, range: Option<AddrRange>, leaf_only: bool) -> InvalScope {
+    fn scope(asid: AsidSel, range: Option<InputRange>, leaf_only: bool) -> InvalScope {
         InvalScope {
             regime: Regime::El10,
             stages: StageSel::STAGE1,
@@ -381,7 +373,7 @@ mod tests {
                 asid: 1,
                 with_global: true,
             },
-            Some(AddrRange::from_len(0x3f_f000, 0x1000)),
+            Some(InputRange::Va(AddrRange::from_len(0x3f_f000, 0x1000))),
             false,
         );
         let gone: Vec<_> = m.invalidate(&s).into_iter().map(|(e, _)| e).collect();
@@ -412,7 +404,7 @@ mod tests {
                 asid: 1,
                 with_global: true,
             },
-            Some(AddrRange::from_len(0x1000, 0x1000)),
+            Some(InputRange::Va(AddrRange::from_len(0x1000, 0x1000))),
             true,
         );
         assert_eq!(m.invalidate(&vale1), vec![(global, P)]);
@@ -428,11 +420,41 @@ mod tests {
         m.insert(page, P);
         m.insert(leaf(None, 4, Stage::S2, 0x20_1000, 12, 3), P);
         let hits: Vec<_> = m
-            .leaves_for(Regime::El10, 3, Stage::S2, None, 0x20_1abc)
+            .leaves_for(Regime::El10, 3, Stage::S2, None, Ipa(0x20_1abc).into())
             .map(|(e, _)| *e)
             .collect();
         assert_eq!(hits.len(), 2);
         assert!(hits.contains(&block) && hits.contains(&page));
+    }
+
+    /// An IPA range reaches stage-2 entries only, a VA range stage-1 and
+    /// combined entries only, even at equal numbers; a lookup by IPA finds
+    /// stage-2 leaves.
+    #[test]
+    fn ranges_reach_only_entries_of_their_space() {
+        let mut m = MayHold::new();
+        let s1 = leaf(None, 3, Stage::S1, 0x20_0000, 12, 3);
+        let combined = leaf(None, 3, Stage::Combined, 0x20_0000, 12, 3);
+        let s2 = leaf(None, 3, Stage::S2, 0x20_0000, 12, 3);
+        for e in [s1, combined, s2] {
+            m.insert(e, P);
+        }
+        let page = AddrRange::from_len(0x20_0000, 0x1000);
+        let every_stage = |range| InvalScope {
+            stages: StageSel::ALL,
+            vmid: Some(3),
+            ..scope(AsidSel::Any, Some(range), false)
+        };
+        assert_eq!(m.covered(&every_stage(InputRange::Ipa(page))), vec![s2]);
+        assert_eq!(
+            m.covered(&every_stage(InputRange::Va(page))),
+            vec![s1, combined]
+        );
+        let by_ipa: Vec<_> = m
+            .leaves_for(Regime::El10, 3, Stage::S2, None, Ipa(0x20_0123).into())
+            .map(|(e, _)| *e)
+            .collect();
+        assert_eq!(by_ipa, vec![s2]);
     }
 
     #[test]

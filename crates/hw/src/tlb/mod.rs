@@ -34,7 +34,7 @@ impl fmt::Display for Holder {
 }
 
 pub use entry::{
-    Access, AsidSel, EntryKind, InvalScope, Miss, Perms, Regime, Stage, StageSel, TlbEntry,
+    Access, AsidSel, EntryKind, InvalScope, Mapping, Miss, Perms, Regime, Stage, StageSel, TlbEntry,
 };
 pub use mayhold::{MayHold, Provenance};
 pub use realistic::{RealisticTlb, TlbStats};

@@ -7,7 +7,7 @@
 //! set, so it never holds an entry outside the may-hold set.
 
 use super::entry::{Access, EntryKind, InvalScope, Regime, Stage, TlbEntry};
-use crate::addr::Pa;
+use crate::addr::{InputAddr, Pa, Va};
 use crate::mem::PhysMem;
 use crate::vmsa::{translate, Context, Fault};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,10 @@ impl RealisticTlb {
         ((page ^ (page >> 7) ^ u64::from(span)) as usize) & (self.sets - 1)
     }
 
-    /// The leaf that translates `input` for these tags, if cached.
+    /// The leaf of `stage` that translates `input` for these tags, if
+    /// cached. Stage-1 and combined entries translate VAs, stage-2 entries
+    /// IPAs: an address of the other space finds nothing (and is a caller's
+    /// bug, asserted in debug builds).
     #[inline]
     pub fn lookup(
         &mut self,
@@ -87,9 +90,15 @@ impl RealisticTlb {
         vmid: u16,
         stage: Stage,
         asid: Option<u16>,
-        input: u64,
+        input: InputAddr,
     ) -> Option<TlbEntry> {
-        let mut spans = self.leaf_spans;
+        let space_ok = matches!(
+            (stage, input),
+            (Stage::S2, InputAddr::Ipa(_)) | (Stage::S1 | Stage::Combined, InputAddr::Va(_))
+        );
+        debug_assert!(space_ok, "{stage:?} entries do not translate {input:?}");
+        let input = input.get();
+        let mut spans = if space_ok { self.leaf_spans } else { 0 };
         while spans != 0 {
             let span = spans.trailing_zeros() as u8;
             spans &= spans - 1;
@@ -100,10 +109,10 @@ impl RealisticTlb {
                 .flatten()
             {
                 let e = &slot.entry;
-                if e.input == base
+                if e.input().get() == base
                     && e.span_shift == span
                     && e.kind == EntryKind::Leaf
-                    && e.stage == stage
+                    && e.stage() == stage
                     && e.regime == regime
                     && e.vmid == vmid
                     && (e.asid.is_none() || e.asid == asid)
@@ -123,7 +132,7 @@ impl RealisticTlb {
         if entry.kind == EntryKind::Leaf {
             self.leaf_spans |= 1 << entry.span_shift;
         }
-        let set = self.set_of(entry.input, entry.span_shift);
+        let set = self.set_of(entry.input().get(), entry.span_shift);
         self.clock += 1;
         let ways = &mut self.slots[set * self.ways..(set + 1) * self.ways];
         if let Some(s) = ways.iter_mut().flatten().find(|s| s.entry == entry) {
@@ -150,7 +159,7 @@ impl RealisticTlb {
     fn fill(&mut self, entries: &[TlbEntry]) {
         self.stats.walk_reads += entries
             .iter()
-            .filter(|e| e.stage != Stage::Combined)
+            .filter(|e| e.stage() != Stage::Combined)
             .count() as u64;
         for e in entries {
             self.insert(*e);
@@ -175,30 +184,35 @@ impl RealisticTlb {
         self.slots.iter().flatten().map(|s| &s.entry)
     }
 
-    /// Translates `addr` in `ctx`: a hit returns the cached leaf (whose
-    /// permissions may forbid the access: a cached permission fault, Arm ARM
-    /// D8.15.1.5, RJVXRH); a miss walks the latest memory and fills every
-    /// entry the walk made.
+    /// Translates an access at `va` in `ctx`: a hit returns the cached leaf
+    /// (whose permissions may forbid the access: a cached permission fault,
+    /// Arm ARM D8.15.1.5, RJVXRH); a miss walks the latest memory and fills
+    /// every entry the walk made.
     pub fn access(
         &mut self,
         mem: &PhysMem,
         ctx: &Context,
-        addr: u64,
+        va: Va,
         access: Access,
     ) -> Result<Pa, Fault> {
         let stage = ctx.access_stage();
         let vmid = ctx.tag_vmid();
         let asid = (stage != Stage::S2).then_some(ctx.asid);
         if ctx.s1.is_some() || ctx.s2.is_some() {
-            if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, addr) {
+            let input = ctx.access_input(va);
+            if let Some(e) = self.lookup(ctx.regime, vmid, stage, asid, input) {
                 if !e.perms.allows(access) {
                     return Err(Fault::from_cached_leaf(&e));
                 }
-                return Ok(Pa(e.translate(addr)));
+                // A stage-1 leaf is the access stage only without stage 2.
+                let out = e
+                    .translate(input)
+                    .expect("the leaf covers its lookup address");
+                return Ok(out.flat_pa());
             }
         }
         self.stats.misses += 1;
-        match translate(mem, ctx, addr, access) {
+        match translate(mem, ctx, va, access) {
             Ok(t) => {
                 self.fill(&t.entries);
                 Ok(t.pa)
@@ -210,7 +224,7 @@ impl RealisticTlb {
                     write: false,
                     user: false,
                 };
-                if let Ok(t) = translate(mem, ctx, addr, read) {
+                if let Ok(t) = translate(mem, ctx, va, read) {
                     self.fill(&t.entries);
                 }
                 Err(f)
@@ -223,26 +237,18 @@ impl RealisticTlb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Granule;
+    use crate::addr::{Granule, Ipa};
     use crate::mem::Pfn;
-    use crate::tlb::{AsidSel, Perms, StageSel};
+    use crate::tlb::{AsidSel, Mapping, StageSel};
     use crate::vmsa::desc::{s1_page, table};
     use crate::vmsa::StageConfig;
 
     fn page(input: u64, asid: u16) -> TlbEntry {
-        TlbEntry {
-            regime: Regime::El10,
-            vmid: 0,
-            stage: Stage::S1,
-            asid: Some(asid),
-            span_shift: 12,
-            input,
-            level: 3,
-            kind: EntryKind::Leaf,
-            granule: Granule::K4,
-            output: input + 0x1000_0000,
-            perms: Perms::default(),
-        }
+        let map = Mapping::S1 {
+            input: Va(input),
+            output: Ipa(input + 0x1000_0000),
+        };
+        TlbEntry::leaf(map, 3, Granule::K4).tagged(Regime::El10, 0, Some(asid))
     }
 
     #[test]
@@ -251,14 +257,14 @@ mod tests {
         t.insert(page(0x1000, 1));
         t.insert(page(0x2000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x1000).into())
             .is_some());
         t.insert(page(0x3000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x2000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x2000).into())
             .is_none());
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(1), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(1), Va(0x1000).into())
             .is_some());
         assert_eq!(t.stats.evicted, 1);
     }
@@ -268,7 +274,7 @@ mod tests {
         let mut t = RealisticTlb::new(4, 2);
         t.insert(page(0x1000, 1));
         assert!(t
-            .lookup(Regime::El10, 0, Stage::S1, Some(2), 0x1000)
+            .lookup(Regime::El10, 0, Stage::S1, Some(2), Va(0x1000).into())
             .is_none());
         let s = InvalScope {
             regime: Regime::El10,
@@ -314,11 +320,11 @@ mod tests {
             write: true,
             user: false,
         };
-        assert_eq!(t.access(&m, &ctx, 0x10, read), Ok(Pa(0x50_0010)));
+        assert_eq!(t.access(&m, &ctx, Va(0x10), read), Ok(Pa(0x50_0010)));
         m.write(Pa(0x10_3000), s1_page(0x50_0000, true, false, false))
             .unwrap();
         assert!(
-            t.access(&m, &ctx, 0x10, write).is_err(),
+            t.access(&m, &ctx, Va(0x10), write).is_err(),
             "stale read-only entry"
         );
         t.invalidate(&InvalScope {
@@ -331,7 +337,7 @@ mod tests {
             leaf_only: true,
             ttl_level: None,
         });
-        assert_eq!(t.access(&m, &ctx, 0x10, write), Ok(Pa(0x50_0010)));
+        assert_eq!(t.access(&m, &ctx, Va(0x10), write), Ok(Pa(0x50_0010)));
         assert_eq!((t.stats.hits, t.stats.misses), (1, 2));
     }
 }

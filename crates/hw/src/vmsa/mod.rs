@@ -4,4 +4,4 @@ pub mod desc;
 pub mod walk;
 
 pub use desc::{Descriptor, LeafAttrs, TableStage};
-pub use walk::{translate, Context, Fault, FaultKind, StageConfig, Translation};
+pub use walk::{translate, translate_ipa, Context, Fault, FaultKind, StageConfig, Translation};

@@ -3,9 +3,9 @@
 //! the tables as it may see them: the raw material of the may-hold set).
 
 use super::desc::{decode, Descriptor, TableStage};
-use crate::addr::{AddrRange, Granule, Pa, OUTPUT_ADDRESS_BITS};
+use crate::addr::{AddrRange, Granule, InputAddr, InputRange, Ipa, Pa, Va, OUTPUT_ADDRESS_BITS};
 use crate::mem::PhysMem;
-use crate::tlb::{Access, EntryKind, Perms, Regime, Stage, TlbEntry};
+use crate::tlb::{Access, EntryKind, Mapping, Perms, Regime, Stage, TlbEntry};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,6 +71,17 @@ impl Context {
             _ => Stage::S1,
         }
     }
+
+    /// The input address the leaves of [`Context::access_stage`] are looked
+    /// up by for an access at `va`: the IPA it is taken as
+    /// ([`Va::flat_ipa`]) for a stage-2-only context, else the VA itself
+    /// (a context with no translation looks up no leaves, as stage 1).
+    pub const fn access_input(&self, va: Va) -> InputAddr {
+        match (self.s1.is_some(), self.s2.is_some()) {
+            (false, true) => InputAddr::Ipa(va.flat_ipa()),
+            _ => InputAddr::Va(va),
+        }
+    }
 }
 
 /// Kind of a translation fault (Arm ARM D8.15.1, RYLSQG: MMU fault types).
@@ -107,7 +118,7 @@ impl Fault {
     pub fn from_cached_leaf(e: &TlbEntry) -> Fault {
         Fault {
             kind: FaultKind::Permission,
-            stage: match e.stage {
+            stage: match e.stage() {
                 Stage::S2 => TableStage::S2,
                 Stage::S1 | Stage::Combined => TableStage::S1,
             },
@@ -143,6 +154,9 @@ impl fmt::Display for Fault {
 pub struct Translation {
     /// Output physical address.
     pub pa: Pa,
+    /// The IPA stage 2 translated: the stage-1 output of a nested walk, the
+    /// input of a stage-2 walk; `None` where no stage 2 applies.
+    pub ipa: Option<Ipa>,
     /// Permissions of the leaf (combined across stages).
     pub perms: Perms,
     /// The entries this walk can leave behind in a TLB.
@@ -262,20 +276,8 @@ fn walk_entry(
     next: u64,
 ) -> TlbEntry {
     let (asid, vmid) = tag(ctx, stage, false);
-    let shift = g.level_shift(level);
-    TlbEntry {
-        regime: ctx.regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: shift as u8,
-        input: addr & !((1u64 << shift) - 1),
-        level,
-        kind: EntryKind::Walk,
-        granule: g,
-        output: next,
-        perms: Perms::default(),
-    }
+    let input = addr & !((1u64 << g.level_shift(level)) - 1);
+    TlbEntry::walk(Mapping::of_stage(stage, input, next), level, g).tagged(ctx.regime, vmid, asid)
 }
 
 /// The entry kind a walk of `stage` tables makes.
@@ -288,76 +290,114 @@ const fn entry_stage(stage: TableStage) -> Stage {
 
 fn leaf_entry(ctx: &Context, stage: Stage, g: Granule, l: &StageLeaf, addr: u64) -> TlbEntry {
     let (asid, vmid) = tag(ctx, stage, l.global);
-    TlbEntry {
-        regime: ctx.regime,
-        vmid,
-        stage,
-        asid,
-        span_shift: l.span_shift as u8,
-        input: addr & !((1u64 << l.span_shift) - 1),
-        level: l.level,
-        kind: EntryKind::Leaf,
-        granule: g,
-        output: l.output,
-        perms: l.perms,
-    }
+    let input = addr & !((1u64 << l.span_shift) - 1);
+    TlbEntry::leaf(Mapping::of_stage(stage, input, l.output), l.level, g)
+        .tagged(ctx.regime, vmid, asid)
+        .with_span(l.span_shift as u8)
+        .with_perms(l.perms)
 }
 
 fn walk_s2(
     mem: &PhysMem,
     ctx: &Context,
     s2: StageConfig,
-    ipa: u64,
+    ipa: Ipa,
     entries: &mut Vec<TlbEntry>,
-) -> Result<(u64, Perms), Fault> {
+) -> Result<(Pa, Perms), Fault> {
     let leaf = walk_stage(
         mem,
         ctx,
         TableStage::S2,
         s2,
-        ipa,
+        ipa.0,
         &mut |t, _| Ok(t),
         entries,
     )?;
-    entries.push(leaf_entry(ctx, Stage::S2, s2.granule, &leaf, ipa));
-    let offset = ipa & ((1u64 << leaf.span_shift) - 1);
-    Ok((leaf.output + offset, leaf.perms))
+    entries.push(leaf_entry(ctx, Stage::S2, s2.granule, &leaf, ipa.0));
+    let offset = ipa.0 & ((1u64 << leaf.span_shift) - 1);
+    Ok((Pa(leaf.output + offset), leaf.perms))
 }
 
-/// Translates `addr` in `ctx` as a walker that reads the latest memory
-/// values and caches nothing would, then checks `access` against the final
-/// permissions (Arm ARM D8.4; both stages must permit, D8.4.3). A walk that
-/// faults leaves no entry behind: a model choice for this one-walk view
+/// The permissions of an access no stage translates.
+const UNTRANSLATED: Perms = Perms {
+    read: true,
+    write: true,
+    user: true,
+    uxn: false,
+    pxn: false,
+    dbm: false,
+};
+
+/// Translates an access at `va` in `ctx` as a walker that reads the latest
+/// memory values and caches nothing would, then checks `access` against the
+/// final permissions (Arm ARM D8.4; both stages must permit, D8.4.3). A walk
+/// that faults leaves no entry behind: a model choice for this one-walk view
 /// (the architecture would let the table entries above the fault, D8.16
 /// RSQBCS, and a leaf failing its permission check, D8.15.1.5 RJVXRH, be
 /// cached; `enumerate_stage` lists those).
+///
+/// An access is made at a VA: stage 1 translates it, or, in a context
+/// without stage 1, it is the IPA ([`Va::flat_ipa`]); use [`translate_ipa`]
+/// to have stage 2 alone translate an IPA. An IPA is not a VA:
+///
+/// ```
+/// use tlbcheck_hw::addr::{Granule, Pa, Va};
+/// use tlbcheck_hw::mem::{PhysMem, Pfn};
+/// use tlbcheck_hw::tlb::{Access, Regime};
+/// use tlbcheck_hw::vmsa::{translate, Context, StageConfig};
+///
+/// let mem = PhysMem::new(Pfn(0x100), 4);
+/// let ctx = Context {
+///     regime: Regime::El10,
+///     asid: 1,
+///     vmid: 0,
+///     s1: Some(StageConfig::new(Granule::K4, 0x10_0000)),
+///     s2: None,
+/// };
+/// let read = Access { write: false, user: false };
+/// assert!(translate(&mem, &ctx, Va(0x1000), read).is_err()); // unmapped
+/// ```
+///
+/// ```compile_fail
+/// # use tlbcheck_hw::addr::{Granule, Ipa, Pa};
+/// # use tlbcheck_hw::mem::{PhysMem, Pfn};
+/// # use tlbcheck_hw::tlb::{Access, Regime};
+/// # use tlbcheck_hw::vmsa::{translate, Context, StageConfig};
+/// # let mem = PhysMem::new(Pfn(0x100), 4);
+/// # let ctx = Context {
+/// #     regime: Regime::El10,
+/// #     asid: 1,
+/// #     vmid: 0,
+/// #     s1: Some(StageConfig::new(Granule::K4, 0x10_0000)),
+/// #     s2: None,
+/// # };
+/// # let read = Access { write: false, user: false };
+/// // error[E0308]: mismatched types: expected `Va`, found `Ipa`
+/// let _ = translate(&mem, &ctx, Ipa(0x1000), read);
+/// ```
 pub fn translate(
     mem: &PhysMem,
     ctx: &Context,
-    addr: u64,
+    va: Va,
     access: Access,
 ) -> Result<Translation, Fault> {
     let mut entries = Vec::new();
-    let (pa, perms) = match (ctx.s1, ctx.s2) {
-        (None, None) => (
-            addr,
-            Perms {
-                read: true,
-                write: true,
-                user: true,
-                ..Perms::default()
-            },
-        ),
-        (None, Some(s2)) => walk_s2(mem, ctx, s2, addr, &mut entries)?,
+    let (pa, ipa, perms) = match (ctx.s1, ctx.s2) {
+        (None, None) => (va.flat_ipa().flat_pa(), None, UNTRANSLATED),
+        (None, Some(s2)) => {
+            let ipa = va.flat_ipa();
+            let (pa, perms) = walk_s2(mem, ctx, s2, ipa, &mut entries)?;
+            (pa, Some(ipa), perms)
+        }
         (Some(s1), s2) => {
             // In a nested walk every stage-1 table address is an IPA that
             // stage 2 must translate first (Arm ARM D8.2.1, RBTTHB; D8.15.4
             // step 4).
             let mut resolve = |t: u64, e: &mut Vec<TlbEntry>| match s2 {
-                None => Ok(t),
+                None => Ok(Ipa(t).flat_pa().0),
                 Some(s2) => {
                     let (pa, perms) =
-                        walk_s2(mem, ctx, s2, t, e).map_err(|f| Fault { s1ptw: true, ..f })?;
+                        walk_s2(mem, ctx, s2, Ipa(t), e).map_err(|f| Fault { s1ptw: true, ..f })?;
                     // A stage-1 table walk is a read that stage 2 checks
                     // like any other (Arm ARM D8.4.2.1, RTVZYF: read
                     // permission implies MMURead; D8.15.4.1; pseudocode
@@ -374,7 +414,7 @@ pub fn translate(
                             s1ptw: true,
                         });
                     }
-                    Ok(pa)
+                    Ok(pa.0)
                 }
             };
             let leaf = walk_stage(
@@ -382,15 +422,15 @@ pub fn translate(
                 ctx,
                 TableStage::S1,
                 s1,
-                addr,
+                va.0,
                 &mut resolve,
                 &mut entries,
             )?;
-            let s1_out = leaf.output + (addr & ((1u64 << leaf.span_shift) - 1));
+            let s1_out = Ipa(leaf.output + (va.0 & ((1u64 << leaf.span_shift) - 1)));
             match s2 {
                 None => {
-                    entries.push(leaf_entry(ctx, Stage::S1, s1.granule, &leaf, addr));
-                    (s1_out, leaf.perms)
+                    entries.push(leaf_entry(ctx, Stage::S1, s1.granule, &leaf, va.0));
+                    (s1_out.flat_pa(), None, leaf.perms)
                 }
                 Some(s2) => {
                     // Stage-1 permissions are checked before stage 2
@@ -408,7 +448,7 @@ pub fn translate(
                             s1ptw: false,
                         });
                     }
-                    let s1_entry = leaf_entry(ctx, Stage::S1, s1.granule, &leaf, addr);
+                    let s1_entry = leaf_entry(ctx, Stage::S1, s1.granule, &leaf, va.0);
                     let mut s2_entries = Vec::new();
                     let (pa, s2_perms) = walk_s2(mem, ctx, s2, s1_out, &mut s2_entries)?;
                     let s2_leaf = *s2_entries.last().expect("walk_s2 pushes its leaf");
@@ -416,11 +456,45 @@ pub fn translate(
                     entries.push(s1_entry);
                     entries
                         .push(combine(&s1_entry, &s2_leaf).expect("overlapping by construction"));
-                    (pa, combine_perms(leaf.perms, s2_perms))
+                    (pa, Some(s1_out), combine_perms(leaf.perms, s2_perms))
                 }
             }
         }
     };
+    check_access(ctx, pa, ipa, perms, entries, access)
+}
+
+/// Translates `ipa` by the stage 2 of `ctx` alone (as the second half of a
+/// nested walk would, or a stage-2-only context does), then checks `access`
+/// against the stage-2 permissions. Without stage 2 the IPA is the PA
+/// ([`Ipa::flat_pa`]).
+pub fn translate_ipa(
+    mem: &PhysMem,
+    ctx: &Context,
+    ipa: Ipa,
+    access: Access,
+) -> Result<Translation, Fault> {
+    let mut entries = Vec::new();
+    let (pa, ipa, perms) = match ctx.s2 {
+        None => (ipa.flat_pa(), None, UNTRANSLATED),
+        Some(s2) => {
+            let (pa, perms) = walk_s2(mem, ctx, s2, ipa, &mut entries)?;
+            (pa, Some(ipa), perms)
+        }
+    };
+    check_access(ctx, pa, ipa, perms, entries, access)
+}
+
+/// The end of a walk: the Permission fault if the final permissions forbid
+/// `access`, else the translation.
+fn check_access(
+    ctx: &Context,
+    pa: Pa,
+    ipa: Option<Ipa>,
+    perms: Perms,
+    entries: Vec<TlbEntry>,
+    access: Access,
+) -> Result<Translation, Fault> {
     if !perms.allows(access) {
         let stage = if ctx.s1.is_some() && !stage1_allows(&entries, access) {
             TableStage::S1
@@ -438,7 +512,7 @@ pub fn translate(
         let level = entries
             .iter()
             .rev()
-            .find(|e| e.stage == leaf_stage && e.kind == EntryKind::Leaf)
+            .find(|e| e.stage() == leaf_stage && e.kind == EntryKind::Leaf)
             .map_or(0, |e| e.level);
         return Err(Fault {
             kind: FaultKind::Permission,
@@ -448,7 +522,8 @@ pub fn translate(
         });
     }
     Ok(Translation {
-        pa: Pa(pa),
+        pa,
+        ipa,
         perms,
         entries,
     })
@@ -458,7 +533,7 @@ fn stage1_allows(entries: &[TlbEntry], access: Access) -> bool {
     entries
         .iter()
         .rev()
-        .find(|e| e.stage == Stage::S1 && e.kind == EntryKind::Leaf)
+        .find(|e| e.stage() == Stage::S1 && e.kind == EntryKind::Leaf)
         .is_none_or(|e| e.perms.allows(access))
 }
 
@@ -481,24 +556,34 @@ pub fn combine_perms(s1: Perms, s2: Perms) -> Perms {
 /// no size rule for them). `None` if they do not
 /// overlap.
 pub fn combine(s1: &TlbEntry, s2: &TlbEntry) -> Option<TlbEntry> {
-    let s1_out = crate::addr::AddrRange::span(s1.output, u32::from(s1.span_shift));
-    if !s1_out.overlaps(s2.input_range()) {
+    let (
+        Mapping::S1 {
+            input: va,
+            output: ipa,
+        },
+        Mapping::S2 {
+            input: s2_ipa,
+            output: s2_pa,
+        },
+    ) = (s1.mapping(), s2.mapping())
+    else {
+        return None;
+    };
+    // The stage-1 output IPAs, as stage-2 inputs.
+    if !InputRange::Ipa(s1.output_span()).overlaps(s2.input_range()) {
         return None;
     }
     let (input, span_shift, output) = if s2.span_shift >= s1.span_shift {
-        (s1.input, s1.span_shift, s2.translate(s1.output))
+        (va, s1.span_shift, s2.translate_ipa(ipa)?)
     } else {
-        (s1.input + (s2.input - s1.output), s2.span_shift, s2.output)
+        (Va(va.0 + (s2_ipa.0 - ipa.0)), s2.span_shift, s2_pa)
     };
-    Some(TlbEntry {
-        stage: Stage::Combined,
-        input,
-        span_shift,
-        output,
-        perms: combine_perms(s1.perms, s2.perms),
-        // A combined entry keeps the stage-1 tags; its level is the stage-1 leaf level.
-        ..*s1
-    })
+    // A combined entry keeps the stage-1 tags; its level is the stage-1 leaf level.
+    Some(
+        s1.with_mapping(Mapping::Combined { input, output })
+            .with_span(span_shift)
+            .with_perms(combine_perms(s1.perms, s2.perms)),
+    )
 }
 
 /// Every entry a walker of `agent` could create by walking one stage's
@@ -613,6 +698,7 @@ pub fn enumerate_stage_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::OutputAddr;
     use crate::mem::Pfn;
     use crate::vmsa::desc::{s1_block, s1_page, s2_page, table};
 
@@ -653,20 +739,20 @@ mod tests {
         m.write(Pa(l2 + 8), table(l3)).unwrap();
         m.write(Pa(l3 + 8 * 3), s1_page(0x8000_0000, false, false, false))
             .unwrap();
-        let t = translate(&m, &ctx_s1(l0), va + 0x10, READ).unwrap();
+        let t = translate(&m, &ctx_s1(l0), Va(va + 0x10), READ).unwrap();
         assert_eq!(t.pa, Pa(0x8000_0010));
         assert_eq!(t.entries.len(), 4);
         assert_eq!(t.entries[3].kind, EntryKind::Leaf);
         assert_eq!(t.entries[3].asid, Some(7));
-        assert_eq!(t.entries[2].output, l3);
+        assert_eq!(t.entries[2].output_ipa(), Some(Ipa(l3)));
         // Read-only: a write is a permission fault at level 3.
-        let f = translate(&m, &ctx_s1(l0), va, WRITE).unwrap_err();
+        let f = translate(&m, &ctx_s1(l0), Va(va), WRITE).unwrap_err();
         assert_eq!(
             (f.kind, f.level, f.stage),
             (FaultKind::Permission, 3, TableStage::S1)
         );
         // Unmapped neighbour: translation fault at level 3.
-        let f = translate(&m, &ctx_s1(l0), va + 0x1000, READ).unwrap_err();
+        let f = translate(&m, &ctx_s1(l0), Va(va + 0x1000), READ).unwrap_err();
         assert_eq!((f.kind, f.level), (FaultKind::Translation, 3));
     }
 
@@ -679,34 +765,38 @@ mod tests {
             s1_block(0x4000_0000, true, false, true) & !crate::vmsa::desc::bits::AF,
         )
         .unwrap();
-        let f = translate(&m, &ctx_s1(0x10_0000), 0x1234, READ).unwrap_err();
+        let f = translate(&m, &ctx_s1(0x10_0000), Va(0x1234), READ).unwrap_err();
         assert_eq!((f.kind, f.level), (FaultKind::AccessFlag, 1));
         let mut c = ctx_s1(0x10_0000);
         c.s1 = Some(StageConfig {
             oa_bits: 20,
             ..c.s1.unwrap()
         });
-        let f = translate(&m, &c, 0x1234, READ).unwrap_err();
+        let f = translate(&m, &c, Va(0x1234), READ).unwrap_err();
         assert_eq!(f.kind, FaultKind::AddressSize);
     }
 
-    /// Nested: stage-1 tables live at IPAs 0x10_0000.. which stage 2 maps to
-    /// PAs 0x11_0000..; VA 0x5000 -> IPA 0x2_0000 -> PA 0x50_0000 (stage 2
-    /// read-only). A missing stage-2 mapping of a stage-1 table is a stage-2
-    /// fault on the stage-1 walk.
-    #[test]
-    fn nested_walk_translates_table_addresses() {
+    /// Stage-2 table pages of [`nested`], and the stage-2 L3 slot of an IPA.
+    const NESTED_S2: [u64; 4] = [0x12_0000, 0x12_1000, 0x12_2000, 0x12_3000];
+
+    fn nested_s2_slot(ipa: u64) -> Pa {
+        Pa(NESTED_S2[3] + 8 * ((ipa >> 12) & 0x1ff))
+    }
+
+    /// Stage-1 tables at IPAs 0x10_0000.. which stage 2 maps to PAs
+    /// 0x11_0000..; VA 0x5000 -> IPA 0x2_0000 -> PA 0x50_0000 (stage 2
+    /// read-only).
+    fn nested() -> (PhysMem, Context) {
         let mut m = mem();
-        let s2 = [0x12_0000u64, 0x12_1000, 0x12_2000, 0x12_3000];
+        let s2 = NESTED_S2;
         m.write(Pa(s2[0]), table(s2[1])).unwrap();
         m.write(Pa(s2[1]), table(s2[2])).unwrap();
         m.write(Pa(s2[2]), table(s2[3])).unwrap();
-        let s2_slot = |ipa: u64| Pa(s2[3] + 8 * ((ipa >> 12) & 0x1ff));
         for ipa in [0x10_0000u64, 0x10_1000, 0x10_2000, 0x10_3000] {
-            m.write(s2_slot(ipa), s2_page(ipa + 0x1_0000, true, true))
+            m.write(nested_s2_slot(ipa), s2_page(ipa + 0x1_0000, true, true))
                 .unwrap();
         }
-        m.write(s2_slot(0x2_0000), s2_page(0x50_0000, true, false))
+        m.write(nested_s2_slot(0x2_0000), s2_page(0x50_0000, true, false))
             .unwrap();
         m.write(Pa(0x11_0000), table(0x10_1000)).unwrap();
         m.write(Pa(0x11_1000), table(0x10_2000)).unwrap();
@@ -720,26 +810,132 @@ mod tests {
             s1: Some(StageConfig::new(Granule::K4, 0x10_0000)),
             s2: Some(StageConfig::new(Granule::K4, s2[0])),
         };
-        let t = translate(&m, &ctx, 0x5008, READ).unwrap();
+        (m, ctx)
+    }
+
+    /// Nested (see [`nested`]): a missing stage-2 mapping of a stage-1
+    /// table is a stage-2 fault on the stage-1 walk.
+    #[test]
+    fn nested_walk_translates_table_addresses() {
+        let (mut m, ctx) = nested();
+        let s2_slot = nested_s2_slot;
+        let t = translate(&m, &ctx, Va(0x5008), READ).unwrap();
         assert_eq!(t.pa, Pa(0x50_0008));
         let combined = t
             .entries
             .iter()
-            .find(|e| e.stage == Stage::Combined)
+            .find(|e| e.stage() == Stage::Combined)
             .unwrap();
         assert_eq!(
-            (combined.input, combined.output, combined.vmid),
-            (0x5000, 0x50_0000, 9)
+            (combined.input_va(), combined.output_pa(), combined.vmid),
+            (Some(Va(0x5000)), Some(Pa(0x50_0000)), 9)
         );
         assert!(!combined.perms.write, "stage 2 is read-only");
-        let f = translate(&m, &ctx, 0x5008, WRITE).unwrap_err();
+        let f = translate(&m, &ctx, Va(0x5008), WRITE).unwrap_err();
         assert_eq!((f.kind, f.stage), (FaultKind::Permission, TableStage::S2));
         m.write(s2_slot(0x10_2000), 0).unwrap();
-        let f = translate(&m, &ctx, 0x5008, READ).unwrap_err();
+        let f = translate(&m, &ctx, Va(0x5008), READ).unwrap_err();
         assert_eq!(
             (f.kind, f.stage, f.level, f.s1ptw),
             (FaultKind::Translation, TableStage::S2, 3, true)
         );
+    }
+
+    /// The spaces of a nested walk: VA in, the stage-1 output an IPA, the
+    /// final output a PA; stage-1 entries map VAs to IPAs (their table
+    /// pointers are IPAs too), stage-2 entries IPAs to PAs, the combined
+    /// entry VAs to PAs.
+    #[test]
+    fn nested_walk_outputs_are_typed_by_stage() {
+        let (m, ctx) = nested();
+        let t = translate(&m, &ctx, Va(0x5008), READ).unwrap();
+        assert_eq!(t.ipa, Some(Ipa(0x2_0008)), "the stage-1 output");
+        assert_eq!(t.pa, Pa(0x50_0008), "the final output");
+        let of = |stage, kind| {
+            t.entries
+                .iter()
+                .filter(move |e| e.stage() == stage && e.kind == kind)
+        };
+        let s1_leaf = of(Stage::S1, EntryKind::Leaf).next().unwrap();
+        assert_eq!(
+            s1_leaf.mapping(),
+            Mapping::S1 {
+                input: Va(0x5000),
+                output: Ipa(0x2_0000)
+            }
+        );
+        assert_eq!(s1_leaf.output_pa(), None, "a stage-1 output is no PA");
+        let s1_tables: Vec<_> = of(Stage::S1, EntryKind::Walk)
+            .map(|e| e.output_ipa().unwrap())
+            .collect();
+        assert_eq!(
+            s1_tables,
+            [Ipa(0x10_1000), Ipa(0x10_2000), Ipa(0x10_3000)],
+            "stage-1 table pointers are IPAs"
+        );
+        for e in of(Stage::S2, EntryKind::Leaf) {
+            assert!(e.input_ipa().is_some() && e.input_va().is_none());
+            assert!(e.output_pa().is_some());
+        }
+        let data = of(Stage::S2, EntryKind::Leaf)
+            .find(|e| e.input_range().contains(Ipa(0x2_0008).into()))
+            .unwrap();
+        assert_eq!(data.translate_ipa(Ipa(0x2_0008)), Some(Pa(0x50_0008)));
+        assert_eq!(
+            data.translate(Va(0x2_0008).into()),
+            None,
+            "a stage-2 entry translates no VA"
+        );
+        let combined = of(Stage::Combined, EntryKind::Leaf).next().unwrap();
+        assert_eq!(
+            combined.translate(Va(0x5008).into()),
+            Some(OutputAddr::Pa(Pa(0x50_0008)))
+        );
+        // Stage 2 alone translates the IPA.
+        let t = translate_ipa(&m, &ctx, Ipa(0x2_0008), READ).unwrap();
+        assert_eq!((t.ipa, t.pa), (Some(Ipa(0x2_0008)), Pa(0x50_0008)));
+        assert!(t.entries.iter().all(|e| e.stage() == Stage::S2));
+    }
+
+    /// Without stage 1 an access's VA is the IPA, without stage 2 the IPA is
+    /// the PA.
+    #[test]
+    fn disabled_stages_pass_addresses_through() {
+        let (m, nested) = nested();
+        let s2_only = Context { s1: None, ..nested };
+        assert_eq!(s2_only.access_input(Va(0x2_0008)), Ipa(0x2_0008).into());
+        assert_eq!(nested.access_input(Va(0x5008)), Va(0x5008).into());
+        let by_va = translate(&m, &s2_only, Va(0x2_0008), READ).unwrap();
+        let by_ipa = translate_ipa(&m, &s2_only, Ipa(0x2_0008), READ).unwrap();
+        assert_eq!(by_va, by_ipa);
+        assert_eq!(by_va.ipa, Some(Ipa(0x2_0008)));
+        let off = Context {
+            s1: None,
+            s2: None,
+            ..nested
+        };
+        let t = translate_ipa(&m, &off, Ipa(0x2_0008), WRITE).unwrap();
+        assert_eq!((t.ipa, t.pa), (None, Pa(0x2_0008)));
+        assert!(t.entries.is_empty());
+    }
+
+    /// The address an access looks its leaves up by is of the space of the
+    /// access stage's entries, for every combination of stages.
+    #[test]
+    fn access_input_matches_the_access_stage() {
+        let (_, nested) = nested();
+        let s1 = nested.s1;
+        let s2 = nested.s2;
+        for (s1, s2) in [(s1, s2), (s1, None), (None, s2), (None, None)] {
+            let ctx = Context { s1, s2, ..nested };
+            let input = ctx.access_input(Va(0x5008));
+            assert_eq!(input.get(), 0x5008);
+            assert_eq!(
+                matches!(input, InputAddr::Ipa(_)),
+                ctx.access_stage() == Stage::S2,
+                "{ctx:?}"
+            );
+        }
     }
 
     #[test]
@@ -781,16 +977,16 @@ mod tests {
         assert_eq!(seen_by_1.len(), 5);
         let page = seen_by_1.iter().find(|e| e.level == 3).unwrap();
         assert_eq!(
-            (page.input, page.output, page.asid),
-            (0, 0x40_0000, Some(7))
+            (page.input_va(), page.output_ipa(), page.asid),
+            (Some(Va(0)), Some(Ipa(0x40_0000)), Some(7))
         );
         let block = seen_by_0
             .iter()
             .find(|e| e.kind == EntryKind::Leaf)
             .unwrap();
         assert_eq!(
-            (block.input, block.span_shift, block.asid),
-            (0x20_0000, 21, None)
+            (block.input_va(), block.span_shift, block.asid),
+            (Some(Va(0x20_0000)), 21, None)
         );
     }
 
@@ -816,12 +1012,12 @@ mod tests {
             s2: Some(StageConfig::new(Granule::K16, root)),
         };
         for ipa in [low, high] {
-            let t = translate(&m, &ctx, ipa + 0x10, READ).unwrap();
+            let t = translate_ipa(&m, &ctx, Ipa(ipa + 0x10), READ).unwrap();
             assert_eq!(t.pa, Pa(0x50_0010));
             assert_eq!(t.entries[0].level, 1, "the walk starts at level 1");
         }
         m.write(Pa(root + 8 * 0x800), 0).unwrap();
-        let f = translate(&m, &ctx, high, READ).unwrap_err();
+        let f = translate_ipa(&m, &ctx, Ipa(high), READ).unwrap_err();
         assert_eq!(
             (f.kind, f.level, f.stage),
             (FaultKind::Translation, 1, TableStage::S2)

@@ -13,7 +13,7 @@ use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilde
 use tlbcheck_checker::model::{Bounds, Model};
 use tlbcheck_checker::op::Rely;
 use tlbcheck_checker::sync::SyncOp;
-use tlbcheck_hw::addr::{Granule, Pa};
+use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::cpu::tlbi::TlbiOperand;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner, FRAME_SIZE};
@@ -601,13 +601,13 @@ impl Lower<'_> {
                     Step::RelyReadOnly { ctx, va } => tb
                         .rely(Rely::ReadOnly {
                             ctx: ctx_index(ctx_names, ctx)?,
-                            va: *va,
+                            va: Va(*va),
                         })
                         .map_err(here)?,
                     Step::Retry { write, ctx, va } => tb
                         .rely(Rely::RetrySucceeds {
                             ctx: ctx_index(ctx_names, ctx)?,
-                            va: *va,
+                            va: Va(*va),
                             write: *write,
                         })
                         .map_err(here)?,
@@ -1216,7 +1216,7 @@ impl Lower<'_> {
                     )
                     .with_help("a device's SubstreamID is set by its `device` statement"));
                 }
-                tb.device_access(dev, a.addr, a.write).map_err(here)
+                tb.device_access(dev, Va(a.addr), a.write).map_err(here)
             }
             Step::Resume(d) => tb
                 .device_resume(dev_index(dev_names, d)?, linux_resume)
