@@ -9,6 +9,7 @@
 //! reaches one without a violation is inconclusive, never `ok`.
 
 use crate::model::{Bounds, Choice, Model, State};
+use crate::por::Footprint;
 use crate::store::{Parts, StateStore};
 use crate::trace::{run, Trace};
 use crate::violation::Violation;
@@ -163,8 +164,8 @@ pub fn rss_now() -> u64 {
 
 /// What one expanded state led to.
 enum Expanded {
-    /// A successor, taken apart for storing.
-    Next(u32, Choice, Box<Parts>),
+    /// A successor, taken apart for storing, with its sleep set.
+    Next(u32, Choice, Box<Parts>, u32),
     /// A transition that ends in a violation.
     Violation(u32, Choice),
     /// A state with no transition although a thread has not finished.
@@ -173,17 +174,30 @@ enum Expanded {
     Cut,
 }
 
-/// Expands states `ids` (all at `depth`), in order.
+/// A state to expand: its id, its sleep set (threads whose next step need
+/// not be explored from it), and the threads to explore (all, or those a
+/// later visit woke up).
+#[derive(Copy, Clone)]
+struct Task {
+    id: u32,
+    sleep: u32,
+    only: Option<u32>,
+}
+
+/// Expands `tasks` (states at `depth`), in order.
 fn expand(
     model: &Model,
     store: &StateStore,
-    ids: std::ops::Range<u32>,
+    tasks: &[Task],
     depth: u32,
     at_bound: bool,
+    por: bool,
 ) -> Vec<Expanded> {
     let mut out = Vec::new();
     let mut choices = Vec::new();
-    for id in ids {
+    let mut prints = Vec::new();
+    for task in tasks {
+        let id = task.id;
         let s = store.get(id);
         model.choices(&s, &mut choices);
         if choices.is_empty() {
@@ -196,19 +210,56 @@ fn expand(
             out.push(Expanded::Cut);
             continue;
         }
-        let last = choices.len() - 1;
+        // Sleep sets: a thread asleep here was explored from an ancestor
+        // through steps independent of it (crate::por).
+        let thread_bit = |c: Choice| match c {
+            Choice::Thread(t) => 1u32 << t,
+            Choice::RcuCallback(_) => 0,
+        };
+        let explore_this = |c: Choice| {
+            let bit = thread_bit(c);
+            match task.only {
+                Some(woken) => bit & woken != 0,
+                None => bit & task.sleep == 0,
+            }
+        };
+        let wanted: Vec<Choice> = choices
+            .iter()
+            .copied()
+            .filter(|&c| explore_this(c))
+            .collect();
+        let Some(&last) = wanted.last() else { continue };
+        let reduce = por && choices.len() > 1;
+        prints.clear();
+        if reduce {
+            prints.extend(choices.iter().map(|&c| (c, Footprint::of(model, &s, c))));
+        }
+        let print = |c: Choice| prints.iter().find(|(x, _)| *x == c).map(|(_, f)| *f);
+        let mut done_before = task.sleep;
         let mut parent = Some(s);
-        for (i, &c) in choices.iter().enumerate() {
+        for &c in &wanted {
+            let mut sleep = 0u32;
+            if reduce {
+                if let Some(fc) = print(c) {
+                    for &(u, fu) in prints.iter() {
+                        let bit = thread_bit(u);
+                        if bit & done_before != 0 && bit != thread_bit(c) && fu.independent(fc) {
+                            sleep |= bit;
+                        }
+                    }
+                }
+            }
             // The last successor takes the parent itself: one clone fewer.
-            let mut next: State = if i == last {
+            let mut next: State = if c == last {
                 parent.take().expect("taken once")
             } else {
                 parent.clone().expect("still here")
             };
             match model.step(&mut next, c, depth + 1) {
                 Some(_) => out.push(Expanded::Violation(id, c)),
-                None => out.push(Expanded::Next(id, c, Box::new(Parts::of(next)))),
+                None => out.push(Expanded::Next(id, c, Box::new(Parts::of(next)), sleep)),
             }
+            done_before |= thread_bit(c);
         }
     }
     out
@@ -223,18 +274,19 @@ const BATCH: u32 = 1024;
 fn expand_batch(
     model: &Model,
     store: &StateStore,
-    ids: std::ops::Range<u32>,
+    tasks: &[Task],
     depth: u32,
     at_bound: bool,
+    por: bool,
 ) -> Vec<Expanded> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || ids.len() < 64 {
-        return expand(model, store, ids, depth, at_bound);
+    if threads < 2 || tasks.len() < 64 {
+        return expand(model, store, tasks, depth, at_bound, por);
     }
-    let mid = ids.start + (ids.end - ids.start) / 2;
+    let (a, b) = tasks.split_at(tasks.len() / 2);
     std::thread::scope(|sc| {
-        let second = sc.spawn(|| expand(model, store, mid..ids.end, depth, at_bound));
-        let mut first = expand(model, store, ids.start..mid, depth, at_bound);
+        let second = sc.spawn(|| expand(model, store, b, depth, at_bound, por));
+        let mut first = expand(model, store, a, depth, at_bound, por);
         first.extend(second.join().expect("expansion thread panicked"));
         first
     })
@@ -254,6 +306,12 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
         .expect("the first state is new");
     // (parent, choice that led here); the root's entry is unused.
     let mut parents: Vec<(u32, Choice)> = vec![(root, Choice::Thread(0))];
+    // Each state's sleep set (thread bits), narrowed when it is reached
+    // again with a smaller one.
+    let mut sleep: Vec<u32> = vec![0];
+    // States expanded before a later visit woke some of their threads:
+    // expanded again for those threads only.
+    let mut woken: Vec<Task> = Vec::new();
     let mut stats = Stats::default();
     let mut depth = 0u32;
     let mut layer = 0u32..1u32;
@@ -282,14 +340,21 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
             stats: finish(stats, store.len(), depth),
         }
     };
-    'search: while !layer.is_empty() {
+    'search: while !layer.is_empty() || !woken.is_empty() {
         let at_bound = depth >= bounds.max_depth;
         let next_start = store.len() as u32;
-        let mut batch_start = layer.start;
-        while batch_start < layer.end {
-            let batch = batch_start..(batch_start + BATCH).min(layer.end);
-            batch_start = batch.end;
-            for e in expand_batch(model, &store, batch, depth, at_bound) {
+        let mut tasks: Vec<Task> = std::mem::take(&mut woken);
+        tasks.extend(layer.clone().map(|id| Task {
+            id,
+            sleep: sleep[id as usize],
+            only: None,
+        }));
+        for batch in tasks.chunks(BATCH as usize) {
+            // States stored before this id were expanded already (or are
+            // being expanded in this batch): a visit that wakes threads in
+            // them queues them again.
+            let expanded_below = batch.last().map_or(0, |t| t.id + 1).max(layer.start);
+            for e in expand_batch(model, &store, batch, depth, at_bound, bounds.sleep_sets) {
                 match e {
                     Expanded::Cut => {
                         coverage = Coverage::Bounded(Bound::Depth(depth));
@@ -301,14 +366,31 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
                         stats.transitions += 1;
                         return found(stats, &store, &parents, vec![c], id, depth + 1);
                     }
-                    Expanded::Next(id, c, parts) => {
+                    Expanded::Next(id, c, parts, asleep) => {
                         stats.transitions += 1;
                         if store.len() as u64 >= bounds.max_states {
                             coverage = Coverage::Bounded(Bound::States(bounds.max_states));
                             break 'search;
                         }
-                        if store.insert(*parts).is_ok() {
-                            parents.push((id, c));
+                        match store.insert(*parts) {
+                            Ok(_) => {
+                                parents.push((id, c));
+                                sleep.push(asleep);
+                            }
+                            Err(old) => {
+                                let was = sleep[old as usize];
+                                let now = was & asleep;
+                                if now != was {
+                                    sleep[old as usize] = now;
+                                    if old < expanded_below {
+                                        woken.push(Task {
+                                            id: old,
+                                            sleep: now,
+                                            only: Some(was & !now),
+                                        });
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -8,6 +8,7 @@
 //! - [`program`]: threads as programs ([`program::Program`]); a fixed list
 //!   of operations ([`program::Script`]) is the simplest;
 //! - [`sync`]: locks, RCU and sequence counts as enabling conditions;
+//! - [`por`]: which steps commute, for sleep-set reduction;
 //! - [`rules`]: one rule per expectation, producing the named
 //!   [`violation`]s of docs/design.md;
 //! - [`mod@explore`]: exhaustive breadth-first search with exact
@@ -25,6 +26,7 @@ pub mod builder;
 pub mod explore;
 pub mod model;
 pub mod op;
+pub mod por;
 pub mod program;
 pub mod random;
 pub mod rules;

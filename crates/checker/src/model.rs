@@ -30,7 +30,8 @@ pub struct Thread {
     pub owns_vmids: Option<Vec<u16>>,
 }
 
-/// Exploration bounds. A search that reaches one is inconclusive.
+/// Exploration bounds (a search that reaches one is inconclusive) and
+/// options.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bounds {
     /// Longest path explored (`u32::MAX`: unbounded; every model whose
@@ -42,6 +43,9 @@ pub struct Bounds {
     pub max_memory: u64,
     /// Longest wall time, in milliseconds (`u64::MAX`: none).
     pub timeout_ms: u64,
+    /// Prune transitions with sleep sets ([`crate::por`]): the same states,
+    /// verdicts and shortest counterexamples, fewer steps executed.
+    pub sleep_sets: bool,
 }
 
 impl Default for Bounds {
@@ -51,6 +55,7 @@ impl Default for Bounds {
             max_states: 50_000_000,
             max_memory: default_max_memory(),
             timeout_ms: u64::MAX,
+            sleep_sets: true,
         }
     }
 }

@@ -68,6 +68,14 @@ pub trait Program: fmt::Debug + Send + Sync {
     /// thread may, the allocator's free-list order is observable and is
     /// kept in the state.
     fn may_allocate(&self, st: &ProgState) -> bool;
+
+    /// Whether `next` and `advance` ignore the machine (a fixed list of
+    /// ops). Partial-order reduction takes a program that reads the
+    /// machine as reading all of it, so only such programs' steps can be
+    /// independent of others' writes.
+    fn ignores_machine(&self) -> bool {
+        false
+    }
 }
 
 /// A fixed list of operations: the program of a low-level scenario thread.
@@ -108,5 +116,9 @@ impl Program for Script {
 
     fn may_allocate(&self, st: &ProgState) -> bool {
         st.pc < self.allocs_until
+    }
+
+    fn ignores_machine(&self) -> bool {
+        true
     }
 }

@@ -29,6 +29,9 @@ pub struct Options {
     /// Time bound in milliseconds (default: none).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Explore every transition, without sleep-set reduction.
+    #[serde(default)]
+    pub no_reduction: bool,
 }
 
 /// Whether a check met the scenario's expectation.
@@ -81,6 +84,7 @@ pub fn check_with(loaded: &Loaded, opts: &Options, progress: &mut dyn FnMut(&Pro
         max_states: opts.max_states.unwrap_or(loaded.bounds.max_states),
         max_memory: opts.max_memory.unwrap_or(loaded.bounds.max_memory),
         timeout_ms: opts.timeout_ms.unwrap_or(loaded.bounds.timeout_ms),
+        sleep_sets: !opts.no_reduction,
     };
     let verdict = match opts.random {
         Some(walks) => random_walks(

@@ -98,6 +98,10 @@ struct RunArgs {
     /// Stop (inconclusive) after this many seconds per scenario.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Explore every transition (no sleep-set reduction): the same states
+    /// and verdict, more steps; for cross-checking the reduction.
+    #[arg(long)]
+    no_reduction: bool,
     /// Random mode: N seeded random walks, then shrink the first failure.
     /// A clean random run is inconclusive (a sample, not a proof).
     #[arg(long, value_name = "N")]
@@ -129,6 +133,7 @@ impl RunArgs {
             max_states: self.max_states,
             max_memory: self.max_memory,
             timeout_ms: self.timeout.map(|t| (t.max(0.0) * 1e3) as u64),
+            no_reduction: self.no_reduction,
         }
     }
 }

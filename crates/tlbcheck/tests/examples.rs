@@ -62,6 +62,35 @@ fn every_example_meets_its_expectation() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Sleep-set reduction changes no verdict and no counterexample length in
+/// the corpus, and clean scenarios keep their state counts.
+#[test]
+fn reduction_keeps_every_verdict_and_counterexample_length() {
+    for f in corpus() {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let loaded = tlbcheck::load(&f.display().to_string(), &src).unwrap();
+        let full = check(
+            &loaded,
+            &Options {
+                no_reduction: true,
+                ..Options::default()
+            },
+        );
+        let reduced = check(&loaded, &Options::default());
+        assert_eq!(full.found, reduced.found, "{}", f.display());
+        let len = |o: &tlbcheck::check::Outcome| o.verdict.trace.as_ref().map(|t| t.steps.len());
+        assert_eq!(len(&full), len(&reduced), "{}", f.display());
+        if full.verdict.violation.is_none() {
+            assert_eq!(
+                full.verdict.stats.states,
+                reduced.verdict.stats.states,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
+
 /// Each buggy scenario sits beside its fixed twin, and the twins disagree.
 #[test]
 fn every_buggy_example_has_a_fixed_twin() {
