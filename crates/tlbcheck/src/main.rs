@@ -193,8 +193,21 @@ fn exit_code(status: Status) -> u8 {
     }
 }
 
-/// A status line for one running exploration, on a terminal only.
-fn search_progress() -> (ProgressBar, impl FnMut(&Progress)) {
+/// What a running search has done so far, for a status line.
+fn progress_message(p: &Progress) -> String {
+    let secs = p.elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "{} states, {:.0} states/s, depth {}, {} MiB, {:.1} s",
+        p.states,
+        p.states as f64 / secs,
+        p.depth,
+        p.rss_bytes >> 20,
+        secs
+    )
+}
+
+/// A status line for one search, drawn on a terminal only.
+fn search_line() -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     if let Ok(style) = ProgressStyle::with_template("  {msg}") {
         pb.set_style(style);
@@ -202,19 +215,7 @@ fn search_progress() -> (ProgressBar, impl FnMut(&Progress)) {
     if std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::stderr());
     }
-    let line = pb.clone();
-    let report = move |p: &Progress| {
-        let secs = p.elapsed.as_secs_f64().max(1e-9);
-        line.set_message(format!(
-            "{} states, {:.0} states/s, depth {}, {} MiB, {:.1} s",
-            p.states,
-            p.states as f64 / secs,
-            p.depth,
-            p.rss_bytes >> 20,
-            secs
-        ));
-    };
-    (pb, report)
+    pb
 }
 
 fn main() -> ExitCode {
@@ -345,11 +346,9 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
                 continue;
             }
         };
-        let (line, mut report_progress) = search_progress();
         let outcome = check_with(&loaded, opts, &mut |p| {
-            pb.suspend(|| report_progress(p));
+            pb.set_message(format!("{}: {}", path.display(), progress_message(p)));
         });
-        line.finish_and_clear();
         let report = Report::new(&loaded, &outcome);
         match outcome.status {
             Status::Met => held += 1,
@@ -400,8 +399,10 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let (line, mut report_progress) = search_progress();
-    let outcome = check_with(&loaded, opts, &mut report_progress);
+    let line = search_line();
+    let outcome = check_with(&loaded, opts, &mut |p| {
+        line.set_message(progress_message(p))
+    });
     line.finish_and_clear();
     let code = exit_code(outcome.status);
     if json {
