@@ -28,7 +28,7 @@ const SCENARIOS: &[(&str, bool)] = &[
 fn report(stem: &str, file: &str, src: &str) {
     let loaded = tlbcheck::load(file, src).expect("scale scenario loads");
     let out = check(&loaded, &Options::default());
-    assert!(out.ok, "{stem}: expected ok, found {}", out.found);
+    assert!(out.ok(), "{stem}: expected ok, found {}", out.found);
     let s = &out.verdict.stats;
     println!(
         "{stem}: {} states, {} transitions, {:.0} states/s ({})",
