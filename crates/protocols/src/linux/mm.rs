@@ -328,12 +328,14 @@ impl KernelThread {
                             break;
                         }
                     }
-                    for (slot, lvl) in [3usize, 2, 1].into_iter().enumerate() {
-                        if let Some(a) = t[lvl] {
-                            regs[3] |= (a >> 12) << (16 * slot);
-                        }
-                    }
                     regs[3] |= levels << 48;
+                }
+                // The tables on the path: slot 0 the level-3 table, 1 the
+                // level-2, 2 the level-1.
+                for (slot, lvl) in [3usize, 2, 1].into_iter().enumerate() {
+                    if let Some(a) = t[lvl] {
+                        regs[3] |= (a >> 12) << (16 * slot);
+                    }
                 }
             }
             KOp::WriteFault { va, .. } => {
