@@ -77,7 +77,7 @@ pub enum BuildError {
     /// A lock or sequence count that was not declared.
     #[error("{what} {id} is not declared (the model has {declared})")]
     NoSuchSync {
-        /// "lock" or "sequence count".
+        /// "lock", "sequence count" or "counter".
         what: &'static str,
         /// The id used.
         id: u8,
@@ -108,6 +108,7 @@ pub struct ModelBuilder {
     context_names: Vec<String>,
     locks: usize,
     seqs: usize,
+    counters: usize,
     threads: Vec<Thread>,
 }
 
@@ -122,6 +123,7 @@ impl ModelBuilder {
             context_names: Vec::new(),
             locks: 0,
             seqs: 0,
+            counters: 0,
             threads: Vec::new(),
         }
     }
@@ -142,6 +144,11 @@ impl ModelBuilder {
     /// Declares `n` sequence counts (ids `0..n`).
     pub fn seqcounts(&mut self, n: usize) {
         self.seqs = n;
+    }
+
+    /// Declares `n` atomic counters (ids `0..n`), all zero.
+    pub fn counters(&mut self, n: usize) {
+        self.counters = n;
     }
 
     /// The machine the model runs on.
@@ -204,7 +211,7 @@ impl ModelBuilder {
             threads: self.threads,
             contexts: self.contexts,
             context_names: self.context_names,
-            sync: SyncState::new(self.locks, self.seqs, n),
+            sync: SyncState::new(self.locks, self.seqs, n).with_counters(self.counters),
         })
     }
 }
@@ -320,7 +327,7 @@ impl ThreadBuilder<'_> {
 
     /// A synchronisation operation.
     pub fn sync(&mut self, op: SyncOp) -> Result<(), BuildError> {
-        let (locks, seqs) = (self.b.locks, self.b.seqs);
+        let (locks, seqs, counters) = (self.b.locks, self.b.seqs, self.b.counters);
         let check = |what, id: u8, declared: usize| {
             if usize::from(id) < declared {
                 Ok(())
@@ -336,6 +343,7 @@ impl ThreadBuilder<'_> {
             | SyncOp::SeqWriteEnd(i)
             | SyncOp::SeqReadBegin(i)
             | SyncOp::SeqRead(i) => check("sequence count", i, seqs)?,
+            SyncOp::AtomicAdd(i, _) | SyncOp::AtomicRead(i) => check("counter", i, counters)?,
             SyncOp::CallRcuFree(f) => self.in_pool(f)?,
             SyncOp::RcuReadLock | SyncOp::RcuReadUnlock | SyncOp::SynchronizeRcu => {}
         }
@@ -421,6 +429,14 @@ impl ThreadBuilder<'_> {
         self.device(dev)?;
         self.ops.push(Op::DeviceResume { dev, respond });
         Ok(())
+    }
+
+    /// Finishes the thread without adding it: its validated ops, for a
+    /// program that interleaves them with operations of its own (a kernel
+    /// thread whose fault handler awaits a device fault, handles it, then
+    /// resumes the device).
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
     }
 
     /// Finishes the thread: it runs its ops in order.

@@ -117,6 +117,11 @@ impl Footprint {
                         | SyncOp::SeqWriteEnd(i)
                         | SyncOp::SeqReadBegin(i)
                         | SyncOp::SeqRead(i) => Footprint::new(0, sync_obj(i, true)),
+                        // Counters share the sequence counts' bits: a
+                        // shared bit only makes steps dependent.
+                        SyncOp::AtomicAdd(i, _) | SyncOp::AtomicRead(i) => {
+                            Footprint::new(0, sync_obj(i, true))
+                        }
                         SyncOp::RcuReadLock
                         | SyncOp::RcuReadUnlock
                         | SyncOp::CallRcuFree(_)

@@ -46,6 +46,11 @@ pub enum SyncOp {
     /// Reads sequence count `id` again; the program receives the count and
     /// retries its read section if it changed.
     SeqRead(SyncId),
+    /// Adds `delta` to atomic counter `id` (an `atomic_inc`/`atomic_dec` on
+    /// a shared count such as `mm->tlb_flush_pending`); never waits.
+    AtomicAdd(SyncId, i8),
+    /// Reads atomic counter `id`; the program receives its value.
+    AtomicRead(SyncId),
 }
 
 impl fmt::Display for SyncOp {
@@ -63,6 +68,8 @@ impl fmt::Display for SyncOp {
             SyncOp::SeqWriteEnd(i) => write!(f, "write_seqcount_end {i}"),
             SyncOp::SeqReadBegin(i) => write!(f, "read_seqcount_begin {i}"),
             SyncOp::SeqRead(i) => write!(f, "read_seqcount_retry {i}"),
+            SyncOp::AtomicAdd(i, d) => write!(f, "atomic add {d:+} to counter {i}"),
+            SyncOp::AtomicRead(i) => write!(f, "atomic read of counter {i}"),
         }
     }
 }
@@ -97,6 +104,7 @@ pub struct SyncState {
     /// releases and still pending, which the next holder observes.
     published: Vec<Vec<(Pa, u64)>>,
     seqs: Vec<u32>,
+    counters: Vec<i64>,
     /// Threads inside an RCU read-side critical section (bits).
     readers: u32,
     /// Queued callbacks, sorted: their queueing order is not observable.
@@ -158,6 +166,7 @@ impl SyncState {
             locks: vec![LockState::Free; locks],
             published: vec![Vec::new(); locks],
             seqs: vec![0; seqs],
+            counters: Vec::new(),
             readers: 0,
             callbacks: Vec::new(),
             grace: vec![None; threads],
@@ -167,6 +176,17 @@ impl SyncState {
     /// Numbers of locks and sequence counts declared.
     pub fn declared(&self) -> (usize, usize) {
         (self.locks.len(), self.seqs.len())
+    }
+
+    /// Declares `n` atomic counters (ids `0..n`), all zero.
+    pub fn with_counters(mut self, n: usize) -> SyncState {
+        self.counters = vec![0; n];
+        self
+    }
+
+    /// Number of atomic counters declared.
+    pub fn counters(&self) -> usize {
+        self.counters.len()
     }
 
     /// Whether thread `t` may run `op` now.
@@ -262,6 +282,12 @@ impl SyncState {
             SyncOp::SeqReadBegin(i) | SyncOp::SeqRead(i) => {
                 return Ok(SyncDone::Done {
                     value: u64::from(self.seqs[i as usize]),
+                })
+            }
+            SyncOp::AtomicAdd(i, d) => self.counters[i as usize] += i64::from(d),
+            SyncOp::AtomicRead(i) => {
+                return Ok(SyncDone::Done {
+                    value: self.counters[i as usize] as u64,
                 })
             }
         }
@@ -423,5 +449,21 @@ mod tests {
         s.run(0, SyncOp::SeqWriteEnd(0)).unwrap();
         assert_ne!(read(&mut s, SyncOp::SeqRead(0)), begin, "retry");
         assert!(s.run(0, SyncOp::SeqWriteEnd(0)).is_err(), "not open");
+    }
+
+    #[test]
+    fn an_atomic_counter_counts_concurrent_holders() {
+        let mut s = SyncState::new(0, 0, 2).with_counters(1);
+        s.run(0, SyncOp::AtomicAdd(0, 1)).unwrap();
+        s.run(1, SyncOp::AtomicAdd(0, 1)).unwrap();
+        assert_eq!(
+            s.run(1, SyncOp::AtomicRead(0)),
+            Ok(SyncDone::Done { value: 2 })
+        );
+        s.run(0, SyncOp::AtomicAdd(0, -1)).unwrap();
+        assert_eq!(
+            s.run(1, SyncOp::AtomicRead(0)),
+            Ok(SyncDone::Done { value: 1 })
+        );
     }
 }

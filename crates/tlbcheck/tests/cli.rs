@@ -141,7 +141,24 @@ fn broken_scenarios_exit_two_with_line_and_column() {
             "expected a level 0..3",
         ),
         ("free DATA", "free DTA", ":18:8:", "unknown frame `DTA`"),
-        ("  free DATA\n", "  munmap 0 0x1000\n", ":18:3:", "reserved"),
+        (
+            "  free DATA\n",
+            "  mprotect 0 0x1000\n",
+            ":18:3:",
+            "reserved",
+        ),
+        (
+            "  free DATA\n",
+            "  munmap p1 0x0 0x1000\n",
+            ":18:3:",
+            "needs `kernel VERSION`",
+        ),
+        (
+            "  free DATA\n",
+            "  munmap p1 0x0\n",
+            ":18:16:",
+            "expected a length in bytes",
+        ),
         (
             "tlbi VALE1IS asid=1 va=0",
             "tlbi VALE1IS asid=0x10000 va=0",

@@ -711,35 +711,36 @@ impl Smmu {
         if done.is_empty() {
             return;
         }
-        // Every removal first: a refill must not be undone by a later
-        // invalidation's snapshot.
-        for p in &done {
-            match &p.what {
-                Pending::Tlb(_, doomed) => {
-                    self.iotlb.remove_entries(doomed);
-                }
-                Pending::Cfg(_, doomed) => {
-                    self.config.remove_entries(doomed);
-                }
-                Pending::Atc { dev, doomed, .. } => {
-                    self.devices[*dev].atc.remove_entries(doomed);
-                }
-            }
-        }
+        // In consumption order, each removes what it covered and then may
+        // bring back what walks of its window produce. A later
+        // invalidation's snapshot was taken while those entries were still
+        // held, so it removes them again, and rightly so: if the stale
+        // value was still readable when it was consumed, its own window
+        // brings them back; if not, the refill happened before it was
+        // performed.
         let mut atc_windows = Vec::new();
         for p in done {
             match p.what {
-                Pending::Tlb(scope, _) => {
+                Pending::Tlb(scope, doomed) => {
+                    self.iotlb.remove_entries(&doomed);
                     if let Some(w) = mem.window(&p.hazard) {
                         self.refill_iotlb(&w, &scope, step);
                     }
                 }
-                Pending::Cfg(scope, _) => {
+                Pending::Cfg(scope, doomed) => {
+                    self.config.remove_entries(&doomed);
                     if let Some(w) = mem.window(&p.hazard) {
                         self.refill_config(&w, &scope, step);
                     }
                 }
-                Pending::Atc { dev, window, .. } => atc_windows.push((dev, window)),
+                Pending::Atc {
+                    dev,
+                    doomed,
+                    window,
+                } => {
+                    self.devices[dev].atc.remove_entries(&doomed);
+                    atc_windows.push((dev, window));
+                }
             }
         }
         self.refresh_with(mem, step, &atc_windows);

@@ -48,6 +48,16 @@ pub struct Scenario {
     pub writes: Vec<WriteDecl>,
     /// `thread ... { ... }`, in order.
     pub threads: Vec<ThreadDecl>,
+    /// `kernel VERSION`: the protocol version high-level steps run.
+    pub kernel: Option<Spanned<tlbcheck_protocols::linux::Version>>,
+    /// `process NAME asid=N`, in order.
+    pub processes: Vec<ProcessDecl>,
+    /// `vma PROCESS START LEN rw|ro`, in order.
+    pub vmas: Vec<VmaDecl>,
+    /// `page PROCESS VA rw|ro`: pages mapped at set-up, in order.
+    pub pages: Vec<PageDecl>,
+    /// `bind-sva DEVICE PROCESS`, in order.
+    pub binds: Vec<BindDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -545,6 +555,82 @@ pub enum Step {
     /// `rely-config D`: the software relies on device D's stream using the
     /// configuration now in memory.
     RelyConfig(Spanned<String>),
+    /// A kernel operation (`munmap`, `madvise-dontneed`, `write-fault`).
+    Kernel(KernelStep),
+}
+
+/// `process NAME asid=N`: an address space of the memory manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessDecl {
+    /// Name used by steps, `vma`, `page`, `bind-sva` and `cd ctx=`.
+    pub name: Spanned<String>,
+    /// Its ASID.
+    pub asid: u16,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `vma PROCESS START LEN rw|ro`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmaDecl {
+    /// The process.
+    pub process: Spanned<String>,
+    /// First byte.
+    pub start: Spanned<u64>,
+    /// Length in bytes.
+    pub len: Spanned<u64>,
+    /// VM_WRITE.
+    pub writable: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `page PROCESS VA rw|ro`: a data page mapped at set-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageDecl {
+    /// The process.
+    pub process: Spanned<String>,
+    /// Its address.
+    pub va: Spanned<u64>,
+    /// The PTE is writable (else read-only).
+    pub writable: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `bind-sva DEVICE PROCESS`: the device's notifier subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindDecl {
+    /// The device.
+    pub device: Spanned<String>,
+    /// The process.
+    pub process: Spanned<String>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// Which kernel operation a high-level step runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum KernelStepKind {
+    /// `munmap P ADDR LEN`.
+    Munmap,
+    /// `madvise-dontneed P ADDR LEN`.
+    MadviseDontneed,
+    /// `write-fault P ADDR`.
+    WriteFault,
+}
+
+/// A high-level step: a kernel operation on a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelStep {
+    /// Which.
+    pub kind: KernelStepKind,
+    /// The process.
+    pub process: Spanned<String>,
+    /// The address.
+    pub addr: Spanned<u64>,
+    /// The length, for range operations.
+    pub len: Option<Spanned<u64>>,
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

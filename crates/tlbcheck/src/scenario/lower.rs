@@ -9,6 +9,7 @@ use super::ast::*;
 use crate::codec::tlbi_from_fields;
 use crate::error::{Located, Span};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilder, MAX_THREADS};
 use tlbcheck_checker::model::{Bounds, Model};
 use tlbcheck_checker::op::Rely;
@@ -18,15 +19,18 @@ use tlbcheck_hw::cpu::tlbi::TlbiOperand;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner, FRAME_SIZE};
 use tlbcheck_hw::smmu::cd::{Cd, CdContext, L1Cd};
-use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs};
+use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt, STRUCT_BYTES};
-use tlbcheck_hw::smmu::model::{Device, DeviceState, Smmu, SmmuOptions};
+use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::{L1Std, SmmuFeatures, Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
 use tlbcheck_hw::vmsa::desc::{bits, s1_block, s1_page, s2_block, s2_page, table};
 use tlbcheck_hw::vmsa::walk::start_level;
 use tlbcheck_hw::vmsa::{Context, StageConfig, TableStage};
+use tlbcheck_protocols::linux::arm64::CpuFeatures;
+use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
+use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
 type R<T> = Result<T, Located>;
 
@@ -101,12 +105,30 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         Some(decl) => Some(l.smmu_registers(decl, &mut mem)?),
         None => None,
     };
+    let mut procs = l.processes(&mut mem)?;
     for w in &sc.writes {
         let (pa, value) = l.write(&w.at, &w.value)?;
         mem.write(Pa(pa), value)
             .map_err(|e| Located::new(w.span, e.to_string()))?;
     }
-    let (contexts, context_names) = l.contexts()?;
+    let (mut contexts, mut context_names) = l.contexts()?;
+    for (p, d) in procs.iter().zip(&sc.processes) {
+        if context_names.contains(&p.name) {
+            return Err(Located::new(
+                d.name.span,
+                format!("`{}` names both a context and a process", p.name),
+            ));
+        }
+        // A process is a stage-1 context every CPU may walk.
+        contexts.push(Context {
+            regime: Regime::El10,
+            asid: p.asid,
+            vmid: 0,
+            s1: Some(StageConfig::new(Granule::K4, p.root)),
+            s2: None,
+        });
+        context_names.push(p.name.clone());
+    }
     if let Some(parts) = &mut smmu {
         l.smmu_structures(parts, &contexts, &context_names, &mut mem)?;
     }
@@ -132,7 +154,12 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     for (ctx, name) in contexts.into_iter().zip(context_names.iter()) {
         b.context(name.clone(), ctx);
     }
-    l.threads(&mut b, &context_names, &device_names)?;
+    let kernel = l.kernel(&mut procs, &device_names)?;
+    if let Some(k) = &kernel {
+        b.locks(k.locks());
+        b.counters(k.counters());
+    }
+    l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
@@ -142,41 +169,6 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
 /// A builder refusal, located at the statement that caused it.
 fn at(span: Span) -> impl Fn(BuildError) -> Located {
     move |e| Located::new(span, e.to_string())
-}
-
-/// CMD_SYNC as Linux's arm-smmu-v3 driver issues it when it does not poll
-/// an MSI: completion signalled by SEV (CS = 0b10), MSH Inner Shareable,
-/// MSIAttr Inner+Outer Write-Back (arm_smmu_cmdq_build_sync_cmd).
-fn linux_cmd_sync() -> Command {
-    Command::Sync {
-        cs: SyncCs::Sev,
-        msh: 3,
-        msiattr: 0xf,
-        msidata: 0,
-        msiaddr: 0,
-    }
-}
-
-/// How Linux answers a device fault (arm_smmu_page_response): a stalled
-/// transaction gets CMD_RESUME with its STAG and Retry; a page request
-/// gets CMD_PRI_RESP Success for its group.
-fn linux_resume(d: &Device) -> Option<Command> {
-    match d.state {
-        DeviceState::Stalled { stag, .. } => Some(Command::Resume {
-            sid: d.sid,
-            stag,
-            retry: true,
-            abort: false,
-        }),
-        DeviceState::AwaitingPri { grpid, .. } => Some(Command::PriResp {
-            sid: d.sid,
-            ssv: d.ssid.is_some(),
-            ssid: d.ssid.unwrap_or(0),
-            grpid,
-            resp: PriResp::Success,
-        }),
-        _ => None,
-    }
 }
 
 impl Lower<'_> {
@@ -540,7 +532,13 @@ impl Lower<'_> {
         }
     }
 
-    fn threads(&self, b: &mut ModelBuilder, ctx_names: &[String], dev_names: &[String]) -> R<()> {
+    fn threads(
+        &self,
+        b: &mut ModelBuilder,
+        ctx_names: &[String],
+        dev_names: &[String],
+        kernel: Option<&Arc<Kernel>>,
+    ) -> R<()> {
         let sc = self.sc;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
@@ -570,6 +568,7 @@ impl Lower<'_> {
                 }
             })?;
             tb.vmid(t.vmid).owns(t.owns.clone());
+            let mut kops: Vec<(usize, KOp)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 match &s.value {
@@ -619,9 +618,31 @@ impl Lower<'_> {
                     | Step::RelyConfig(_) => {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
+                    Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
                 }
             }
-            tb.done();
+            if kops.is_empty() {
+                tb.done();
+            } else {
+                let kernel = Arc::clone(kernel.expect("kop checked the kernel"));
+                let ops = tb.into_ops();
+                let mut items = Vec::new();
+                let mut k = kops.into_iter().peekable();
+                for (i, op) in ops.into_iter().enumerate() {
+                    while let Some((_, kop)) = k.next_if(|(at, _)| *at == i) {
+                        items.push(Item::Kernel(kop));
+                    }
+                    items.push(Item::Op(op));
+                }
+                items.extend(k.map(|(_, kop)| Item::Kernel(kop)));
+                b.program(
+                    t.name.value.clone(),
+                    t.cpu.value,
+                    Arc::new(KernelThread::new(kernel, items)),
+                    t.owns.clone(),
+                )
+                .map_err(at(t.cpu.span))?;
+            }
         }
         if allocs > free_now + frees {
             return Err(Located::new(
@@ -686,6 +707,224 @@ impl Lower<'_> {
             }
         })
     }
+}
+
+impl Lower<'_> {
+    /// Processes: a level-0 table each, their VMAs and set-up pages,
+    /// allocated from the pool after every declared frame.
+    fn processes(&self, mem: &mut PhysMem) -> R<Vec<Process>> {
+        let sc = self.sc;
+        let mut out: Vec<Process> = Vec::new();
+        if sc.processes.is_empty() {
+            if let Some(v) = sc.vmas.first() {
+                return Err(Located::new(v.span, "a `vma` needs a `process` statement"));
+            }
+            if let Some(p) = sc.pages.first() {
+                return Err(Located::new(p.span, "a `page` needs a `process` statement"));
+            }
+            return Ok(out);
+        }
+        let first = &sc.processes[0];
+        if self.granule != Granule::K4 {
+            return Err(Located::new(
+                first.span,
+                "processes use the 4K granule (the memory manager is a 4K-page kernel)",
+            )
+            .with_help("use `machine granule=4k`"));
+        }
+        let pool_end = sc.pool.base + u64::from(sc.pool.frames) * FRAME_SIZE;
+        if pool_end > mm::FRAME_LIMIT {
+            return Err(Located::new(
+                if sc.pool.span.len > 0 {
+                    sc.pool.span
+                } else {
+                    first.span
+                },
+                format!(
+                    "processes need the pool below {:#x} (frame numbers fit 16 bits)",
+                    mm::FRAME_LIMIT
+                ),
+            ));
+        }
+        let oom = |span: Span| {
+            move |e: tlbcheck_hw::mem::MemError| {
+                Located::new(span, format!("cannot set up: {e}"))
+                    .with_help("enlarge the pool with `pool base=PA frames=N`")
+            }
+        };
+        for d in &sc.processes {
+            if out.iter().any(|p| p.name == d.name.value) {
+                return Err(Located::new(
+                    d.name.span,
+                    format!("process `{}` is declared twice", d.name.value),
+                ));
+            }
+            let root = mm::new_root(mem, d.asid).map_err(oom(d.span))?;
+            out.push(Process {
+                name: d.name.value.clone(),
+                asid: d.asid,
+                space: d.asid,
+                root,
+                vmas: Vec::new(),
+                bonds: Vec::new(),
+            });
+        }
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for v in &sc.vmas {
+            let p = proc_index(&names, &v.process)?;
+            let (start, len) = (v.start.value, v.len.value);
+            if start % 4096 != 0 {
+                return Err(Located::new(
+                    v.start.span,
+                    "a VMA starts on a page boundary",
+                ));
+            }
+            if len == 0 || len % 4096 != 0 || start.checked_add(len).is_none_or(|e| e > 1 << 48) {
+                return Err(Located::new(
+                    v.len.span,
+                    "a VMA's length is a non-zero multiple of 4 KiB inside the 48-bit user space",
+                ));
+            }
+            if out[p]
+                .vmas
+                .iter()
+                .any(|o| o.start < start + len && start < o.end)
+            {
+                return Err(Located::new(
+                    v.span,
+                    "this VMA overlaps another of the process",
+                ));
+            }
+            out[p].vmas.push(Vma {
+                start,
+                end: start + len,
+                writable: v.writable,
+            });
+        }
+        for pg in &sc.pages {
+            let p = proc_index(&names, &pg.process)?;
+            let va = pg.va.value;
+            if va % 4096 != 0 || out[p].vma(va).is_none() {
+                return Err(Located::new(
+                    pg.va.span,
+                    format!("{va:#x} is not a page of a VMA of `{}`", out[p].name),
+                )
+                .with_help("declare the VMA first: `vma P START LEN rw`"));
+            }
+            let t = mm::tables(mem, out[p].root, va);
+            if let Some(l3) = t[3] {
+                if mem.read(Pa(l3 + 8 * mm::index(va, 3))) != 0 {
+                    return Err(Located::new(pg.va.span, "this page is mapped twice"));
+                }
+            }
+            mm::map_new_page(mem, out[p].root, out[p].space, va, pg.writable)
+                .map_err(oom(pg.span))?;
+        }
+        Ok(out)
+    }
+
+    /// The kernel high-level steps run, with each process's SVA bonds.
+    fn kernel(&self, procs: &mut [Process], dev_names: &[String]) -> R<Option<Arc<Kernel>>> {
+        let sc = self.sc;
+        let names: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
+        for bd in &sc.binds {
+            let p = proc_index(&names, &bd.process)?;
+            let smmu = sc.smmu.as_ref().ok_or_else(|| {
+                Located::new(bd.span, "bind-sva needs an SMMU").with_help("add an `smmu` statement")
+            })?;
+            let d = &sc.devices[dev_index(dev_names, &bd.device)?];
+            if d.ats && !smmu.ats {
+                return Err(Located::new(bd.span, "an ATS device needs `smmu ats`"));
+            }
+            procs[p].bonds.push(SvaBond {
+                asid: procs[p].asid,
+                sid: d.sid.value,
+                ssid: d.ssid.as_ref().map(|s| s.value),
+                ats: d.ats,
+            });
+        }
+        let Some(version) = &sc.kernel else {
+            if let Some(p) = sc.processes.first() {
+                return Err(
+                    Located::new(p.span, "processes need a `kernel VERSION` statement")
+                        .with_help("e.g. `kernel linux-6.6`"),
+                );
+            }
+            return Ok(None);
+        };
+        let smmu = sc.smmu.as_ref();
+        Ok(Some(Arc::new(Kernel {
+            version: version.value,
+            cpu: CpuFeatures {
+                tlbirange: sc.machine.tlbirange,
+                ttl: sc.machine.ttl,
+            },
+            smmu: sva::SmmuFeatures {
+                btm: smmu.is_some_and(|d| d.btm),
+                ril: smmu.is_some_and(|d| d.ril),
+                ats: smmu.is_some_and(|d| d.ats),
+            },
+            processes: procs.to_vec(),
+        })))
+    }
+
+    /// A high-level step, checked against the kernel's restrictions.
+    fn kop(&self, ks: &KernelStep, span: Span, kernel: Option<&Arc<Kernel>>) -> R<KOp> {
+        let k = kernel.ok_or_else(|| {
+            Located::new(
+                span,
+                "a kernel operation needs `kernel VERSION` and a `process`",
+            )
+            .with_help("e.g. `kernel linux-6.6` and `process p1 asid=1`")
+        })?;
+        let names: Vec<String> = k.processes.iter().map(|p| p.name.clone()).collect();
+        let p = proc_index(&names, &ks.process)?;
+        let addr = ks.addr.value;
+        if addr % 4096 != 0 {
+            return Err(Located::new(
+                ks.addr.span,
+                "the address is not page aligned",
+            ));
+        }
+        Ok(match ks.kind {
+            KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
+            kind => {
+                let len = ks.len.as_ref().expect("range steps have a length");
+                let l = len.value;
+                let max = mm::MAX_PAGES * 4096;
+                if l == 0
+                    || l % 4096 != 0
+                    || l > max
+                    || addr / mm::L3_SPAN != (addr + l - 1) / mm::L3_SPAN
+                {
+                    return Err(Located::new(
+                        len.span,
+                        format!(
+                            "a range is 1 to {} pages inside one 2 MiB region",
+                            mm::MAX_PAGES
+                        ),
+                    ));
+                }
+                if kind == KernelStepKind::Munmap {
+                    KOp::Munmap {
+                        p,
+                        start: addr,
+                        len: l,
+                    }
+                } else {
+                    KOp::MadviseDontneed {
+                        p,
+                        start: addr,
+                        len: l,
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn proc_index(names: &[String], p: &Spanned<String>) -> R<usize> {
+    index_of(names, p, "process", "process NAME asid=N")
 }
 
 fn strip_af(d: u64, noaf: bool) -> u64 {
@@ -1200,7 +1439,7 @@ impl Lower<'_> {
                 };
                 here(e).with_help(help)
             }),
-            Step::CmdSync => tb.smmu_sync(&linux_cmd_sync()).map_err(here),
+            Step::CmdSync => tb.smmu_sync(&sva::cmd_sync()).map_err(here),
             Step::DeviceAccess(a) => {
                 let dev = dev_index(dev_names, &a.device)?;
                 let declared = self.sc.devices[dev].ssid.as_ref().map(|s| s.value);
@@ -1219,7 +1458,7 @@ impl Lower<'_> {
                 tb.device_access(dev, Va(a.addr), a.write).map_err(here)
             }
             Step::Resume(d) => tb
-                .device_resume(dev_index(dev_names, d)?, linux_resume)
+                .device_resume(dev_index(dev_names, d)?, sva::page_response)
                 .map_err(here),
             Step::AwaitFault(d) => tb.await_fault(dev_index(dev_names, d)?).map_err(here),
             Step::RelyConfig(d) => tb

@@ -19,7 +19,6 @@ use tlbcheck_hw::vmsa::desc::bits;
 /// version: using one is an error that says so, rather than "unknown".
 pub const RESERVED_STEPS: &[&str] = &[
     "mmap",
-    "munmap",
     "mprotect",
     "mremap",
     "fork",
@@ -28,7 +27,6 @@ pub const RESERVED_STEPS: &[&str] = &[
     "migrate",
     "madvise",
     "exit",
-    "bind-sva",
     "unbind-sva",
     "s2map",
     "s2unmap",
@@ -38,10 +36,10 @@ pub const RESERVED_STEPS: &[&str] = &[
 
 /// Top-level words reserved for later set-up statements (protocol variants,
 /// processes and VMs, cost tables).
-pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "process", "vm", "cost", "workload"];
+pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "vm", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, FRAME[index] = ..., thread, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, FRAME[index] = ..., thread, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -272,6 +270,11 @@ impl Parser {
         let mut threads = Vec::new();
         let mut bounds: Option<BoundsDecl> = None;
         let mut expect: Option<Spanned<Expect>> = None;
+        let mut kernel = None;
+        let mut processes = Vec::new();
+        let mut vmas = Vec::new();
+        let mut pages = Vec::new();
+        let mut binds = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -323,6 +326,60 @@ impl Parser {
                 "device" if self.peek2().tok != Tok::Punct('[') => devices.push(self.device()?),
                 "context" => contexts.push(self.context()?),
                 "thread" => threads.push(self.thread()?),
+                "kernel" if self.peek2().tok != Tok::Punct('[') => {
+                    once(kernel.is_some())?;
+                    self.bump();
+                    let v = self.word("a kernel version")?;
+                    let version = v
+                        .value
+                        .parse::<tlbcheck_protocols::linux::Version>()
+                        .map_err(|e| Located::new(v.span, e.to_string()))?;
+                    kernel = Some(Spanned {
+                        value: version,
+                        span: v.span,
+                    });
+                    self.end_of_line()?;
+                }
+                "process" if self.peek2().tok != Tok::Punct('[') => processes.push(self.process()?),
+                "vma" if self.peek2().tok != Tok::Punct('[') => {
+                    let span = self.bump().span;
+                    let process = self.word("a process name")?;
+                    let start = self.number("the VMA's start")?;
+                    let len = self.number("the VMA's length")?;
+                    let writable = self.rw()?;
+                    vmas.push(VmaDecl {
+                        process,
+                        start,
+                        len,
+                        writable,
+                        span,
+                    });
+                    self.end_of_line()?;
+                }
+                "page" if self.peek2().tok != Tok::Punct('[') => {
+                    let span = self.bump().span;
+                    let process = self.word("a process name")?;
+                    let va = self.number("the page's address")?;
+                    let writable = self.rw()?;
+                    pages.push(PageDecl {
+                        process,
+                        va,
+                        writable,
+                        span,
+                    });
+                    self.end_of_line()?;
+                }
+                "bind-sva" if self.peek2().tok != Tok::Punct('[') => {
+                    let span = self.bump().span;
+                    let device = self.word("a device name")?;
+                    let process = self.word("a process name")?;
+                    binds.push(BindDecl {
+                        device,
+                        process,
+                        span,
+                    });
+                    self.end_of_line()?;
+                }
                 "bounds" => {
                     once(bounds.is_some())?;
                     bounds = Some(self.bounds()?);
@@ -365,9 +422,46 @@ impl Parser {
             contexts,
             writes,
             threads,
+            kernel,
+            processes,
+            vmas,
+            pages,
+            binds,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
+    }
+
+    /// `rw` or `ro`.
+    fn rw(&mut self) -> R<bool> {
+        let w = self.word("`rw` or `ro`")?;
+        keyword(&w, "`rw` or `ro`", &[(&["rw"], true), (&["ro"], false)])
+    }
+
+    /// `process NAME asid=N`.
+    fn process(&mut self) -> R<ProcessDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the process's name")?;
+        let mut asid = None;
+        let mut span = kw.to(name.span);
+        for a in self.args()? {
+            span = span.to(a.span);
+            match a.key.value.as_str() {
+                "asid" => asid = Some(narrow(one(&a, "an ASID")?, "asid", 0xffff)?),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown process setting `{}`", a.key.value),
+                    )
+                    .with_help("expected asid=N"))
+                }
+            }
+        }
+        let asid = asid.ok_or_else(|| {
+            Located::new(span, "a process needs asid=N").with_help("e.g. `process p1 asid=1`")
+        })?;
+        self.end_of_line()?;
+        Ok(ProcessDecl { name, asid, span })
     }
 
     fn machine(&mut self) -> R<MachineDecl> {
@@ -966,6 +1060,27 @@ impl Parser {
                         self.bump();
                         Step::RelyConfig(self.word("a device name")?)
                     }
+                    "munmap" | "madvise-dontneed" | "write-fault" => {
+                        self.bump();
+                        let kind = match w.as_str() {
+                            "munmap" => KernelStepKind::Munmap,
+                            "madvise-dontneed" => KernelStepKind::MadviseDontneed,
+                            _ => KernelStepKind::WriteFault,
+                        };
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let len = if kind == KernelStepKind::WriteFault {
+                            None
+                        } else {
+                            Some(self.number("a length in bytes")?)
+                        };
+                        Step::Kernel(KernelStep {
+                            kind,
+                            process,
+                            addr,
+                            len,
+                        })
+                    }
                     r if RESERVED_STEPS.contains(&r) => {
                         return Err(Located::new(
                             first.span,
@@ -974,7 +1089,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault)",
                         &first,
                     )),
                 }

@@ -1,0 +1,692 @@
+//! An OS memory manager as [`Program`]s: processes with an ASID and a
+//! 4K-granule stage-1 table in simulated memory, VMAs, and the operations
+//! of the seed threads as Linux performs them, with mmap_lock, the
+//! page-table lock and the mmu_gather's pending-flush count as checker
+//! synchronisation, so that operations interleave where Linux lets them.
+//!
+//! A thread runs a list of [`Item`]s: explicit operations (a device
+//! access, a fault handler's wait and resume) and kernel operations
+//! ([`KOp`]). A kernel operation reads the page tables when it runs, under
+//! the locks Linux holds for that read, and keeps what it read in the
+//! thread's registers ([`ProgState`]): the frames it will free, the tables
+//! it unlinks, the pending-flush count it saw. Its instruction sequence is
+//! then a function of those registers, recomputed at each step: every
+//! operation at position *i* depends only on what was read before *i*.
+//!
+//! Restrictions (checked when a scenario is loaded): a kernel operation
+//! covers at most [`MAX_PAGES`] pages inside one 2 MiB region; frames lie
+//! below 256 MiB (their numbers fit the 16-bit register slots); VMAs are
+//! fixed for the run (munmap does not detach its VMA from the view of
+//! other threads); one page-table lock per process (Linux splits it per
+//! PTE page; the operations here touch one PTE page each, where the two
+//! coincide); munmap's `mmap_write_downgrade` is an unlock followed by a
+//! read lock, which lets a writer in between, a superset of Linux's
+//! interleavings.
+
+use super::arm64::{self, ArchOp, CpuFeatures, PAGE_SIZE};
+use super::sva::{self, SmmuFeatures, SmmuOp, SvaBond};
+use super::Version;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use tlbcheck_checker::op::Op;
+use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
+use tlbcheck_checker::sync::{SyncId, SyncOp};
+use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::machine::{Dsb, Machine};
+use tlbcheck_hw::mem::{FrameOwner, MemError, Pfn, PhysMem, TableOwner};
+use tlbcheck_hw::vmsa::desc::{bits, s1_page, table};
+
+/// Most pages one kernel operation covers.
+pub const MAX_PAGES: u64 = 8;
+/// Frames must lie below this physical address (16-bit frame numbers).
+pub const FRAME_LIMIT: u64 = 1 << 28;
+/// The span one level-3 table maps (2 MiB).
+pub const L3_SPAN: u64 = 1 << 21;
+
+/// A virtual memory area: `[start, end)`, writable or not.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Vma {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// VM_WRITE.
+    pub writable: bool,
+}
+
+/// A process: an address space with its ASID and stage-1 table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    /// Name in scenarios and traces.
+    pub name: String,
+    /// Its ASID (the CPUs' and any SVA device's).
+    pub asid: u16,
+    /// The owner tag of its frames (`process=` in frame reports).
+    pub space: u16,
+    /// Physical address of its level-0 table (TTBR0).
+    pub root: u64,
+    /// Its VMAs.
+    pub vmas: Vec<Vma>,
+    /// Devices bound to it with SVA (mmu-notifier subscriptions that share
+    /// its page table).
+    pub bonds: Vec<SvaBond>,
+}
+
+impl Process {
+    /// The VMA containing `va`.
+    pub fn vma(&self, va: u64) -> Option<&Vma> {
+        self.vmas.iter().find(|v| v.start <= va && va < v.end)
+    }
+}
+
+/// The kernel every thread of a scenario runs: its version, the
+/// machine's features and the processes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    /// Which kernel.
+    pub version: Version,
+    /// CPU features the arm64 flush code tests.
+    pub cpu: CpuFeatures,
+    /// SMMU features the SVA driver tests.
+    pub smmu: SmmuFeatures,
+    /// The processes, by index.
+    pub processes: Vec<Process>,
+}
+
+impl Kernel {
+    /// Locks the kernel needs: mmap_lock and the page-table lock of each
+    /// process.
+    pub fn locks(&self) -> usize {
+        2 * self.processes.len()
+    }
+
+    /// Atomic counters it needs: `mm->tlb_flush_pending` of each process.
+    pub fn counters(&self) -> usize {
+        self.processes.len()
+    }
+
+    fn mmap_lock(p: usize) -> SyncId {
+        (2 * p) as SyncId
+    }
+
+    fn ptl(p: usize) -> SyncId {
+        (2 * p + 1) as SyncId
+    }
+
+    fn flush_pending(p: usize) -> SyncId {
+        p as SyncId
+    }
+}
+
+/// Index of `va` in its level-`level` table (4K granule, 48-bit VA).
+pub const fn index(va: u64, level: u8) -> u64 {
+    (va >> (39 - 9 * level as u32)) & 511
+}
+
+/// The tables a walk of `va` from `root` passes through: `[L0, L1, L2,
+/// L3]` table addresses, `None` from the first missing one on.
+pub fn tables(mem: &PhysMem, root: u64, va: u64) -> [Option<u64>; 4] {
+    let mut out = [Some(root), None, None, None];
+    for level in 0..3u8 {
+        let Some(t) = out[level as usize] else { break };
+        let d = mem.read(Pa(t + 8 * index(va, level)));
+        if d & (bits::VALID | bits::TABLE_OR_PAGE) == bits::VALID | bits::TABLE_OR_PAGE {
+            out[level as usize + 1] = Some(d & bits::ADDR_MASK);
+        }
+    }
+    out
+}
+
+/// Allocates the level-0 table of a new process whose frames are tagged
+/// `space`.
+pub fn new_root(mem: &mut PhysMem, space: u16) -> Result<u64, MemError> {
+    let f = mem.alloc(FrameOwner::Table {
+        owner: TableOwner::Stage1 { space },
+        level: 0,
+    })?;
+    Ok(f.base().0)
+}
+
+/// Set-up: maps `va` to a newly allocated data frame, read-only or
+/// writable, allocating the missing tables (user, not global: tagged with
+/// the ASID). Returns the data frame.
+pub fn map_new_page(
+    mem: &mut PhysMem,
+    root: u64,
+    space: u16,
+    va: u64,
+    writable: bool,
+) -> Result<Pfn, MemError> {
+    let mut t = root;
+    for level in 0..3u8 {
+        let at = Pa(t + 8 * index(va, level));
+        let d = mem.read(at);
+        t = if d & bits::VALID != 0 {
+            d & bits::ADDR_MASK
+        } else {
+            let f = mem.alloc(FrameOwner::Table {
+                owner: TableOwner::Stage1 { space },
+                level: level + 1,
+            })?;
+            mem.write(at, table(f.base().0))?;
+            f.base().0
+        };
+    }
+    let data = mem.alloc(FrameOwner::Data { space })?;
+    mem.write(
+        Pa(t + 8 * index(va, 3)),
+        s1_page(data.base().0, writable, true, false),
+    )?;
+    Ok(data)
+}
+
+/// A kernel operation a thread performs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KOp {
+    /// `madvise(start, len, MADV_DONTNEED)`: zap the range under
+    /// mmap_lock held for read (`zap_page_range_single`).
+    MadviseDontneed {
+        /// Process index.
+        p: usize,
+        /// First byte (page aligned).
+        start: u64,
+        /// Length in bytes (page multiple).
+        len: u64,
+    },
+    /// `munmap(start, len)`: zap the range and free the page tables no
+    /// other VMA uses (`unmap_region`: `unmap_vmas`, `free_pgtables`,
+    /// `tlb_finish_mmu`), after downgrading mmap_lock to read.
+    Munmap {
+        /// Process index.
+        p: usize,
+        /// First byte.
+        start: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+    /// A write fault at `va` on a present read-only PTE of a writable VMA
+    /// (`handle_pte_fault` -> `ptep_set_access_flags`, which on arm64
+    /// flushes the page because permissions may be cached: the RO -> RW
+    /// upgrade of seeds 000 and 004). Taken by the CPU, or by the IOMMU
+    /// fault handler on a device's behalf.
+    WriteFault {
+        /// Process index.
+        p: usize,
+        /// Faulting address.
+        va: u64,
+    },
+}
+
+impl KOp {
+    fn process(&self) -> usize {
+        match *self {
+            KOp::MadviseDontneed { p, .. } | KOp::Munmap { p, .. } | KOp::WriteFault { p, .. } => p,
+        }
+    }
+}
+
+impl fmt::Display for KOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KOp::MadviseDontneed { start, len, .. } => {
+                write!(f, "madvise({start:#x}-{:#x}, MADV_DONTNEED)", start + len)
+            }
+            KOp::Munmap { start, len, .. } => write!(f, "munmap({start:#x}-{:#x})", start + len),
+            KOp::WriteFault { va, .. } => write!(f, "write fault at {va:#x}"),
+        }
+    }
+}
+
+/// One item of a kernel thread.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// An explicit operation, run as written.
+    Op(Op),
+    /// A kernel operation.
+    Kernel(KOp),
+}
+
+/// What `advance` does with an op's result.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum After {
+    /// Nothing.
+    Go,
+    /// Read the page tables into the registers (the locks are held now).
+    Snapshot,
+    /// Keep the op's result in register 0 (plus one, so 0 means unread).
+    Save,
+}
+
+struct Step {
+    op: Op,
+    func: &'static str,
+    after: After,
+}
+
+/// A thread of the kernel: explicit operations and kernel operations.
+#[derive(Debug)]
+pub struct KernelThread {
+    kernel: Arc<Kernel>,
+    items: Vec<Item>,
+}
+
+/// `pc`: the item index above [`MICRO_BITS`], the step inside it below.
+const MICRO_BITS: u32 = 12;
+
+impl KernelThread {
+    /// A thread running `items` in order on `kernel`.
+    pub fn new(kernel: Arc<Kernel>, items: Vec<Item>) -> KernelThread {
+        KernelThread { kernel, items }
+    }
+
+    fn plan(&self, k: &KOp, regs: &[u64; 4]) -> Vec<Step> {
+        let mut pl = Planner {
+            k: &self.kernel,
+            out: Vec::new(),
+        };
+        match *k {
+            KOp::MadviseDontneed { p, start, len } => pl.zap(p, start, len, false, regs),
+            KOp::Munmap { p, start, len } => pl.zap(p, start, len, true, regs),
+            KOp::WriteFault { p, va } => pl.write_fault(p, va, regs),
+        }
+        pl.out
+    }
+
+    /// Reads what kernel operation `k` needs once its locks are held.
+    fn snapshot(&self, k: &KOp, m: &Machine, regs: &mut [u64; 4]) {
+        let proc_ = &self.kernel.processes[k.process()];
+        let mem = &m.mem;
+        match *k {
+            KOp::MadviseDontneed { start, len, .. } | KOp::Munmap { start, len, .. } => {
+                let t = tables(mem, proc_.root, start);
+                for i in 0..(len / PAGE_SIZE) as usize {
+                    let va = start + i as u64 * PAGE_SIZE;
+                    let Some(l3) = t[3] else { break };
+                    let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                    if pte & bits::VALID != 0 {
+                        let pfn = (pte & bits::ADDR_MASK) >> 12;
+                        regs[1 + i / 4] |= pfn << (16 * (i % 4));
+                    }
+                }
+                if let KOp::Munmap { .. } = k {
+                    // free_pgtables: a table goes when no VMA left after
+                    // the unmap reaches into the span it maps.
+                    let end = start + len;
+                    let used = |lo: u64, hi: u64| {
+                        proc_.vmas.iter().any(|v| {
+                            let parts = [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
+                            parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
+                        })
+                    };
+                    let mut levels = 0u64;
+                    for (lvl, span) in [(3u8, 1u64 << 21), (2, 1 << 30), (1, 1 << 39)] {
+                        let lo = start & !(span - 1);
+                        if t[lvl as usize].is_some() && !used(lo, lo + span) {
+                            levels += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    regs[3] |= levels << 48;
+                }
+                // The tables on the path: slot 0 the level-3 table, 1 the
+                // level-2, 2 the level-1.
+                for (slot, lvl) in [3usize, 2, 1].into_iter().enumerate() {
+                    if let Some(a) = t[lvl] {
+                        regs[3] |= (a >> 12) << (16 * slot);
+                    }
+                }
+            }
+            KOp::WriteFault { va, .. } => {
+                if let Some(l3) = tables(mem, proc_.root, va)[3] {
+                    let at = l3 + 8 * index(va, 3);
+                    regs[1] = at;
+                    regs[2] = mem.read(Pa(at));
+                }
+            }
+        }
+    }
+
+    fn split(st: &ProgState) -> (usize, usize) {
+        (
+            (st.pc >> MICRO_BITS) as usize,
+            (st.pc & ((1 << MICRO_BITS) - 1)) as usize,
+        )
+    }
+}
+
+impl Program for KernelThread {
+    fn next<'a>(&'a self, st: &ProgState, _: &Machine) -> Option<Emit<'a>> {
+        let (item, micro) = Self::split(st);
+        match self.items.get(item)? {
+            Item::Op(op) => Some(Emit {
+                op: Cow::Borrowed(op),
+                origin: None,
+            }),
+            Item::Kernel(k) => {
+                let step = self.plan(k, &st.regs).into_iter().nth(micro)?;
+                Some(Emit {
+                    op: Cow::Owned(step.op),
+                    origin: Some(Cow::Owned(format!(
+                        "{} {k}: {}",
+                        self.kernel.processes[k.process()].name,
+                        step.func
+                    ))),
+                })
+            }
+        }
+    }
+
+    fn advance(&self, st: &mut ProgState, m: &Machine, result: OpResult) {
+        let (item, micro) = Self::split(st);
+        let done = match &self.items[item] {
+            Item::Op(_) => true,
+            Item::Kernel(k) => {
+                let after = self.plan(k, &st.regs)[micro].after;
+                match after {
+                    After::Go => {}
+                    After::Snapshot => self.snapshot(k, m, &mut st.regs),
+                    After::Save => st.regs[0] = result.value + 1,
+                }
+                micro + 1 >= self.plan(k, &st.regs).len()
+            }
+        };
+        if done {
+            st.pc = ((item as u32) + 1) << MICRO_BITS;
+            st.regs = [0; 4];
+        } else {
+            st.pc += 1;
+        }
+    }
+
+    fn may_allocate(&self, st: &ProgState) -> bool {
+        let (item, _) = Self::split(st);
+        self.items[item.min(self.items.len())..]
+            .iter()
+            .any(|i| matches!(i, Item::Op(Op::Alloc { .. })))
+    }
+}
+
+/// Builds one kernel operation's steps.
+struct Planner<'k> {
+    k: &'k Kernel,
+    out: Vec<Step>,
+}
+
+impl Planner<'_> {
+    fn push(&mut self, op: Op, func: &'static str) {
+        self.out.push(Step {
+            op,
+            func,
+            after: After::Go,
+        });
+    }
+
+    fn push_then(&mut self, op: Op, func: &'static str, after: After) {
+        self.out.push(Step { op, func, after });
+    }
+
+    fn sync(&mut self, s: SyncOp, func: &'static str) {
+        self.push(Op::Sync(s), func);
+    }
+
+    /// The arm64 flush steps, with the secondaries expanded.
+    fn arch(&mut self, p: usize, ops: Vec<ArchOp>, func: &'static str) {
+        for a in ops {
+            match a {
+                ArchOp::Tlbi { tlbi, operand } => self.push(
+                    Op::Tlbi {
+                        text: a.text(),
+                        scope: tlbi.scope(&operand, 0),
+                        broadcast: tlbi.broadcast,
+                    },
+                    func,
+                ),
+                ArchOp::Dsb(kind) => self.push(Op::Dsb { kind }, func),
+                ArchOp::Secondary { start, end } => {
+                    self.secondary(p, start, end, "mmu_notifier_arch_invalidate_secondary_tlbs")
+                }
+            }
+        }
+    }
+
+    /// Every SVA subscription of process `p` invalidates `[start, end)`.
+    fn secondary(&mut self, p: usize, start: u64, end: u64, func: &'static str) {
+        let k = self.k;
+        for bond in &k.processes[p].bonds {
+            let ops = sva::invalidate(k.version, k.smmu, bond, start, end);
+            if ops.is_empty() {
+                continue;
+            }
+            // The driver's dma_wmb() orders the PTE stores before the
+            // command queue's PROD write, so the SMMU's walks see them
+            // before it consumes a command; the model has no DMB and
+            // stands a DSB ISHST in for it.
+            self.push(
+                Op::Dsb { kind: Dsb::Ishst },
+                "arm_smmu_cmdq_issue_cmdlist: dma_wmb",
+            );
+            for o in ops {
+                let op = match o {
+                    SmmuOp::Cmd(c) => Op::SmmuCmd {
+                        text: c.to_string(),
+                        words: c.encode(),
+                    },
+                    SmmuOp::Sync => Op::SmmuSync {
+                        words: sva::cmd_sync().encode(),
+                    },
+                };
+                self.push(op, func);
+            }
+        }
+    }
+
+    /// MADV_DONTNEED and munmap: `zap_page_range_single` /
+    /// `unmap_region` as v6.5 and v6.6 have them.
+    fn zap(&mut self, p: usize, start: u64, len: u64, unmap: bool, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        if unmap {
+            self.sync(SyncOp::Lock(mmap), "mmap_write_lock");
+            // do_vmi_align_munmap: mmap_write_downgrade once the VMAs are
+            // detached.
+            self.sync(SyncOp::Unlock(mmap), "mmap_write_downgrade");
+            self.sync(SyncOp::ReadLock(mmap), "mmap_write_downgrade");
+        } else {
+            self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
+        }
+        let pending = Kernel::flush_pending(p);
+        self.sync(
+            SyncOp::AtomicAdd(pending, 1),
+            "tlb_gather_mmu: inc_tlb_flush_pending",
+        );
+        self.push_then(
+            Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
+            "zap_pte_range: pte_offset_map_lock",
+            After::Snapshot,
+        );
+        // What the snapshot read.
+        let pages = (len / PAGE_SIZE) as usize;
+        let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+        let table_pa = |slot: usize| ((regs[3] >> (16 * slot)) & 0xffff) << 12;
+        let free_levels = ((regs[3] >> 48) & 3) as usize;
+        let l3 = table_pa(0);
+        let mut tlb_start = u64::MAX;
+        let mut tlb_end = 0;
+        let mut cleared = false;
+        let mut freed = Vec::new();
+        for i in 0..pages {
+            if frame(i) != 0 {
+                let va = start + i as u64 * PAGE_SIZE;
+                self.push(
+                    Op::Store {
+                        pa: Pa(l3 + 8 * index(va, 3)),
+                        value: 0,
+                    },
+                    "zap_pte_range: ptep_get_and_clear_full",
+                );
+                freed.push(Pfn(frame(i)));
+                tlb_start = tlb_start.min(va);
+                tlb_end = tlb_end.max(va + PAGE_SIZE);
+                cleared = true;
+            }
+        }
+        self.sync(
+            SyncOp::Unlock(Kernel::ptl(p)),
+            "zap_pte_range: pte_unmap_unlock",
+        );
+        if v.range_end_notifies() {
+            self.secondary(
+                p,
+                start,
+                start + len,
+                "mmu_notifier_invalidate_range_end: invalidate_range",
+            );
+        }
+        let mut tables = Vec::new();
+        if unmap && free_levels > 0 {
+            // free_pgtables, innermost first: clear the entry linking each
+            // freed table (free_pte_range: pmd_clear; free_pmd_range:
+            // pud_clear; ...), then queue the table for freeing after the
+            // flush (pte_free_tlb and friends, which set freed_tables).
+            for slot in 0..free_levels {
+                let parent = if slot == 2 {
+                    proc_.root
+                } else {
+                    table_pa(slot + 1)
+                };
+                let parent_level = 2 - slot as u8;
+                self.push(
+                    Op::Store {
+                        pa: Pa(parent + 8 * index(start, parent_level)),
+                        value: 0,
+                    },
+                    [
+                        "free_pgtables: pmd_clear",
+                        "free_pgtables: pud_clear",
+                        "free_pgtables: p4d_clear",
+                    ][slot],
+                );
+                tables.push(Pfn(table_pa(slot) >> 12));
+            }
+            tlb_start = tlb_start.min(start);
+            tlb_end = tlb_end.max(start + PAGE_SIZE);
+        }
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        let nested = regs[0] > 2; // the count read, plus one, above 1
+        let freed_tables = !tables.is_empty();
+        let cpu = k.cpu;
+        let asid = proc_.asid;
+        let code = v.arm64();
+        if nested {
+            // tlb_finish_mmu: fullmm = 1, __tlb_reset_range (start = end =
+            // ~0), freed_tables = 1; tlb_flush flushes the whole ASID.
+            self.arch(
+                p,
+                arm64::tlb_flush(code, cpu, asid, true, 0, 0, PAGE_SIZE, true, None),
+                "tlb_flush (nested: fullmm)",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    u64::MAX,
+                    u64::MAX,
+                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
+                );
+            }
+        } else if cleared || freed_tables {
+            let level = if freed_tables { None } else { Some(3) };
+            self.arch(
+                p,
+                arm64::tlb_flush(
+                    code,
+                    cpu,
+                    asid,
+                    false,
+                    tlb_start,
+                    tlb_end,
+                    PAGE_SIZE,
+                    freed_tables,
+                    level,
+                ),
+                "tlb_flush",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    tlb_start,
+                    tlb_end,
+                    "tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
+        for f in freed {
+            self.push(
+                Op::Free { frame: f },
+                "tlb_flush_mmu_free: free_pages_and_swap_cache",
+            );
+        }
+        for f in tables {
+            self.push(
+                Op::Free { frame: f },
+                "tlb_flush_mmu_free: tlb_remove_table",
+            );
+        }
+        self.sync(
+            SyncOp::AtomicAdd(pending, -1),
+            "tlb_finish_mmu: dec_tlb_flush_pending",
+        );
+        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// The write fault on a present read-only PTE of a writable VMA.
+    fn write_fault(&mut self, p: usize, va: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
+        self.push_then(
+            Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
+            "handle_pte_fault: pte_offset_map_lock",
+            After::Snapshot,
+        );
+        let (at, pte) = (regs[1], regs[2]);
+        let writable_vma = proc_.vma(va).is_some_and(|v| v.writable);
+        let upgrade = at != 0 && pte & bits::VALID != 0 && pte & bits::AP_RO != 0 && writable_vma;
+        if upgrade {
+            // pte_mkdirty clears PTE_RDONLY; __ptep_set_access_flags then
+            // flushes the page since the old permission may be cached.
+            self.push(
+                Op::Store {
+                    pa: Pa(at),
+                    value: pte & !bits::AP_RO,
+                },
+                "ptep_set_access_flags",
+            );
+            let page = va & !(PAGE_SIZE - 1);
+            self.arch(
+                p,
+                arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
+                "ptep_set_access_flags: flush_tlb_page",
+            );
+        }
+        self.sync(SyncOp::Unlock(Kernel::ptl(p)), "pte_unmap_unlock");
+        if upgrade && k.version.upgrade_notifies() {
+            let page = va & !(PAGE_SIZE - 1);
+            self.secondary(
+                p,
+                page,
+                page + PAGE_SIZE,
+                "mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
+            );
+        }
+        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+}

@@ -1,0 +1,214 @@
+//! The arm-smmu-v3 SVA binding as an mmu-notifier subscription
+//! (`drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-sva.c`): the device's CD
+//! shares the process's ASID and stage-1 table, so the SMMU's TLB and the
+//! device's ATC cache the very entries the CPUs cache, and the notifier
+//! turns a CPU-side invalidation into SMMU commands.
+//!
+//! Architecture: `CMD_TLBI_NH_VA` / `CMD_TLBI_NH_ASID` (SMMUv3 4.4.2.4,
+//! 4.4.2.2) take effect at a later `CMD_SYNC` (4.7.3); an ATC is
+//! invalidated only by `CMD_ATC_INV` (4.5.1), which must follow the
+//! completed TLBI of the same range, and BTM never reaches an ATC (3.17).
+
+use super::Version;
+use tlbcheck_hw::addr::Granule;
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::model::{Device, DeviceState};
+
+/// The SMMU features the driver tests.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SmmuFeatures {
+    /// `ARM_SMMU_FEAT_BTM`: CPU broadcast TLBIs reach the SMMU TLB, so the
+    /// notifier skips its TLBI (v6.5 to v6.9).
+    pub btm: bool,
+    /// `ARM_SMMU_FEAT_RANGE_INV` (IDR3.RIL): range TLBI commands.
+    pub ril: bool,
+    /// `ARM_SMMU_FEAT_ATS`: ATS-enabled masters need `CMD_ATC_INV`.
+    pub ats: bool,
+}
+
+/// One device bound to a process's address space.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SvaBond {
+    /// The shared ASID (the CD's, which is the process's).
+    pub asid: u16,
+    /// The device's StreamID.
+    pub sid: u32,
+    /// Its SubstreamID (the PASID), if its transactions carry one.
+    pub ssid: Option<u32>,
+    /// ATS is enabled for the device (it has an ATC).
+    pub ats: bool,
+}
+
+/// One thing the driver does on the command queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SmmuOp {
+    /// A command written into the queue.
+    Cmd(Command),
+    /// A batch submitted with a `CMD_SYNC`, waited for.
+    Sync,
+}
+
+/// CMD_SYNC as the driver issues it without MSI polling
+/// (`arm_smmu_cmdq_build_sync_cmd`): completion by SEV, MSH Inner
+/// Shareable, MSIAttr Inner+Outer Write-Back.
+pub fn cmd_sync() -> Command {
+    Command::Sync {
+        cs: SyncCs::Sev,
+        msh: 3,
+        msiattr: 0xf,
+        msidata: 0,
+        msiaddr: 0,
+    }
+}
+
+/// How the driver answers a device's fault once the kernel handled it
+/// (`arm_smmu_page_response`): a stalled transaction gets CMD_RESUME with
+/// its STAG and Retry; a page request gets CMD_PRI_RESP Success for its
+/// group.
+pub fn page_response(d: &Device) -> Option<Command> {
+    match d.state {
+        DeviceState::Stalled { stag, .. } => Some(Command::Resume {
+            sid: d.sid,
+            stag,
+            retry: true,
+            abort: false,
+        }),
+        DeviceState::AwaitingPri { grpid, .. } => Some(Command::PriResp {
+            sid: d.sid,
+            ssv: d.ssid.is_some(),
+            ssid: d.ssid.unwrap_or(0),
+            grpid,
+            resp: PriResp::Success,
+        }),
+        _ => None,
+    }
+}
+
+/// `__arm_smmu_tlb_inv_range` for a stage-1 ASID with granule `PAGE_SIZE`
+/// and Leaf as given: nothing for size 0; without RIL one `CMD_TLBI_NH_VA`
+/// per page (TG = 0); with RIL, chunks of `(num << scale)` pages taken
+/// from the lowest set bit of the remaining count, after bumping a count
+/// of the form 32k+1 for a non-leaf invalidation (eb6c97647be2, so that no
+/// NUM = SCALE = TTL = 0 chunk is built); then a `CMD_SYNC`.
+pub fn tlb_inv_range_asid(
+    feat: SmmuFeatures,
+    asid: u16,
+    iova: u64,
+    size: u64,
+    leaf: bool,
+) -> Vec<SmmuOp> {
+    const PAGE: u64 = 4096;
+    if size == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let end = iova.wrapping_add(size);
+    if feat.ril {
+        // TTL for a leaf invalidation of 4K leaves is 3 (6833b8f2e199).
+        let ttl = if leaf { 3 } else { 0 };
+        let mut num_pages = size >> 12;
+        if !leaf && num_pages & 31 == 1 {
+            num_pages += 1;
+        }
+        let mut addr = iova;
+        while num_pages > 0 {
+            let scale = num_pages.trailing_zeros();
+            let num = (num_pages >> scale) & 31;
+            out.push(SmmuOp::Cmd(Command::TlbiNhVa {
+                vmid: 0,
+                asid,
+                va: TlbiAddr::range(addr, leaf, Granule::K4, ttl, (num - 1) as u8, scale as u8),
+            }));
+            addr += num << (scale + 12);
+            num_pages -= num << scale;
+        }
+    } else {
+        let mut addr = iova;
+        while addr < end {
+            out.push(SmmuOp::Cmd(Command::TlbiNhVa {
+                vmid: 0,
+                asid,
+                va: TlbiAddr::single(addr, leaf),
+            }));
+            addr += PAGE;
+        }
+    }
+    out.push(SmmuOp::Sync);
+    out
+}
+
+/// `arm_smmu_tlb_inv_asid`: `CMD_TLBI_NH_ASID` and a `CMD_SYNC`.
+pub fn tlb_inv_asid(asid: u16) -> Vec<SmmuOp> {
+    vec![
+        SmmuOp::Cmd(Command::TlbiNhAsid { vmid: 0, asid }),
+        SmmuOp::Sync,
+    ]
+}
+
+/// `arm_smmu_atc_inv_to_cmd`: size 0 is everything (Size = 52); otherwise
+/// the smallest naturally aligned power-of-two span of pages covering the
+/// range (SMMUv3 4.5.1).
+pub fn atc_inv_cmd(bond: &SvaBond, iova: u64, size: u64) -> Command {
+    let (addr, log2) = if size == 0 {
+        (0, 52)
+    } else {
+        let first = iova >> 12;
+        let last = (iova + size - 1) >> 12;
+        let span = 64 - (first ^ last).leading_zeros();
+        let first = first & !((1u64 << span) - 1);
+        (first << 12, span as u8)
+    };
+    Command::AtcInv {
+        sid: bond.sid,
+        ssv: bond.ssid.is_some(),
+        ssid: bond.ssid.unwrap_or(0),
+        global: false,
+        addr,
+        size: log2,
+    }
+}
+
+/// The notifier op for `(start, end)` as `version`'s driver has it:
+/// `arm_smmu_mm_invalidate_range` (v6.5, seed 004's patch) or
+/// `arm_smmu_mm_arch_invalidate_secondary_tlbs` (v6.6).
+///
+/// `size = end - start`. v6.6 maps a ULONG_MAX size to 0 and a size of 0
+/// to a TLBI by ASID (38b14e2e3de9); v6.5 hands any size to the range
+/// invalidation, which does nothing for 0. Without BTM the TLBI is issued
+/// and synced; then, with ATS, one `CMD_ATC_INV` for the device's
+/// StreamID (size 0: all) and a `CMD_SYNC` (`arm_smmu_atc_inv_domain`).
+/// With BTM the TLBI is skipped and the ATC still invalidated.
+pub fn invalidate(
+    version: Version,
+    feat: SmmuFeatures,
+    bond: &SvaBond,
+    start: u64,
+    end: u64,
+) -> Vec<SmmuOp> {
+    let mut size = end.wrapping_sub(start);
+    let mut out = Vec::new();
+    match version {
+        Version::Linux6_6 => {
+            if size == u64::MAX {
+                size = 0;
+            }
+            if !feat.btm {
+                if size == 0 {
+                    out.extend(tlb_inv_asid(bond.asid));
+                } else {
+                    out.extend(tlb_inv_range_asid(feat, bond.asid, start, size, false));
+                }
+            }
+        }
+        Version::Linux6_5 | Version::Popple2023_05 => {
+            if !feat.btm {
+                out.extend(tlb_inv_range_asid(feat, bond.asid, start, size, false));
+            }
+        }
+    }
+    if feat.ats && bond.ats {
+        out.push(SmmuOp::Cmd(atc_inv_cmd(bond, start, size)));
+        out.push(SmmuOp::Sync);
+    }
+    out
+}

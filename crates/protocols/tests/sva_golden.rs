@@ -1,0 +1,116 @@
+//! The arm-smmu-v3 SVA notifier's commands per version, written from the
+//! driver's algorithm (`arm_smmu_mm_invalidate_range` at v6.5,
+//! `arm_smmu_mm_arch_invalidate_secondary_tlbs` after 38b14e2e3de9) and
+//! the command layouts of SMMUv3 4.4 and 4.5.
+
+use tlbcheck_protocols::linux::sva::*;
+use tlbcheck_protocols::linux::Version;
+
+fn words(ops: &[SmmuOp]) -> Vec<Option<[u64; 2]>> {
+    ops.iter()
+        .map(|o| match o {
+            SmmuOp::Cmd(c) => Some(c.encode()),
+            SmmuOp::Sync => None,
+        })
+        .collect()
+}
+
+const BOND: SvaBond = SvaBond {
+    asid: 0x42,
+    sid: 0x100,
+    ssid: Some(5),
+    ats: true,
+};
+const PLAIN: SmmuFeatures = SmmuFeatures {
+    btm: false,
+    ril: false,
+    ats: false,
+};
+const ATS: SmmuFeatures = SmmuFeatures {
+    btm: false,
+    ril: false,
+    ats: true,
+};
+
+#[test]
+fn one_page_is_a_non_leaf_nh_va_then_sync_then_atc_inv_then_sync() {
+    let ops = invalidate(
+        Version::Linux6_6,
+        ATS,
+        &BOND,
+        0x7f12_3456_7000,
+        0x7f12_3456_8000,
+    );
+    assert_eq!(
+        words(&ops),
+        vec![
+            // NH_VA (0x12), ASID 0x42, VMID 0; VA, Leaf = 0, TG = 0.
+            Some([0x0042_0000_0000_0012, 0x0000_7f12_3456_7000]),
+            None,
+            // ATC_INV (0x40), SID 0x100, SSID 5, SSV; one page: Size 0.
+            Some([0x0000_0100_0000_5840, 0x0000_7f12_3456_7000]),
+            None,
+        ]
+    );
+}
+
+#[test]
+fn everything_is_a_tlbi_by_asid_from_v6_6_and_nothing_at_v6_5() {
+    let all = invalidate(Version::Linux6_6, PLAIN, &BOND, 0, u64::MAX);
+    assert_eq!(words(&all), vec![Some([0x0042_0000_0000_0011, 0]), None]);
+    // The empty range the merged v6.6 range flush hands over also takes
+    // the whole-ASID path (size 0).
+    let empty = invalidate(Version::Linux6_6, PLAIN, &BOND, 0x3000, 0x3000);
+    assert_eq!(words(&empty), words(&all));
+    // v6.5's nested tlb_finish_mmu hands (-1, -1): size 0, no TLBI at all;
+    // only the ATC is invalidated, entirely (Size 52).
+    assert!(invalidate(Version::Linux6_5, PLAIN, &BOND, u64::MAX, u64::MAX).is_empty());
+    assert_eq!(
+        words(&invalidate(
+            Version::Linux6_5,
+            ATS,
+            &BOND,
+            u64::MAX,
+            u64::MAX
+        )),
+        vec![Some([0x0000_0100_0000_5840, 52]), None]
+    );
+}
+
+#[test]
+fn with_btm_only_the_atc_is_invalidated() {
+    let btm = SmmuFeatures {
+        btm: true,
+        ril: false,
+        ats: true,
+    };
+    let ops = invalidate(Version::Linux6_6, btm, &BOND, 0x7000, 0x8000);
+    assert_eq!(ops.len(), 2);
+    assert!(matches!(
+        ops[0],
+        SmmuOp::Cmd(tlbcheck_hw::smmu::cmd::Command::AtcInv { .. })
+    ));
+}
+
+#[test]
+fn a_non_leaf_range_of_33_pages_is_bumped_to_34() {
+    let ril = SmmuFeatures {
+        btm: false,
+        ril: true,
+        ats: false,
+    };
+    let ops = tlb_inv_range_asid(ril, 0x42, 0x7f00_0000_0000, 33 * 4096, false);
+    assert_eq!(
+        words(&ops),
+        vec![Some([0x0042_0000_0011_0012, 0x0000_7f00_0000_0400]), None]
+    );
+}
+
+#[test]
+fn an_atc_span_is_the_smallest_aligned_power_of_two() {
+    // Pages 7..10: 7 ^ 10 = 13, fls = 4: 64 KiB at 0.
+    let c = atc_inv_cmd(&BOND, 0x7000, 0x4000);
+    assert_eq!(c.encode(), [0x0000_0100_0000_5840, 0x4]);
+    // Pages 8..11: 16 KiB at 0x8000.
+    assert_eq!(atc_inv_cmd(&BOND, 0x8000, 0x4000).encode()[1], 0x8002);
+}
