@@ -311,7 +311,18 @@ impl Machine {
             Dsb::Ish | Dsb::Ishst => ALL_AGENTS,
             Dsb::Nsh | Dsb::Nshst => 1 << cpu,
         };
+        let before = self.mem.pending_stores().to_vec();
         self.mem.complete_stores(cpu, reach);
+        // Old values no walker can read any more.
+        let now = self.mem.pending_stores();
+        let unseen: Vec<(crate::addr::Pa, u64)> = before
+            .iter()
+            .filter(|b| !now.iter().any(|p| p.pa == b.pa && p.old == b.old))
+            .map(|b| (b.pa, b.old))
+            .collect();
+        if !unseen.is_empty() {
+            self.settle_windows(&unseen, step);
+        }
         if let Some(s) = &mut self.smmu {
             s.cpu_dsb(&self.mem, cpu, kind, step);
         }
@@ -342,6 +353,74 @@ impl Machine {
         }
         out
     }
+}
+
+impl Machine {
+    /// Values in the windows of TLBIs in flight that no walker can read any
+    /// more (`unseen`): every walk that read them happened before now. What
+    /// such a walk may have filled in a TLBI's scope may be held from now
+    /// on, and the TLBI, performed at its issue in the worst case, need not
+    /// remove it (Arm ARM D8.17.8, RYNJCP); a TLBI issued from now on does.
+    /// So the fills are made now, taken out of the TLBI's `doomed` list, and
+    /// the values leave its window. (Waiting for the TLBI's completion
+    /// instead would refill entries that a later TLBI, completed in between,
+    /// has removed for good.)
+    fn settle_windows(&mut self, unseen: &[(crate::addr::Pa, u64)], step: u32) {
+        let hit = |t: &PendingTlbi| t.hazard.iter().any(|h| unseen.contains(&(h.pa, h.old)));
+        for list_idx in 0..self.pending.len() {
+            if !self.pending[list_idx].iter().any(hit) {
+                continue;
+            }
+            let mut all: Vec<PendingTlbi> = self.pending[list_idx].iter().cloned().collect();
+            for t in all.iter_mut().filter(|t| hit(t)) {
+                let window = self.mem.window(&t.hazard);
+                for (i, c) in self.cpus.iter_mut().enumerate() {
+                    if !(t.broadcast || i as u8 == t.issuer) {
+                        continue;
+                    }
+                    let Some(w) = &window else { continue };
+                    let filled = window_fills(&c.tlb, w, i as u8, &c.contexts, &t.scope, step);
+                    for (e, p) in &filled {
+                        if !c.tlb.contains(e) {
+                            c.tlb.insert(*e, *p);
+                        }
+                    }
+                    t.doomed
+                        .retain(|(a, e)| *a != i as u8 || !filled.iter().any(|(f, _)| f == e));
+                }
+                t.hazard.retain(|h| !unseen.contains(&(h.pa, h.old)));
+            }
+            self.pending[list_idx] = PList::from_oldest_first(all.into_iter().rev());
+        }
+    }
+}
+
+/// The entries in `scope` that a walk of the `window` view of memory could
+/// produce for `agent`, whether `tlb` holds them already or not (walks may
+/// go through the walk-cache entries it holds outside the scope).
+fn window_fills(
+    tlb: &MayHold,
+    window: &PhysMem,
+    agent: u8,
+    contexts: &[Context],
+    scope: &InvalScope,
+    step: u32,
+) -> Vec<(TlbEntry, Provenance)> {
+    let mut scratch = tlb.clone();
+    scratch.remove_entries(&scratch.covered(scope));
+    close_within(
+        &mut scratch,
+        window,
+        agent,
+        contexts,
+        step,
+        &Within::of_scope(scope),
+    );
+    scratch
+        .iter()
+        .filter(|(e, _)| scope.covers(e))
+        .map(|(e, p)| (*e, *p))
+        .collect()
 }
 
 /// Adds to `tlb` the entries in `scope` that a walk of the `window` view of
@@ -584,6 +663,42 @@ mod tests {
         };
         assert_eq!(walks_to_l3(&m), 2, "one per CPU");
         assert_eq!(walks_to_l3(&both), 2, "the guest changes nothing");
+    }
+
+    /// A value in an older TLBI's window (a store not yet visible when it
+    /// was issued) is settled once no walker can read it: a later TLBI,
+    /// issued after that, removes what a walk of the value filled, and the
+    /// older TLBI's completion does not bring it back.
+    #[test]
+    fn a_window_value_settles_when_no_walker_can_read_it() {
+        // The older TLBI is all-levels: it still has walk-cache entries to
+        // remove at its completion.
+        let mut m = machine();
+        m.store(1, 1, Pa(L3), 0).unwrap();
+        m.tlbi(2, 0, by_va(false), true);
+        m.dsb(3, 1, Dsb::Ishst);
+        m.tlbi(4, 1, by_va(true), true);
+        m.dsb(5, 1, Dsb::Ish);
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+        m.dsb(6, 0, Dsb::Ish);
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+        // Issued while the store was still invisible, the later TLBI does
+        // not settle it: a walk may read the old value after it.
+        let mut m = machine();
+        m.store(1, 1, Pa(L3), 0).unwrap();
+        m.tlbi(2, 0, by_va(false), true);
+        m.tlbi(3, 1, by_va(true), true);
+        m.dsb(4, 1, Dsb::Ish);
+        m.dsb(5, 0, Dsb::Ish);
+        assert!(maps_data(&m, 0));
+        // Settled or not, what the window may have filled survives the
+        // older TLBI itself.
+        let mut m = machine();
+        m.store(1, 1, Pa(L3), 0).unwrap();
+        m.tlbi(2, 0, by_va(true), true);
+        m.dsb(3, 1, Dsb::Ish);
+        m.dsb(4, 0, Dsb::Ish);
+        assert!(maps_data(&m, 0) && maps_data(&m, 1));
     }
 
     /// A TLBI issued before the descriptor store it is meant to follow may
