@@ -304,11 +304,10 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
     let root = store
         .insert(Parts::of(model.initial()))
         .expect("the first state is new");
-    // (parent, choice that led here); the root's entry is unused.
-    let mut parents: Vec<(u32, Choice)> = vec![(root, Choice::Thread(0))];
-    // Each state's sleep set (thread bits), narrowed when it is reached
-    // again with a smaller one.
-    let mut sleep: Vec<u32> = vec![0];
+    // Each state keeps, in the store, the parent and choice it was first
+    // reached by (the root's are unused) and its sleep set (thread bits),
+    // narrowed when it is reached again with a smaller one.
+    store.set_origin(root, root, Choice::Thread(0), 0);
     // States expanded before a later visit woke some of their threads:
     // expanded again for those threads only.
     let mut woken: Vec<Task> = Vec::new();
@@ -324,13 +323,8 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
         stats.peak_rss_bytes = peak_rss();
         stats
     };
-    let found = |stats: Stats,
-                 store: &StateStore,
-                 parents: &[(u32, Choice)],
-                 path_end: Vec<Choice>,
-                 at: u32,
-                 depth: u32| {
-        let mut path = path_to(parents, at);
+    let found = |stats: Stats, store: &StateStore, path_end: Vec<Choice>, at: u32, depth: u32| {
+        let mut path = path_to(store, at);
         path.extend(path_end);
         let trace = run(model, &path, false, true).expect("a path the explorer took replays");
         Verdict {
@@ -346,7 +340,7 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
         let mut tasks: Vec<Task> = std::mem::take(&mut woken);
         tasks.extend(layer.clone().map(|id| Task {
             id,
-            sleep: sleep[id as usize],
+            sleep: store.sleep(id),
             only: None,
         }));
         for batch in tasks.chunks(BATCH as usize) {
@@ -360,11 +354,11 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
                         coverage = Coverage::Bounded(Bound::Depth(depth));
                     }
                     Expanded::Stuck(id) => {
-                        return found(stats, &store, &parents, Vec::new(), id, depth);
+                        return found(stats, &store, Vec::new(), id, depth);
                     }
                     Expanded::Violation(id, c) => {
                         stats.transitions += 1;
-                        return found(stats, &store, &parents, vec![c], id, depth + 1);
+                        return found(stats, &store, vec![c], id, depth + 1);
                     }
                     Expanded::Next(id, c, parts, asleep) => {
                         stats.transitions += 1;
@@ -373,15 +367,12 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
                             break 'search;
                         }
                         match store.insert(*parts) {
-                            Ok(_) => {
-                                parents.push((id, c));
-                                sleep.push(asleep);
-                            }
+                            Ok(new) => store.set_origin(new, id, c, asleep),
                             Err(old) => {
-                                let was = sleep[old as usize];
+                                let was = store.sleep(old);
                                 let now = was & asleep;
                                 if now != was {
-                                    sleep[old as usize] = now;
+                                    store.set_sleep(old, now);
                                     if old < expanded_below {
                                         woken.push(Task {
                                             id: old,
@@ -426,7 +417,12 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
         layer = next_start..next_end;
     }
     if std::env::var_os("TLBCHECK_DEBUG_STORE").is_some() {
-        eprintln!("distinct components: {:?}", store.distinct());
+        eprintln!(
+            "distinct components: {:?}; rows and index: {} bytes; rss {}",
+            store.distinct(),
+            store.table_bytes(),
+            rss_now()
+        );
     }
     Verdict {
         violation: None,
@@ -436,10 +432,10 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
     }
 }
 
-fn path_to(parents: &[(u32, Choice)], mut idx: u32) -> Vec<Choice> {
+fn path_to(store: &StateStore, mut idx: u32) -> Vec<Choice> {
     let mut path = Vec::new();
     while idx != 0 {
-        let (p, c) = parents[idx as usize];
+        let (p, c) = store.parent(idx);
         path.push(c);
         idx = p;
     }

@@ -9,7 +9,7 @@
 //! two rows are equal exactly when the states are (components are compared
 //! in full when they are interned, never by hash alone).
 
-use crate::model::{Model, State};
+use crate::model::{Choice, Model, State};
 use crate::program::ProgState;
 use crate::sync::SyncState;
 use hashbrown::HashTable;
@@ -67,11 +67,11 @@ impl<T: Eq> Interner<T> {
 /// is the part of storing that can run in parallel).
 pub struct Parts {
     mem: (PhysMem, u64),
-    threads: (Vec<ProgState>, u64),
+    threads: Vec<(ProgState, u64)>,
     sync: (SyncState, u64),
     smmu: (Option<Box<Smmu>>, u64),
-    tlbs: Vec<(MayHold, u64)>,
-    pending: Vec<(PList<PendingTlbi>, u64)>,
+    tlbs: (Vec<MayHold>, u64),
+    pending: (Vec<PList<PendingTlbi>>, u64),
 }
 
 impl Parts {
@@ -85,11 +85,11 @@ impl Parts {
         } = s.machine;
         Parts {
             mem: with_hash(mem),
-            threads: with_hash(s.threads),
+            threads: s.threads.into_iter().map(with_hash).collect(),
             sync: with_hash(s.sync),
             smmu: with_hash(smmu),
-            tlbs: cpus.into_iter().map(|c| with_hash(c.tlb)).collect(),
-            pending: pending.into_iter().map(with_hash).collect(),
+            tlbs: with_hash(cpus.into_iter().map(|c| c.tlb).collect()),
+            pending: with_hash(pending),
         }
     }
 }
@@ -99,47 +99,115 @@ fn with_hash<T: Hash>(x: T) -> (T, u64) {
     (x, h)
 }
 
-/// Every stored state, as rows of component ids, deduplicated.
+/// Rows in fixed-size chunks: growing never copies what is stored, so
+/// memory stays at what the rows take (no doubling of one large vector).
+/// Each row is `width` component ids followed by [`META`] words the
+/// explorer keeps per state (parent, choice, sleep set).
+#[derive(Default)]
+struct Rows {
+    chunks: Vec<Vec<u32>>,
+    len: usize,
+}
+
+/// Rows per chunk.
+const CHUNK_ROWS: usize = 1 << 14;
+
+/// Words per row after the ids: parent id, the choice that led here, the
+/// sleep set.
+const META: usize = 3;
+
+impl Rows {
+    fn full(&self, id: u32, width: usize) -> &[u32] {
+        let (c, i) = (id as usize / CHUNK_ROWS, id as usize % CHUNK_ROWS);
+        let stride = width + META;
+        &self.chunks[c][i * stride..(i + 1) * stride]
+    }
+
+    fn full_mut(&mut self, id: u32, width: usize) -> &mut [u32] {
+        let (c, i) = (id as usize / CHUNK_ROWS, id as usize % CHUNK_ROWS);
+        let stride = width + META;
+        &mut self.chunks[c][i * stride..(i + 1) * stride]
+    }
+
+    fn get(&self, id: u32, width: usize) -> &[u32] {
+        &self.full(id, width)[..width]
+    }
+
+    fn push(&mut self, row: &[u32], width: usize) -> u32 {
+        if self.len % CHUNK_ROWS == 0 {
+            self.chunks
+                .push(Vec::with_capacity(CHUNK_ROWS * (width + META)));
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk with room");
+        chunk.extend_from_slice(row);
+        chunk.extend([0; META]);
+        self.len += 1;
+        (self.len - 1) as u32
+    }
+}
+
+/// A choice as one word.
+fn encode(c: Choice) -> u32 {
+    match c {
+        Choice::Thread(t) => u32::from(t),
+        Choice::RcuCallback(i) => 0x100 | u32::from(i),
+    }
+}
+
+fn decode(w: u32) -> Choice {
+    if w & 0x100 == 0 {
+        Choice::Thread(w as u8)
+    } else {
+        Choice::RcuCallback(w as u8)
+    }
+}
+
+/// Every stored state, as rows of component ids, deduplicated. A row is
+/// memory, sync, SMMU, the CPUs' may-hold sets, the CPUs' TLBIs in flight,
+/// then each thread's program state, interned one by one: a row costs four
+/// bytes per thread however many positions the threads take.
 pub struct StateStore {
     mems: Interner<PhysMem>,
-    threads: Interner<Vec<ProgState>>,
+    progs: Interner<ProgState>,
     syncs: Interner<SyncState>,
     smmus: Interner<Option<Box<Smmu>>>,
-    tlbs: Interner<MayHold>,
-    pendings: Interner<PList<PendingTlbi>>,
+    tlbs: Interner<Vec<MayHold>>,
+    pendings: Interner<Vec<PList<PendingTlbi>>>,
     /// Rows of `width` ids, one per stored state.
-    rows: Vec<u32>,
+    rows: Rows,
     width: usize,
     /// Stored state ids by row hash.
     index: HashTable<u32>,
     /// The CPUs' fixed parts (their contexts), from the initial state.
     cpus: Vec<Cpu>,
+    /// A row being built (kept to reuse its allocation).
+    scratch: Vec<u32>,
 }
 
 impl StateStore {
     /// An empty store for states of `model`.
     pub fn new(model: &Model) -> StateStore {
-        let n = model.machine.cpus.len();
         StateStore {
             mems: Interner::new(),
-            threads: Interner::new(),
+            progs: Interner::new(),
             syncs: Interner::new(),
             smmus: Interner::new(),
             tlbs: Interner::new(),
             pendings: Interner::new(),
-            rows: Vec::new(),
-            width: 4 + 2 * n,
+            rows: Rows::default(),
+            width: 5 + model.threads.len(),
             index: HashTable::new(),
             cpus: model.machine.cpus.clone(),
+            scratch: Vec::new(),
         }
     }
 
-    /// Distinct values per component kind (memory, threads, sync, SMMU,
+    /// Distinct values per component kind (memory, program states, sync, SMMU,
     /// may-hold sets, in-flight TLBI lists).
     pub fn distinct(&self) -> [usize; 6] {
         [
             self.mems.items.len(),
-            self.threads.items.len(),
+            self.progs.items.len(),
             self.syncs.items.len(),
             self.smmus.items.len(),
             self.tlbs.items.len(),
@@ -147,79 +215,108 @@ impl StateStore {
         ]
     }
 
+    /// Bytes held by the rows and the index (capacity, not use).
+    pub fn table_bytes(&self) -> usize {
+        self.rows
+            .chunks
+            .iter()
+            .map(|c| c.capacity() * 4)
+            .sum::<usize>()
+            + self.index.capacity() * 5
+    }
+
     /// Number of states stored.
     pub fn len(&self) -> usize {
-        self.rows.len() / self.width
+        self.rows.len
     }
 
     /// Whether no state is stored.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.len == 0
     }
 
     fn row(&self, id: u32) -> &[u32] {
-        let w = self.width;
-        &self.rows[id as usize * w..(id as usize + 1) * w]
+        self.rows.get(id, self.width)
     }
 
     /// Stores `parts` unless an equal state is stored: `Ok(new id)` or
     /// `Err(existing id)`.
     pub fn insert(&mut self, p: Parts) -> Result<u32, u32> {
-        let start = self.rows.len();
-        let ids = [
+        let mut row = std::mem::take(&mut self.scratch);
+        row.clear();
+        row.extend([
             self.mems.intern(p.mem.0, p.mem.1),
-            self.threads.intern(p.threads.0, p.threads.1),
             self.syncs.intern(p.sync.0, p.sync.1),
             self.smmus.intern(p.smmu.0, p.smmu.1),
-        ];
-        self.rows.extend_from_slice(&ids);
-        for (t, h) in p.tlbs {
-            let id = self.tlbs.intern(t, h);
-            self.rows.push(id);
+            self.tlbs.intern(p.tlbs.0, p.tlbs.1),
+            self.pendings.intern(p.pending.0, p.pending.1),
+        ]);
+        for (t, h) in p.threads {
+            row.push(self.progs.intern(t, h));
         }
-        for (l, h) in p.pending {
-            let id = self.pendings.intern(l, h);
-            self.rows.push(id);
-        }
-        let h = fx(&self.rows[start..]);
+        let r = self.index_row(&row);
+        self.scratch = row;
+        r
+    }
+
+    /// Stores `row` unless it repeats a stored one.
+    fn index_row(&mut self, row: &[u32]) -> Result<u32, u32> {
+        let h = fx(row);
         let (rows, w) = (&self.rows, self.width);
-        let same = |&id: &u32| rows[id as usize * w..(id as usize + 1) * w] == rows[start..];
-        if let Some(&old) = self.index.find(h, same) {
-            self.rows.truncate(start);
+        if let Some(&old) = self.index.find(h, |&id| rows.get(id, w) == row) {
             return Err(old);
         }
-        let id = (start / w) as u32;
+        let id = self.rows.push(row, w);
         let rows = &self.rows;
-        self.index
-            .insert_unique(h, id, |&i| fx(&rows[i as usize * w..(i as usize + 1) * w]));
+        self.index.insert_unique(h, id, |&i| fx(rows.get(i, w)));
         Ok(id)
+    }
+
+    /// Records how state `id` was first reached and its sleep set.
+    pub fn set_origin(&mut self, id: u32, parent: u32, c: Choice, sleep: u32) {
+        let w = self.width;
+        self.rows.full_mut(id, w)[w..].copy_from_slice(&[parent, encode(c), sleep]);
+    }
+
+    /// The state `id` was first reached from, and by which choice.
+    pub fn parent(&self, id: u32) -> (u32, Choice) {
+        let m = &self.rows.full(id, self.width)[self.width..];
+        (m[0], decode(m[1]))
+    }
+
+    /// The sleep set of state `id` (threads whose step need not be
+    /// explored from it).
+    pub fn sleep(&self, id: u32) -> u32 {
+        self.rows.full(id, self.width)[self.width + 2]
+    }
+
+    /// Narrows the sleep set of state `id`.
+    pub fn set_sleep(&mut self, id: u32, sleep: u32) {
+        let w = self.width;
+        self.rows.full_mut(id, w)[w + 2] = sleep;
     }
 
     /// The stored state `id`, rebuilt.
     pub fn get(&self, id: u32) -> State {
         let r = self.row(id);
-        let n = self.cpus.len();
         let cpus = self
             .cpus
             .iter()
-            .zip(&r[4..4 + n])
-            .map(|(c, &t)| Cpu {
+            .zip(self.tlbs.get(r[3]))
+            .map(|(c, t)| Cpu {
                 contexts: c.contexts.clone(),
-                tlb: self.tlbs.get(t).clone(),
+                tlb: t.clone(),
             })
             .collect();
         State {
             machine: Machine {
                 mem: self.mems.get(r[0]).clone(),
                 cpus,
-                pending: r[4 + n..]
-                    .iter()
-                    .map(|&l| self.pendings.get(l).clone())
-                    .collect(),
-                smmu: self.smmus.get(r[3]).clone(),
+                pending: self.pendings.get(r[4]).clone(),
+                smmu: self.smmus.get(r[2]).clone(),
             },
-            threads: self.threads.get(r[1]).clone(),
-            sync: self.syncs.get(r[2]).clone(),
+            threads: r[5..].iter().map(|&t| *self.progs.get(t)).collect(),
+            sync: self.syncs.get(r[1]).clone(),
         }
     }
 }
