@@ -518,8 +518,9 @@ impl StageSel {
         combined: true,
     };
 
+    /// Whether entries of `stage` are reached.
     #[inline]
-    fn selects(self, stage: Stage) -> bool {
+    pub fn selects(self, stage: Stage) -> bool {
         match stage {
             Stage::S1 => self.s1,
             Stage::S2 => self.s2,

@@ -245,6 +245,13 @@ impl MayHold {
             Some(vmid) => {
                 let vmid = if regime == Regime::El10 { vmid } else { 0 };
                 for stage in STAGES {
+                    // Stages the scope does not reach, or of which nothing
+                    // is held, need no search.
+                    if !scope.stages.selects(stage)
+                        || self.block(regime, vmid, stage).next().is_none()
+                    {
+                        continue;
+                    }
                     // A range reaches only the entries of its space.
                     let range = match (scope.range, stage) {
                         (None, _) => None,
