@@ -315,6 +315,7 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
     let mut depth = 0u32;
     let mut layer = 0u32..1u32;
     let mut last_report = Instant::now();
+    let (mut first_check, mut last_memory_check, mut rss) = (true, Instant::now(), 0);
     let mut coverage = Coverage::Complete;
     let finish = |mut stats: Stats, states: usize, depth: u32| {
         stats.states = states as u64;
@@ -391,10 +392,17 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
                 coverage = Coverage::Bounded(Bound::Time(bounds.timeout_ms));
                 break 'search;
             }
-            let rss = rss_now();
-            if rss >= bounds.max_memory {
-                coverage = Coverage::Bounded(Bound::Memory(bounds.max_memory));
-                break 'search;
+            // Reading the resident size costs a system call: the first batch
+            // and then every 20 ms, a moment in which the store grows by a
+            // few hundred kilobytes at most.
+            if first_check || last_memory_check.elapsed() >= Duration::from_millis(20) {
+                first_check = false;
+                last_memory_check = Instant::now();
+                rss = rss_now();
+                if rss >= bounds.max_memory {
+                    coverage = Coverage::Bounded(Bound::Memory(bounds.max_memory));
+                    break 'search;
+                }
             }
             if last_report.elapsed() >= Duration::from_millis(100) {
                 last_report = Instant::now();

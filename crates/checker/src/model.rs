@@ -62,11 +62,14 @@ impl Default for Bounds {
 
 /// Half the machine's memory (from /proc/meminfo), or 4 GiB where unknown.
 pub fn default_max_memory() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok()
-    });
-    total.map_or(4 << 30, |kb| kb * 1024 / 2)
+    static HALF: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HALF.get_or_init(|| {
+        let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        total.map_or(4 << 30, |kb| kb * 1024 / 2)
+    })
 }
 
 /// A model ready to explore: the initial machine and the threads.
