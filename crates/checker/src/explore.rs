@@ -184,15 +184,29 @@ struct Task {
     only: Option<u32>,
 }
 
-/// Expands `tasks` (states at `depth`), in order.
-fn expand(
-    model: &Model,
-    store: &StateStore,
-    tasks: &[Task],
+/// What one layer's expansion needs besides the tasks.
+#[derive(Copy, Clone)]
+struct Layer<'a> {
+    model: &'a Model,
+    store: &'a StateStore,
+    /// Depth of the states expanded.
     depth: u32,
+    /// The depth bound is reached: states are not expanded, only told
+    /// apart as stuck, finished or cut.
     at_bound: bool,
+    /// Sleep sets are on.
     por: bool,
-) -> Vec<Expanded> {
+}
+
+/// Expands `tasks` (states at `l.depth`), in order.
+fn expand(l: Layer<'_>, tasks: &[Task]) -> Vec<Expanded> {
+    let Layer {
+        model,
+        store,
+        depth,
+        at_bound,
+        por,
+    } = l;
     let mut out = Vec::new();
     let mut choices = Vec::new();
     let mut prints = Vec::new();
@@ -271,22 +285,15 @@ const BATCH: u32 = 1024;
 
 /// Expands a batch on up to two threads; the result is in the order of a
 /// sequential expansion, so exploration is deterministic.
-fn expand_batch(
-    model: &Model,
-    store: &StateStore,
-    tasks: &[Task],
-    depth: u32,
-    at_bound: bool,
-    por: bool,
-) -> Vec<Expanded> {
+fn expand_batch(l: Layer<'_>, tasks: &[Task]) -> Vec<Expanded> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || tasks.len() < 64 {
-        return expand(model, store, tasks, depth, at_bound, por);
+        return expand(l, tasks);
     }
     let (a, b) = tasks.split_at(tasks.len() / 2);
     std::thread::scope(|sc| {
-        let second = sc.spawn(|| expand(model, store, b, depth, at_bound, por));
-        let mut first = expand(model, store, a, depth, at_bound, por);
+        let second = sc.spawn(|| expand(l, b));
+        let mut first = expand(l, a);
         first.extend(second.join().expect("expansion thread panicked"));
         first
     })
@@ -349,7 +356,14 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
             // being expanded in this batch): a visit that wakes threads in
             // them queues them again.
             let expanded_below = batch.last().map_or(0, |t| t.id + 1).max(layer.start);
-            for e in expand_batch(model, &store, batch, depth, at_bound, bounds.sleep_sets) {
+            let layer_ctx = Layer {
+                model,
+                store: &store,
+                depth,
+                at_bound,
+                por: bounds.sleep_sets,
+            };
+            for e in expand_batch(layer_ctx, batch) {
                 match e {
                     Expanded::Cut => {
                         coverage = Coverage::Bounded(Bound::Depth(depth));

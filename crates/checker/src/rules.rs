@@ -64,19 +64,39 @@ pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
         EntryKind::Walk => ViolationKind::WalkCacheUaf,
         EntryKind::Leaf => ViolationKind::FreedFrameMapped,
     };
-    Some(Violation {
+    let detail = format!(
+        "frame {:#x} ({was}) returned to the allocator while {holder} may still hold {entry} (entries pointing into it: {})",
+        frame.base().0,
+        holders.len()
+    );
+    Some(stale_entry(
+        kind,
+        step,
+        holder,
+        (entry, prov),
+        Some(fate),
+        detail,
+    ))
+}
+
+/// A violation about the stale entry `e` that `holder` may hold since `p`.
+fn stale_entry(
+    kind: ViolationKind,
+    step: u32,
+    holder: Holder,
+    (e, p): (TlbEntry, Provenance),
+    frame: Option<FrameFate>,
+    detail: String,
+) -> Violation {
+    Violation {
         kind,
         step,
         agent: holder.into(),
-        entry: Some(entry),
-        provenance: Some(prov),
-        frame: Some(fate),
-        detail: format!(
-            "frame {:#x} ({was}) returned to the allocator while {holder} may still hold {entry} (entries pointing into it: {})",
-            frame.base().0,
-            holders.len()
-        ),
-    })
+        entry: Some(e),
+        provenance: Some(p),
+        frame,
+        detail,
+    }
 }
 
 /// `isolation`: a thread that owns only some VMIDs issues an invalidation
@@ -126,14 +146,7 @@ fn read_only(model: &Model, s: &State, ctx: usize, va: Va, step: u32) -> Option<
         .iter()
         .flat_map(|smmu| smmu.leaves_for_context(c, va));
     let (holder, e, p) = cpus.chain(devices).find(|(_, e, _)| e.perms.write)?;
-    Some(Violation {
-        kind: ViolationKind::StaleWrite,
-        step,
-        agent: holder.into(),
-        entry: Some(e),
-        provenance: Some(p),
-        frame: None,
-        detail: format!(
+    let detail = format!(
             "the software relies on VA {:#x} ({}) being read-only, but {} may still hold a writable {e}",
             va.0,
             model.context_names[ctx],
@@ -141,8 +154,15 @@ fn read_only(model: &Model, s: &State, ctx: usize, va: Va, step: u32) -> Option<
                 Holder::Cpu(_) => holder.to_string(),
                 _ => format!("the {holder}"),
             }
-        ),
-    })
+        );
+    Some(stale_entry(
+        ViolationKind::StaleWrite,
+        step,
+        holder,
+        (e, p),
+        None,
+        detail,
+    ))
 }
 
 /// `fault-livelock` on a CPU: the table grants the retried access, yet a
@@ -219,19 +239,19 @@ fn livelock(
         Holder::Cpu(_) => String::new(),
         _ => "the ".to_string(),
     };
-    Violation {
-        kind: ViolationKind::FaultLivelock,
-        step,
-        agent: holder.into(),
-        entry: Some(e),
-        provenance: Some(p),
-        frame: None,
-        detail: format!(
+    let detail = format!(
             "{grants} {} at VA {:#x}, yet {the}{holder} may still hold {e} which forbids it: the retry can fault forever",
             if write { "write" } else { "read" },
             va.0
-        ),
-    }
+        );
+    stale_entry(
+        ViolationKind::FaultLivelock,
+        step,
+        holder,
+        (e, p),
+        None,
+        detail,
+    )
 }
 
 /// `stale-config` (b): the software relies on the SMMU using the
