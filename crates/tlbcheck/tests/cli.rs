@@ -848,3 +848,155 @@ fn sixteen_k_stage2_roots_must_be_level1_tables() {
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// munmap of one page alone in its VMA on linux-6.6, with a device bound
+/// through SVA (no BTM, no RIL, no ATS).
+const MUNMAP_SVA_6_6: &str = "scenario trace-munmap-sva-linux-6.6
+machine granule=4k cpus=1
+smmu
+kernel linux-6.6
+process p1 asid=1
+vma p1 0x0 0x1000 rw
+page p1 0x0 rw
+frame CDT smmu
+ste 3 s1 cd=CDT
+cd CDT[0] ctx=p1
+device dev0 sid=3
+bind-sva dev0 p1
+thread unmap cpu=0 {
+  munmap p1 0x0 0x1000
+}
+expect ok
+";
+
+/// The stream, derived by hand (not from the program's output).
+///
+/// Frames: the declared `CDT` takes the pool's first frame (0x100000); the
+/// SMMU's Stream table, Command queue and Event queue the next three;
+/// then p1's level-0 table (0x104000) and, for `page p1 0x0`, its level-1,
+/// level-2 and level-3 tables and the data frame (0x105000 to 0x108000).
+///
+/// `unmap_region` clears the PTE (L3[0] at 0x107000); `free_pgtables`
+/// finds no other VMA in p1, so it unlinks the level-3, level-2 and
+/// level-1 tables innermost first (L2[0], L1[0], L0[0]). `tlb_flush` then
+/// has freed_tables set: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
+/// last_level = false, TLBI_TTL_UNKNOWN)`, without FEAT_TLBIRANGE one
+/// TLBI VAE1IS with ASID 1 in [63:48], VA[55:12] = 0 and no TTL
+/// (linux-reference.md §B.1): 0x0001000000000000. v6.6's hook
+/// (6bbd42e2df8f) follows the DSB ISH with the range the loop left,
+/// (0x1000, 0x1000): the SMMU driver's size 0 becomes
+/// `arm_smmu_tlb_inv_asid` (38b14e2e3de9): CMD_TLBI_NH_ASID, opcode 0x11,
+/// ASID [63:48] = 1, VMID 0; then CMD_SYNC, opcode 0x46 with CS = SEV (2)
+/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2). The
+/// data page is freed, then the three tables.
+const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
+    (
+        "zap_pte_range: ptep_get_and_clear_full",
+        "STR [0x107000] = 0x0",
+    ),
+    ("free_pgtables: pmd_clear", "STR [0x106000] = 0x0"),
+    ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
+    ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
+    ("tlb_flush", "DSB ISHST"),
+    ("tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
+    ("tlb_flush", "DSB ISH"),
+    ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000",
+    ),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_SYNC 0x000000000fc02046 0x0000000000000000",
+    ),
+    (
+        "tlb_flush_mmu_free: free_pages_and_swap_cache",
+        "FREE 0x108000",
+    ),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x107000"),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x106000"),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x105000"),
+];
+
+#[test]
+fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
+    let f = scratch("trace-munmap.tlb", MUNMAP_SVA_6_6);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let got: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] != "sync")
+        .map(|l| {
+            let origin = l["origin"].as_str().unwrap();
+            let func = origin
+                .strip_prefix("p1 munmap(0x0-0x1000): ")
+                .unwrap_or(origin);
+            (func.to_string(), l["text"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = MUNMAP_SVA_6_6_STREAM
+        .iter()
+        .map(|&(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // The structured fields carry the same operands.
+    let tlbi = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "tlbi")
+        .unwrap();
+    assert_eq!(tlbi["tlbi"], "VAE1IS");
+    assert_eq!(tlbi["operand"], "0x0001000000000000");
+
+    // The text form: the kernel function as a header above its
+    // instructions, operands in hex.
+    let o = tlbcheck(&["trace", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_flush\n";
+    let at = out.find(header).unwrap_or_else(|| panic!("{out}"));
+    let below: Vec<&str> = out[at + header.len()..].lines().take(3).collect();
+    assert!(
+        below[1].ends_with("TLBI VAE1IS 0x0001000000000000"),
+        "{out}"
+    );
+    assert!(out.contains("CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000"));
+    assert!(!out.contains("violation"), "{out}");
+}
+
+#[test]
+fn trace_schedule_with_an_unknown_thread_is_bad_input() {
+    let f = scratch("trace-schedule.tlb", MUNMAP_SVA_6_6);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--schedule", "unmap,dma"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("schedule entry 2 `dma` is not a thread of this scenario (threads: unmap)"),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn trace_follows_the_schedule_then_the_default_order() {
+    // seed 000's upgrade: the device faults first only if dma runs first.
+    let file = "examples/seed000/05-kernel-upgrade-fixed.tlb";
+    let o = tlbcheck(&["trace", file, "--schedule", "dma", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let first = &lines.as_array().unwrap()[0];
+    assert_eq!(first["thread"], "dma");
+    assert_eq!(first["kind"], "device");
+    // The handler cannot start before the device has faulted.
+    let o = tlbcheck(&["trace", file, "--schedule", "handler"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("schedule entry 1 `handler`: the thread cannot run here"),
+        "{}",
+        stderr(&o)
+    );
+}

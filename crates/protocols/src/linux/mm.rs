@@ -438,6 +438,8 @@ impl Planner<'_> {
                 ArchOp::Tlbi { tlbi, operand } => self.push(
                     Op::Tlbi {
                         text: a.text(),
+                        ins: tlbi,
+                        raw: a.raw(),
                         scope: tlbi.scope(&operand, 0),
                         broadcast: tlbi.broadcast,
                     },
