@@ -1000,3 +1000,43 @@ fn trace_follows_the_schedule_then_the_default_order() {
         stderr(&o)
     );
 }
+
+/// The instructions of a run, without the synchronisation steps.
+fn stream_texts(file: &str) -> Vec<String> {
+    let o = tlbcheck(&["trace", file, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] != "sync")
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn fork_tells_the_atc_before_the_cpu_flush_on_6_5_and_after_it_on_6_6() {
+    let pos = |v: &[String], p: &str| v.iter().position(|t| t.starts_with(p)).unwrap();
+    // p1's PTE for its one page (L3[0] at 0x108000: frames 0x100000 CDT,
+    // 0x101000-0x103000 SMMU structures, 0x104000 and 0x105000 the roots
+    // of p1 and c1, 0x106000-0x108000 p1's tables, 0x109000 its data)
+    // becomes read-only: AF, nG, AP[2:1] = 0b11, page, valid.
+    let ro = "STR [0x108000] = 0x109cc3";
+    let v65 = stream_texts("examples/fork/01-cow-btm-ats-linux-6.5.tlb");
+    assert_eq!(v65[0], ro, "{v65:?}");
+    assert!(
+        pos(&v65, "CMD_ATC_INV") < pos(&v65, "TLBI ASIDE1IS"),
+        "{v65:?}"
+    );
+    let v66 = stream_texts("examples/fork/01-cow-btm-ats-linux-6.6.tlb");
+    assert_eq!(v66[0], ro, "{v66:?}");
+    let tlbi = pos(&v66, "TLBI ASIDE1IS");
+    assert_eq!(v66[tlbi + 1], "DSB ISH");
+    // After the DSB ISH: the dma_wmb stand-in, then ATC_INV of everything
+    // (Size = 52 = 0x34).
+    assert_eq!(
+        v66[tlbi + 3],
+        "CMD_ATC_INV 0x0000000300000040 0x0000000000000034"
+    );
+}

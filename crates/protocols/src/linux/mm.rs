@@ -29,10 +29,10 @@ use super::Version;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use tlbcheck_checker::op::Op;
+use tlbcheck_checker::op::{Op, Rely};
 use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
 use tlbcheck_checker::sync::{SyncId, SyncOp};
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, MemError, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::vmsa::desc::{bits, s1_page, table};
@@ -66,6 +66,9 @@ pub struct Process {
     pub space: u16,
     /// Physical address of its level-0 table (TTBR0).
     pub root: u64,
+    /// Index of its stage-1 context in the model (what a read-only
+    /// expectation names).
+    pub ctx: usize,
     /// Its VMAs.
     pub vmas: Vec<Vma>,
     /// Devices bound to it with SVA (mmu-notifier subscriptions that share
@@ -158,6 +161,24 @@ pub fn map_new_page(
     va: u64,
     writable: bool,
 ) -> Result<Pfn, MemError> {
+    let t = prepare_tables(mem, root, space, va)?;
+    let data = mem.alloc(FrameOwner::Data { space })?;
+    mem.write(Pa(t + 8 * index(va, 3)), user_pte(data.base().0, writable))?;
+    Ok(data)
+}
+
+/// A user page descriptor as the processes here map them: AF set, user,
+/// not global (tagged with the ASID), writable or read-only.
+pub const fn user_pte(pa: u64, writable: bool) -> u64 {
+    s1_page(pa, writable, true, false)
+}
+
+/// Set-up: allocates the level-1 to level-3 tables a walk of `va` from
+/// `root` needs and links them; returns the level-3 table. (A forked
+/// child's tables are made this way: `copy_page_range`'s `pte_alloc` and
+/// friends run before the child exists for anyone else, so only the PTE
+/// copies are steps.)
+pub fn prepare_tables(mem: &mut PhysMem, root: u64, space: u16, va: u64) -> Result<u64, MemError> {
     let mut t = root;
     for level in 0..3u8 {
         let at = Pa(t + 8 * index(va, level));
@@ -173,12 +194,7 @@ pub fn map_new_page(
             f.base().0
         };
     }
-    let data = mem.alloc(FrameOwner::Data { space })?;
-    mem.write(
-        Pa(t + 8 * index(va, 3)),
-        s1_page(data.base().0, writable, true, false),
-    )?;
-    Ok(data)
+    Ok(t)
 }
 
 /// A kernel operation a thread performs.
@@ -205,11 +221,26 @@ pub enum KOp {
         /// Length in bytes.
         len: u64,
     },
+    /// `fork()` of process `p` into the (empty) process `child`:
+    /// `dup_mmap` under the parent's mmap_lock held for write; for each
+    /// VMA `copy_page_range` write-protects the parent's writable PTEs
+    /// (`copy_present_pte`: `ptep_set_wrprotect`) and copies them, read
+    /// only, into the child, under the page-table lock; at the end
+    /// `flush_tlb_mm(oldmm)`. The parent's VMAs lie in one 2 MiB region
+    /// and cover at most [`MAX_PAGES`] pages.
+    Fork {
+        /// The parent's process index.
+        p: usize,
+        /// The child's process index.
+        child: usize,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
-    /// (`handle_pte_fault` -> `ptep_set_access_flags`, which on arm64
-    /// flushes the page because permissions may be cached: the RO -> RW
-    /// upgrade of seeds 000 and 004). Taken by the CPU, or by the IOMMU
-    /// fault handler on a device's behalf.
+    /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
+    /// `ptep_set_access_flags`, which on arm64 flushes the page because
+    /// permissions may be cached (the RO -> RW upgrade of seeds 000 and
+    /// 004). A page another process maps too (after `fork`) is copied:
+    /// `wp_page_copy`. Taken by the CPU, or by the IOMMU fault handler on a
+    /// device's behalf.
     WriteFault {
         /// Process index.
         p: usize,
@@ -221,7 +252,10 @@ pub enum KOp {
 impl KOp {
     fn process(&self) -> usize {
         match *self {
-            KOp::MadviseDontneed { p, .. } | KOp::Munmap { p, .. } | KOp::WriteFault { p, .. } => p,
+            KOp::MadviseDontneed { p, .. }
+            | KOp::Munmap { p, .. }
+            | KOp::WriteFault { p, .. }
+            | KOp::Fork { p, .. } => p,
         }
     }
 }
@@ -234,6 +268,7 @@ impl fmt::Display for KOp {
             }
             KOp::Munmap { start, len, .. } => write!(f, "munmap({start:#x}-{:#x})", start + len),
             KOp::WriteFault { va, .. } => write!(f, "write fault at {va:#x}"),
+            KOp::Fork { .. } => f.write_str("fork"),
         }
     }
 }
@@ -256,6 +291,11 @@ enum After {
     Snapshot,
     /// Keep the op's result in register 0 (plus one, so 0 means unread).
     Save,
+    /// Read the PTEs of the parent's VMA number `n` for `fork`.
+    ForkVma(usize),
+    /// The write fault re-took the page-table lock: note in register 3
+    /// whether the PTE changed since it was read (`pte_same`).
+    Recheck,
 }
 
 struct Step {
@@ -289,8 +329,43 @@ impl KernelThread {
             KOp::MadviseDontneed { p, start, len } => pl.zap(p, start, len, false, regs),
             KOp::Munmap { p, start, len } => pl.zap(p, start, len, true, regs),
             KOp::WriteFault { p, va } => pl.write_fault(p, va, regs),
+            KOp::Fork { p, .. } => pl.fork(p, regs),
         }
         pl.out
+    }
+
+    /// `copy_pte_range` reads VMA `n` of the parent under the page-table
+    /// lock: each page's frame (registers 1 and 2, 16 bits a page, pages
+    /// numbered across the VMAs in order) and whether it is present (bit
+    /// i of register 3) and writable (bit 8 + i); the parent's and the
+    /// child's level-3 tables (bits 32..48 and 16..32, frame numbers).
+    fn fork_snapshot(&self, p: usize, child: usize, n: usize, m: &Machine, regs: &mut [u64; 4]) {
+        let k = &self.kernel;
+        let (parent, ch) = (&k.processes[p], &k.processes[child]);
+        let vma = parent.vmas[n];
+        let first: u64 = parent.vmas[..n]
+            .iter()
+            .map(|v| (v.end - v.start) / PAGE_SIZE)
+            .sum();
+        let mem = &m.mem;
+        let src = tables(mem, parent.root, vma.start)[3];
+        let dst = tables(mem, ch.root, vma.start)[3];
+        regs[3] &= !(0xffff_ffff << 16);
+        regs[3] |= (src.unwrap_or(0) >> 12) << 32 | (dst.unwrap_or(0) >> 12) << 16;
+        for j in 0..(vma.end - vma.start) / PAGE_SIZE {
+            let i = (first + j) as usize;
+            regs[1 + i / 4] &= !(0xffff << (16 * (i % 4)));
+            regs[3] &= !(1 << i | 1 << (8 + i));
+            let Some(l3) = src else { continue };
+            let pte = mem.read(Pa(l3 + 8 * index(vma.start + j * PAGE_SIZE, 3)));
+            if pte & bits::VALID != 0 {
+                regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+                regs[3] |= 1 << i;
+                if pte & bits::AP_RO == 0 {
+                    regs[3] |= 1 << (8 + i);
+                }
+            }
+        }
     }
 
     /// Reads what kernel operation `k` needs once its locks are held.
@@ -338,13 +413,27 @@ impl KernelThread {
                     }
                 }
             }
-            KOp::WriteFault { va, .. } => {
+            KOp::WriteFault { p, va } => {
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let at = l3 + 8 * index(va, 3);
                     regs[1] = at;
                     regs[2] = mem.read(Pa(at));
+                    // The page is shared when another process maps the
+                    // same frame (a fork's COW copy; `do_wp_page` asks the
+                    // folio's map count).
+                    let frame = regs[2] & bits::ADDR_MASK;
+                    let shared = regs[2] & bits::VALID != 0
+                        && self.kernel.processes.iter().enumerate().any(|(q, o)| {
+                            q != p
+                                && tables(mem, o.root, va)[3].is_some_and(|l3| {
+                                    let d = mem.read(Pa(l3 + 8 * index(va, 3)));
+                                    d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                                })
+                        });
+                    regs[3] = u64::from(shared);
                 }
             }
+            KOp::Fork { .. } => {}
         }
     }
 
@@ -388,6 +477,16 @@ impl Program for KernelThread {
                     After::Go => {}
                     After::Snapshot => self.snapshot(k, m, &mut st.regs),
                     After::Save => st.regs[0] = result.value + 1,
+                    After::ForkVma(n) => {
+                        if let KOp::Fork { p, child } = *k {
+                            self.fork_snapshot(p, child, n, m, &mut st.regs);
+                        }
+                    }
+                    After::Recheck => {
+                        if m.mem.read(Pa(st.regs[1])) != st.regs[2] {
+                            st.regs[3] |= 2;
+                        }
+                    }
                 }
                 micro + 1 >= self.plan(k, &st.regs).len()
             }
@@ -402,9 +501,13 @@ impl Program for KernelThread {
 
     fn may_allocate(&self, st: &ProgState) -> bool {
         let (item, _) = Self::split(st);
-        self.items[item.min(self.items.len())..]
-            .iter()
-            .any(|i| matches!(i, Item::Op(Op::Alloc { .. })))
+        // A write fault may copy the page (`wp_page_copy`).
+        self.items[item.min(self.items.len())..].iter().any(|i| {
+            matches!(
+                i,
+                Item::Op(Op::Alloc { .. }) | Item::Kernel(KOp::WriteFault { .. })
+            )
+        })
     }
 }
 
@@ -653,18 +756,27 @@ impl Planner<'_> {
         let k = self.k;
         let proc_ = &k.processes[p];
         let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
         self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
         self.push_then(
-            Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
+            Op::Sync(SyncOp::Lock(ptl)),
             "handle_pte_fault: pte_offset_map_lock",
             After::Snapshot,
         );
         let (at, pte) = (regs[1], regs[2]);
         let writable_vma = proc_.vma(va).is_some_and(|v| v.writable);
         let upgrade = at != 0 && pte & bits::VALID != 0 && pte & bits::AP_RO != 0 && writable_vma;
+        let page = va & !(PAGE_SIZE - 1);
+        if upgrade && regs[3] & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
+            self.wp_page_copy(p, page, regs);
+            self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+            return;
+        }
         if upgrade {
-            // pte_mkdirty clears PTE_RDONLY; __ptep_set_access_flags then
-            // flushes the page since the old permission may be cached.
+            // wp_page_reuse: pte_mkdirty clears PTE_RDONLY;
+            // __ptep_set_access_flags then flushes the page since the old
+            // permission may be cached.
             self.push(
                 Op::Store {
                     pa: Pa(at),
@@ -672,16 +784,14 @@ impl Planner<'_> {
                 },
                 "ptep_set_access_flags",
             );
-            let page = va & !(PAGE_SIZE - 1);
             self.arch(
                 p,
                 arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
                 "ptep_set_access_flags: flush_tlb_page",
             );
         }
-        self.sync(SyncOp::Unlock(Kernel::ptl(p)), "pte_unmap_unlock");
+        self.sync(SyncOp::Unlock(ptl), "pte_unmap_unlock");
         if upgrade && k.version.upgrade_notifies() {
-            let page = va & !(PAGE_SIZE - 1);
             self.secondary(
                 p,
                 page,
@@ -690,5 +800,147 @@ impl Planner<'_> {
             );
         }
         self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `wp_page_copy` (v6.5, v6.6) for the read-only PTE `regs[2]` at
+    /// `regs[1]`, with the page-table lock dropped: allocate a page, copy
+    /// the old one into it (`__wp_page_copy_user`: from here on the kernel
+    /// relies on nobody writing the old page through this mapping, or the
+    /// write is lost to the copy), re-take the lock and, if the PTE is
+    /// unchanged (`pte_same`), clear it and flush the page
+    /// (`ptep_clear_flush`; v6.5's `ptep_clear_flush_notify` adds the
+    /// secondaries' `invalidate_range`), then map the copy writable
+    /// (`set_pte_at_notify`). The old page stays: the other mapping holds
+    /// it. Otherwise the copy is dropped.
+    fn wp_page_copy(&mut self, p: usize, page: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let ptl = Kernel::ptl(p);
+        let (at, pte) = (regs[1], regs[2]);
+        self.push_then(
+            Op::Alloc {
+                owner: FrameOwner::Data { space: proc_.space },
+            },
+            "wp_page_copy: vma_alloc_folio",
+            After::Save,
+        );
+        let new = regs[0].wrapping_sub(1);
+        self.push(
+            Op::Rely(Rely::ReadOnly {
+                ctx: proc_.ctx,
+                va: Va(page),
+            }),
+            "wp_page_copy: __wp_page_copy_user",
+        );
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "wp_page_copy: pte_offset_map_lock",
+            After::Recheck,
+        );
+        if regs[3] & 2 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+            self.push(
+                Op::Free { frame: Pfn(new) },
+                "wp_page_copy: folio_put (the PTE changed)",
+            );
+            return;
+        }
+        self.push(
+            Op::Store {
+                pa: Pa(at),
+                value: 0,
+            },
+            "wp_page_copy: ptep_clear_flush",
+        );
+        self.arch(
+            p,
+            arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
+            "wp_page_copy: ptep_clear_flush: flush_tlb_page",
+        );
+        if k.version.range_end_notifies() {
+            self.secondary(
+                p,
+                page,
+                page + PAGE_SIZE,
+                "wp_page_copy: ptep_clear_flush_notify: invalidate_range",
+            );
+        }
+        self.push(
+            Op::Store {
+                pa: Pa(at),
+                value: (pte & !bits::ADDR_MASK & !bits::AP_RO) | (new << 12),
+            },
+            "wp_page_copy: set_pte_at_notify",
+        );
+        self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+    }
+
+    /// `dup_mmap` (v6.5, v6.6) of process `p` into `child`.
+    fn fork(&mut self, p: usize, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(
+            SyncOp::Lock(mmap),
+            "dup_mmap: mmap_write_lock_killable(oldmm)",
+        );
+        let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+        let present = |i: usize| regs[3] >> i & 1 != 0;
+        let writable = |i: usize| regs[3] >> (8 + i) & 1 != 0;
+        let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
+        let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
+        let mut i = 0usize;
+        for (n, vma) in proc_.vmas.iter().enumerate() {
+            // copy_page_range of a private mapping (is_cow_mapping):
+            // mmu_notifier_invalidate_range_start(MMU_NOTIFY_PROTECTION_PAGE),
+            // which reaches no SVA subscription, then copy_pte_range with
+            // the source page-table lock held.
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "copy_pte_range: spin_lock(src_ptl)",
+                After::ForkVma(n),
+            );
+            let mut va = vma.start;
+            while va < vma.end {
+                if present(i) {
+                    let pa = frame(i) << 12;
+                    if writable(i) {
+                        self.push(
+                            Op::Store {
+                                pa: Pa(src_l3 + 8 * index(va, 3)),
+                                value: user_pte(pa, false),
+                            },
+                            "copy_present_pte: ptep_set_wrprotect",
+                        );
+                    }
+                    self.push(
+                        Op::Store {
+                            pa: Pa(dst_l3 + 8 * index(va, 3)),
+                            value: user_pte(pa, false),
+                        },
+                        "copy_present_pte: set_pte_at(dst_mm)",
+                    );
+                }
+                va += PAGE_SIZE;
+                i += 1;
+            }
+            self.sync(SyncOp::Unlock(ptl), "copy_pte_range: spin_unlock(src_ptl)");
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    vma.start,
+                    vma.end,
+                    "copy_page_range: mmu_notifier_invalidate_range_end: invalidate_range",
+                );
+            }
+        }
+        self.arch(
+            p,
+            arm64::flush_tlb_mm(v.arm64(), proc_.asid),
+            "dup_mmap: flush_tlb_mm(oldmm)",
+        );
+        self.sync(SyncOp::Unlock(mmap), "dup_mmap: mmap_write_unlock(oldmm)");
     }
 }

@@ -618,6 +618,8 @@ pub enum KernelStepKind {
     MadviseDontneed,
     /// `write-fault P ADDR`.
     WriteFault,
+    /// `fork P CHILD`.
+    Fork,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -631,6 +633,8 @@ pub struct KernelStep {
     pub addr: Spanned<u64>,
     /// The length, for range operations.
     pub len: Option<Spanned<u64>>,
+    /// The child process, for `fork`.
+    pub child: Option<Spanned<String>>,
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

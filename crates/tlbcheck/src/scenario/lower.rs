@@ -112,7 +112,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             .map_err(|e| Located::new(w.span, e.to_string()))?;
     }
     let (mut contexts, mut context_names) = l.contexts()?;
-    for (p, d) in procs.iter().zip(&sc.processes) {
+    for (p, d) in procs.iter_mut().zip(&sc.processes) {
         if context_names.contains(&p.name) {
             return Err(Located::new(
                 d.name.span,
@@ -120,6 +120,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             ));
         }
         // A process is a stage-1 context every CPU may walk.
+        p.ctx = contexts.len();
         contexts.push(Context {
             regime: Regime::El10,
             asid: p.asid,
@@ -765,6 +766,7 @@ impl Lower<'_> {
                 asid: d.asid,
                 space: d.asid,
                 root,
+                ctx: 0,
                 vmas: Vec::new(),
                 bonds: Vec::new(),
             });
@@ -820,7 +822,67 @@ impl Lower<'_> {
             mm::map_new_page(mem, out[p].root, out[p].space, va, pg.writable)
                 .map_err(oom(pg.span))?;
         }
+        self.fork_children(mem, &mut out)?;
         Ok(out)
+    }
+
+    /// Each `fork P CHILD`: the child, declared empty, gets P's VMAs and
+    /// the tables P's pages need (made at set-up: nobody walks them before
+    /// the fork's PTE copies). P's VMAs must lie in one 2 MiB region and
+    /// cover at most `mm::MAX_PAGES` pages; a child is forked once.
+    fn fork_children(&self, mem: &mut PhysMem, out: &mut [Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        let mut children = Vec::new();
+        for t in &self.sc.threads {
+            for s in &t.steps {
+                let Step::Kernel(ks) = &s.value else { continue };
+                let Some(child) = &ks.child else { continue };
+                let p = proc_index(&names, &ks.process)?;
+                let c = proc_index(&names, child)?;
+                if c == p || children.contains(&c) {
+                    return Err(Located::new(
+                        child.span,
+                        "a fork's child is another process, forked once",
+                    ));
+                }
+                let declared = |name: &str| {
+                    self.sc.vmas.iter().any(|v| v.process.value == name)
+                        || self.sc.pages.iter().any(|g| g.process.value == name)
+                };
+                if declared(&child.value) {
+                    return Err(Located::new(
+                        child.span,
+                        format!(
+                            "`{}` has VMAs of its own: a fork's child starts empty",
+                            child.value
+                        ),
+                    ));
+                }
+                let vmas = out[p].vmas.clone();
+                let pages: u64 = vmas.iter().map(|v| (v.end - v.start) / 4096).sum();
+                let one_region = vmas.iter().all(|v| {
+                    v.start / mm::L3_SPAN == vmas[0].start / mm::L3_SPAN
+                        && (v.end - 1) / mm::L3_SPAN == vmas[0].start / mm::L3_SPAN
+                });
+                if vmas.is_empty() || pages > mm::MAX_PAGES || !one_region {
+                    return Err(Located::new(
+                        ks.process.span,
+                        format!(
+                            "fork needs the parent's VMAs inside one 2 MiB region, 1 to {} pages in all",
+                            mm::MAX_PAGES
+                        ),
+                    ));
+                }
+                let (root, space) = (out[c].root, out[c].space);
+                mm::prepare_tables(mem, root, space, vmas[0].start).map_err(|e| {
+                    Located::new(s.span, format!("cannot set up: {e}"))
+                        .with_help("enlarge the pool with `pool base=PA frames=N`")
+                })?;
+                out[c].vmas = vmas;
+                children.push(c);
+            }
+        }
+        Ok(())
     }
 
     /// The kernel high-level steps run, with each process's SVA bonds.
@@ -888,6 +950,13 @@ impl Lower<'_> {
         }
         Ok(match ks.kind {
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
+            KernelStepKind::Fork => {
+                let child = ks.child.as_ref().expect("fork has a child");
+                KOp::Fork {
+                    p,
+                    child: proc_index(&names, child)?,
+                }
+            }
             kind => {
                 let len = ks.len.as_ref().expect("range steps have a length");
                 let l = len.value;

@@ -21,7 +21,6 @@ pub const RESERVED_STEPS: &[&str] = &[
     "mmap",
     "mprotect",
     "mremap",
-    "fork",
     "cow",
     "touch",
     "migrate",
@@ -1079,6 +1078,22 @@ impl Parser {
                             process,
                             addr,
                             len,
+                            child: None,
+                        })
+                    }
+                    "fork" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let child = self.word("the child process's name")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Fork,
+                            addr: Spanned {
+                                value: 0,
+                                span: process.span,
+                            },
+                            process,
+                            len: None,
+                            child: Some(child),
                         })
                     }
                     r if RESERVED_STEPS.contains(&r) => {
@@ -1089,7 +1104,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork)",
                         &first,
                     )),
                 }
