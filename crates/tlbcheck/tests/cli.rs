@@ -1040,3 +1040,36 @@ fn fork_tells_the_atc_before_the_cpu_flush_on_6_5_and_after_it_on_6_6() {
         "CMD_ATC_INV 0x0000000300000040 0x0000000000000034"
     );
 }
+
+#[test]
+fn a_mirror_fault_names_a_mirror() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mirror-fault p1 0x0");
+    let f = scratch("mirror-fault-on-a-process.tlb", &src);
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`p1` is not a mirror"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_mirror_retry_shows_in_the_stream() {
+    let v = stream_texts("examples/mirror/01-seq-retry-fixed.tlb");
+    // By default drv runs first: it installs p1's PTE into the shadow
+    // table (m1's level-3 table, the frame after p1's data page), and the
+    // madvise's invalidate_range_start zaps it and invalidates the SMMU's
+    // TLB by ASID 5, leaf, before the page is freed.
+    let install = v
+        .iter()
+        .position(|t| t.starts_with("STR [0x10c000] = 0x109"))
+        .unwrap();
+    let zap = v.iter().position(|t| t == "STR [0x10c000] = 0x0").unwrap();
+    let tlbi = v
+        .iter()
+        .position(|t| t == "CMD_TLBI_NH_VA 0x0005000000000012 0x0000000000000001")
+        .unwrap();
+    let free = v.iter().position(|t| t == "FREE 0x109000").unwrap();
+    assert!(install < zap && zap < tlbi && tlbi < free, "{v:?}");
+}

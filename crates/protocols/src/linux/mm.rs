@@ -74,6 +74,46 @@ pub struct Process {
     /// Devices bound to it with SVA (mmu-notifier subscriptions that share
     /// its page table).
     pub bonds: Vec<SvaBond>,
+    /// Set when this "process" is a shadow page table mirroring another
+    /// one: a secondary MMU with tables of its own (KVM's stage 2, an HMM
+    /// device's page table), not one that shares the CPU's.
+    pub mirror: Option<Mirror>,
+}
+
+/// A shadow page table subscribed to a process's mmu notifier, KVM and
+/// HMM style (docs/design.md §6): its own ASID and tables, walked by a
+/// device behind the SMMU; filled by [`KOp::MirrorFault`] from the
+/// process's PTEs; emptied by `invalidate_range_start`, which zaps the
+/// shadow PTEs and invalidates the SMMU's TLB for them, and which opens a
+/// sequence count that `invalidate_range_end` closes. A fault waits while
+/// it is open (`mmu_interval_read_begin`), and installs only if the count
+/// did not move meanwhile (`mmu_interval_read_retry` under the driver's
+/// lock, KVM's `mmu_invalidate_retry`); without the retry it installs
+/// what it read.
+///
+/// One thread at a time may invalidate a given mirror (the count is a
+/// seqcount: nested invalidations, which KVM counts in
+/// `mmu_invalidate_in_progress`, are a program error here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    /// The process mirrored.
+    pub of: usize,
+    /// The fault path re-checks the sequence count.
+    pub retry: bool,
+    /// The shadow level-3 tables: (2 MiB region base, table address),
+    /// one per region of the mirrored process's VMAs.
+    pub l3: Vec<(u64, u64)>,
+}
+
+impl Mirror {
+    /// Address of the shadow PTE for `va`, if the mirror covers it.
+    pub fn pte(&self, va: u64) -> Option<u64> {
+        let region = va & !(L3_SPAN - 1);
+        self.l3
+            .iter()
+            .find(|&&(r, _)| r == region)
+            .map(|&(_, t)| t + 8 * index(va, 3))
+    }
 }
 
 impl Process {
@@ -99,9 +139,29 @@ pub struct Kernel {
 
 impl Kernel {
     /// Locks the kernel needs: mmap_lock and the page-table lock of each
-    /// process.
+    /// process, and the driver lock of each mirror (one slot per process).
     pub fn locks(&self) -> usize {
-        2 * self.processes.len()
+        3 * self.processes.len()
+    }
+
+    /// Sequence counts: one per mirror (one slot per process).
+    pub fn seqcounts(&self) -> usize {
+        self.processes.len()
+    }
+
+    fn mirror_lock(&self, m: usize) -> SyncId {
+        (2 * self.processes.len() + m) as SyncId
+    }
+
+    /// The mirrors of process `p`, by process index.
+    fn mirrors_of(&self, p: usize) -> impl Iterator<Item = (usize, &Process, &Mirror)> + '_ {
+        self.processes
+            .iter()
+            .enumerate()
+            .filter_map(move |(m, mp)| match &mp.mirror {
+                Some(mi) if mi.of == p => Some((m, mp, mi)),
+                _ => None,
+            })
     }
 
     /// Atomic counters it needs: `mm->tlb_flush_pending` of each process.
@@ -234,6 +294,19 @@ pub enum KOp {
         /// The child's process index.
         child: usize,
     },
+    /// The fault path of mirror `m` for `va` (`hmm_range_fault` between
+    /// `mmu_interval_read_begin` and `mmu_interval_read_retry`, KVM's
+    /// `mmu_invalidate_seq` read and `mmu_invalidate_retry`): read the
+    /// mirrored process's PTE under its mmap_lock held for read, then,
+    /// under the driver's lock, install it in the shadow table (with
+    /// [`Mirror::retry`], only if no invalidation moved the sequence
+    /// count meanwhile; otherwise start again).
+    MirrorFault {
+        /// The mirror's process index.
+        m: usize,
+        /// The address.
+        va: u64,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
     /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
     /// `ptep_set_access_flags`, which on arm64 flushes the page because
@@ -255,7 +328,8 @@ impl KOp {
             KOp::MadviseDontneed { p, .. }
             | KOp::Munmap { p, .. }
             | KOp::WriteFault { p, .. }
-            | KOp::Fork { p, .. } => p,
+            | KOp::Fork { p, .. }
+            | KOp::MirrorFault { m: p, .. } => p,
         }
     }
 }
@@ -269,6 +343,7 @@ impl fmt::Display for KOp {
             KOp::Munmap { start, len, .. } => write!(f, "munmap({start:#x}-{:#x})", start + len),
             KOp::WriteFault { va, .. } => write!(f, "write fault at {va:#x}"),
             KOp::Fork { .. } => f.write_str("fork"),
+            KOp::MirrorFault { va, .. } => write!(f, "mirror fault at {va:#x}"),
         }
     }
 }
@@ -296,6 +371,11 @@ enum After {
     /// The write fault re-took the page-table lock: note in register 3
     /// whether the PTE changed since it was read (`pte_same`).
     Recheck,
+    /// The mirror fault read its sequence count again: note in register
+    /// 3 whether it moved since register 0's read.
+    SeqChanged,
+    /// Start the kernel operation again, registers cleared (a retry).
+    Restart,
 }
 
 struct Step {
@@ -330,6 +410,7 @@ impl KernelThread {
             KOp::Munmap { p, start, len } => pl.zap(p, start, len, true, regs),
             KOp::WriteFault { p, va } => pl.write_fault(p, va, regs),
             KOp::Fork { p, .. } => pl.fork(p, regs),
+            KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
         }
         pl.out
     }
@@ -434,6 +515,14 @@ impl KernelThread {
                 }
             }
             KOp::Fork { .. } => {}
+            KOp::MirrorFault { va, .. } => {
+                // hmm_range_fault reads the mirrored process's PTE.
+                let of = proc_.mirror.as_ref().map_or(0, |mi| mi.of);
+                let src = &self.kernel.processes[of];
+                if let Some(l3) = tables(mem, src.root, va)[3] {
+                    regs[2] = mem.read(Pa(l3 + 8 * index(va, 3)));
+                }
+            }
         }
     }
 
@@ -486,6 +575,16 @@ impl Program for KernelThread {
                         if m.mem.read(Pa(st.regs[1])) != st.regs[2] {
                             st.regs[3] |= 2;
                         }
+                    }
+                    After::SeqChanged => {
+                        if result.value + 1 != st.regs[0] {
+                            st.regs[3] |= 1;
+                        }
+                    }
+                    After::Restart => {
+                        st.pc = (item as u32) << MICRO_BITS;
+                        st.regs = [0; 4];
+                        return;
                     }
                 }
                 micro + 1 >= self.plan(k, &st.regs).len()
@@ -560,30 +659,11 @@ impl Planner<'_> {
     fn secondary(&mut self, p: usize, start: u64, end: u64, func: &'static str) {
         let k = self.k;
         for bond in &k.processes[p].bonds {
-            let ops = sva::invalidate(k.version, k.smmu, bond, start, end);
-            if ops.is_empty() {
-                continue;
-            }
             // The driver's dma_wmb() orders the PTE stores before the
             // command queue's PROD write, so the SMMU's walks see them
             // before it consumes a command; the model has no DMB and
             // stands a DSB ISHST in for it.
-            self.push(
-                Op::Dsb { kind: Dsb::Ishst },
-                "arm_smmu_cmdq_issue_cmdlist: dma_wmb",
-            );
-            for o in ops {
-                let op = match o {
-                    SmmuOp::Cmd(c) => Op::SmmuCmd {
-                        text: c.to_string(),
-                        words: c.encode(),
-                    },
-                    SmmuOp::Sync => Op::SmmuSync {
-                        words: sva::cmd_sync().encode(),
-                    },
-                };
-                self.push(op, func);
-            }
+            self.smmu_ops(sva::invalidate(k.version, k.smmu, bond, start, end), func);
         }
     }
 
@@ -608,6 +688,7 @@ impl Planner<'_> {
             SyncOp::AtomicAdd(pending, 1),
             "tlb_gather_mmu: inc_tlb_flush_pending",
         );
+        self.range_start(p, start, start + len);
         self.push_then(
             Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
             "zap_pte_range: pte_offset_map_lock",
@@ -651,6 +732,7 @@ impl Planner<'_> {
                 "mmu_notifier_invalidate_range_end: invalidate_range",
             );
         }
+        self.range_end(p);
         let mut tables = Vec::new();
         if unmap && free_levels > 0 {
             // free_pgtables, innermost first: clear the entry linking each
@@ -792,12 +874,14 @@ impl Planner<'_> {
         }
         self.sync(SyncOp::Unlock(ptl), "pte_unmap_unlock");
         if upgrade && k.version.upgrade_notifies() {
+            self.range_start(p, page, page + PAGE_SIZE);
             self.secondary(
                 p,
                 page,
                 page + PAGE_SIZE,
                 "mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
             );
+            self.range_end(p);
         }
         self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
     }
@@ -832,6 +916,7 @@ impl Planner<'_> {
             }),
             "wp_page_copy: __wp_page_copy_user",
         );
+        self.range_start(p, page, page + PAGE_SIZE);
         self.push_then(
             Op::Sync(SyncOp::Lock(ptl)),
             "wp_page_copy: pte_offset_map_lock",
@@ -839,6 +924,7 @@ impl Planner<'_> {
         );
         if regs[3] & 2 != 0 {
             self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+            self.range_end(p);
             self.push(
                 Op::Free { frame: Pfn(new) },
                 "wp_page_copy: folio_put (the PTE changed)",
@@ -873,6 +959,7 @@ impl Planner<'_> {
             "wp_page_copy: set_pte_at_notify",
         );
         self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+        self.range_end(p);
     }
 
     /// `dup_mmap` (v6.5, v6.6) of process `p` into `child`.
@@ -897,6 +984,7 @@ impl Planner<'_> {
             // mmu_notifier_invalidate_range_start(MMU_NOTIFY_PROTECTION_PAGE),
             // which reaches no SVA subscription, then copy_pte_range with
             // the source page-table lock held.
+            self.range_start(p, vma.start, vma.end);
             self.push_then(
                 Op::Sync(SyncOp::Lock(ptl)),
                 "copy_pte_range: spin_lock(src_ptl)",
@@ -935,6 +1023,7 @@ impl Planner<'_> {
                     "copy_page_range: mmu_notifier_invalidate_range_end: invalidate_range",
                 );
             }
+            self.range_end(p);
         }
         self.arch(
             p,
@@ -942,5 +1031,137 @@ impl Planner<'_> {
             "dup_mmap: flush_tlb_mm(oldmm)",
         );
         self.sync(SyncOp::Unlock(mmap), "dup_mmap: mmap_write_unlock(oldmm)");
+    }
+
+    /// `mmu_notifier_invalidate_range_start(p, start, end)` as each mirror
+    /// of `p` answers it: under its driver lock, open the sequence count
+    /// (`mmu_interval_set_seq`; KVM's `mmu_invalidate_begin`), zap the
+    /// shadow PTEs of the range, and invalidate the SMMU's TLB for them
+    /// (leaf `CMD_TLBI_NH_VA`s by the mirror's ASID, `CMD_SYNC`) before
+    /// returning (SMMUv3 4.4.2.4, 4.7.3). SVA subscriptions have no
+    /// `invalidate_range_start`.
+    fn range_start(&mut self, p: usize, start: u64, end: u64) {
+        let k = self.k;
+        for (m, mp, mi) in k.mirrors_of(p) {
+            let lock = k.mirror_lock(m);
+            self.sync(SyncOp::Lock(lock), "invalidate_range_start: mirror lock");
+            self.sync(
+                SyncOp::SeqWriteBegin(m as SyncId),
+                "invalidate_range_start: mmu_interval_set_seq",
+            );
+            let mut zapped = false;
+            let mut va = start;
+            while va < end {
+                if let Some(at) = mi.pte(va) {
+                    self.push(
+                        Op::Store {
+                            pa: Pa(at),
+                            value: 0,
+                        },
+                        "invalidate_range_start: zap the shadow PTE",
+                    );
+                    zapped = true;
+                }
+                va += PAGE_SIZE;
+            }
+            if zapped {
+                self.smmu_ops(
+                    sva::tlb_inv_range_asid(k.smmu, mp.asid, start, end - start, true),
+                    "invalidate_range_start: invalidate the shadow TLB",
+                );
+            }
+            self.sync(
+                SyncOp::Unlock(lock),
+                "invalidate_range_start: mirror unlock",
+            );
+        }
+    }
+
+    /// `mmu_notifier_invalidate_range_end(p)` as each mirror of `p`
+    /// answers it: the sequence count closes, and faults may fill the
+    /// shadow table again.
+    fn range_end(&mut self, p: usize) {
+        let k = self.k;
+        for (m, _, _) in k.mirrors_of(p) {
+            self.sync(
+                SyncOp::SeqWriteEnd(m as SyncId),
+                "invalidate_range_end: mirror",
+            );
+        }
+    }
+
+    /// The SMMU commands of a driver, after the `dma_wmb` that orders the
+    /// table stores before them.
+    fn smmu_ops(&mut self, ops: Vec<SmmuOp>, func: &'static str) {
+        if ops.is_empty() {
+            return;
+        }
+        self.push(
+            Op::Dsb { kind: Dsb::Ishst },
+            "arm_smmu_cmdq_issue_cmdlist: dma_wmb",
+        );
+        for o in ops {
+            let op = match o {
+                SmmuOp::Cmd(c) => Op::SmmuCmd {
+                    text: c.to_string(),
+                    words: c.encode(),
+                },
+                SmmuOp::Sync => Op::SmmuSync {
+                    words: sva::cmd_sync().encode(),
+                },
+            };
+            self.push(op, func);
+        }
+    }
+
+    /// The fault path of mirror `m` at `va` ([`KOp::MirrorFault`]).
+    fn mirror_fault(&mut self, m: usize, va: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let mp = &k.processes[m];
+        let Some(mi) = &mp.mirror else { return };
+        let seq = m as SyncId;
+        let lock = k.mirror_lock(m);
+        let mmap = Kernel::mmap_lock(mi.of);
+        self.push_then(
+            Op::Sync(SyncOp::SeqReadBegin(seq)),
+            "mmu_interval_read_begin",
+            After::Save,
+        );
+        self.push_then(
+            Op::Sync(SyncOp::ReadLock(mmap)),
+            "hmm_range_fault: mmap_read_lock",
+            After::Snapshot,
+        );
+        self.sync(
+            SyncOp::ReadUnlock(mmap),
+            "hmm_range_fault: mmap_read_unlock",
+        );
+        self.sync(SyncOp::Lock(lock), "mirror lock");
+        if mi.retry {
+            self.push_then(
+                Op::Sync(SyncOp::SeqRead(seq)),
+                "mmu_interval_read_retry",
+                After::SeqChanged,
+            );
+            if regs[3] & 1 != 0 {
+                self.push_then(
+                    Op::Sync(SyncOp::Unlock(lock)),
+                    "mmu_interval_read_retry: the count moved, fault again",
+                    After::Restart,
+                );
+                return;
+            }
+        }
+        let pte = regs[2];
+        if let (true, Some(at)) = (pte & bits::VALID != 0, mi.pte(va)) {
+            self.push(
+                Op::Store {
+                    pa: Pa(at),
+                    value: pte,
+                },
+                "install the shadow PTE",
+            );
+        }
+        self.sync(SyncOp::Unlock(lock), "mirror unlock");
     }
 }

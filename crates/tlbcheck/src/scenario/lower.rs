@@ -140,7 +140,15 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         max_states: sc.bounds.states.unwrap_or(defaults.max_states),
         ..defaults
     };
-    let mut machine = Machine::new(mem, sc.machine.cpus, contexts.clone());
+    // A mirror's shadow table is walked by its device alone: the CPUs do
+    // not run it.
+    let cpu_contexts: Vec<Context> = contexts
+        .iter()
+        .zip(&context_names)
+        .filter(|(_, n)| !procs.iter().any(|p| &p.name == *n && p.mirror.is_some()))
+        .map(|(c, _)| *c)
+        .collect();
+    let mut machine = Machine::new(mem, sc.machine.cpus, cpu_contexts);
     if let Some(p) = smmu {
         let smmu = Smmu::new(p.opts, p.strtab, p.cmdq, p.evtq, p.devices, &machine.mem);
         machine.attach_smmu(smmu);
@@ -159,6 +167,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     if let Some(k) = &kernel {
         b.locks(k.locks());
         b.counters(k.counters());
+        b.seqcounts(k.seqcounts());
     }
     l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
     let model = b
@@ -769,6 +778,7 @@ impl Lower<'_> {
                 ctx: 0,
                 vmas: Vec::new(),
                 bonds: Vec::new(),
+                mirror: None,
             });
         }
         let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
@@ -823,6 +833,7 @@ impl Lower<'_> {
                 .map_err(oom(pg.span))?;
         }
         self.fork_children(mem, &mut out)?;
+        self.mirrors(mem, &mut out)?;
         Ok(out)
     }
 
@@ -881,6 +892,54 @@ impl Lower<'_> {
                 out[c].vmas = vmas;
                 children.push(c);
             }
+        }
+        Ok(())
+    }
+
+    /// Each `mirror M P`: its shadow tables down to level 3, made at
+    /// set-up for every 2 MiB region of P's VMAs, all entries invalid.
+    fn mirrors(&self, mem: &mut PhysMem, out: &mut [Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for (m, d) in self.sc.processes.iter().enumerate() {
+            let Some(of) = &d.mirror_of else { continue };
+            let p = proc_index(&names, of)?;
+            if out[p].mirror.is_some() || p == m {
+                return Err(Located::new(of.span, "a mirror mirrors a process"));
+            }
+            if self.sc.smmu.is_none() {
+                return Err(Located::new(d.span, "a mirror's TLB is the SMMU's")
+                    .with_help("add an `smmu` statement"));
+            }
+            let owns = |name: &str| {
+                self.sc.vmas.iter().any(|v| v.process.value == name)
+                    || self.sc.pages.iter().any(|g| g.process.value == name)
+            };
+            if owns(&d.name.value) {
+                return Err(Located::new(
+                    d.name.span,
+                    "a mirror has no VMAs or pages of its own",
+                ));
+            }
+            let mut l3 = Vec::new();
+            for v in out[p].vmas.clone() {
+                let mut region = v.start & !(mm::L3_SPAN - 1);
+                while region < v.end {
+                    if !l3.iter().any(|&(r, _)| r == region) {
+                        let t = mm::prepare_tables(mem, out[m].root, out[m].space, region)
+                            .map_err(|e| {
+                                Located::new(d.span, format!("cannot set up: {e}"))
+                                    .with_help("enlarge the pool with `pool base=PA frames=N`")
+                            })?;
+                        l3.push((region, t));
+                    }
+                    region += mm::L3_SPAN;
+                }
+            }
+            out[m].mirror = Some(mm::Mirror {
+                of: p,
+                retry: d.retry,
+                l3,
+            });
         }
         Ok(())
     }
@@ -950,6 +1009,16 @@ impl Lower<'_> {
         }
         Ok(match ks.kind {
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
+            KernelStepKind::MirrorFault => {
+                if k.processes[p].mirror.is_none() {
+                    return Err(Located::new(
+                        ks.process.span,
+                        format!("`{}` is not a mirror", ks.process.value),
+                    )
+                    .with_help("declare it with `mirror NAME PROCESS asid=N`"));
+                }
+                KOp::MirrorFault { m: p, va: addr }
+            }
             KernelStepKind::Fork => {
                 let child = ks.child.as_ref().expect("fork has a child");
                 KOp::Fork {

@@ -340,6 +340,7 @@ impl Parser {
                     self.end_of_line()?;
                 }
                 "process" if self.peek2().tok != Tok::Punct('[') => processes.push(self.process()?),
+                "mirror" if self.peek2().tok != Tok::Punct('[') => processes.push(self.mirror()?),
                 "vma" if self.peek2().tok != Tok::Punct('[') => {
                     let span = self.bump().span;
                     let process = self.word("a process name")?;
@@ -460,7 +461,48 @@ impl Parser {
             Located::new(span, "a process needs asid=N").with_help("e.g. `process p1 asid=1`")
         })?;
         self.end_of_line()?;
-        Ok(ProcessDecl { name, asid, span })
+        Ok(ProcessDecl {
+            name,
+            asid,
+            mirror_of: None,
+            retry: true,
+            span,
+        })
+    }
+
+    /// `mirror NAME PROCESS asid=N [no-retry]`.
+    fn mirror(&mut self) -> R<ProcessDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the mirror's name")?;
+        let of = self.word("the process it mirrors")?;
+        let mut asid = None;
+        let mut retry = true;
+        let mut span = kw.to(of.span);
+        for a in self.args()? {
+            span = span.to(a.span);
+            match a.key.value.as_str() {
+                "asid" => asid = Some(narrow(one(&a, "an ASID")?, "asid", 0xffff)?),
+                "no-retry" if a.values.is_empty() => retry = false,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown mirror setting `{}`", a.key.value),
+                    )
+                    .with_help("expected asid=N or no-retry"))
+                }
+            }
+        }
+        let asid = asid.ok_or_else(|| {
+            Located::new(span, "a mirror needs asid=N").with_help("e.g. `mirror m1 p1 asid=5`")
+        })?;
+        self.end_of_line()?;
+        Ok(ProcessDecl {
+            name,
+            asid,
+            mirror_of: Some(of),
+            retry,
+            span,
+        })
     }
 
     fn machine(&mut self) -> R<MachineDecl> {
@@ -1081,6 +1123,18 @@ impl Parser {
                             child: None,
                         })
                     }
+                    "mirror-fault" => {
+                        self.bump();
+                        let process = self.word("a mirror's name")?;
+                        let addr = self.number("an address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::MirrorFault,
+                            process,
+                            addr,
+                            len: None,
+                            child: None,
+                        })
+                    }
                     "fork" => {
                         self.bump();
                         let process = self.word("a process name")?;
@@ -1104,7 +1158,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault)",
                         &first,
                     )),
                 }
