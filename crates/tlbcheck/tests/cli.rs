@@ -1073,3 +1073,49 @@ fn the_mirror_retry_shows_in_the_stream() {
     let free = v.iter().position(|t| t == "FREE 0x109000").unwrap();
     assert!(install < zap && zap < tlbi && tlbi < free, "{v:?}");
 }
+
+#[test]
+fn mremap_needs_a_declared_destination() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mremap p1 0x0 0x1000 0x5000");
+    let f = scratch("mremap-nowhere.tlb", &src);
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the new range lies inside one declared VMA"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn mremap_on_6_6_tells_the_smmu_before_dropping_the_lock() {
+    let o = tlbcheck(&[
+        "trace",
+        "examples/seed001/02-mremap-reclaim-fixed.tlb",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ops: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["thread"] == "mv")
+        .map(|l| {
+            let o = l["origin"].as_str().unwrap_or("");
+            (
+                o.rsplit(": ").next().unwrap().to_string(),
+                l["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let asid = ops
+        .iter()
+        .position(|(_, t)| t.starts_with("CMD_TLBI_NH_ASID 0x0001000000000011"))
+        .unwrap_or_else(|| panic!("{ops:?}"));
+    let unlock = ops
+        .iter()
+        .position(|(f, _)| f == "pte_unmap_unlock")
+        .unwrap();
+    assert!(asid < unlock, "{ops:?}");
+}

@@ -201,6 +201,41 @@ pub fn tables(mem: &PhysMem, root: u64, va: u64) -> [Option<u64>; 4] {
     out
 }
 
+/// Reads `pages` PTEs from `src` = (root, first address) for a copy or a
+/// move to `dst` = (root, first address), page `j` into slot `first + j`:
+/// its frame in registers 1 and 2 (16 bits a slot), whether it is present
+/// (bit i of register 3) and writable (bit 8 + i); and the source and
+/// destination level-3 tables (bits 32..48 and 16..32 of register 3,
+/// frame numbers). Each range lies in one 2 MiB region, and a present PTE
+/// is [`user_pte`] of its frame.
+fn copy_snapshot(
+    mem: &PhysMem,
+    src: (u64, u64),
+    dst: (u64, u64),
+    pages: u64,
+    first: usize,
+    regs: &mut [u64; 4],
+) {
+    let src_l3 = tables(mem, src.0, src.1)[3];
+    let dst_l3 = tables(mem, dst.0, dst.1)[3];
+    regs[3] &= !(0xffff_ffff << 16);
+    regs[3] |= (src_l3.unwrap_or(0) >> 12) << 32 | (dst_l3.unwrap_or(0) >> 12) << 16;
+    for j in 0..pages {
+        let i = first + j as usize;
+        regs[1 + i / 4] &= !(0xffff << (16 * (i % 4)));
+        regs[3] &= !(1 << i | 1 << (8 + i));
+        let Some(l3) = src_l3 else { continue };
+        let pte = mem.read(Pa(l3 + 8 * index(src.1 + j * PAGE_SIZE, 3)));
+        if pte & bits::VALID != 0 {
+            regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+            regs[3] |= 1 << i;
+            if pte & bits::AP_RO == 0 {
+                regs[3] |= 1 << (8 + i);
+            }
+        }
+    }
+}
+
 /// Allocates the level-0 table of a new process whose frames are tagged
 /// `space`.
 pub fn new_root(mem: &mut PhysMem, space: u16) -> Result<u64, MemError> {
@@ -294,6 +329,39 @@ pub enum KOp {
         /// The child's process index.
         child: usize,
     },
+    /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`:
+    /// `move_page_tables` under mmap_lock held for write, between
+    /// `invalidate_range_start` and `_end` of the old range; `move_ptes`
+    /// with the page-table lock held clears each old PTE, sets it at the
+    /// new address and flushes the old range with `flush_tlb_range`. The
+    /// destination lies in a declared VMA (VMAs are fixed for the run, so
+    /// the old VMA's unmapping, which finds nothing left to zap, is not
+    /// run); each range lies in one 2 MiB region, at most [`MAX_PAGES`]
+    /// pages.
+    Mremap {
+        /// Process index.
+        p: usize,
+        /// Old address.
+        old: u64,
+        /// Length in bytes.
+        len: u64,
+        /// New address.
+        new: u64,
+    },
+    /// Reclaim of the page mapped at `va` when the operation starts
+    /// (`shrink_folio_list` -> `try_to_unmap`): an rmap walk that holds no
+    /// mmap_lock visits the process's VMAs in order and, in the first
+    /// where the page is mapped, clears the PTE under the page-table lock
+    /// (`try_to_unmap_one`: `ptep_clear_flush`, and in v6.5 the
+    /// secondaries' `invalidate_range` for the page), between
+    /// `invalidate_range_start` and `_end` of that VMA; an unmapped page is
+    /// freed. The page is mapped once.
+    Reclaim {
+        /// Process index.
+        p: usize,
+        /// The page's address.
+        va: u64,
+    },
     /// The fault path of mirror `m` for `va` (`hmm_range_fault` between
     /// `mmu_interval_read_begin` and `mmu_interval_read_retry`, KVM's
     /// `mmu_invalidate_seq` read and `mmu_invalidate_retry`): read the
@@ -329,7 +397,9 @@ impl KOp {
             | KOp::Munmap { p, .. }
             | KOp::WriteFault { p, .. }
             | KOp::Fork { p, .. }
-            | KOp::MirrorFault { m: p, .. } => p,
+            | KOp::MirrorFault { m: p, .. }
+            | KOp::Mremap { p, .. }
+            | KOp::Reclaim { p, .. } => p,
         }
     }
 }
@@ -344,6 +414,10 @@ impl fmt::Display for KOp {
             KOp::WriteFault { va, .. } => write!(f, "write fault at {va:#x}"),
             KOp::Fork { .. } => f.write_str("fork"),
             KOp::MirrorFault { va, .. } => write!(f, "mirror fault at {va:#x}"),
+            KOp::Mremap { old, len, new, .. } => {
+                write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
+            }
+            KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
         }
     }
 }
@@ -368,6 +442,8 @@ enum After {
     Save,
     /// Read the PTEs of the parent's VMA number `n` for `fork`.
     ForkVma(usize),
+    /// The rmap walk reads VMA number `n`.
+    RmapVma(usize),
     /// The write fault re-took the page-table lock: note in register 3
     /// whether the PTE changed since it was read (`pte_same`).
     Recheck,
@@ -411,15 +487,14 @@ impl KernelThread {
             KOp::WriteFault { p, va } => pl.write_fault(p, va, regs),
             KOp::Fork { p, .. } => pl.fork(p, regs),
             KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
+            KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
+            KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
         }
         pl.out
     }
 
     /// `copy_pte_range` reads VMA `n` of the parent under the page-table
-    /// lock: each page's frame (registers 1 and 2, 16 bits a page, pages
-    /// numbered across the VMAs in order) and whether it is present (bit
-    /// i of register 3) and writable (bit 8 + i); the parent's and the
-    /// child's level-3 tables (bits 32..48 and 16..32, frame numbers).
+    /// lock (see [`copy_snapshot`]).
     fn fork_snapshot(&self, p: usize, child: usize, n: usize, m: &Machine, regs: &mut [u64; 4]) {
         let k = &self.kernel;
         let (parent, ch) = (&k.processes[p], &k.processes[child]);
@@ -428,24 +503,37 @@ impl KernelThread {
             .iter()
             .map(|v| (v.end - v.start) / PAGE_SIZE)
             .sum();
-        let mem = &m.mem;
-        let src = tables(mem, parent.root, vma.start)[3];
-        let dst = tables(mem, ch.root, vma.start)[3];
-        regs[3] &= !(0xffff_ffff << 16);
-        regs[3] |= (src.unwrap_or(0) >> 12) << 32 | (dst.unwrap_or(0) >> 12) << 16;
-        for j in 0..(vma.end - vma.start) / PAGE_SIZE {
-            let i = (first + j) as usize;
-            regs[1 + i / 4] &= !(0xffff << (16 * (i % 4)));
-            regs[3] &= !(1 << i | 1 << (8 + i));
-            let Some(l3) = src else { continue };
-            let pte = mem.read(Pa(l3 + 8 * index(vma.start + j * PAGE_SIZE, 3)));
-            if pte & bits::VALID != 0 {
-                regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
-                regs[3] |= 1 << i;
-                if pte & bits::AP_RO == 0 {
-                    regs[3] |= 1 << (8 + i);
+        let src = (parent.root, vma.start);
+        let dst = (ch.root, vma.start);
+        let pages = (vma.end - vma.start) / PAGE_SIZE;
+        copy_snapshot(&m.mem, src, dst, pages, first as usize, regs);
+    }
+
+    /// The reclaim's rmap walk reaches VMA `n` of process `p` with the
+    /// page-table lock held: if the page (register 0, frame + 1) is mapped
+    /// there and was not found before, note the PTE's address (register
+    /// 1), its value (register 2) and the VMA (bits 8..16 of register 3,
+    /// index + 1).
+    fn rmap_snapshot(&self, p: usize, n: usize, m: &Machine, regs: &mut [u64; 4]) {
+        if regs[0] == 0 || (regs[3] >> 8) & 0xff != 0 {
+            return;
+        }
+        let frame = (regs[0] - 1) << 12;
+        let proc_ = &self.kernel.processes[p];
+        let vma = proc_.vmas[n];
+        let mut va = vma.start;
+        while va < vma.end {
+            if let Some(l3) = tables(&m.mem, proc_.root, va)[3] {
+                let at = l3 + 8 * index(va, 3);
+                let pte = m.mem.read(Pa(at));
+                if pte & bits::VALID != 0 && pte & bits::ADDR_MASK == frame {
+                    regs[1] = at;
+                    regs[2] = pte;
+                    regs[3] |= ((n + 1) as u64) << 8;
+                    return;
                 }
             }
+            va += PAGE_SIZE;
         }
     }
 
@@ -515,6 +603,20 @@ impl KernelThread {
                 }
             }
             KOp::Fork { .. } => {}
+            KOp::Mremap { old, len, new, .. } => {
+                let src = (proc_.root, old);
+                let dst = (proc_.root, new);
+                copy_snapshot(mem, src, dst, len / PAGE_SIZE, 0, regs);
+            }
+            KOp::Reclaim { va, .. } => {
+                // folio_isolate_lru: the page reclaim picked.
+                if let Some(l3) = tables(mem, proc_.root, va)[3] {
+                    let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                    if pte & bits::VALID != 0 {
+                        regs[0] = ((pte & bits::ADDR_MASK) >> 12) + 1;
+                    }
+                }
+            }
             KOp::MirrorFault { va, .. } => {
                 // hmm_range_fault reads the mirrored process's PTE.
                 let of = proc_.mirror.as_ref().map_or(0, |mi| mi.of);
@@ -569,6 +671,11 @@ impl Program for KernelThread {
                     After::ForkVma(n) => {
                         if let KOp::Fork { p, child } = *k {
                             self.fork_snapshot(p, child, n, m, &mut st.regs);
+                        }
+                    }
+                    After::RmapVma(n) => {
+                        if let KOp::Reclaim { p, .. } = *k {
+                            self.rmap_snapshot(p, n, m, &mut st.regs);
                         }
                     }
                     After::Recheck => {
@@ -1163,5 +1270,152 @@ impl Planner<'_> {
             );
         }
         self.sync(SyncOp::Unlock(lock), "mirror unlock");
+    }
+
+    /// `move_page_tables` / `move_ptes` (v6.5, v6.6) for
+    /// [`KOp::Mremap`].
+    fn mremap(&mut self, p: usize, old: u64, len: u64, new: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(SyncOp::Lock(mmap), "mmap_write_lock_killable");
+        self.range_start(p, old, old + len);
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "move_ptes: pte_offset_map_lock (old and new)",
+            After::Snapshot,
+        );
+        let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
+        let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
+        let mut moved = false;
+        for i in 0..(len / PAGE_SIZE) as usize {
+            if regs[3] >> i & 1 == 0 {
+                continue;
+            }
+            let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            let writable = regs[3] >> (8 + i) & 1 != 0;
+            let (from, to) = (old + i as u64 * PAGE_SIZE, new + i as u64 * PAGE_SIZE);
+            self.push(
+                Op::Store {
+                    pa: Pa(src_l3 + 8 * index(from, 3)),
+                    value: 0,
+                },
+                "move_ptes: ptep_get_and_clear",
+            );
+            self.push(
+                Op::Store {
+                    pa: Pa(dst_l3 + 8 * index(to, 3)),
+                    value: user_pte(frame << 12, writable),
+                },
+                "move_ptes: set_pte_at",
+            );
+            moved = true;
+        }
+        if moved {
+            // force_flush: flush_tlb_range(vma, old_end - len, old_end),
+            // non-leaf, no level hint; v6.6 tells the secondaries inside.
+            self.arch(
+                p,
+                arm64::flush_tlb_range(
+                    v.arm64(),
+                    k.cpu,
+                    proc_.asid,
+                    old,
+                    old + len,
+                    PAGE_SIZE,
+                    false,
+                    None,
+                ),
+                "move_ptes: flush_tlb_range",
+            );
+        }
+        self.sync(SyncOp::Unlock(ptl), "move_ptes: pte_unmap_unlock");
+        if v.range_end_notifies() {
+            self.secondary(
+                p,
+                old,
+                old + len,
+                "move_page_tables: mmu_notifier_invalidate_range_end: invalidate_range",
+            );
+        }
+        self.range_end(p);
+        self.sync(SyncOp::Unlock(mmap), "mmap_write_unlock");
+    }
+
+    /// `shrink_folio_list` -> `try_to_unmap` (v6.5, v6.6) for
+    /// [`KOp::Reclaim`].
+    fn reclaim(&mut self, p: usize, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let ptl = Kernel::ptl(p);
+        // The page's identity is read once (folio_isolate_lru); the lock
+        // pair only places the read.
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "shrink_folio_list: folio_isolate_lru",
+            After::Snapshot,
+        );
+        self.sync(SyncOp::Unlock(ptl), "shrink_folio_list: folio_isolate_lru");
+        if regs[0] == 0 {
+            return;
+        }
+        let frame = regs[0] - 1;
+        let found = ((regs[3] >> 8) & 0xff) as usize;
+        for (n, vma) in proc_.vmas.iter().enumerate() {
+            if found != 0 && n + 1 > found {
+                // The page is unmapped: the walk's `done` (folio_not_mapped)
+                // ends it.
+                break;
+            }
+            // try_to_unmap_one's invalidate_range_start covers the page's
+            // address in the VMA; the model keeps no page offsets and
+            // gives the mirrors the whole VMA.
+            self.range_start(p, vma.start, vma.end);
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "try_to_unmap_one: page_vma_mapped_walk",
+                After::RmapVma(n),
+            );
+            if found == n + 1 {
+                let at = regs[1];
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: 0,
+                    },
+                    "try_to_unmap_one: ptep_clear_flush",
+                );
+                // The PTE's index in its level-3 table gives the address
+                // within the VMA's 2 MiB region.
+                let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
+                self.arch(
+                    p,
+                    arm64::flush_tlb_page(v.arm64(), proc_.asid, page),
+                    "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                );
+                if v.range_end_notifies() {
+                    self.secondary(
+                        p,
+                        page,
+                        page + PAGE_SIZE,
+                        "try_to_unmap_one: mmu_notifier_invalidate_range",
+                    );
+                }
+            }
+            self.sync(
+                SyncOp::Unlock(ptl),
+                "try_to_unmap_one: page_vma_mapped_walk_done",
+            );
+            self.range_end(p);
+        }
+        if found != 0 {
+            self.push(
+                Op::Free { frame: Pfn(frame) },
+                "shrink_folio_list: free_unref_page_list",
+            );
+        }
     }
 }

@@ -628,6 +628,10 @@ pub enum KernelStepKind {
     Fork,
     /// `mirror-fault M ADDR`.
     MirrorFault,
+    /// `mremap P OLD LEN NEW`.
+    Mremap,
+    /// `reclaim P ADDR`.
+    Reclaim,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -643,6 +647,8 @@ pub struct KernelStep {
     pub len: Option<Spanned<u64>>,
     /// The child process, for `fork`.
     pub child: Option<Spanned<String>>,
+    /// The new address, for `mremap`.
+    pub to: Option<Spanned<u64>>,
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

@@ -834,6 +834,7 @@ impl Lower<'_> {
         }
         self.fork_children(mem, &mut out)?;
         self.mirrors(mem, &mut out)?;
+        self.mremap_targets(mem, &out)?;
         Ok(out)
     }
 
@@ -891,6 +892,31 @@ impl Lower<'_> {
                 })?;
                 out[c].vmas = vmas;
                 children.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each `mremap P OLD LEN NEW`: the tables down to level 3 at NEW,
+    /// made at set-up (`move_page_tables` allocates them before it moves
+    /// anything, and nobody walks an empty table to any effect).
+    fn mremap_targets(&self, mem: &mut PhysMem, out: &[Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for t in &self.sc.threads {
+            for s in &t.steps {
+                let Step::Kernel(ks) = &s.value else { continue };
+                let Some(to) = &ks.to else { continue };
+                let p = proc_index(&names, &ks.process)?;
+                if to.value % 4096 != 0 || to.value >= 1 << 48 {
+                    return Err(Located::new(
+                        to.span,
+                        "the new address is a page of the 48-bit user space",
+                    ));
+                }
+                mm::prepare_tables(mem, out[p].root, out[p].space, to.value).map_err(|e| {
+                    Located::new(s.span, format!("cannot set up: {e}"))
+                        .with_help("enlarge the pool with `pool base=PA frames=N`")
+                })?;
             }
         }
         Ok(())
@@ -1009,6 +1035,7 @@ impl Lower<'_> {
         }
         Ok(match ks.kind {
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
+            KernelStepKind::Reclaim => KOp::Reclaim { p, va: addr },
             KernelStepKind::MirrorFault => {
                 if k.processes[p].mirror.is_none() {
                     return Err(Located::new(
@@ -1042,6 +1069,26 @@ impl Lower<'_> {
                             mm::MAX_PAGES
                         ),
                     ));
+                }
+                if let Some(to) = &ks.to {
+                    let new = to.value;
+                    let inside = k.processes[p].vma(new).is_some_and(|v| new + l <= v.end);
+                    if new / mm::L3_SPAN != (new + l - 1) / mm::L3_SPAN || !inside {
+                        return Err(Located::new(
+                            to.span,
+                            "the new range lies inside one declared VMA and one 2 MiB region",
+                        )
+                        .with_help("declare the destination: `vma P NEW LEN rw`"));
+                    }
+                    if new < addr + l && addr < new + l {
+                        return Err(Located::new(to.span, "the new range overlaps the old one"));
+                    }
+                    return Ok(KOp::Mremap {
+                        p,
+                        old: addr,
+                        len: l,
+                        new,
+                    });
                 }
                 if kind == KernelStepKind::Munmap {
                     KOp::Munmap {

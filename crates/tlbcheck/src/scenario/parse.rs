@@ -20,7 +20,6 @@ use tlbcheck_hw::vmsa::desc::bits;
 pub const RESERVED_STEPS: &[&str] = &[
     "mmap",
     "mprotect",
-    "mremap",
     "cow",
     "touch",
     "migrate",
@@ -1121,6 +1120,35 @@ impl Parser {
                             addr,
                             len,
                             child: None,
+                            to: None,
+                        })
+                    }
+                    "mremap" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the old address")?;
+                        let len = self.number("a length in bytes")?;
+                        let to = self.number("the new address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Mremap,
+                            process,
+                            addr,
+                            len: Some(len),
+                            child: None,
+                            to: Some(to),
+                        })
+                    }
+                    "reclaim" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the page's address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Reclaim,
+                            process,
+                            addr,
+                            len: None,
+                            child: None,
+                            to: None,
                         })
                     }
                     "mirror-fault" => {
@@ -1133,6 +1161,7 @@ impl Parser {
                             addr,
                             len: None,
                             child: None,
+                            to: None,
                         })
                     }
                     "fork" => {
@@ -1148,6 +1177,7 @@ impl Parser {
                             process,
                             len: None,
                             child: Some(child),
+                            to: None,
                         })
                     }
                     r if RESERVED_STEPS.contains(&r) => {
@@ -1158,7 +1188,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, reclaim)",
                         &first,
                     )),
                 }
