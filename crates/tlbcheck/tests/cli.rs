@@ -1119,3 +1119,29 @@ fn mremap_on_6_6_tells_the_smmu_before_dropping_the_lock() {
         .unwrap();
     assert!(asid < unlock, "{ops:?}");
 }
+
+#[test]
+fn a_mirror_fault_that_raced_an_invalidation_starts_again() {
+    // drv reads the PTE, then the MADV_DONTNEED opens the mirror's count
+    // and zaps; drv's mmu_interval_read_retry sees the count moved, waits
+    // for invalidate_range_end, reads the cleared PTE and installs nothing.
+    let mut schedule = vec!["drv"; 3];
+    schedule.extend(["madv"; 9]);
+    let schedule = schedule.join(",");
+    let o = tlbcheck(&[
+        "trace",
+        "examples/mirror/01-seq-retry-fixed.tlb",
+        "--schedule",
+        &schedule,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let retry = out
+        .find("mmu_interval_read_retry: the count moved, fault again")
+        .unwrap_or_else(|| panic!("{out}"));
+    let end = out.find("invalidate_range_end: mirror").unwrap();
+    let second_begin = out[end..].find("mmu_interval_read_begin").unwrap();
+    assert!(retry < end && second_begin > 0, "{out}");
+    assert!(!out.contains("install the shadow PTE"), "{out}");
+    assert!(!out.contains("violation"), "{out}");
+}
