@@ -1145,3 +1145,39 @@ fn a_mirror_fault_that_raced_an_invalidation_starts_again() {
     assert!(!out.contains("install the shadow PTE"), "{out}");
     assert!(!out.contains("violation"), "{out}");
 }
+
+#[test]
+fn fork_cow_with_sva_on_every_version() {
+    // (kernel, SMMU features, verdict): only BTM with ATS separates the
+    // versions; popple-2023-05 changes nothing on this path.
+    let cases = [
+        ("linux-6.5", "btm ats", "violation stale-write"),
+        ("popple-2023-05", "btm ats", "violation stale-write"),
+        ("linux-6.6", "btm ats", "ok"),
+        ("linux-6.5", "ats", "ok"),
+        ("popple-2023-05", "ats", "ok"),
+        ("linux-6.6", "ats", "ok"),
+        ("linux-6.5", "btm", "ok"),
+        ("linux-6.6", "btm", "ok"),
+    ];
+    let base =
+        std::fs::read_to_string(repo().join("examples/fork/01-cow-btm-ats-linux-6.5.tlb")).unwrap();
+    for (i, (kernel, smmu, expect)) in cases.iter().enumerate() {
+        let mut src = base
+            .replace("kernel linux-6.5", &format!("kernel {kernel}"))
+            .replace("smmu btm ats", &format!("smmu {smmu}"))
+            .replace("expect violation stale-write", &format!("expect {expect}"));
+        if !smmu.contains("ats") {
+            src = src.replace(" eats=1", "").replace("sid=3 ats", "sid=3");
+        }
+        let f = scratch(&format!("fork-{i}.tlb"), &src);
+        let o = tlbcheck(&["check", f.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{kernel} smmu {smmu}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
