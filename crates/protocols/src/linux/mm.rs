@@ -22,6 +22,14 @@
 //! coincide); munmap's `mmap_write_downgrade` is an unlock followed by a
 //! read lock, which lets a writer in between, a superset of Linux's
 //! interleavings.
+//!
+//! Page tables a kernel operation would allocate before anyone can walk
+//! them to any effect (a fork child's, an mremap destination's, a
+//! mirror's shadow tables) are made at set-up. fork and mremap ranges lie
+//! in one 2 MiB region; the user PTEs they move or copy are
+//! [`user_pte`]s. Reclaim handles a page mapped once, and gives a
+//! mirror's `invalidate_range_start` the whole VMA it visits (no page
+//! offsets are kept); one thread at a time may invalidate a mirror.
 
 use super::arm64::{self, ArchOp, CpuFeatures, PAGE_SIZE};
 use super::sva::{self, SmmuFeatures, SmmuOp, SvaBond};
