@@ -295,6 +295,8 @@ impl ThreadBuilder<'_> {
         }
         self.ops.push(Op::Tlbi {
             text,
+            ins,
+            raw: ins.takes_operand().then(|| operand.encode()),
             scope: ins.scope(&operand, self.vmid),
             broadcast: ins.broadcast,
         });

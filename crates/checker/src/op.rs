@@ -11,6 +11,7 @@ use crate::sync::SyncOp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use tlbcheck_hw::addr::{Pa, Va};
+use tlbcheck_hw::cpu::tlbi::Tlbi;
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
 use tlbcheck_hw::smmu::cmd::Command;
@@ -64,6 +65,10 @@ pub enum Op {
     Tlbi {
         /// Mnemonic and operand as written, for traces.
         text: String,
+        /// The instruction.
+        ins: Tlbi,
+        /// Its 64-bit operand `Xt` (`None` for the forms without one).
+        raw: Option<u64>,
         /// What it removes.
         scope: InvalScope,
         /// IS form.
@@ -163,6 +168,33 @@ impl fmt::Display for Op {
             }
             Op::AwaitFault { dev } => write!(f, "await a fault of device {dev}"),
             Op::DeviceResume { dev, .. } => write!(f, "resume device {dev} (retry)"),
+        }
+    }
+}
+
+impl Op {
+    /// The op as the instruction stream shows it, operands bit-exact in
+    /// hex: `TLBI VALE1IS 0x0001000000000000`, `DSB ISH`,
+    /// `CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000`,
+    /// `STR [0x107000] = 0x0`, `FREE 0x108000`. Operations that are not
+    /// instructions (locks, expectations, device transactions) read as
+    /// their [`Display`](fmt::Display).
+    pub fn instruction(&self) -> String {
+        let hex = |w: u64| format!("{w:#018x}");
+        match self {
+            Op::Tlbi { ins, raw, .. } => match raw {
+                Some(x) => format!("TLBI {ins} {}", hex(*x)),
+                None => format!("TLBI {ins}"),
+            },
+            Op::Dsb { kind } => format!("DSB {}", format!("{kind:?}").to_uppercase()),
+            Op::SmmuCmd { words, .. } => {
+                let name = Command::decode(*words).map_or("CMD_?", |c| c.name());
+                format!("{name} {} {}", hex(words[0]), hex(words[1]))
+            }
+            Op::SmmuSync { words } => format!("CMD_SYNC {} {}", hex(words[0]), hex(words[1])),
+            Op::Store { pa, value } => format!("STR [{:#x}] = {value:#x}", pa.0),
+            Op::Free { frame } => format!("FREE {:#x}", frame.base().0),
+            other => other.to_string(),
         }
     }
 }

@@ -176,6 +176,7 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
                 text,
                 scope,
                 broadcast,
+                ..
             } if !matches!(holder, Holder::Atc(_)) => {
                 consider(format!("tlbi {text}"), *scope, *broadcast, false);
             }

@@ -216,6 +216,8 @@ fn dsb(kind: Dsb) -> Op {
 fn cpu_tlbi() -> Op {
     Op::Tlbi {
         text: "vae1is asid=1 va=0".into(),
+        ins: tlbcheck_hw::cpu::tlbi::Tlbi::new(tlbcheck_hw::cpu::tlbi::TlbiOp::VAE1, true),
+        raw: Some(1 << 48),
         scope: InvalScope {
             regime: Regime::El10,
             stages: StageSel::STAGE1,

@@ -219,6 +219,11 @@ impl Flusher {
                 Op::Dsb { kind: Dsb::Ish },
                 Op::Tlbi {
                     text: "VAE1IS asid=1 va=0".into(),
+                    ins: tlbcheck_hw::cpu::tlbi::Tlbi::new(
+                        tlbcheck_hw::cpu::tlbi::TlbiOp::VAE1,
+                        true,
+                    ),
+                    raw: Some(1 << 48),
                     scope,
                     broadcast: true,
                 },

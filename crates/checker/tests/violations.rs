@@ -124,6 +124,8 @@ fn fault_livelock_when_an_upgrade_skips_the_tlbi() {
 fn isolation_when_a_guest_thread_invalidates_another_vmid() {
     let vmall = |vmid| Op::Tlbi {
         text: format!("vmalls12e1is (VMID {vmid})"),
+        ins: tlbcheck_hw::cpu::tlbi::Tlbi::new(tlbcheck_hw::cpu::tlbi::TlbiOp::VMALLS12E1, true),
+        raw: None,
         scope: InvalScope {
             regime: Regime::El10,
             stages: StageSel::ALL,

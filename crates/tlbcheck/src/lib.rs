@@ -5,6 +5,7 @@
 //! - [`codec`]: TLBI operands and SMMU commands from `key=value` fields and
 //!   back, shared by scenarios and the `encode` / `decode` commands;
 //! - [`check`]: running a loaded scenario and judging its expectation;
+//! - [`stream`]: one interleaving's instruction stream (`tlbcheck trace`);
 //! - [`error`]: located errors (file, line, column) rendered by miette.
 //!
 //! The `tlbcheck` binary (src/main.rs) is a thin command line over these.
@@ -13,6 +14,7 @@ pub mod check;
 pub mod codec;
 pub mod error;
 pub mod scenario;
+pub mod stream;
 
 pub use error::ScenarioError;
 pub use scenario::{load, Loaded};

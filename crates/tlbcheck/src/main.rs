@@ -62,6 +62,25 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Run one interleaving and print the instruction stream it issued:
+    /// TLBIs and their operands, DSBs, SMMU commands and their words,
+    /// stores and frees, under the kernel operation that emitted them.
+    ///
+    /// By default each thread runs to completion in declaration order (a
+    /// thread that cannot run is skipped until it can; ready RCU callbacks
+    /// run at once). The run stops at the first violation, which is
+    /// printed after the stream; the exit code is 0 all the same.
+    Trace {
+        /// The scenario file.
+        file: PathBuf,
+        /// Thread names, comma separated, one step each; the default
+        /// order finishes the run.
+        #[arg(long, value_delimiter = ',', value_name = "T0,T1,...")]
+        schedule: Vec<String>,
+        /// A JSON array, one object per op.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-run a trace saved by `explain --json` and check that it ends in
     /// the same violation.
     Replay {
@@ -224,6 +243,11 @@ fn main() -> ExitCode {
     let code = match cli.cmd {
         Cmd::Check { paths, json, run } => cmd_check(&paths, json, &run.options()),
         Cmd::Explain { file, json, run } => cmd_explain(&file, json, &run.options()),
+        Cmd::Trace {
+            file,
+            schedule,
+            json,
+        } => cmd_trace(&file, &schedule, json),
         Cmd::Replay { trace } => cmd_replay(&trace),
         Cmd::Encode { what } => match what {
             EncodeWhat::Tlbi { op, fields } => encode_tlbi(&op, &fields),
@@ -440,6 +464,32 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
         None => println!("\nno violation: {}", outcome.verdict.coverage_statement()),
     }
     code
+}
+
+fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
+    let loaded = match load_file(file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let choices = match tlbcheck::stream::choices(&loaded.model, schedule) {
+        Ok(c) => c,
+        Err(e) => return bad_input(format!("{}: {e}", file.display())),
+    };
+    let stream = match tlbcheck::stream::run(&loaded.model, &choices) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&stream.lines) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return bad_input(e),
+        }
+    } else {
+        println!("scenario  {} ({})", loaded.model.name, loaded.file);
+        println!();
+        print!("{}", stream.render_text());
+    }
+    0
 }
 
 fn cmd_replay(path: &Path) -> u8 {

@@ -848,3 +848,336 @@ fn sixteen_k_stage2_roots_must_be_level1_tables() {
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// munmap of one page alone in its VMA on linux-6.6, with a device bound
+/// through SVA (no BTM, no RIL, no ATS).
+const MUNMAP_SVA_6_6: &str = "scenario trace-munmap-sva-linux-6.6
+machine granule=4k cpus=1
+smmu
+kernel linux-6.6
+process p1 asid=1
+vma p1 0x0 0x1000 rw
+page p1 0x0 rw
+frame CDT smmu
+ste 3 s1 cd=CDT
+cd CDT[0] ctx=p1
+device dev0 sid=3
+bind-sva dev0 p1
+thread unmap cpu=0 {
+  munmap p1 0x0 0x1000
+}
+expect ok
+";
+
+/// The stream, derived by hand (not from the program's output).
+///
+/// Frames: the declared `CDT` takes the pool's first frame (0x100000); the
+/// SMMU's Stream table, Command queue and Event queue the next three;
+/// then p1's level-0 table (0x104000) and, for `page p1 0x0`, its level-1,
+/// level-2 and level-3 tables and the data frame (0x105000 to 0x108000).
+///
+/// `unmap_region` clears the PTE (L3[0] at 0x107000); `free_pgtables`
+/// finds no other VMA in p1, so it unlinks the level-3, level-2 and
+/// level-1 tables innermost first (L2[0], L1[0], L0[0]). `tlb_flush` then
+/// has freed_tables set: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
+/// last_level = false, TLBI_TTL_UNKNOWN)`, without FEAT_TLBIRANGE one
+/// TLBI VAE1IS with ASID 1 in [63:48], VA[55:12] = 0 and no TTL
+/// (linux-reference.md §B.1): 0x0001000000000000. v6.6's hook
+/// (6bbd42e2df8f) follows the DSB ISH with the range the loop left,
+/// (0x1000, 0x1000): the SMMU driver's size 0 becomes
+/// `arm_smmu_tlb_inv_asid` (38b14e2e3de9): CMD_TLBI_NH_ASID, opcode 0x11,
+/// ASID [63:48] = 1, VMID 0; then CMD_SYNC, opcode 0x46 with CS = SEV (2)
+/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2). The
+/// data page is freed, then the three tables.
+const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
+    (
+        "zap_pte_range: ptep_get_and_clear_full",
+        "STR [0x107000] = 0x0",
+    ),
+    ("free_pgtables: pmd_clear", "STR [0x106000] = 0x0"),
+    ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
+    ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
+    ("tlb_flush", "DSB ISHST"),
+    ("tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
+    ("tlb_flush", "DSB ISH"),
+    ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000",
+    ),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_SYNC 0x000000000fc02046 0x0000000000000000",
+    ),
+    (
+        "tlb_flush_mmu_free: free_pages_and_swap_cache",
+        "FREE 0x108000",
+    ),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x107000"),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x106000"),
+    ("tlb_flush_mmu_free: tlb_remove_table", "FREE 0x105000"),
+];
+
+#[test]
+fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
+    let f = scratch("trace-munmap.tlb", MUNMAP_SVA_6_6);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let got: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] != "sync")
+        .map(|l| {
+            let origin = l["origin"].as_str().unwrap();
+            let func = origin
+                .strip_prefix("p1 munmap(0x0-0x1000): ")
+                .unwrap_or(origin);
+            (func.to_string(), l["text"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = MUNMAP_SVA_6_6_STREAM
+        .iter()
+        .map(|&(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // The structured fields carry the same operands.
+    let tlbi = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "tlbi")
+        .unwrap();
+    assert_eq!(tlbi["tlbi"], "VAE1IS");
+    assert_eq!(tlbi["operand"], "0x0001000000000000");
+
+    // The text form: the kernel function as a header above its
+    // instructions, operands in hex.
+    let o = tlbcheck(&["trace", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_flush\n";
+    let at = out.find(header).unwrap_or_else(|| panic!("{out}"));
+    let below: Vec<&str> = out[at + header.len()..].lines().take(3).collect();
+    assert!(
+        below[1].ends_with("TLBI VAE1IS 0x0001000000000000"),
+        "{out}"
+    );
+    assert!(out.contains("CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000"));
+    assert!(!out.contains("violation"), "{out}");
+}
+
+#[test]
+fn trace_schedule_with_an_unknown_thread_is_bad_input() {
+    let f = scratch("trace-schedule.tlb", MUNMAP_SVA_6_6);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--schedule", "unmap,dma"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("schedule entry 2 `dma` is not a thread of this scenario (threads: unmap)"),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn trace_follows_the_schedule_then_the_default_order() {
+    // seed 000's upgrade: the device faults first only if dma runs first.
+    let file = "examples/seed000/05-kernel-upgrade-fixed.tlb";
+    let o = tlbcheck(&["trace", file, "--schedule", "dma", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let first = &lines.as_array().unwrap()[0];
+    assert_eq!(first["thread"], "dma");
+    assert_eq!(first["kind"], "device");
+    // The handler cannot start before the device has faulted.
+    let o = tlbcheck(&["trace", file, "--schedule", "handler"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("schedule entry 1 `handler`: the thread cannot run here"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The instructions of a run, without the synchronisation steps.
+fn stream_texts(file: &str) -> Vec<String> {
+    let o = tlbcheck(&["trace", file, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] != "sync")
+        .map(|l| l["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn fork_tells_the_atc_before_the_cpu_flush_on_6_5_and_after_it_on_6_6() {
+    let pos = |v: &[String], p: &str| v.iter().position(|t| t.starts_with(p)).unwrap();
+    // p1's PTE for its one page (L3[0] at 0x108000: frames 0x100000 CDT,
+    // 0x101000-0x103000 SMMU structures, 0x104000 and 0x105000 the roots
+    // of p1 and c1, 0x106000-0x108000 p1's tables, 0x109000 its data)
+    // becomes read-only: AF, nG, AP[2:1] = 0b11, page, valid.
+    let ro = "STR [0x108000] = 0x109cc3";
+    let v65 = stream_texts("examples/fork/01-cow-btm-ats-linux-6.5.tlb");
+    assert_eq!(v65[0], ro, "{v65:?}");
+    assert!(
+        pos(&v65, "CMD_ATC_INV") < pos(&v65, "TLBI ASIDE1IS"),
+        "{v65:?}"
+    );
+    let v66 = stream_texts("examples/fork/01-cow-btm-ats-linux-6.6.tlb");
+    assert_eq!(v66[0], ro, "{v66:?}");
+    let tlbi = pos(&v66, "TLBI ASIDE1IS");
+    assert_eq!(v66[tlbi + 1], "DSB ISH");
+    // After the DSB ISH: the dma_wmb stand-in, then ATC_INV of everything
+    // (Size = 52 = 0x34).
+    assert_eq!(
+        v66[tlbi + 3],
+        "CMD_ATC_INV 0x0000000300000040 0x0000000000000034"
+    );
+}
+
+#[test]
+fn a_mirror_fault_names_a_mirror() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mirror-fault p1 0x0");
+    let f = scratch("mirror-fault-on-a-process.tlb", &src);
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`p1` is not a mirror"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_mirror_retry_shows_in_the_stream() {
+    let v = stream_texts("examples/mirror/01-seq-retry-fixed.tlb");
+    // By default drv runs first: it installs p1's PTE into the shadow
+    // table (m1's level-3 table, the frame after p1's data page), and the
+    // madvise's invalidate_range_start zaps it and invalidates the SMMU's
+    // TLB by ASID 5, leaf, before the page is freed.
+    let install = v
+        .iter()
+        .position(|t| t.starts_with("STR [0x10c000] = 0x109"))
+        .unwrap();
+    let zap = v.iter().position(|t| t == "STR [0x10c000] = 0x0").unwrap();
+    let tlbi = v
+        .iter()
+        .position(|t| t == "CMD_TLBI_NH_VA 0x0005000000000012 0x0000000000000001")
+        .unwrap();
+    let free = v.iter().position(|t| t == "FREE 0x109000").unwrap();
+    assert!(install < zap && zap < tlbi && tlbi < free, "{v:?}");
+}
+
+#[test]
+fn mremap_needs_a_declared_destination() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mremap p1 0x0 0x1000 0x5000");
+    let f = scratch("mremap-nowhere.tlb", &src);
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the new range lies inside one declared VMA"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn mremap_on_6_6_tells_the_smmu_before_dropping_the_lock() {
+    let o = tlbcheck(&[
+        "trace",
+        "examples/seed001/02-mremap-reclaim-fixed.tlb",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ops: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["thread"] == "mv")
+        .map(|l| {
+            let o = l["origin"].as_str().unwrap_or("");
+            (
+                o.rsplit(": ").next().unwrap().to_string(),
+                l["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let asid = ops
+        .iter()
+        .position(|(_, t)| t.starts_with("CMD_TLBI_NH_ASID 0x0001000000000011"))
+        .unwrap_or_else(|| panic!("{ops:?}"));
+    let unlock = ops
+        .iter()
+        .position(|(f, _)| f == "pte_unmap_unlock")
+        .unwrap();
+    assert!(asid < unlock, "{ops:?}");
+}
+
+#[test]
+fn a_mirror_fault_that_raced_an_invalidation_starts_again() {
+    // drv reads the PTE, then the MADV_DONTNEED opens the mirror's count
+    // and zaps; drv's mmu_interval_read_retry sees the count moved, waits
+    // for invalidate_range_end, reads the cleared PTE and installs nothing.
+    let mut schedule = vec!["drv"; 3];
+    schedule.extend(["madv"; 9]);
+    let schedule = schedule.join(",");
+    let o = tlbcheck(&[
+        "trace",
+        "examples/mirror/01-seq-retry-fixed.tlb",
+        "--schedule",
+        &schedule,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let retry = out
+        .find("mmu_interval_read_retry: the count moved, fault again")
+        .unwrap_or_else(|| panic!("{out}"));
+    let end = out.find("invalidate_range_end: mirror").unwrap();
+    let second_begin = out[end..].find("mmu_interval_read_begin").unwrap();
+    assert!(retry < end && second_begin > 0, "{out}");
+    assert!(!out.contains("install the shadow PTE"), "{out}");
+    assert!(!out.contains("violation"), "{out}");
+}
+
+#[test]
+fn fork_cow_with_sva_on_every_version() {
+    // (kernel, SMMU features, verdict): only BTM with ATS separates the
+    // versions; popple-2023-05 changes nothing on this path.
+    let cases = [
+        ("linux-6.5", "btm ats", "violation stale-write"),
+        ("popple-2023-05", "btm ats", "violation stale-write"),
+        ("linux-6.6", "btm ats", "ok"),
+        ("linux-6.5", "ats", "ok"),
+        ("popple-2023-05", "ats", "ok"),
+        ("linux-6.6", "ats", "ok"),
+        ("linux-6.5", "btm", "ok"),
+        ("linux-6.6", "btm", "ok"),
+    ];
+    let base =
+        std::fs::read_to_string(repo().join("examples/fork/01-cow-btm-ats-linux-6.5.tlb")).unwrap();
+    for (i, (kernel, smmu, expect)) in cases.iter().enumerate() {
+        let mut src = base
+            .replace("kernel linux-6.5", &format!("kernel {kernel}"))
+            .replace("smmu btm ats", &format!("smmu {smmu}"))
+            .replace("expect violation stale-write", &format!("expect {expect}"));
+        if !smmu.contains("ats") {
+            src = src.replace(" eats=1", "").replace("sid=3 ats", "sid=3");
+        }
+        let f = scratch(&format!("fork-{i}.tlb"), &src);
+        let o = tlbcheck(&["check", f.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{kernel} smmu {smmu}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}

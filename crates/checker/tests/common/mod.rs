@@ -103,6 +103,15 @@ pub fn tlbi_va(leaf_only: bool) -> Op {
             "vae1is va=0"
         }
         .into(),
+        ins: Tlbi::new(
+            if leaf_only {
+                tlbcheck_hw::cpu::tlbi::TlbiOp::VALE1
+            } else {
+                tlbcheck_hw::cpu::tlbi::TlbiOp::VAE1
+            },
+            true,
+        ),
+        raw: Some(1 << 48),
         scope: InvalScope {
             regime: Regime::El10,
             stages: StageSel::STAGE1,

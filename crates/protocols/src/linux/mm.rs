@@ -22,6 +22,14 @@
 //! coincide); munmap's `mmap_write_downgrade` is an unlock followed by a
 //! read lock, which lets a writer in between, a superset of Linux's
 //! interleavings.
+//!
+//! Page tables a kernel operation would allocate before anyone can walk
+//! them to any effect (a fork child's, an mremap destination's, a
+//! mirror's shadow tables) are made at set-up. fork and mremap ranges lie
+//! in one 2 MiB region; the user PTEs they move or copy are
+//! [`user_pte`]s. Reclaim handles a page mapped once, and gives a
+//! mirror's `invalidate_range_start` the whole VMA it visits (no page
+//! offsets are kept); one thread at a time may invalidate a mirror.
 
 use super::arm64::{self, ArchOp, CpuFeatures, PAGE_SIZE};
 use super::sva::{self, SmmuFeatures, SmmuOp, SvaBond};
@@ -29,10 +37,10 @@ use super::Version;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use tlbcheck_checker::op::Op;
+use tlbcheck_checker::op::{Op, Rely};
 use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
 use tlbcheck_checker::sync::{SyncId, SyncOp};
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, MemError, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::vmsa::desc::{bits, s1_page, table};
@@ -66,11 +74,54 @@ pub struct Process {
     pub space: u16,
     /// Physical address of its level-0 table (TTBR0).
     pub root: u64,
+    /// Index of its stage-1 context in the model (what a read-only
+    /// expectation names).
+    pub ctx: usize,
     /// Its VMAs.
     pub vmas: Vec<Vma>,
     /// Devices bound to it with SVA (mmu-notifier subscriptions that share
     /// its page table).
     pub bonds: Vec<SvaBond>,
+    /// Set when this "process" is a shadow page table mirroring another
+    /// one: a secondary MMU with tables of its own (KVM's stage 2, an HMM
+    /// device's page table), not one that shares the CPU's.
+    pub mirror: Option<Mirror>,
+}
+
+/// A shadow page table subscribed to a process's mmu notifier, KVM and
+/// HMM style (docs/design.md §6): its own ASID and tables, walked by a
+/// device behind the SMMU; filled by [`KOp::MirrorFault`] from the
+/// process's PTEs; emptied by `invalidate_range_start`, which zaps the
+/// shadow PTEs and invalidates the SMMU's TLB for them, and which opens a
+/// sequence count that `invalidate_range_end` closes. A fault waits while
+/// it is open (`mmu_interval_read_begin`), and installs only if the count
+/// did not move meanwhile (`mmu_interval_read_retry` under the driver's
+/// lock, KVM's `mmu_invalidate_retry`); without the retry it installs
+/// what it read.
+///
+/// One thread at a time may invalidate a given mirror (the count is a
+/// seqcount: nested invalidations, which KVM counts in
+/// `mmu_invalidate_in_progress`, are a program error here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    /// The process mirrored.
+    pub of: usize,
+    /// The fault path re-checks the sequence count.
+    pub retry: bool,
+    /// The shadow level-3 tables: (2 MiB region base, table address),
+    /// one per region of the mirrored process's VMAs.
+    pub l3: Vec<(u64, u64)>,
+}
+
+impl Mirror {
+    /// Address of the shadow PTE for `va`, if the mirror covers it.
+    pub fn pte(&self, va: u64) -> Option<u64> {
+        let region = va & !(L3_SPAN - 1);
+        self.l3
+            .iter()
+            .find(|&&(r, _)| r == region)
+            .map(|&(_, t)| t + 8 * index(va, 3))
+    }
 }
 
 impl Process {
@@ -96,9 +147,29 @@ pub struct Kernel {
 
 impl Kernel {
     /// Locks the kernel needs: mmap_lock and the page-table lock of each
-    /// process.
+    /// process, and the driver lock of each mirror (one slot per process).
     pub fn locks(&self) -> usize {
-        2 * self.processes.len()
+        3 * self.processes.len()
+    }
+
+    /// Sequence counts: one per mirror (one slot per process).
+    pub fn seqcounts(&self) -> usize {
+        self.processes.len()
+    }
+
+    fn mirror_lock(&self, m: usize) -> SyncId {
+        (2 * self.processes.len() + m) as SyncId
+    }
+
+    /// The mirrors of process `p`, by process index.
+    fn mirrors_of(&self, p: usize) -> impl Iterator<Item = (usize, &Process, &Mirror)> + '_ {
+        self.processes
+            .iter()
+            .enumerate()
+            .filter_map(move |(m, mp)| match &mp.mirror {
+                Some(mi) if mi.of == p => Some((m, mp, mi)),
+                _ => None,
+            })
     }
 
     /// Atomic counters it needs: `mm->tlb_flush_pending` of each process.
@@ -138,6 +209,41 @@ pub fn tables(mem: &PhysMem, root: u64, va: u64) -> [Option<u64>; 4] {
     out
 }
 
+/// Reads `pages` PTEs from `src` = (root, first address) for a copy or a
+/// move to `dst` = (root, first address), page `j` into slot `first + j`:
+/// its frame in registers 1 and 2 (16 bits a slot), whether it is present
+/// (bit i of register 3) and writable (bit 8 + i); and the source and
+/// destination level-3 tables (bits 32..48 and 16..32 of register 3,
+/// frame numbers). Each range lies in one 2 MiB region, and a present PTE
+/// is [`user_pte`] of its frame.
+fn copy_snapshot(
+    mem: &PhysMem,
+    src: (u64, u64),
+    dst: (u64, u64),
+    pages: u64,
+    first: usize,
+    regs: &mut [u64; 4],
+) {
+    let src_l3 = tables(mem, src.0, src.1)[3];
+    let dst_l3 = tables(mem, dst.0, dst.1)[3];
+    regs[3] &= !(0xffff_ffff << 16);
+    regs[3] |= (src_l3.unwrap_or(0) >> 12) << 32 | (dst_l3.unwrap_or(0) >> 12) << 16;
+    for j in 0..pages {
+        let i = first + j as usize;
+        regs[1 + i / 4] &= !(0xffff << (16 * (i % 4)));
+        regs[3] &= !(1 << i | 1 << (8 + i));
+        let Some(l3) = src_l3 else { continue };
+        let pte = mem.read(Pa(l3 + 8 * index(src.1 + j * PAGE_SIZE, 3)));
+        if pte & bits::VALID != 0 {
+            regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+            regs[3] |= 1 << i;
+            if pte & bits::AP_RO == 0 {
+                regs[3] |= 1 << (8 + i);
+            }
+        }
+    }
+}
+
 /// Allocates the level-0 table of a new process whose frames are tagged
 /// `space`.
 pub fn new_root(mem: &mut PhysMem, space: u16) -> Result<u64, MemError> {
@@ -158,6 +264,24 @@ pub fn map_new_page(
     va: u64,
     writable: bool,
 ) -> Result<Pfn, MemError> {
+    let t = prepare_tables(mem, root, space, va)?;
+    let data = mem.alloc(FrameOwner::Data { space })?;
+    mem.write(Pa(t + 8 * index(va, 3)), user_pte(data.base().0, writable))?;
+    Ok(data)
+}
+
+/// A user page descriptor as the processes here map them: AF set, user,
+/// not global (tagged with the ASID), writable or read-only.
+pub const fn user_pte(pa: u64, writable: bool) -> u64 {
+    s1_page(pa, writable, true, false)
+}
+
+/// Set-up: allocates the level-1 to level-3 tables a walk of `va` from
+/// `root` needs and links them; returns the level-3 table. (A forked
+/// child's tables are made this way: `copy_page_range`'s `pte_alloc` and
+/// friends run before the child exists for anyone else, so only the PTE
+/// copies are steps.)
+pub fn prepare_tables(mem: &mut PhysMem, root: u64, space: u16, va: u64) -> Result<u64, MemError> {
     let mut t = root;
     for level in 0..3u8 {
         let at = Pa(t + 8 * index(va, level));
@@ -173,12 +297,7 @@ pub fn map_new_page(
             f.base().0
         };
     }
-    let data = mem.alloc(FrameOwner::Data { space })?;
-    mem.write(
-        Pa(t + 8 * index(va, 3)),
-        s1_page(data.base().0, writable, true, false),
-    )?;
-    Ok(data)
+    Ok(t)
 }
 
 /// A kernel operation a thread performs.
@@ -205,11 +324,72 @@ pub enum KOp {
         /// Length in bytes.
         len: u64,
     },
+    /// `fork()` of process `p` into the (empty) process `child`:
+    /// `dup_mmap` under the parent's mmap_lock held for write; for each
+    /// VMA `copy_page_range` write-protects the parent's writable PTEs
+    /// (`copy_present_pte`: `ptep_set_wrprotect`) and copies them, read
+    /// only, into the child, under the page-table lock; at the end
+    /// `flush_tlb_mm(oldmm)`. The parent's VMAs lie in one 2 MiB region
+    /// and cover at most [`MAX_PAGES`] pages.
+    Fork {
+        /// The parent's process index.
+        p: usize,
+        /// The child's process index.
+        child: usize,
+    },
+    /// `mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new)`:
+    /// `move_page_tables` under mmap_lock held for write, between
+    /// `invalidate_range_start` and `_end` of the old range; `move_ptes`
+    /// with the page-table lock held clears each old PTE, sets it at the
+    /// new address and flushes the old range with `flush_tlb_range`. The
+    /// destination lies in a declared VMA (VMAs are fixed for the run, so
+    /// the old VMA's unmapping, which finds nothing left to zap, is not
+    /// run); each range lies in one 2 MiB region, at most [`MAX_PAGES`]
+    /// pages.
+    Mremap {
+        /// Process index.
+        p: usize,
+        /// Old address.
+        old: u64,
+        /// Length in bytes.
+        len: u64,
+        /// New address.
+        new: u64,
+    },
+    /// Reclaim of the page mapped at `va` when the operation starts
+    /// (`shrink_folio_list` -> `try_to_unmap`): an rmap walk that holds no
+    /// mmap_lock visits the process's VMAs in order and, in the first
+    /// where the page is mapped, clears the PTE under the page-table lock
+    /// (`try_to_unmap_one`: `ptep_clear_flush`, and in v6.5 the
+    /// secondaries' `invalidate_range` for the page), between
+    /// `invalidate_range_start` and `_end` of that VMA; an unmapped page is
+    /// freed. The page is mapped once.
+    Reclaim {
+        /// Process index.
+        p: usize,
+        /// The page's address.
+        va: u64,
+    },
+    /// The fault path of mirror `m` for `va` (`hmm_range_fault` between
+    /// `mmu_interval_read_begin` and `mmu_interval_read_retry`, KVM's
+    /// `mmu_invalidate_seq` read and `mmu_invalidate_retry`): read the
+    /// mirrored process's PTE under its mmap_lock held for read, then,
+    /// under the driver's lock, install it in the shadow table (with
+    /// [`Mirror::retry`], only if no invalidation moved the sequence
+    /// count meanwhile; otherwise start again).
+    MirrorFault {
+        /// The mirror's process index.
+        m: usize,
+        /// The address.
+        va: u64,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
-    /// (`handle_pte_fault` -> `ptep_set_access_flags`, which on arm64
-    /// flushes the page because permissions may be cached: the RO -> RW
-    /// upgrade of seeds 000 and 004). Taken by the CPU, or by the IOMMU
-    /// fault handler on a device's behalf.
+    /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
+    /// `ptep_set_access_flags`, which on arm64 flushes the page because
+    /// permissions may be cached (the RO -> RW upgrade of seeds 000 and
+    /// 004). A page another process maps too (after `fork`) is copied:
+    /// `wp_page_copy`. Taken by the CPU, or by the IOMMU fault handler on a
+    /// device's behalf.
     WriteFault {
         /// Process index.
         p: usize,
@@ -221,7 +401,13 @@ pub enum KOp {
 impl KOp {
     fn process(&self) -> usize {
         match *self {
-            KOp::MadviseDontneed { p, .. } | KOp::Munmap { p, .. } | KOp::WriteFault { p, .. } => p,
+            KOp::MadviseDontneed { p, .. }
+            | KOp::Munmap { p, .. }
+            | KOp::WriteFault { p, .. }
+            | KOp::Fork { p, .. }
+            | KOp::MirrorFault { m: p, .. }
+            | KOp::Mremap { p, .. }
+            | KOp::Reclaim { p, .. } => p,
         }
     }
 }
@@ -234,6 +420,12 @@ impl fmt::Display for KOp {
             }
             KOp::Munmap { start, len, .. } => write!(f, "munmap({start:#x}-{:#x})", start + len),
             KOp::WriteFault { va, .. } => write!(f, "write fault at {va:#x}"),
+            KOp::Fork { .. } => f.write_str("fork"),
+            KOp::MirrorFault { va, .. } => write!(f, "mirror fault at {va:#x}"),
+            KOp::Mremap { old, len, new, .. } => {
+                write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
+            }
+            KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
         }
     }
 }
@@ -256,6 +448,18 @@ enum After {
     Snapshot,
     /// Keep the op's result in register 0 (plus one, so 0 means unread).
     Save,
+    /// Read the PTEs of the parent's VMA number `n` for `fork`.
+    ForkVma(usize),
+    /// The rmap walk reads VMA number `n`.
+    RmapVma(usize),
+    /// The write fault re-took the page-table lock: note in register 3
+    /// whether the PTE changed since it was read (`pte_same`).
+    Recheck,
+    /// The mirror fault read its sequence count again: note in register
+    /// 3 whether it moved since register 0's read.
+    SeqChanged,
+    /// Start the kernel operation again, registers cleared (a retry).
+    Restart,
 }
 
 struct Step {
@@ -289,8 +493,56 @@ impl KernelThread {
             KOp::MadviseDontneed { p, start, len } => pl.zap(p, start, len, false, regs),
             KOp::Munmap { p, start, len } => pl.zap(p, start, len, true, regs),
             KOp::WriteFault { p, va } => pl.write_fault(p, va, regs),
+            KOp::Fork { p, .. } => pl.fork(p, regs),
+            KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
+            KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
+            KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
         }
         pl.out
+    }
+
+    /// `copy_pte_range` reads VMA `n` of the parent under the page-table
+    /// lock (see [`copy_snapshot`]).
+    fn fork_snapshot(&self, p: usize, child: usize, n: usize, m: &Machine, regs: &mut [u64; 4]) {
+        let k = &self.kernel;
+        let (parent, ch) = (&k.processes[p], &k.processes[child]);
+        let vma = parent.vmas[n];
+        let first: u64 = parent.vmas[..n]
+            .iter()
+            .map(|v| (v.end - v.start) / PAGE_SIZE)
+            .sum();
+        let src = (parent.root, vma.start);
+        let dst = (ch.root, vma.start);
+        let pages = (vma.end - vma.start) / PAGE_SIZE;
+        copy_snapshot(&m.mem, src, dst, pages, first as usize, regs);
+    }
+
+    /// The reclaim's rmap walk reaches VMA `n` of process `p` with the
+    /// page-table lock held: if the page (register 0, frame + 1) is mapped
+    /// there and was not found before, note the PTE's address (register
+    /// 1), its value (register 2) and the VMA (bits 8..16 of register 3,
+    /// index + 1).
+    fn rmap_snapshot(&self, p: usize, n: usize, m: &Machine, regs: &mut [u64; 4]) {
+        if regs[0] == 0 || (regs[3] >> 8) & 0xff != 0 {
+            return;
+        }
+        let frame = (regs[0] - 1) << 12;
+        let proc_ = &self.kernel.processes[p];
+        let vma = proc_.vmas[n];
+        let mut va = vma.start;
+        while va < vma.end {
+            if let Some(l3) = tables(&m.mem, proc_.root, va)[3] {
+                let at = l3 + 8 * index(va, 3);
+                let pte = m.mem.read(Pa(at));
+                if pte & bits::VALID != 0 && pte & bits::ADDR_MASK == frame {
+                    regs[1] = at;
+                    regs[2] = pte;
+                    regs[3] |= ((n + 1) as u64) << 8;
+                    return;
+                }
+            }
+            va += PAGE_SIZE;
+        }
     }
 
     /// Reads what kernel operation `k` needs once its locks are held.
@@ -338,11 +590,47 @@ impl KernelThread {
                     }
                 }
             }
-            KOp::WriteFault { va, .. } => {
+            KOp::WriteFault { p, va } => {
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let at = l3 + 8 * index(va, 3);
                     regs[1] = at;
                     regs[2] = mem.read(Pa(at));
+                    // The page is shared when another process maps the
+                    // same frame (a fork's COW copy; `do_wp_page` asks the
+                    // folio's map count).
+                    let frame = regs[2] & bits::ADDR_MASK;
+                    let shared = regs[2] & bits::VALID != 0
+                        && self.kernel.processes.iter().enumerate().any(|(q, o)| {
+                            q != p
+                                && tables(mem, o.root, va)[3].is_some_and(|l3| {
+                                    let d = mem.read(Pa(l3 + 8 * index(va, 3)));
+                                    d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                                })
+                        });
+                    regs[3] = u64::from(shared);
+                }
+            }
+            KOp::Fork { .. } => {}
+            KOp::Mremap { old, len, new, .. } => {
+                let src = (proc_.root, old);
+                let dst = (proc_.root, new);
+                copy_snapshot(mem, src, dst, len / PAGE_SIZE, 0, regs);
+            }
+            KOp::Reclaim { va, .. } => {
+                // folio_isolate_lru: the page reclaim picked.
+                if let Some(l3) = tables(mem, proc_.root, va)[3] {
+                    let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                    if pte & bits::VALID != 0 {
+                        regs[0] = ((pte & bits::ADDR_MASK) >> 12) + 1;
+                    }
+                }
+            }
+            KOp::MirrorFault { va, .. } => {
+                // hmm_range_fault reads the mirrored process's PTE.
+                let of = proc_.mirror.as_ref().map_or(0, |mi| mi.of);
+                let src = &self.kernel.processes[of];
+                if let Some(l3) = tables(mem, src.root, va)[3] {
+                    regs[2] = mem.read(Pa(l3 + 8 * index(va, 3)));
                 }
             }
         }
@@ -388,6 +676,31 @@ impl Program for KernelThread {
                     After::Go => {}
                     After::Snapshot => self.snapshot(k, m, &mut st.regs),
                     After::Save => st.regs[0] = result.value + 1,
+                    After::ForkVma(n) => {
+                        if let KOp::Fork { p, child } = *k {
+                            self.fork_snapshot(p, child, n, m, &mut st.regs);
+                        }
+                    }
+                    After::RmapVma(n) => {
+                        if let KOp::Reclaim { p, .. } = *k {
+                            self.rmap_snapshot(p, n, m, &mut st.regs);
+                        }
+                    }
+                    After::Recheck => {
+                        if m.mem.read(Pa(st.regs[1])) != st.regs[2] {
+                            st.regs[3] |= 2;
+                        }
+                    }
+                    After::SeqChanged => {
+                        if result.value + 1 != st.regs[0] {
+                            st.regs[3] |= 1;
+                        }
+                    }
+                    After::Restart => {
+                        st.pc = (item as u32) << MICRO_BITS;
+                        st.regs = [0; 4];
+                        return;
+                    }
                 }
                 micro + 1 >= self.plan(k, &st.regs).len()
             }
@@ -402,9 +715,13 @@ impl Program for KernelThread {
 
     fn may_allocate(&self, st: &ProgState) -> bool {
         let (item, _) = Self::split(st);
-        self.items[item.min(self.items.len())..]
-            .iter()
-            .any(|i| matches!(i, Item::Op(Op::Alloc { .. })))
+        // A write fault may copy the page (`wp_page_copy`).
+        self.items[item.min(self.items.len())..].iter().any(|i| {
+            matches!(
+                i,
+                Item::Op(Op::Alloc { .. }) | Item::Kernel(KOp::WriteFault { .. })
+            )
+        })
     }
 }
 
@@ -438,6 +755,8 @@ impl Planner<'_> {
                 ArchOp::Tlbi { tlbi, operand } => self.push(
                     Op::Tlbi {
                         text: a.text(),
+                        ins: tlbi,
+                        raw: a.raw(),
                         scope: tlbi.scope(&operand, 0),
                         broadcast: tlbi.broadcast,
                     },
@@ -455,30 +774,11 @@ impl Planner<'_> {
     fn secondary(&mut self, p: usize, start: u64, end: u64, func: &'static str) {
         let k = self.k;
         for bond in &k.processes[p].bonds {
-            let ops = sva::invalidate(k.version, k.smmu, bond, start, end);
-            if ops.is_empty() {
-                continue;
-            }
             // The driver's dma_wmb() orders the PTE stores before the
             // command queue's PROD write, so the SMMU's walks see them
             // before it consumes a command; the model has no DMB and
             // stands a DSB ISHST in for it.
-            self.push(
-                Op::Dsb { kind: Dsb::Ishst },
-                "arm_smmu_cmdq_issue_cmdlist: dma_wmb",
-            );
-            for o in ops {
-                let op = match o {
-                    SmmuOp::Cmd(c) => Op::SmmuCmd {
-                        text: c.to_string(),
-                        words: c.encode(),
-                    },
-                    SmmuOp::Sync => Op::SmmuSync {
-                        words: sva::cmd_sync().encode(),
-                    },
-                };
-                self.push(op, func);
-            }
+            self.smmu_ops(sva::invalidate(k.version, k.smmu, bond, start, end), func);
         }
     }
 
@@ -503,6 +803,7 @@ impl Planner<'_> {
             SyncOp::AtomicAdd(pending, 1),
             "tlb_gather_mmu: inc_tlb_flush_pending",
         );
+        self.range_start(p, start, start + len);
         self.push_then(
             Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
             "zap_pte_range: pte_offset_map_lock",
@@ -546,6 +847,7 @@ impl Planner<'_> {
                 "mmu_notifier_invalidate_range_end: invalidate_range",
             );
         }
+        self.range_end(p);
         let mut tables = Vec::new();
         if unmap && free_levels > 0 {
             // free_pgtables, innermost first: clear the entry linking each
@@ -651,18 +953,27 @@ impl Planner<'_> {
         let k = self.k;
         let proc_ = &k.processes[p];
         let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
         self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
         self.push_then(
-            Op::Sync(SyncOp::Lock(Kernel::ptl(p))),
+            Op::Sync(SyncOp::Lock(ptl)),
             "handle_pte_fault: pte_offset_map_lock",
             After::Snapshot,
         );
         let (at, pte) = (regs[1], regs[2]);
         let writable_vma = proc_.vma(va).is_some_and(|v| v.writable);
         let upgrade = at != 0 && pte & bits::VALID != 0 && pte & bits::AP_RO != 0 && writable_vma;
+        let page = va & !(PAGE_SIZE - 1);
+        if upgrade && regs[3] & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
+            self.wp_page_copy(p, page, regs);
+            self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+            return;
+        }
         if upgrade {
-            // pte_mkdirty clears PTE_RDONLY; __ptep_set_access_flags then
-            // flushes the page since the old permission may be cached.
+            // wp_page_reuse: pte_mkdirty clears PTE_RDONLY;
+            // __ptep_set_access_flags then flushes the page since the old
+            // permission may be cached.
             self.push(
                 Op::Store {
                     pa: Pa(at),
@@ -670,23 +981,449 @@ impl Planner<'_> {
                 },
                 "ptep_set_access_flags",
             );
-            let page = va & !(PAGE_SIZE - 1);
             self.arch(
                 p,
                 arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
                 "ptep_set_access_flags: flush_tlb_page",
             );
         }
-        self.sync(SyncOp::Unlock(Kernel::ptl(p)), "pte_unmap_unlock");
+        self.sync(SyncOp::Unlock(ptl), "pte_unmap_unlock");
         if upgrade && k.version.upgrade_notifies() {
-            let page = va & !(PAGE_SIZE - 1);
+            self.range_start(p, page, page + PAGE_SIZE);
             self.secondary(
                 p,
                 page,
                 page + PAGE_SIZE,
                 "mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
             );
+            self.range_end(p);
         }
         self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `wp_page_copy` (v6.5, v6.6) for the read-only PTE `regs[2]` at
+    /// `regs[1]`, with the page-table lock dropped: allocate a page, copy
+    /// the old one into it (`__wp_page_copy_user`: from here on the kernel
+    /// relies on nobody writing the old page through this mapping, or the
+    /// write is lost to the copy), re-take the lock and, if the PTE is
+    /// unchanged (`pte_same`), clear it and flush the page
+    /// (`ptep_clear_flush`; v6.5's `ptep_clear_flush_notify` adds the
+    /// secondaries' `invalidate_range`), then map the copy writable
+    /// (`set_pte_at_notify`). The old page stays: the other mapping holds
+    /// it. Otherwise the copy is dropped.
+    fn wp_page_copy(&mut self, p: usize, page: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let ptl = Kernel::ptl(p);
+        let (at, pte) = (regs[1], regs[2]);
+        self.push_then(
+            Op::Alloc {
+                owner: FrameOwner::Data { space: proc_.space },
+            },
+            "wp_page_copy: vma_alloc_folio",
+            After::Save,
+        );
+        let new = regs[0].wrapping_sub(1);
+        self.push(
+            Op::Rely(Rely::ReadOnly {
+                ctx: proc_.ctx,
+                va: Va(page),
+            }),
+            "wp_page_copy: __wp_page_copy_user",
+        );
+        self.range_start(p, page, page + PAGE_SIZE);
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "wp_page_copy: pte_offset_map_lock",
+            After::Recheck,
+        );
+        if regs[3] & 2 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+            self.range_end(p);
+            self.push(
+                Op::Free { frame: Pfn(new) },
+                "wp_page_copy: folio_put (the PTE changed)",
+            );
+            return;
+        }
+        self.push(
+            Op::Store {
+                pa: Pa(at),
+                value: 0,
+            },
+            "wp_page_copy: ptep_clear_flush",
+        );
+        self.arch(
+            p,
+            arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
+            "wp_page_copy: ptep_clear_flush: flush_tlb_page",
+        );
+        if k.version.range_end_notifies() {
+            self.secondary(
+                p,
+                page,
+                page + PAGE_SIZE,
+                "wp_page_copy: ptep_clear_flush_notify: invalidate_range",
+            );
+        }
+        self.push(
+            Op::Store {
+                pa: Pa(at),
+                value: (pte & !bits::ADDR_MASK & !bits::AP_RO) | (new << 12),
+            },
+            "wp_page_copy: set_pte_at_notify",
+        );
+        self.sync(SyncOp::Unlock(ptl), "wp_page_copy: pte_unmap_unlock");
+        self.range_end(p);
+    }
+
+    /// `dup_mmap` (v6.5, v6.6) of process `p` into `child`.
+    fn fork(&mut self, p: usize, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(
+            SyncOp::Lock(mmap),
+            "dup_mmap: mmap_write_lock_killable(oldmm)",
+        );
+        let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+        let present = |i: usize| regs[3] >> i & 1 != 0;
+        let writable = |i: usize| regs[3] >> (8 + i) & 1 != 0;
+        let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
+        let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
+        let mut i = 0usize;
+        for (n, vma) in proc_.vmas.iter().enumerate() {
+            // copy_page_range of a private mapping (is_cow_mapping):
+            // mmu_notifier_invalidate_range_start(MMU_NOTIFY_PROTECTION_PAGE),
+            // which reaches no SVA subscription, then copy_pte_range with
+            // the source page-table lock held.
+            self.range_start(p, vma.start, vma.end);
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "copy_pte_range: spin_lock(src_ptl)",
+                After::ForkVma(n),
+            );
+            let mut va = vma.start;
+            while va < vma.end {
+                if present(i) {
+                    let pa = frame(i) << 12;
+                    if writable(i) {
+                        self.push(
+                            Op::Store {
+                                pa: Pa(src_l3 + 8 * index(va, 3)),
+                                value: user_pte(pa, false),
+                            },
+                            "copy_present_pte: ptep_set_wrprotect",
+                        );
+                    }
+                    self.push(
+                        Op::Store {
+                            pa: Pa(dst_l3 + 8 * index(va, 3)),
+                            value: user_pte(pa, false),
+                        },
+                        "copy_present_pte: set_pte_at(dst_mm)",
+                    );
+                }
+                va += PAGE_SIZE;
+                i += 1;
+            }
+            self.sync(SyncOp::Unlock(ptl), "copy_pte_range: spin_unlock(src_ptl)");
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    vma.start,
+                    vma.end,
+                    "copy_page_range: mmu_notifier_invalidate_range_end: invalidate_range",
+                );
+            }
+            self.range_end(p);
+        }
+        self.arch(
+            p,
+            arm64::flush_tlb_mm(v.arm64(), proc_.asid),
+            "dup_mmap: flush_tlb_mm(oldmm)",
+        );
+        self.sync(SyncOp::Unlock(mmap), "dup_mmap: mmap_write_unlock(oldmm)");
+    }
+
+    /// `mmu_notifier_invalidate_range_start(p, start, end)` as each mirror
+    /// of `p` answers it: under its driver lock, open the sequence count
+    /// (`mmu_interval_set_seq`; KVM's `mmu_invalidate_begin`), zap the
+    /// shadow PTEs of the range, and invalidate the SMMU's TLB for them
+    /// (leaf `CMD_TLBI_NH_VA`s by the mirror's ASID, `CMD_SYNC`) before
+    /// returning (SMMUv3 4.4.2.4, 4.7.3). SVA subscriptions have no
+    /// `invalidate_range_start`.
+    fn range_start(&mut self, p: usize, start: u64, end: u64) {
+        let k = self.k;
+        for (m, mp, mi) in k.mirrors_of(p) {
+            let lock = k.mirror_lock(m);
+            self.sync(SyncOp::Lock(lock), "invalidate_range_start: mirror lock");
+            self.sync(
+                SyncOp::SeqWriteBegin(m as SyncId),
+                "invalidate_range_start: mmu_interval_set_seq",
+            );
+            let mut zapped = false;
+            let mut va = start;
+            while va < end {
+                if let Some(at) = mi.pte(va) {
+                    self.push(
+                        Op::Store {
+                            pa: Pa(at),
+                            value: 0,
+                        },
+                        "invalidate_range_start: zap the shadow PTE",
+                    );
+                    zapped = true;
+                }
+                va += PAGE_SIZE;
+            }
+            if zapped {
+                self.smmu_ops(
+                    sva::tlb_inv_range_asid(k.smmu, mp.asid, start, end - start, true),
+                    "invalidate_range_start: invalidate the shadow TLB",
+                );
+            }
+            self.sync(
+                SyncOp::Unlock(lock),
+                "invalidate_range_start: mirror unlock",
+            );
+        }
+    }
+
+    /// `mmu_notifier_invalidate_range_end(p)` as each mirror of `p`
+    /// answers it: the sequence count closes, and faults may fill the
+    /// shadow table again.
+    fn range_end(&mut self, p: usize) {
+        let k = self.k;
+        for (m, _, _) in k.mirrors_of(p) {
+            self.sync(
+                SyncOp::SeqWriteEnd(m as SyncId),
+                "invalidate_range_end: mirror",
+            );
+        }
+    }
+
+    /// The SMMU commands of a driver, after the `dma_wmb` that orders the
+    /// table stores before them.
+    fn smmu_ops(&mut self, ops: Vec<SmmuOp>, func: &'static str) {
+        if ops.is_empty() {
+            return;
+        }
+        self.push(
+            Op::Dsb { kind: Dsb::Ishst },
+            "arm_smmu_cmdq_issue_cmdlist: dma_wmb",
+        );
+        for o in ops {
+            let op = match o {
+                SmmuOp::Cmd(c) => Op::SmmuCmd {
+                    text: c.to_string(),
+                    words: c.encode(),
+                },
+                SmmuOp::Sync => Op::SmmuSync {
+                    words: sva::cmd_sync().encode(),
+                },
+            };
+            self.push(op, func);
+        }
+    }
+
+    /// The fault path of mirror `m` at `va` ([`KOp::MirrorFault`]).
+    fn mirror_fault(&mut self, m: usize, va: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let mp = &k.processes[m];
+        let Some(mi) = &mp.mirror else { return };
+        let seq = m as SyncId;
+        let lock = k.mirror_lock(m);
+        let mmap = Kernel::mmap_lock(mi.of);
+        self.push_then(
+            Op::Sync(SyncOp::SeqReadBegin(seq)),
+            "mmu_interval_read_begin",
+            After::Save,
+        );
+        self.push_then(
+            Op::Sync(SyncOp::ReadLock(mmap)),
+            "hmm_range_fault: mmap_read_lock",
+            After::Snapshot,
+        );
+        self.sync(
+            SyncOp::ReadUnlock(mmap),
+            "hmm_range_fault: mmap_read_unlock",
+        );
+        self.sync(SyncOp::Lock(lock), "mirror lock");
+        if mi.retry {
+            self.push_then(
+                Op::Sync(SyncOp::SeqRead(seq)),
+                "mmu_interval_read_retry",
+                After::SeqChanged,
+            );
+            if regs[3] & 1 != 0 {
+                self.push_then(
+                    Op::Sync(SyncOp::Unlock(lock)),
+                    "mmu_interval_read_retry: the count moved, fault again",
+                    After::Restart,
+                );
+                return;
+            }
+        }
+        let pte = regs[2];
+        if let (true, Some(at)) = (pte & bits::VALID != 0, mi.pte(va)) {
+            self.push(
+                Op::Store {
+                    pa: Pa(at),
+                    value: pte,
+                },
+                "install the shadow PTE",
+            );
+        }
+        self.sync(SyncOp::Unlock(lock), "mirror unlock");
+    }
+
+    /// `move_page_tables` / `move_ptes` (v6.5, v6.6) for
+    /// [`KOp::Mremap`].
+    fn mremap(&mut self, p: usize, old: u64, len: u64, new: u64, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(SyncOp::Lock(mmap), "mmap_write_lock_killable");
+        self.range_start(p, old, old + len);
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "move_ptes: pte_offset_map_lock (old and new)",
+            After::Snapshot,
+        );
+        let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
+        let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
+        let mut moved = false;
+        for i in 0..(len / PAGE_SIZE) as usize {
+            if regs[3] >> i & 1 == 0 {
+                continue;
+            }
+            let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            let writable = regs[3] >> (8 + i) & 1 != 0;
+            let (from, to) = (old + i as u64 * PAGE_SIZE, new + i as u64 * PAGE_SIZE);
+            self.push(
+                Op::Store {
+                    pa: Pa(src_l3 + 8 * index(from, 3)),
+                    value: 0,
+                },
+                "move_ptes: ptep_get_and_clear",
+            );
+            self.push(
+                Op::Store {
+                    pa: Pa(dst_l3 + 8 * index(to, 3)),
+                    value: user_pte(frame << 12, writable),
+                },
+                "move_ptes: set_pte_at",
+            );
+            moved = true;
+        }
+        if moved {
+            // force_flush: flush_tlb_range(vma, old_end - len, old_end),
+            // non-leaf, no level hint; v6.6 tells the secondaries inside.
+            self.arch(
+                p,
+                arm64::flush_tlb_range(
+                    v.arm64(),
+                    k.cpu,
+                    proc_.asid,
+                    old,
+                    old + len,
+                    PAGE_SIZE,
+                    false,
+                    None,
+                ),
+                "move_ptes: flush_tlb_range",
+            );
+        }
+        self.sync(SyncOp::Unlock(ptl), "move_ptes: pte_unmap_unlock");
+        if v.range_end_notifies() {
+            self.secondary(
+                p,
+                old,
+                old + len,
+                "move_page_tables: mmu_notifier_invalidate_range_end: invalidate_range",
+            );
+        }
+        self.range_end(p);
+        self.sync(SyncOp::Unlock(mmap), "mmap_write_unlock");
+    }
+
+    /// `shrink_folio_list` -> `try_to_unmap` (v6.5, v6.6) for
+    /// [`KOp::Reclaim`].
+    fn reclaim(&mut self, p: usize, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let ptl = Kernel::ptl(p);
+        // The page's identity is read once (folio_isolate_lru); the lock
+        // pair only places the read.
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "shrink_folio_list: folio_isolate_lru",
+            After::Snapshot,
+        );
+        self.sync(SyncOp::Unlock(ptl), "shrink_folio_list: folio_isolate_lru");
+        if regs[0] == 0 {
+            return;
+        }
+        let frame = regs[0] - 1;
+        let found = ((regs[3] >> 8) & 0xff) as usize;
+        for (n, vma) in proc_.vmas.iter().enumerate() {
+            if found != 0 && n + 1 > found {
+                // The page is unmapped: the walk's `done` (folio_not_mapped)
+                // ends it.
+                break;
+            }
+            // try_to_unmap_one's invalidate_range_start covers the page's
+            // address in the VMA; the model keeps no page offsets and
+            // gives the mirrors the whole VMA.
+            self.range_start(p, vma.start, vma.end);
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "try_to_unmap_one: page_vma_mapped_walk",
+                After::RmapVma(n),
+            );
+            if found == n + 1 {
+                let at = regs[1];
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: 0,
+                    },
+                    "try_to_unmap_one: ptep_clear_flush",
+                );
+                // The PTE's index in its level-3 table gives the address
+                // within the VMA's 2 MiB region.
+                let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
+                self.arch(
+                    p,
+                    arm64::flush_tlb_page(v.arm64(), proc_.asid, page),
+                    "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                );
+                if v.range_end_notifies() {
+                    self.secondary(
+                        p,
+                        page,
+                        page + PAGE_SIZE,
+                        "try_to_unmap_one: mmu_notifier_invalidate_range",
+                    );
+                }
+            }
+            self.sync(
+                SyncOp::Unlock(ptl),
+                "try_to_unmap_one: page_vma_mapped_walk_done",
+            );
+            self.range_end(p);
+        }
+        if found != 0 {
+            self.push(
+                Op::Free { frame: Pfn(frame) },
+                "shrink_folio_list: free_unref_page_list",
+            );
+        }
     }
 }

@@ -559,13 +559,19 @@ pub enum Step {
     Kernel(KernelStep),
 }
 
-/// `process NAME asid=N`: an address space of the memory manager.
+/// `process NAME asid=N`: an address space of the memory manager; or
+/// `mirror NAME PROCESS asid=N [no-retry]`: a shadow page table mirroring
+/// one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessDecl {
     /// Name used by steps, `vma`, `page`, `bind-sva` and `cd ctx=`.
     pub name: Spanned<String>,
     /// Its ASID.
     pub asid: u16,
+    /// For a mirror: the process it mirrors.
+    pub mirror_of: Option<Spanned<String>>,
+    /// For a mirror: its fault path re-checks the sequence count.
+    pub retry: bool,
     /// The statement.
     pub span: Span,
 }
@@ -618,6 +624,14 @@ pub enum KernelStepKind {
     MadviseDontneed,
     /// `write-fault P ADDR`.
     WriteFault,
+    /// `fork P CHILD`.
+    Fork,
+    /// `mirror-fault M ADDR`.
+    MirrorFault,
+    /// `mremap P OLD LEN NEW`.
+    Mremap,
+    /// `reclaim P ADDR`.
+    Reclaim,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -631,6 +645,10 @@ pub struct KernelStep {
     pub addr: Spanned<u64>,
     /// The length, for range operations.
     pub len: Option<Spanned<u64>>,
+    /// The child process, for `fork`.
+    pub child: Option<Spanned<String>>,
+    /// The new address, for `mremap`.
+    pub to: Option<Spanned<u64>>,
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

@@ -112,7 +112,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             .map_err(|e| Located::new(w.span, e.to_string()))?;
     }
     let (mut contexts, mut context_names) = l.contexts()?;
-    for (p, d) in procs.iter().zip(&sc.processes) {
+    for (p, d) in procs.iter_mut().zip(&sc.processes) {
         if context_names.contains(&p.name) {
             return Err(Located::new(
                 d.name.span,
@@ -120,6 +120,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             ));
         }
         // A process is a stage-1 context every CPU may walk.
+        p.ctx = contexts.len();
         contexts.push(Context {
             regime: Regime::El10,
             asid: p.asid,
@@ -139,7 +140,15 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         max_states: sc.bounds.states.unwrap_or(defaults.max_states),
         ..defaults
     };
-    let mut machine = Machine::new(mem, sc.machine.cpus, contexts.clone());
+    // A mirror's shadow table is walked by its device alone: the CPUs do
+    // not run it.
+    let cpu_contexts: Vec<Context> = contexts
+        .iter()
+        .zip(&context_names)
+        .filter(|(_, n)| !procs.iter().any(|p| &p.name == *n && p.mirror.is_some()))
+        .map(|(c, _)| *c)
+        .collect();
+    let mut machine = Machine::new(mem, sc.machine.cpus, cpu_contexts);
     if let Some(p) = smmu {
         let smmu = Smmu::new(p.opts, p.strtab, p.cmdq, p.evtq, p.devices, &machine.mem);
         machine.attach_smmu(smmu);
@@ -158,6 +167,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     if let Some(k) = &kernel {
         b.locks(k.locks());
         b.counters(k.counters());
+        b.seqcounts(k.seqcounts());
     }
     l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
     let model = b
@@ -765,8 +775,10 @@ impl Lower<'_> {
                 asid: d.asid,
                 space: d.asid,
                 root,
+                ctx: 0,
                 vmas: Vec::new(),
                 bonds: Vec::new(),
+                mirror: None,
             });
         }
         let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
@@ -820,7 +832,142 @@ impl Lower<'_> {
             mm::map_new_page(mem, out[p].root, out[p].space, va, pg.writable)
                 .map_err(oom(pg.span))?;
         }
+        self.fork_children(mem, &mut out)?;
+        self.mirrors(mem, &mut out)?;
+        self.mremap_targets(mem, &out)?;
         Ok(out)
+    }
+
+    /// Each `fork P CHILD`: the child, declared empty, gets P's VMAs and
+    /// the tables P's pages need (made at set-up: nobody walks them before
+    /// the fork's PTE copies). P's VMAs must lie in one 2 MiB region and
+    /// cover at most `mm::MAX_PAGES` pages; a child is forked once.
+    fn fork_children(&self, mem: &mut PhysMem, out: &mut [Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        let mut children = Vec::new();
+        for t in &self.sc.threads {
+            for s in &t.steps {
+                let Step::Kernel(ks) = &s.value else { continue };
+                let Some(child) = &ks.child else { continue };
+                let p = proc_index(&names, &ks.process)?;
+                let c = proc_index(&names, child)?;
+                if c == p || children.contains(&c) {
+                    return Err(Located::new(
+                        child.span,
+                        "a fork's child is another process, forked once",
+                    ));
+                }
+                let declared = |name: &str| {
+                    self.sc.vmas.iter().any(|v| v.process.value == name)
+                        || self.sc.pages.iter().any(|g| g.process.value == name)
+                };
+                if declared(&child.value) {
+                    return Err(Located::new(
+                        child.span,
+                        format!(
+                            "`{}` has VMAs of its own: a fork's child starts empty",
+                            child.value
+                        ),
+                    ));
+                }
+                let vmas = out[p].vmas.clone();
+                let pages: u64 = vmas.iter().map(|v| (v.end - v.start) / 4096).sum();
+                let one_region = vmas.iter().all(|v| {
+                    v.start / mm::L3_SPAN == vmas[0].start / mm::L3_SPAN
+                        && (v.end - 1) / mm::L3_SPAN == vmas[0].start / mm::L3_SPAN
+                });
+                if vmas.is_empty() || pages > mm::MAX_PAGES || !one_region {
+                    return Err(Located::new(
+                        ks.process.span,
+                        format!(
+                            "fork needs the parent's VMAs inside one 2 MiB region, 1 to {} pages in all",
+                            mm::MAX_PAGES
+                        ),
+                    ));
+                }
+                let (root, space) = (out[c].root, out[c].space);
+                mm::prepare_tables(mem, root, space, vmas[0].start).map_err(|e| {
+                    Located::new(s.span, format!("cannot set up: {e}"))
+                        .with_help("enlarge the pool with `pool base=PA frames=N`")
+                })?;
+                out[c].vmas = vmas;
+                children.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each `mremap P OLD LEN NEW`: the tables down to level 3 at NEW,
+    /// made at set-up (`move_page_tables` allocates them before it moves
+    /// anything, and nobody walks an empty table to any effect).
+    fn mremap_targets(&self, mem: &mut PhysMem, out: &[Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for t in &self.sc.threads {
+            for s in &t.steps {
+                let Step::Kernel(ks) = &s.value else { continue };
+                let Some(to) = &ks.to else { continue };
+                let p = proc_index(&names, &ks.process)?;
+                if to.value % 4096 != 0 || to.value >= 1 << 48 {
+                    return Err(Located::new(
+                        to.span,
+                        "the new address is a page of the 48-bit user space",
+                    ));
+                }
+                mm::prepare_tables(mem, out[p].root, out[p].space, to.value).map_err(|e| {
+                    Located::new(s.span, format!("cannot set up: {e}"))
+                        .with_help("enlarge the pool with `pool base=PA frames=N`")
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each `mirror M P`: its shadow tables down to level 3, made at
+    /// set-up for every 2 MiB region of P's VMAs, all entries invalid.
+    fn mirrors(&self, mem: &mut PhysMem, out: &mut [Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for (m, d) in self.sc.processes.iter().enumerate() {
+            let Some(of) = &d.mirror_of else { continue };
+            let p = proc_index(&names, of)?;
+            if out[p].mirror.is_some() || p == m {
+                return Err(Located::new(of.span, "a mirror mirrors a process"));
+            }
+            if self.sc.smmu.is_none() {
+                return Err(Located::new(d.span, "a mirror's TLB is the SMMU's")
+                    .with_help("add an `smmu` statement"));
+            }
+            let owns = |name: &str| {
+                self.sc.vmas.iter().any(|v| v.process.value == name)
+                    || self.sc.pages.iter().any(|g| g.process.value == name)
+            };
+            if owns(&d.name.value) {
+                return Err(Located::new(
+                    d.name.span,
+                    "a mirror has no VMAs or pages of its own",
+                ));
+            }
+            let mut l3 = Vec::new();
+            for v in out[p].vmas.clone() {
+                let mut region = v.start & !(mm::L3_SPAN - 1);
+                while region < v.end {
+                    if !l3.iter().any(|&(r, _)| r == region) {
+                        let t = mm::prepare_tables(mem, out[m].root, out[m].space, region)
+                            .map_err(|e| {
+                                Located::new(d.span, format!("cannot set up: {e}"))
+                                    .with_help("enlarge the pool with `pool base=PA frames=N`")
+                            })?;
+                        l3.push((region, t));
+                    }
+                    region += mm::L3_SPAN;
+                }
+            }
+            out[m].mirror = Some(mm::Mirror {
+                of: p,
+                retry: d.retry,
+                l3,
+            });
+        }
+        Ok(())
     }
 
     /// The kernel high-level steps run, with each process's SVA bonds.
@@ -888,6 +1035,24 @@ impl Lower<'_> {
         }
         Ok(match ks.kind {
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
+            KernelStepKind::Reclaim => KOp::Reclaim { p, va: addr },
+            KernelStepKind::MirrorFault => {
+                if k.processes[p].mirror.is_none() {
+                    return Err(Located::new(
+                        ks.process.span,
+                        format!("`{}` is not a mirror", ks.process.value),
+                    )
+                    .with_help("declare it with `mirror NAME PROCESS asid=N`"));
+                }
+                KOp::MirrorFault { m: p, va: addr }
+            }
+            KernelStepKind::Fork => {
+                let child = ks.child.as_ref().expect("fork has a child");
+                KOp::Fork {
+                    p,
+                    child: proc_index(&names, child)?,
+                }
+            }
             kind => {
                 let len = ks.len.as_ref().expect("range steps have a length");
                 let l = len.value;
@@ -904,6 +1069,26 @@ impl Lower<'_> {
                             mm::MAX_PAGES
                         ),
                     ));
+                }
+                if let Some(to) = &ks.to {
+                    let new = to.value;
+                    let inside = k.processes[p].vma(new).is_some_and(|v| new + l <= v.end);
+                    if new / mm::L3_SPAN != (new + l - 1) / mm::L3_SPAN || !inside {
+                        return Err(Located::new(
+                            to.span,
+                            "the new range lies inside one declared VMA and one 2 MiB region",
+                        )
+                        .with_help("declare the destination: `vma P NEW LEN rw`"));
+                    }
+                    if new < addr + l && addr < new + l {
+                        return Err(Located::new(to.span, "the new range overlaps the old one"));
+                    }
+                    return Ok(KOp::Mremap {
+                        p,
+                        old: addr,
+                        len: l,
+                        new,
+                    });
                 }
                 if kind == KernelStepKind::Munmap {
                     KOp::Munmap {

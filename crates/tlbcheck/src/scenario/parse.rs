@@ -20,8 +20,6 @@ use tlbcheck_hw::vmsa::desc::bits;
 pub const RESERVED_STEPS: &[&str] = &[
     "mmap",
     "mprotect",
-    "mremap",
-    "fork",
     "cow",
     "touch",
     "migrate",
@@ -341,6 +339,7 @@ impl Parser {
                     self.end_of_line()?;
                 }
                 "process" if self.peek2().tok != Tok::Punct('[') => processes.push(self.process()?),
+                "mirror" if self.peek2().tok != Tok::Punct('[') => processes.push(self.mirror()?),
                 "vma" if self.peek2().tok != Tok::Punct('[') => {
                     let span = self.bump().span;
                     let process = self.word("a process name")?;
@@ -461,7 +460,48 @@ impl Parser {
             Located::new(span, "a process needs asid=N").with_help("e.g. `process p1 asid=1`")
         })?;
         self.end_of_line()?;
-        Ok(ProcessDecl { name, asid, span })
+        Ok(ProcessDecl {
+            name,
+            asid,
+            mirror_of: None,
+            retry: true,
+            span,
+        })
+    }
+
+    /// `mirror NAME PROCESS asid=N [no-retry]`.
+    fn mirror(&mut self) -> R<ProcessDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the mirror's name")?;
+        let of = self.word("the process it mirrors")?;
+        let mut asid = None;
+        let mut retry = true;
+        let mut span = kw.to(of.span);
+        for a in self.args()? {
+            span = span.to(a.span);
+            match a.key.value.as_str() {
+                "asid" => asid = Some(narrow(one(&a, "an ASID")?, "asid", 0xffff)?),
+                "no-retry" if a.values.is_empty() => retry = false,
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown mirror setting `{}`", a.key.value),
+                    )
+                    .with_help("expected asid=N or no-retry"))
+                }
+            }
+        }
+        let asid = asid.ok_or_else(|| {
+            Located::new(span, "a mirror needs asid=N").with_help("e.g. `mirror m1 p1 asid=5`")
+        })?;
+        self.end_of_line()?;
+        Ok(ProcessDecl {
+            name,
+            asid,
+            mirror_of: Some(of),
+            retry,
+            span,
+        })
     }
 
     fn machine(&mut self) -> R<MachineDecl> {
@@ -1079,6 +1119,65 @@ impl Parser {
                             process,
                             addr,
                             len,
+                            child: None,
+                            to: None,
+                        })
+                    }
+                    "mremap" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the old address")?;
+                        let len = self.number("a length in bytes")?;
+                        let to = self.number("the new address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Mremap,
+                            process,
+                            addr,
+                            len: Some(len),
+                            child: None,
+                            to: Some(to),
+                        })
+                    }
+                    "reclaim" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the page's address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Reclaim,
+                            process,
+                            addr,
+                            len: None,
+                            child: None,
+                            to: None,
+                        })
+                    }
+                    "mirror-fault" => {
+                        self.bump();
+                        let process = self.word("a mirror's name")?;
+                        let addr = self.number("an address")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::MirrorFault,
+                            process,
+                            addr,
+                            len: None,
+                            child: None,
+                            to: None,
+                        })
+                    }
+                    "fork" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let child = self.word("the child process's name")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Fork,
+                            addr: Spanned {
+                                value: 0,
+                                span: process.span,
+                            },
+                            process,
+                            len: None,
+                            child: Some(child),
+                            to: None,
                         })
                     }
                     r if RESERVED_STEPS.contains(&r) => {
@@ -1089,7 +1188,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, reclaim)",
                         &first,
                     )),
                 }
