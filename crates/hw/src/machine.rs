@@ -311,7 +311,14 @@ impl Machine {
             Dsb::Ish | Dsb::Ishst => ALL_AGENTS,
             Dsb::Nsh | Dsb::Nshst => 1 << cpu,
         };
-        let before = self.mem.pending_stores().to_vec();
+        // Windows of TLBIs in flight settle when their values become
+        // invisible; with none in flight there is nothing to compare.
+        let in_flight = self.pending.iter().any(|l| !l.is_empty());
+        let before = if in_flight {
+            self.mem.pending_stores().to_vec()
+        } else {
+            Vec::new()
+        };
         self.mem.complete_stores(cpu, reach);
         // Old values no walker can read any more.
         let now = self.mem.pending_stores();
