@@ -10,7 +10,7 @@ use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
-use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::model::{Device, DeviceState, Smmu, SmmuOptions};
 use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
@@ -144,14 +144,7 @@ fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
 /// CMD_SYNC with SEV completion.
 fn sync() -> Op {
     Op::SmmuSync {
-        words: Command::Sync {
-            cs: SyncCs::Sev,
-            msh: 3,
-            msiattr: 0xf,
-            msidata: 0,
-            msiaddr: 0,
-        }
-        .encode(),
+        words: Command::SYNC_SEV.encode(),
     }
 }
 

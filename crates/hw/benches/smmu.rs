@@ -25,7 +25,7 @@ use std::hint::black_box;
 use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::Cd;
-use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::costs::{CostGeometry, SmmuCosts};
 use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
@@ -95,14 +95,7 @@ fn nh_va(page: u64) -> [u64; 2] {
 }
 
 fn sync() -> [u64; 2] {
-    Command::Sync {
-        cs: SyncCs::Sev,
-        msh: 3,
-        msiattr: 0xf,
-        msidata: 0,
-        msiaddr: 0,
-    }
-    .encode()
+    Command::SYNC_SEV.encode()
 }
 
 fn iotlb_hit(c: &mut Criterion) {

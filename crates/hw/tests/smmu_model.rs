@@ -34,13 +34,7 @@ const IPA_DATA: u64 = 0x1_0000;
 const SID: u32 = 3;
 
 fn sync() -> Command {
-    Command::Sync {
-        cs: SyncCs::Sev,
-        msh: 3,
-        msiattr: 0xf,
-        msidata: 0,
-        msiaddr: 0,
-    }
+    Command::SYNC_SEV
 }
 
 /// Memory, one CPU running ASID 1 on the stage-1 tables, and an SMMU whose

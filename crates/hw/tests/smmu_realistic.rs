@@ -9,7 +9,7 @@ use tlbcheck_hw::addr::{Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
-use tlbcheck_hw::smmu::cmd::{Command, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::costs::{CostGeometry, Geometry, SmmuCosts};
 use tlbcheck_hw::smmu::model::{Consumed, Device, Smmu, SmmuOptions};
@@ -47,13 +47,7 @@ const SID2: u32 = 2;
 const S2_VMID: u16 = 5;
 
 fn sync() -> Command {
-    Command::Sync {
-        cs: SyncCs::Sev,
-        msh: 3,
-        msiattr: 0xf,
-        msidata: 0,
-        msiaddr: 0,
-    }
+    Command::SYNC_SEV
 }
 
 fn cd(asid: u16, root: u64) -> [u64; 8] {

@@ -749,6 +749,18 @@ fn not_accepted(op: u8) -> Option<(&'static str, &'static str)> {
 }
 
 impl Command {
+    /// CMD_SYNC that signals completion by SEV (CS = 0b10), with MSH Inner
+    /// Shareable and MSIAttr Inner+Outer Write-Back (SMMUv3 4.7.3): the
+    /// form software issues when it polls CONS instead of waiting for an
+    /// MSI write.
+    pub const SYNC_SEV: Command = Command::Sync {
+        cs: SyncCs::Sev,
+        msh: 3,
+        msiattr: 0xf,
+        msidata: 0,
+        msiaddr: 0,
+    };
+
     /// The command's opcode.
     pub const fn opcode(&self) -> Opcode {
         match self {

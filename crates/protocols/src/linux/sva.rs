@@ -11,7 +11,7 @@
 
 use super::Version;
 use tlbcheck_hw::addr::Granule;
-use tlbcheck_hw::smmu::cmd::{Command, PriResp, SyncCs, TlbiAddr};
+use tlbcheck_hw::smmu::cmd::{Command, PriResp, TlbiAddr};
 use tlbcheck_hw::smmu::model::{Device, DeviceState};
 
 /// The SMMU features the driver tests.
@@ -52,13 +52,7 @@ pub enum SmmuOp {
 /// (`arm_smmu_cmdq_build_sync_cmd`): completion by SEV, MSH Inner
 /// Shareable, MSIAttr Inner+Outer Write-Back.
 pub fn cmd_sync() -> Command {
-    Command::Sync {
-        cs: SyncCs::Sev,
-        msh: 3,
-        msiattr: 0xf,
-        msidata: 0,
-        msiaddr: 0,
-    }
+    Command::SYNC_SEV
 }
 
 /// How the driver answers a device's fault once the kernel handled it
