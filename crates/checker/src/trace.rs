@@ -260,10 +260,15 @@ impl Trace {
     /// The trace as numbered text lines.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        // A high-level operation heads the run of steps it emitted.
+        let mut heading: Option<(&str, &str)> = None;
         for s in &self.steps {
             if let Some(o) = &s.origin {
-                let _ = writeln!(out, "     [{o}]");
+                if heading != Some((s.actor.as_str(), o.as_str())) {
+                    let _ = writeln!(out, "     [{o}]");
+                }
             }
+            heading = s.origin.as_deref().map(|o| (s.actor.as_str(), o));
             let _ = writeln!(out, "{:>3}. {:<16} {}", s.step, s.actor, s.op);
             for c in &s.changes {
                 let _ = writeln!(out, "       {c}");

@@ -371,6 +371,20 @@ expect violation freed-frame-mapped
     assert!(!out.contains("(tlbi VMALLE1IS) did not remove"), "{out}");
 }
 
+/// `explain` heads the instructions a kernel operation emitted with the
+/// operation, once per run of its steps.
+#[test]
+fn explain_shows_each_kernel_operation_above_its_instructions() {
+    let o = tlbcheck(&["explain", "examples/seed000/05-kernel-upgrade-buggy.tlb"]);
+    let out = stdout(&o);
+    let head = "[p1 write fault at 0x0: ptep_set_access_flags: flush_tlb_page]";
+    assert_eq!(out.matches(head).count(), 1, "{out}");
+    let after = &out[out.find(head).unwrap()..];
+    let dsb = after.find("dsb ishst").unwrap();
+    let tlbi = after.find("tlbi VALE1IS 0x0001000000000000").unwrap();
+    assert!(dsb < tlbi && after[..tlbi].lines().count() < 6, "{after}");
+}
+
 /// A search that did not finish never prints `ok`: exit 3, `inconclusive`.
 #[test]
 fn cut_short_searches_are_inconclusive() {
