@@ -3,6 +3,7 @@
 //! `arm_smmu_mm_arch_invalidate_secondary_tlbs` after 38b14e2e3de9) and
 //! the command layouts of SMMUv3 4.4 and 4.5.
 
+use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_protocols::linux::sva::*;
 use tlbcheck_protocols::linux::Version;
 
@@ -99,11 +100,36 @@ fn a_non_leaf_range_of_33_pages_is_bumped_to_34() {
         ril: true,
         ats: false,
     };
-    let ops = tlb_inv_range_asid(ril, 0x42, 0x7f00_0000_0000, 33 * 4096, false);
+    let ops = tlb_inv_range_asid(ril, 0x42, 0x7f00_0000_0000, 33 * 4096, false, true);
     assert_eq!(
         words(&ops),
         vec![Some([0x0042_0000_0011_0012, 0x0000_7f00_0000_0400]), None]
     );
+}
+
+/// Before eb6c97647be2 (v6.5), a one-page non-leaf range invalidation is
+/// built with NUM = SCALE = TTL = 0 and TG = 4K: the Reserved combination
+/// the SMMU refuses with CERROR_ILL (SMMUv3 4.4.1.1).
+#[test]
+fn without_the_bump_one_non_leaf_page_is_an_illegal_range() {
+    let ril = SmmuFeatures {
+        btm: false,
+        ril: true,
+        ats: false,
+    };
+    let ops = tlb_inv_range_asid(ril, 0x42, 0x7f00_0000_0000, 4096, false, false);
+    let cmd = words(&ops)[0].expect("a command");
+    // TG = 4K in dw1 [11:10], NUM [16:12] = 0, SCALE [24:20] = 0, TTL = 0.
+    assert_eq!(cmd, [0x0042_0000_0000_0012, 0x0000_7f00_0000_0400]);
+    // The decoder, like the SMMU, refuses it.
+    assert!(Command::decode(cmd).is_err());
+    // With the bump (v6.6) the same call covers two pages, legally.
+    let ops = tlb_inv_range_asid(ril, 0x42, 0x7f00_0000_0000, 4096, false, true);
+    let [dw0, dw1] = words(&ops)[0].expect("a command");
+    let Ok(Command::TlbiNhVa { va, .. }) = Command::decode([dw0, dw1]) else {
+        panic!("not a TLBI_NH_VA");
+    };
+    assert!(!va.is_reserved_combination());
 }
 
 #[test]

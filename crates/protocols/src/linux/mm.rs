@@ -1181,7 +1181,14 @@ impl Planner<'_> {
             }
             if zapped {
                 self.smmu_ops(
-                    sva::tlb_inv_range_asid(k.smmu, mp.asid, start, end - start, true),
+                    sva::tlb_inv_range_asid(
+                        k.smmu,
+                        mp.asid,
+                        start,
+                        end - start,
+                        true,
+                        k.version == Version::Linux6_6,
+                    ),
                     "invalidate_range_start: invalidate the shadow TLB",
                 );
             }

@@ -81,15 +81,20 @@ pub fn page_response(d: &Device) -> Option<Command> {
 /// `__arm_smmu_tlb_inv_range` for a stage-1 ASID with granule `PAGE_SIZE`
 /// and Leaf as given: nothing for size 0; without RIL one `CMD_TLBI_NH_VA`
 /// per page (TG = 0); with RIL, chunks of `(num << scale)` pages taken
-/// from the lowest set bit of the remaining count, after bumping a count
-/// of the form 32k+1 for a non-leaf invalidation (eb6c97647be2, so that no
-/// NUM = SCALE = TTL = 0 chunk is built); then a `CMD_SYNC`.
+/// from the lowest set bit of the remaining count; then a `CMD_SYNC`.
+///
+/// With `bump`, a non-leaf count of the form 32k+1 is rounded up by one
+/// page so that no NUM = SCALE = TTL = 0 chunk is built (eb6c97647be2,
+/// merged for v6.6-rc). Without it, as in v6.5, a one-page non-leaf
+/// invalidation is that Reserved combination: the SMMU stops its queue on
+/// it with CERROR_ILL (SMMUv3 4.4.1.1).
 pub fn tlb_inv_range_asid(
     feat: SmmuFeatures,
     asid: u16,
     iova: u64,
     size: u64,
     leaf: bool,
+    bump: bool,
 ) -> Vec<SmmuOp> {
     const PAGE: u64 = 4096;
     if size == 0 {
@@ -101,7 +106,7 @@ pub fn tlb_inv_range_asid(
         // TTL for a leaf invalidation of 4K leaves is 3 (6833b8f2e199).
         let ttl = if leaf { 3 } else { 0 };
         let mut num_pages = size >> 12;
-        if !leaf && num_pages & 31 == 1 {
+        if bump && !leaf && num_pages & 31 == 1 {
             num_pages += 1;
         }
         let mut addr = iova;
@@ -190,13 +195,17 @@ pub fn invalidate(
                 if size == 0 {
                     out.extend(tlb_inv_asid(bond.asid));
                 } else {
-                    out.extend(tlb_inv_range_asid(feat, bond.asid, start, size, false));
+                    out.extend(tlb_inv_range_asid(
+                        feat, bond.asid, start, size, false, true,
+                    ));
                 }
             }
         }
         Version::Linux6_5 | Version::Popple2023_05 => {
             if !feat.btm {
-                out.extend(tlb_inv_range_asid(feat, bond.asid, start, size, false));
+                out.extend(tlb_inv_range_asid(
+                    feat, bond.asid, start, size, false, false,
+                ));
             }
         }
     }
