@@ -185,12 +185,42 @@ impl Machine {
 
     /// Re-closes every CPU's may-hold set after a memory change at `step`.
     pub fn refresh(&mut self, step: u32) {
-        for (i, cpu) in self.cpus.iter_mut().enumerate() {
-            close(&mut cpu.tlb, &self.mem, i as u8, &cpu.contexts, step);
+        let before: Vec<MayHold> = self.cpus.iter().map(|c| c.tlb.clone()).collect();
+        for i in 0..self.cpus.len() {
+            if let Some(j) = self.twin(&before, i, &[], |a, b| a == b) {
+                self.cpus[i].tlb = self.cpus[j].tlb.clone();
+                continue;
+            }
+            let c = &mut self.cpus[i];
+            close(&mut c.tlb, &self.mem, i as u8, &c.contexts, step);
         }
         if let Some(s) = &mut self.smmu {
             s.refresh(&self.mem, step);
         }
+    }
+
+    /// An earlier CPU than `i` whose set (as `before` held it, compared with
+    /// `same`), contexts and view of memory (the pending stores and `extra`
+    /// window values it may still read) are those of CPU `i`: any closure
+    /// computes the same for both, so `i` can take `j`'s result.
+    fn twin(
+        &self,
+        before: &[MayHold],
+        i: usize,
+        extra: &[PendingStore],
+        same: impl Fn(&MayHold, &MayHold) -> bool,
+    ) -> Option<usize> {
+        let sees = |s: &PendingStore, a: usize| s.stale_for & (1 << a) != 0;
+        (0..i).find(|&j| {
+            std::sync::Arc::ptr_eq(&self.cpus[i].contexts, &self.cpus[j].contexts)
+                && (before[i].shares(&before[j]) || same(&before[i], &before[j]))
+                && self
+                    .mem
+                    .pending_stores()
+                    .iter()
+                    .chain(extra)
+                    .all(|s| sees(s, i) == sees(s, j))
+        })
     }
 
     /// A descriptor store by `cpu` (visible to walkers only after its DSB:
@@ -245,9 +275,17 @@ impl Machine {
     /// Issues a TLBI from `cpu`; it takes effect at the matching DSB.
     pub fn tlbi(&mut self, step: u32, cpu: u8, scope: InvalScope, broadcast: bool) {
         let mut doomed = Vec::new();
+        // CPUs sharing one set share what the scope covers in it.
+        let mut covered: Vec<(usize, Vec<TlbEntry>)> = Vec::new();
         for (i, c) in self.cpus.iter().enumerate() {
             if broadcast || i as u8 == cpu {
-                doomed.extend(c.tlb.covered(&scope).into_iter().map(|e| (i as u8, e)));
+                let found = covered
+                    .iter()
+                    .find(|(j, _)| self.cpus[*j].tlb.shares(&c.tlb))
+                    .map(|(_, v)| v.clone());
+                let mine = found.unwrap_or_else(|| c.tlb.covered(&scope));
+                doomed.extend(mine.iter().map(|e| (i as u8, *e)));
+                covered.push((i, mine));
             }
         }
         self.pending[cpu as usize].push(PendingTlbi {
@@ -288,13 +326,32 @@ impl Machine {
             // what this TLBI was meant to remove, so only entries in its
             // scope come back from that window.
             let window = self.mem.window(&tlbi.hazard);
-            for (i, c) in self.cpus.iter_mut().enumerate() {
-                let mine: Vec<TlbEntry> = tlbi
-                    .doomed
+            let before: Vec<MayHold> = self.cpus.iter().map(|c| c.tlb.clone()).collect();
+            let mine_of = |i: usize| -> Vec<TlbEntry> {
+                tlbi.doomed
                     .iter()
                     .filter(|(a, _)| *a == i as u8)
                     .map(|(_, e)| *e)
-                    .collect();
+                    .collect()
+            };
+            for i in 0..self.cpus.len() {
+                let mine = mine_of(i);
+                // A CPU with the same set, view and doomed entries as an
+                // earlier one ends as that one did.
+                let twin = self
+                    .twin(&before, i, &tlbi.hazard, |_, _| false)
+                    .filter(|&j| mine_of(j) == mine);
+                if let Some(j) = twin {
+                    self.cpus[i].tlb = self.cpus[j].tlb.clone();
+                    let again: Vec<(u8, TlbEntry, Provenance)> = removed
+                        .iter()
+                        .filter(|(a, _, _)| *a as usize == j)
+                        .map(|&(_, e, p)| (i as u8, e, p))
+                        .collect();
+                    removed.extend(again);
+                    continue;
+                }
+                let c = &mut self.cpus[i];
                 let gone = c.tlb.remove_entries(&mine);
                 if !gone.is_empty() {
                     let within = Within::of_entries(gone.iter().map(|(e, _)| e));

@@ -104,6 +104,12 @@ impl MayHold {
         self.entries.is_empty()
     }
 
+    /// Whether `other` shares this set's storage (so holds the same
+    /// entries): a constant-time test for "the same set".
+    pub fn shares(&self, other: &MayHold) -> bool {
+        Arc::ptr_eq(&self.entries, &other.entries)
+    }
+
     /// Adds `entry`; an entry already present keeps its earlier provenance.
     /// Returns whether it was new.
     pub fn insert(&mut self, entry: TlbEntry, prov: Provenance) -> bool {
