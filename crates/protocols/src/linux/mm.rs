@@ -383,6 +383,36 @@ pub enum KOp {
         /// The address.
         va: u64,
     },
+    /// `mprotect(start, len, PROT_READ | PROT_WRITE or PROT_READ)` as
+    /// `do_mprotect_pkey` runs it: under mmap_lock held for write, with an
+    /// mmu_gather (`tlb_gather_mmu`, 4a18419f71cd "mm/mprotect: use
+    /// mmu_gather", v6.1), `change_protection` ->
+    /// `change_pmd_range` opens `invalidate_range_start`
+    /// (`MMU_NOTIFY_PROTECTION_VMA`) and `change_pte_range` rewrites each
+    /// present PTE under the page-table lock
+    /// (`ptep_modify_prot_start`, which is `ptep_get_and_clear` on arm64
+    /// without erratum 2645198, then `ptep_modify_prot_commit`) and adds
+    /// it to the gather (`tlb_flush_pte_range`: arm64 has no
+    /// `pte_needs_flush`, so every rewritten PTE is flushed);
+    /// `invalidate_range_end` (v6.5: the secondaries' `invalidate_range`
+    /// here), then `tlb_finish_mmu` (the arm64 `tlb_flush`, leaf, level
+    /// 3; v6.5's `tlb_flush_mmu_tlbonly` tells the secondaries again) before
+    /// `mmap_write_unlock`.
+    ///
+    /// VMAs are fixed for the run: only the PTEs change. `rw` makes a PTE
+    /// writable only when no other process maps its page
+    /// (`can_change_pte_writable` of a private anonymous page: an
+    /// exclusive page); otherwise it stays read-only for the write fault.
+    Mprotect {
+        /// Process index.
+        p: usize,
+        /// First byte.
+        start: u64,
+        /// Length in bytes.
+        len: u64,
+        /// `rw` (true) or `ro`.
+        writable: bool,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
     /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
     /// `ptep_set_access_flags`, which on arm64 flushes the page because
@@ -407,7 +437,8 @@ impl KOp {
             | KOp::Fork { p, .. }
             | KOp::MirrorFault { m: p, .. }
             | KOp::Mremap { p, .. }
-            | KOp::Reclaim { p, .. } => p,
+            | KOp::Reclaim { p, .. }
+            | KOp::Mprotect { p, .. } => p,
         }
     }
 }
@@ -426,6 +457,17 @@ impl fmt::Display for KOp {
                 write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
+            KOp::Mprotect {
+                start,
+                len,
+                writable,
+                ..
+            } => write!(
+                f,
+                "mprotect({start:#x}-{:#x}, {})",
+                start + len,
+                if writable { "rw" } else { "ro" }
+            ),
         }
     }
 }
@@ -497,6 +539,12 @@ impl KernelThread {
             KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
             KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
             KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
+            KOp::Mprotect {
+                p,
+                start,
+                len,
+                writable,
+            } => pl.mprotect(p, start, len, writable, regs),
         }
         pl.out
     }
@@ -611,6 +659,33 @@ impl KernelThread {
                 }
             }
             KOp::Fork { .. } => {}
+            KOp::Mprotect { p, start, len, .. } => {
+                // change_pte_range's view under the page-table lock: each
+                // present PTE's frame (registers 1 and 2), the level-3
+                // table (bits 0..16 of register 3) and, at bit 32 + i,
+                // whether another process maps page i's frame.
+                let Some(l3) = tables(mem, proc_.root, start)[3] else {
+                    return;
+                };
+                regs[3] |= l3 >> 12;
+                for i in 0..(len / PAGE_SIZE) as usize {
+                    let va = start + i as u64 * PAGE_SIZE;
+                    let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                    if pte & bits::VALID == 0 {
+                        continue;
+                    }
+                    let frame = pte & bits::ADDR_MASK;
+                    regs[1 + i / 4] |= (frame >> 12) << (16 * (i % 4));
+                    let shared = self.kernel.processes.iter().enumerate().any(|(q, o)| {
+                        q != p
+                            && tables(mem, o.root, va)[3].is_some_and(|t| {
+                                let d = mem.read(Pa(t + 8 * index(va, 3)));
+                                d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                            })
+                    });
+                    regs[3] |= u64::from(shared) << (32 + i);
+                }
+            }
             KOp::Mremap { old, len, new, .. } => {
                 let src = (proc_.root, old);
                 let dst = (proc_.root, new);
@@ -946,6 +1021,121 @@ impl Planner<'_> {
             "tlb_finish_mmu: dec_tlb_flush_pending",
         );
         self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `do_mprotect_pkey` -> `mprotect_fixup` -> `change_protection`
+    /// (v6.5, v6.6) for [`KOp::Mprotect`].
+    fn mprotect(&mut self, p: usize, start: u64, len: u64, writable: bool, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        let pending = Kernel::flush_pending(p);
+        self.sync(
+            SyncOp::Lock(mmap),
+            "do_mprotect_pkey: mmap_write_lock_killable",
+        );
+        self.sync(
+            SyncOp::AtomicAdd(pending, 1),
+            "tlb_gather_mmu: inc_tlb_flush_pending",
+        );
+        // change_pmd_range opens the notifier range once it meets a
+        // populated PMD (MMU_NOTIFY_PROTECTION_VMA).
+        self.range_start(p, start, start + len);
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "change_pte_range: pte_offset_map_lock",
+            After::Snapshot,
+        );
+        let l3 = (regs[3] & 0xffff) << 12;
+        let mut tlb_start = u64::MAX;
+        let mut tlb_end = 0;
+        for i in 0..(len / PAGE_SIZE) as usize {
+            let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            if frame == 0 {
+                continue;
+            }
+            let va = start + i as u64 * PAGE_SIZE;
+            let at = Pa(l3 + 8 * index(va, 3));
+            let shared = regs[3] >> (32 + i) & 1 != 0;
+            self.push(
+                Op::Store { pa: at, value: 0 },
+                "change_pte_range: ptep_modify_prot_start",
+            );
+            self.push(
+                Op::Store {
+                    pa: at,
+                    value: user_pte(frame << 12, writable && !shared),
+                },
+                "change_pte_range: ptep_modify_prot_commit",
+            );
+            tlb_start = tlb_start.min(va);
+            tlb_end = tlb_end.max(va + PAGE_SIZE);
+        }
+        self.sync(SyncOp::Unlock(ptl), "change_pte_range: pte_unmap_unlock");
+        let changed = tlb_end != 0;
+        if l3 != 0 && v.range_end_notifies() {
+            self.secondary(
+                p,
+                start,
+                start + len,
+                "change_pmd_range: mmu_notifier_invalidate_range_end: invalidate_range",
+            );
+        }
+        self.range_end(p);
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        let nested = regs[0] > 2;
+        let code = v.arm64();
+        if nested {
+            self.arch(
+                p,
+                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
+                "tlb_flush (nested: fullmm)",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    u64::MAX,
+                    u64::MAX,
+                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
+                );
+            }
+        } else if changed {
+            // Only PTEs were touched (cleared_ptes): leaf, level 3.
+            self.arch(
+                p,
+                arm64::tlb_flush(
+                    code,
+                    k.cpu,
+                    proc_.asid,
+                    false,
+                    tlb_start,
+                    tlb_end,
+                    PAGE_SIZE,
+                    false,
+                    Some(3),
+                ),
+                "tlb_finish_mmu: tlb_flush",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    tlb_start,
+                    tlb_end,
+                    "tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
+        self.sync(
+            SyncOp::AtomicAdd(pending, -1),
+            "tlb_finish_mmu: dec_tlb_flush_pending",
+        );
+        self.sync(SyncOp::Unlock(mmap), "do_mprotect_pkey: mmap_write_unlock");
     }
 
     /// The write fault on a present read-only PTE of a writable VMA.

@@ -1090,6 +1090,14 @@ impl Lower<'_> {
                         new,
                     });
                 }
+                if let Some(writable) = ks.writable {
+                    return Ok(KOp::Mprotect {
+                        p,
+                        start: addr,
+                        len: l,
+                        writable,
+                    });
+                }
                 if kind == KernelStepKind::Munmap {
                     KOp::Munmap {
                         p,
