@@ -20,6 +20,7 @@ const BOND: SvaBond = SvaBond {
     sid: 0x100,
     ssid: Some(5),
     ats: true,
+    cd: None,
 };
 const PLAIN: SmmuFeatures = SmmuFeatures {
     btm: false,

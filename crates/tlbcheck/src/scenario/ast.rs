@@ -634,6 +634,8 @@ pub enum KernelStepKind {
     Reclaim,
     /// `mprotect P ADDR LEN ro|rw`.
     Mprotect,
+    /// `exit P`.
+    Exit,
 }
 
 /// A high-level step: a kernel operation on a process.

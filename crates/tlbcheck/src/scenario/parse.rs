@@ -23,7 +23,6 @@ pub const RESERVED_STEPS: &[&str] = &[
     "touch",
     "migrate",
     "madvise",
-    "exit",
     "unbind-sva",
     "s2map",
     "s2unmap",
@@ -1139,6 +1138,22 @@ impl Parser {
                             writable: None,
                         })
                     }
+                    "exit" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Exit,
+                            addr: Spanned {
+                                value: 0,
+                                span: process.span,
+                            },
+                            process,
+                            len: None,
+                            child: None,
+                            to: None,
+                            writable: None,
+                        })
+                    }
                     "mprotect" => {
                         self.bump();
                         let process = self.word("a process name")?;
@@ -1218,7 +1233,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit)",
                         &first,
                     )),
                 }
