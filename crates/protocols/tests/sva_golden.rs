@@ -21,6 +21,7 @@ const BOND: SvaBond = SvaBond {
     sid: 0x100,
     ssid: Some(5),
     ats: true,
+    cd: None,
 };
 const PLAIN: SmmuFeatures = SmmuFeatures {
     btm: false,
@@ -139,4 +140,55 @@ fn an_atc_span_is_the_smallest_aligned_power_of_two() {
     assert_eq!(c.encode(), [0x0000_0100_0000_5840, 0x4]);
     // Pages 8..11: 16 KiB at 0x8000.
     assert_eq!(atc_inv_cmd(&BOND, 0x8000, 0x4000).encode()[1], 0x8002);
+}
+
+#[test]
+fn release_quiets_the_cd_then_invalidates_the_asid_and_the_whole_atc() {
+    // arm_smmu_mm_release: the CD word 0 with EPD0 (bit 14) added,
+    // CFGI_CD (0x05) for SID 0x100 SSID 5 with Leaf, NH_ASID (0x11) for
+    // ASID 0x42, ATC_INV (0x40) with SSV and Size 52 at address 0; each
+    // batch ends with a CMD_SYNC.
+    let bond = SvaBond {
+        cd: Some((0x8000, 0x0123_0000_0000_0010)),
+        ..BOND
+    };
+    let ops = release(&bond);
+    assert_eq!(
+        ops[0],
+        ReleaseOp::CdStore {
+            pa: 0x8000,
+            value: 0x0123_0000_0000_4010
+        }
+    );
+    let cmds: Vec<SmmuOp> = ops[1..]
+        .iter()
+        .map(|o| match o {
+            ReleaseOp::Smmu(s) => *s,
+            ReleaseOp::CdStore { .. } => panic!("one CD store, first"),
+        })
+        .collect();
+    assert_eq!(
+        words(&cmds),
+        vec![
+            Some([0x0000_0100_0000_5005, 0x0000_0000_0000_0001]),
+            None,
+            Some([0x0042_0000_0000_0011, 0]),
+            None,
+            Some([0x0000_0100_0000_5840, 0x0000_0000_0000_0034]),
+            None,
+        ]
+    );
+    // Without a CD to quiet (none declared) and without ATS: only the
+    // TLBI by ASID.
+    let bare = SvaBond { ats: false, ..BOND };
+    assert_eq!(
+        release(&bare),
+        vec![
+            ReleaseOp::Smmu(SmmuOp::Cmd(tlbcheck_hw::smmu::cmd::Command::TlbiNhAsid {
+                vmid: 0,
+                asid: 0x42
+            })),
+            ReleaseOp::Smmu(SmmuOp::Sync),
+        ]
+    );
 }

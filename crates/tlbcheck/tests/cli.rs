@@ -141,12 +141,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
             "expected a level 0..3",
         ),
         ("free DATA", "free DTA", ":18:8:", "unknown frame `DTA`"),
-        (
-            "  free DATA\n",
-            "  mprotect 0 0x1000\n",
-            ":18:3:",
-            "reserved",
-        ),
+        ("  free DATA\n", "  mmap 0 0x1000\n", ":18:3:", "reserved"),
         (
             "  free DATA\n",
             "  munmap p1 0x0 0x1000\n",
@@ -1194,4 +1189,142 @@ fn fork_cow_with_sva_on_every_version() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn mprotect_to_read_only_with_sva_is_ok_on_every_version() {
+    // mprotect finishes its mmu_gather before returning: v6.5 and the
+    // Popple patch tell the secondaries again from tlb_flush_mmu_tlbonly
+    // after the CPU flush completed, v6.6 from __flush_tlb_range after
+    // its DSB ISH. No version or SMMU feature set leaves a writable entry.
+    let base =
+        std::fs::read_to_string(repo().join("examples/mprotect/01-ro-sva-btm-ats-linux-6.5.tlb"))
+            .unwrap();
+    for kernel in ["linux-6.5", "popple-2023-05", "linux-6.6"] {
+        for smmu in ["btm ats", "ats", "btm", ""] {
+            let mut src = base
+                .replace("kernel linux-6.5", &format!("kernel {kernel}"))
+                .replace("smmu btm ats", &format!("smmu {smmu}"));
+            if !smmu.contains("ats") {
+                src = src.replace(" eats=1", "").replace("sid=3 ats", "sid=3");
+            }
+            let f = scratch(
+                &format!("mprotect-{kernel}-{}.tlb", smmu.replace(' ', "-")),
+                &src,
+            );
+            let o = tlbcheck(&["check", f.to_str().unwrap()]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{kernel} smmu {smmu}: {}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+        }
+    }
+    // Without the mprotect the device's writable entry is still there:
+    // the expectation is what finds it.
+    let src = base.replace("  mprotect p1 0x0 0x1000 ro\n", "");
+    let f = scratch("mprotect-none.tlb", &src);
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("stale-write"), "{}", stdout(&o));
+}
+
+#[test]
+fn mprotect_on_6_5_tells_the_smmu_twice_and_6_6_once_after_the_dsb() {
+    let f = repo().join("examples/mprotect/01-ro-sva-btm-ats-linux-6.5.tlb");
+    let texts = stream_texts(f.to_str().unwrap());
+    let pos = |t: &str| texts.iter().position(|x| x.starts_with(t));
+    let atc: Vec<usize> = (0..texts.len())
+        .filter(|&i| texts[i].starts_with("CMD_ATC_INV"))
+        .collect();
+    let tlbi = pos("TLBI VALE1IS").expect("a leaf TLBI of the page");
+    assert_eq!(atc.len(), 2, "{texts:?}");
+    assert!(atc[0] < tlbi && tlbi < atc[1], "{texts:?}");
+    let src = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("kernel linux-6.5", "kernel linux-6.6");
+    let g = scratch("mprotect-6.6.tlb", &src);
+    let texts = stream_texts(g.to_str().unwrap());
+    let atc: Vec<usize> = (0..texts.len())
+        .filter(|&i| texts[i].starts_with("CMD_ATC_INV"))
+        .collect();
+    let dsb = texts.iter().rposition(|x| x == "DSB ISH").unwrap();
+    assert_eq!(atc.len(), 1, "{texts:?}");
+    assert!(dsb < atc[0], "{texts:?}");
+}
+
+#[test]
+fn exit_stream_matches_exit_mmap_and_arm_smmu_mm_release() {
+    // Derived by hand from exit_mmap (v6.6) for the example: CDT is the
+    // first frame (0x100000); the stream table and the queues take the
+    // next three; p1's level-0 table is 0x104000, and set-up allocates
+    // its level-1, -2 and -3 tables (0x105000..0x107000) and the two data
+    // pages (0x108000, 0x109000).
+    let f = repo().join("examples/exit/01-exit-sva-ats-linux-6.6.tlb");
+    let cd0 =
+        tlbcheck_hw::smmu::cd::Cd::new(1, 0x104000, tlbcheck_hw::addr::Granule::K4).encode()[0];
+    let sync = "CMD_SYNC 0x000000000fc02046 0x0000000000000000";
+    let want = [
+        // mmu_notifier_release -> arm_smmu_mm_release:
+        // arm_smmu_write_ctx_desc(quiet_cd) sets EPD0 (CD word 0 bit 14)
+        format!("STR [0x100000] = {:#x}", cd0 | 1 << 14),
+        // arm_smmu_sync_cd: CFGI_CD SID 3 SSID 0 Leaf, after dma_wmb
+        "DSB ISHST".into(),
+        "CMD_CFGI_CD 0x0000000300000005 0x0000000000000001".into(),
+        sync.into(),
+        // arm_smmu_tlb_inv_asid: TLBI_NH_ASID ASID 1
+        "DSB ISHST".into(),
+        "CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000".into(),
+        sync.into(),
+        // arm_smmu_atc_inv_domain(.., 0, 0): ATC_INV SID 3, Size 52 (all)
+        "DSB ISHST".into(),
+        "CMD_ATC_INV 0x0000000300000040 0x0000000000000034".into(),
+        sync.into(),
+        // unmap_vmas: ptep_get_and_clear_full of both PTEs
+        "STR [0x107000] = 0x0".into(),
+        "STR [0x107008] = 0x0".into(),
+        // free_pgtables: pmd_clear, pud_clear, p4d_clear
+        "STR [0x106000] = 0x0".into(),
+        "STR [0x105000] = 0x0".into(),
+        "STR [0x104000] = 0x0".into(),
+        // tlb_finish_mmu -> tlb_flush, fullmm with tables freed:
+        // flush_tlb_mm; its v6.6 notifier hook finds no subscription
+        "DSB ISHST".into(),
+        "TLBI ASIDE1IS 0x0001000000000000".into(),
+        "DSB ISH".into(),
+        // tlb_flush_mmu_free: the pages, then the tables
+        "FREE 0x108000".into(),
+        "FREE 0x109000".into(),
+        "FREE 0x107000".into(),
+        "FREE 0x106000".into(),
+        "FREE 0x105000".into(),
+        // the DMA thread runs after
+        "device 0 write VA 0x1000".into(),
+    ];
+    assert_eq!(stream_texts(f.to_str().unwrap()), want);
+
+    // Every version releases the same way and is ok; a CD the kernel
+    // cannot find (no `ctx=p1`) is not quieted, the SMMU walks the table
+    // again after the TLBI_NH_ASID, and the frees are caught.
+    let base = std::fs::read_to_string(&f).unwrap();
+    for kernel in ["linux-6.5", "popple-2023-05", "linux-6.6"] {
+        for smmu in ["btm ats", "ats"] {
+            let src = base
+                .replace("kernel linux-6.6", &format!("kernel {kernel}"))
+                .replace("smmu ats", &format!("smmu {smmu}"));
+            let g = scratch(
+                &format!("exit-{kernel}-{}.tlb", smmu.replace(' ', "-")),
+                &src,
+            );
+            let o = tlbcheck(&["check", g.to_str().unwrap()]);
+            assert_eq!(o.status.code(), Some(0), "{kernel} {smmu}: {}", stdout(&o));
+        }
+    }
+    let src = base.replace("cd CDT[0] ctx=p1", "cd CDT[0] asid=1 ttb0=p1");
+    let g = scratch("exit-loud-cd.tlb", &src);
+    let o = tlbcheck(&["check", g.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("freed-frame-mapped"), "{}", stdout(&o));
 }

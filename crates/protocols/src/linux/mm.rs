@@ -43,6 +43,7 @@ use tlbcheck_checker::sync::{SyncId, SyncOp};
 use tlbcheck_hw::addr::{Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, MemError, Pfn, PhysMem, TableOwner};
+use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::vmsa::desc::{bits, s1_page, table};
 
 /// Most pages one kernel operation covers.
@@ -383,6 +384,56 @@ pub enum KOp {
         /// The address.
         va: u64,
     },
+    /// `mprotect(start, len, PROT_READ | PROT_WRITE or PROT_READ)` as
+    /// `do_mprotect_pkey` runs it: under mmap_lock held for write, with an
+    /// mmu_gather (`tlb_gather_mmu`, 4a18419f71cd "mm/mprotect: use
+    /// mmu_gather", v6.1), `change_protection` ->
+    /// `change_pmd_range` opens `invalidate_range_start`
+    /// (`MMU_NOTIFY_PROTECTION_VMA`) and `change_pte_range` rewrites each
+    /// present PTE under the page-table lock
+    /// (`ptep_modify_prot_start`, which is `ptep_get_and_clear` on arm64
+    /// without erratum 2645198, then `ptep_modify_prot_commit`) and adds
+    /// it to the gather (`tlb_flush_pte_range`: arm64 has no
+    /// `pte_needs_flush`, so every rewritten PTE is flushed);
+    /// `invalidate_range_end` (v6.5: the secondaries' `invalidate_range`
+    /// here), then `tlb_finish_mmu` (the arm64 `tlb_flush`, leaf, level
+    /// 3; v6.5's `tlb_flush_mmu_tlbonly` tells the secondaries again) before
+    /// `mmap_write_unlock`.
+    ///
+    /// VMAs are fixed for the run: only the PTEs change. `rw` makes a PTE
+    /// writable only when no other process maps its page
+    /// (`can_change_pte_writable` of a private anonymous page: an
+    /// exclusive page); otherwise it stays read-only for the write fault.
+    Mprotect {
+        /// Process index.
+        p: usize,
+        /// First byte.
+        start: u64,
+        /// Length in bytes.
+        len: u64,
+        /// `rw` (true) or `ro`.
+        writable: bool,
+    },
+    /// The last user of the address space goes: `exit_mmap` (v6.5,
+    /// v6.6). `mmu_notifier_release` comes first: each SVA binding's
+    /// `release` (`arm_smmu_mm_release`, [`sva::release`]) disables the
+    /// CD and invalidates the SMMU's TLB and the ATC, and core mm unhooks
+    /// every subscription, so nothing after it tells a secondary anything.
+    /// Then, with a fullmm mmu_gather, `unmap_vmas` under mmap_lock held
+    /// for read clears every PTE of every VMA under the page-table lock;
+    /// under mmap_lock held for write `free_pgtables` unlinks and queues
+    /// every page table below the root; `tlb_finish_mmu`'s arm64
+    /// `tlb_flush` is `flush_tlb_mm` (tables were freed), then the pages
+    /// and tables are freed. The level-0 table is freed later
+    /// (`__mmdrop`), which is not modelled. The process's VMAs lie in one
+    /// 2 MiB region, at most [`MAX_PAGES`] pages; it has no mirror. The
+    /// unhooking is not state: a kernel operation on the process that
+    /// runs after its exit (a scenario error Linux cannot make) would
+    /// still call the SVA notifier.
+    Exit {
+        /// Process index.
+        p: usize,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
     /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
     /// `ptep_set_access_flags`, which on arm64 flushes the page because
@@ -407,7 +458,9 @@ impl KOp {
             | KOp::Fork { p, .. }
             | KOp::MirrorFault { m: p, .. }
             | KOp::Mremap { p, .. }
-            | KOp::Reclaim { p, .. } => p,
+            | KOp::Reclaim { p, .. }
+            | KOp::Mprotect { p, .. }
+            | KOp::Exit { p } => p,
         }
     }
 }
@@ -426,6 +479,18 @@ impl fmt::Display for KOp {
                 write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
+            KOp::Exit { .. } => f.write_str("exit_mmap"),
+            KOp::Mprotect {
+                start,
+                len,
+                writable,
+                ..
+            } => write!(
+                f,
+                "mprotect({start:#x}-{:#x}, {})",
+                start + len,
+                if writable { "rw" } else { "ro" }
+            ),
         }
     }
 }
@@ -497,6 +562,13 @@ impl KernelThread {
             KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
             KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
             KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
+            KOp::Mprotect {
+                p,
+                start,
+                len,
+                writable,
+            } => pl.mprotect(p, start, len, writable, regs),
+            KOp::Exit { p } => pl.exit(p, regs),
         }
         pl.out
     }
@@ -611,6 +683,62 @@ impl KernelThread {
                 }
             }
             KOp::Fork { .. } => {}
+            KOp::Exit { .. } => {
+                // Every page of every VMA, numbered in VMA order (frames
+                // in registers 1 and 2); the tables on the one path, as
+                // for munmap (slots 0, 1, 2 of register 3: levels 3, 2, 1).
+                let Some(first) = proc_.vmas.first() else {
+                    return;
+                };
+                let t = tables(mem, proc_.root, first.start);
+                let mut i = 0usize;
+                for vma in &proc_.vmas {
+                    let mut va = vma.start;
+                    while va < vma.end {
+                        if let Some(l3) = t[3] {
+                            let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                            if pte & bits::VALID != 0 {
+                                regs[1 + i / 4] |=
+                                    ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+                            }
+                        }
+                        va += PAGE_SIZE;
+                        i += 1;
+                    }
+                }
+                for (slot, lvl) in [3usize, 2, 1].into_iter().enumerate() {
+                    if let Some(a) = t[lvl] {
+                        regs[3] |= (a >> 12) << (16 * slot);
+                    }
+                }
+            }
+            KOp::Mprotect { p, start, len, .. } => {
+                // change_pte_range's view under the page-table lock: each
+                // present PTE's frame (registers 1 and 2), the level-3
+                // table (bits 0..16 of register 3) and, at bit 32 + i,
+                // whether another process maps page i's frame.
+                let Some(l3) = tables(mem, proc_.root, start)[3] else {
+                    return;
+                };
+                regs[3] |= l3 >> 12;
+                for i in 0..(len / PAGE_SIZE) as usize {
+                    let va = start + i as u64 * PAGE_SIZE;
+                    let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
+                    if pte & bits::VALID == 0 {
+                        continue;
+                    }
+                    let frame = pte & bits::ADDR_MASK;
+                    regs[1 + i / 4] |= (frame >> 12) << (16 * (i % 4));
+                    let shared = self.kernel.processes.iter().enumerate().any(|(q, o)| {
+                        q != p
+                            && tables(mem, o.root, va)[3].is_some_and(|t| {
+                                let d = mem.read(Pa(t + 8 * index(va, 3)));
+                                d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                            })
+                    });
+                    regs[3] |= u64::from(shared) << (32 + i);
+                }
+            }
             KOp::Mremap { old, len, new, .. } => {
                 let src = (proc_.root, old);
                 let dst = (proc_.root, new);
@@ -946,6 +1074,264 @@ impl Planner<'_> {
             "tlb_finish_mmu: dec_tlb_flush_pending",
         );
         self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `exit_mmap` (v6.5, v6.6) for [`KOp::Exit`].
+    fn exit(&mut self, p: usize, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        let pending = Kernel::flush_pending(p);
+        // mmu_notifier_release: each subscription's release, then the
+        // list is emptied (mn_hlist_release).
+        for bond in &proc_.bonds {
+            let mut batch = Vec::new();
+            for op in sva::release(bond) {
+                match op {
+                    sva::ReleaseOp::CdStore { pa, value } => self.push(
+                        Op::Store { pa: Pa(pa), value },
+                        "arm_smmu_mm_release: arm_smmu_write_ctx_desc(quiet_cd)",
+                    ),
+                    sva::ReleaseOp::Smmu(o) => {
+                        batch.push(o);
+                        if o == SmmuOp::Sync {
+                            let func = match batch[0] {
+                                SmmuOp::Cmd(Command::CfgiCd { .. }) => {
+                                    "arm_smmu_mm_release: arm_smmu_sync_cd"
+                                }
+                                SmmuOp::Cmd(Command::TlbiNhAsid { .. }) => {
+                                    "arm_smmu_mm_release: arm_smmu_tlb_inv_asid"
+                                }
+                                _ => "arm_smmu_mm_release: arm_smmu_atc_inv_domain",
+                            };
+                            self.smmu_ops(std::mem::take(&mut batch), func);
+                        }
+                    }
+                }
+            }
+        }
+        self.sync(SyncOp::ReadLock(mmap), "exit_mmap: mmap_read_lock");
+        self.sync(
+            SyncOp::AtomicAdd(pending, 1),
+            "tlb_gather_mmu_fullmm: inc_tlb_flush_pending",
+        );
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "unmap_vmas: zap_pte_range: pte_offset_map_lock",
+            After::Snapshot,
+        );
+        let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+        let table_pa = |slot: usize| ((regs[3] >> (16 * slot)) & 0xffff) << 12;
+        let l3 = table_pa(0);
+        let mut freed = Vec::new();
+        let mut i = 0usize;
+        for vma in &proc_.vmas {
+            let mut va = vma.start;
+            while va < vma.end {
+                if frame(i) != 0 {
+                    self.push(
+                        Op::Store {
+                            pa: Pa(l3 + 8 * index(va, 3)),
+                            value: 0,
+                        },
+                        "unmap_vmas: zap_pte_range: ptep_get_and_clear_full",
+                    );
+                    freed.push(Pfn(frame(i)));
+                }
+                va += PAGE_SIZE;
+                i += 1;
+            }
+        }
+        self.sync(
+            SyncOp::Unlock(ptl),
+            "unmap_vmas: zap_pte_range: pte_unmap_unlock",
+        );
+        self.sync(SyncOp::ReadUnlock(mmap), "exit_mmap: mmap_read_unlock");
+        self.sync(SyncOp::Lock(mmap), "exit_mmap: mmap_write_lock");
+        // free_pgtables(FIRST_USER_ADDRESS, USER_PGTABLES_CEILING): every
+        // table on the path goes, innermost first, as in munmap.
+        let start = proc_.vmas.first().map_or(0, |v| v.start);
+        let mut tables = Vec::new();
+        for slot in 0..3usize {
+            if table_pa(slot) == 0 {
+                break;
+            }
+            let parent = if slot == 2 {
+                proc_.root
+            } else {
+                table_pa(slot + 1)
+            };
+            self.push(
+                Op::Store {
+                    pa: Pa(parent + 8 * index(start, 2 - slot as u8)),
+                    value: 0,
+                },
+                [
+                    "free_pgtables: pmd_clear",
+                    "free_pgtables: pud_clear",
+                    "free_pgtables: p4d_clear",
+                ][slot],
+            );
+            tables.push(Pfn(table_pa(slot) >> 12));
+        }
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        // A fullmm gather: flush_tlb_mm once tables were freed (a nested
+        // flush forces freed_tables too), nothing otherwise. The
+        // notifier list is empty now, so the v6.6 hook in flush_tlb_mm
+        // and v6.5's tlb_flush_mmu_tlbonly call reach nobody.
+        let freed_tables = !tables.is_empty() || regs[0] > 2;
+        let ops: Vec<ArchOp> = arm64::tlb_flush(
+            k.version.arm64(),
+            k.cpu,
+            proc_.asid,
+            true,
+            0,
+            0,
+            PAGE_SIZE,
+            freed_tables,
+            None,
+        )
+        .into_iter()
+        .filter(|a| !matches!(a, ArchOp::Secondary { .. }))
+        .collect();
+        self.arch(p, ops, "tlb_finish_mmu: tlb_flush (fullmm)");
+        for f in freed {
+            self.push(
+                Op::Free { frame: f },
+                "tlb_flush_mmu_free: free_pages_and_swap_cache",
+            );
+        }
+        for f in tables {
+            self.push(
+                Op::Free { frame: f },
+                "tlb_flush_mmu_free: tlb_remove_table",
+            );
+        }
+        self.sync(
+            SyncOp::AtomicAdd(pending, -1),
+            "tlb_finish_mmu: dec_tlb_flush_pending",
+        );
+        self.sync(SyncOp::Unlock(mmap), "exit_mmap: mmap_write_unlock");
+    }
+
+    /// `do_mprotect_pkey` -> `mprotect_fixup` -> `change_protection`
+    /// (v6.5, v6.6) for [`KOp::Mprotect`].
+    fn mprotect(&mut self, p: usize, start: u64, len: u64, writable: bool, regs: &[u64; 4]) {
+        let k = self.k;
+        let v = k.version;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        let pending = Kernel::flush_pending(p);
+        self.sync(
+            SyncOp::Lock(mmap),
+            "do_mprotect_pkey: mmap_write_lock_killable",
+        );
+        self.sync(
+            SyncOp::AtomicAdd(pending, 1),
+            "tlb_gather_mmu: inc_tlb_flush_pending",
+        );
+        // change_pmd_range opens the notifier range once it meets a
+        // populated PMD (MMU_NOTIFY_PROTECTION_VMA).
+        self.range_start(p, start, start + len);
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "change_pte_range: pte_offset_map_lock",
+            After::Snapshot,
+        );
+        let l3 = (regs[3] & 0xffff) << 12;
+        let mut tlb_start = u64::MAX;
+        let mut tlb_end = 0;
+        for i in 0..(len / PAGE_SIZE) as usize {
+            let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            if frame == 0 {
+                continue;
+            }
+            let va = start + i as u64 * PAGE_SIZE;
+            let at = Pa(l3 + 8 * index(va, 3));
+            let shared = regs[3] >> (32 + i) & 1 != 0;
+            self.push(
+                Op::Store { pa: at, value: 0 },
+                "change_pte_range: ptep_modify_prot_start",
+            );
+            self.push(
+                Op::Store {
+                    pa: at,
+                    value: user_pte(frame << 12, writable && !shared),
+                },
+                "change_pte_range: ptep_modify_prot_commit",
+            );
+            tlb_start = tlb_start.min(va);
+            tlb_end = tlb_end.max(va + PAGE_SIZE);
+        }
+        self.sync(SyncOp::Unlock(ptl), "change_pte_range: pte_unmap_unlock");
+        let changed = tlb_end != 0;
+        if l3 != 0 && v.range_end_notifies() {
+            self.secondary(
+                p,
+                start,
+                start + len,
+                "change_pmd_range: mmu_notifier_invalidate_range_end: invalidate_range",
+            );
+        }
+        self.range_end(p);
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        let nested = regs[0] > 2;
+        let code = v.arm64();
+        if nested {
+            self.arch(
+                p,
+                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
+                "tlb_flush (nested: fullmm)",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    u64::MAX,
+                    u64::MAX,
+                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
+                );
+            }
+        } else if changed {
+            // Only PTEs were touched (cleared_ptes): leaf, level 3.
+            self.arch(
+                p,
+                arm64::tlb_flush(
+                    code,
+                    k.cpu,
+                    proc_.asid,
+                    false,
+                    tlb_start,
+                    tlb_end,
+                    PAGE_SIZE,
+                    false,
+                    Some(3),
+                ),
+                "tlb_finish_mmu: tlb_flush",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    tlb_start,
+                    tlb_end,
+                    "tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
+        self.sync(
+            SyncOp::AtomicAdd(pending, -1),
+            "tlb_finish_mmu: dec_tlb_flush_pending",
+        );
+        self.sync(SyncOp::Unlock(mmap), "do_mprotect_pkey: mmap_write_unlock");
     }
 
     /// The write fault on a present read-only PTE of a writable VMA.

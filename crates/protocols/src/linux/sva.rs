@@ -37,6 +37,9 @@ pub struct SvaBond {
     pub ssid: Option<u32>,
     /// ATS is enabled for the device (it has an ATC).
     pub ats: bool,
+    /// Where the device's CD for this address space lives and its word 0
+    /// as bound, if the scenario declares it: `release` rewrites it.
+    pub cd: Option<(u64, u64)>,
 }
 
 /// One thing the driver does on the command queue.
@@ -165,6 +168,56 @@ pub fn atc_inv_cmd(bond: &SvaBond, iova: u64, size: u64) -> Command {
         addr,
         size: log2,
     }
+}
+
+/// CD word 0 bit 14, EPD0: walks through TTB0 are disabled (SMMUv3
+/// 5.4, `CTXDESC_CD_0_TCR_EPD0`).
+pub const CD_EPD0: u64 = 1 << 14;
+
+/// One step of `release`: a store the CPU makes, or SMMU work.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReleaseOp {
+    /// `WRITE_ONCE(cdptr[0], val)`: the CD word at this address.
+    CdStore {
+        /// Physical address of CD word 0.
+        pa: u64,
+        /// The new word.
+        value: u64,
+    },
+    /// Commands, as [`invalidate`] gives them.
+    Smmu(SmmuOp),
+}
+
+/// `arm_smmu_mm_release` (v6.5, v6.6): the address space is going away
+/// while DMA may still run, so the CD stays valid (no C_BAD_CD) but its
+/// translation is disabled: `arm_smmu_write_ctx_desc(..., &quiet_cd)` sets
+/// EPD0 in word 0 and `arm_smmu_sync_cd` issues `CMD_CFGI_CD` (Leaf) and a
+/// `CMD_SYNC` (SMMUv3 4.3.2: the CD cache drops the old CD only then);
+/// `arm_smmu_tlb_inv_asid` issues `CMD_TLBI_NH_ASID` and a `CMD_SYNC`
+/// whatever BTM says; `arm_smmu_atc_inv_domain(..., 0, 0)` invalidates
+/// the device's whole ATC. The notifier is then cleared: core mm's
+/// `mn_hlist_release` unhooks every subscription, so nothing later in
+/// `exit_mmap` reaches the SMMU.
+pub fn release(bond: &SvaBond) -> Vec<ReleaseOp> {
+    let mut out = Vec::new();
+    if let Some((pa, word0)) = bond.cd {
+        out.push(ReleaseOp::CdStore {
+            pa,
+            value: word0 | CD_EPD0,
+        });
+        out.push(ReleaseOp::Smmu(SmmuOp::Cmd(Command::CfgiCd {
+            sid: bond.sid,
+            ssid: bond.ssid.unwrap_or(0),
+            leaf: true,
+        })));
+        out.push(ReleaseOp::Smmu(SmmuOp::Sync));
+    }
+    out.extend(tlb_inv_asid(bond.asid).into_iter().map(ReleaseOp::Smmu));
+    if bond.ats {
+        out.push(ReleaseOp::Smmu(SmmuOp::Cmd(atc_inv_cmd(bond, 0, 0))));
+        out.push(ReleaseOp::Smmu(SmmuOp::Sync));
+    }
+    out
 }
 
 /// The notifier op for `(start, end)` as `version`'s driver has it:

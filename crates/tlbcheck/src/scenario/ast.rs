@@ -632,6 +632,10 @@ pub enum KernelStepKind {
     Mremap,
     /// `reclaim P ADDR`.
     Reclaim,
+    /// `mprotect P ADDR LEN ro|rw`.
+    Mprotect,
+    /// `exit P`.
+    Exit,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -649,6 +653,8 @@ pub struct KernelStep {
     pub child: Option<Spanned<String>>,
     /// The new address, for `mremap`.
     pub to: Option<Spanned<u64>>,
+    /// The new protection, for `mprotect`: writable or read-only.
+    pub writable: Option<bool>,
 }
 
 /// Exploration bounds; `None` keeps the checker's default.

@@ -163,7 +163,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     for (ctx, name) in contexts.into_iter().zip(context_names.iter()) {
         b.context(name.clone(), ctx);
     }
-    let kernel = l.kernel(&mut procs, &device_names)?;
+    let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem)?;
     if let Some(k) = &kernel {
         b.locks(k.locks());
         b.counters(k.counters());
@@ -971,7 +971,12 @@ impl Lower<'_> {
     }
 
     /// The kernel high-level steps run, with each process's SVA bonds.
-    fn kernel(&self, procs: &mut [Process], dev_names: &[String]) -> R<Option<Arc<Kernel>>> {
+    fn kernel(
+        &self,
+        procs: &mut [Process],
+        dev_names: &[String],
+        mem: &PhysMem,
+    ) -> R<Option<Arc<Kernel>>> {
         let sc = self.sc;
         let names: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
         for bd in &sc.binds {
@@ -983,11 +988,23 @@ impl Lower<'_> {
             if d.ats && !smmu.ats {
                 return Err(Located::new(bd.span, "an ATS device needs `smmu ats`"));
             }
+            // The CD that shares the process's table (`cd ... ctx=P`): the
+            // one `release` disables.
+            let mut cd = None;
+            for c in &sc.cds {
+                if c.ctx.as_ref().is_some_and(|n| n.value == bd.process.value) {
+                    let pa = self.frame(&c.frame.value, c.frame.span)?.base
+                        + STRUCT_BYTES * c.slot.value;
+                    cd = Some((pa, mem.read(Pa(pa))));
+                    break;
+                }
+            }
             procs[p].bonds.push(SvaBond {
                 asid: procs[p].asid,
                 sid: d.sid.value,
                 ssid: d.ssid.as_ref().map(|s| s.value),
                 ats: d.ats,
+                cd,
             });
         }
         let Some(version) = &sc.kernel else {
@@ -1036,6 +1053,33 @@ impl Lower<'_> {
         Ok(match ks.kind {
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
             KernelStepKind::Reclaim => KOp::Reclaim { p, va: addr },
+            KernelStepKind::Exit => {
+                let proc_ = &k.processes[p];
+                let pages: u64 = proc_.vmas.iter().map(|v| (v.end - v.start) / 4096).sum();
+                let one_region = proc_.vmas.iter().all(|v| {
+                    v.start / mm::L3_SPAN == proc_.vmas[0].start / mm::L3_SPAN
+                        && (v.end - 1) / mm::L3_SPAN == proc_.vmas[0].start / mm::L3_SPAN
+                });
+                if pages > mm::MAX_PAGES || !one_region {
+                    return Err(Located::new(
+                        ks.process.span,
+                        format!(
+                            "exit needs the process's VMAs in one 2 MiB region, at most {} pages",
+                            mm::MAX_PAGES
+                        ),
+                    ));
+                }
+                if k.processes
+                    .iter()
+                    .any(|m| m.mirror.as_ref().is_some_and(|mi| mi.of == p))
+                {
+                    return Err(Located::new(
+                        ks.process.span,
+                        "exit of a mirrored process is not modelled (the mirror's release)",
+                    ));
+                }
+                KOp::Exit { p }
+            }
             KernelStepKind::MirrorFault => {
                 if k.processes[p].mirror.is_none() {
                     return Err(Located::new(
@@ -1088,6 +1132,14 @@ impl Lower<'_> {
                         old: addr,
                         len: l,
                         new,
+                    });
+                }
+                if let Some(writable) = ks.writable {
+                    return Ok(KOp::Mprotect {
+                        p,
+                        start: addr,
+                        len: l,
+                        writable,
                     });
                 }
                 if kind == KernelStepKind::Munmap {

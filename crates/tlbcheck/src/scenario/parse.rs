@@ -19,12 +19,10 @@ use tlbcheck_hw::vmsa::desc::bits;
 /// version: using one is an error that says so, rather than "unknown".
 pub const RESERVED_STEPS: &[&str] = &[
     "mmap",
-    "mprotect",
     "cow",
     "touch",
     "migrate",
     "madvise",
-    "exit",
     "unbind-sva",
     "s2map",
     "s2unmap",
@@ -1121,6 +1119,7 @@ impl Parser {
                             len,
                             child: None,
                             to: None,
+                            writable: None,
                         })
                     }
                     "mremap" => {
@@ -1136,6 +1135,49 @@ impl Parser {
                             len: Some(len),
                             child: None,
                             to: Some(to),
+                            writable: None,
+                        })
+                    }
+                    "exit" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Exit,
+                            addr: Spanned {
+                                value: 0,
+                                span: process.span,
+                            },
+                            process,
+                            len: None,
+                            child: None,
+                            to: None,
+                            writable: None,
+                        })
+                    }
+                    "mprotect" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let len = self.number("a length in bytes")?;
+                        let prot = self.word("`ro` or `rw`")?;
+                        let writable = match prot.value.as_str() {
+                            "ro" => false,
+                            "rw" => true,
+                            _ => {
+                                return Err(Located::new(
+                                    prot.span,
+                                    format!("expected `ro` or `rw`, found `{}`", prot.value),
+                                ))
+                            }
+                        };
+                        Step::Kernel(KernelStep {
+                            kind: KernelStepKind::Mprotect,
+                            process,
+                            addr,
+                            len: Some(len),
+                            child: None,
+                            to: None,
+                            writable: Some(writable),
                         })
                     }
                     "reclaim" => {
@@ -1149,6 +1191,7 @@ impl Parser {
                             len: None,
                             child: None,
                             to: None,
+                            writable: None,
                         })
                     }
                     "mirror-fault" => {
@@ -1162,6 +1205,7 @@ impl Parser {
                             len: None,
                             child: None,
                             to: None,
+                            writable: None,
                         })
                     }
                     "fork" => {
@@ -1178,6 +1222,7 @@ impl Parser {
                             len: None,
                             child: Some(child),
                             to: None,
+                            writable: None,
                         })
                     }
                     r if RESERVED_STEPS.contains(&r) => {
@@ -1188,7 +1233,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, reclaim)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit)",
                         &first,
                     )),
                 }

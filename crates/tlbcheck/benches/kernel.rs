@@ -1,0 +1,88 @@
+//! Parse + lower + check of every kernel-level example (a scenario with a
+//! `kernel VERSION` statement), in process. Before criterion measures, one
+//! run of each prints its verdict, the states it stored and its time, the
+//! figures the README's performance table quotes.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tlbcheck::check::{check, Options};
+
+fn corpus(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("examples/ exists") {
+        let p = e.expect("readable entry").path();
+        if p.is_dir() {
+            corpus(&p, out);
+        } else if p.extension().is_some_and(|x| x == "tlb") {
+            out.push(p);
+        }
+    }
+}
+
+/// `DIR/STEM` of an example: stems repeat across the corpus directories.
+fn name(f: &Path) -> String {
+    let dir = f.parent().and_then(Path::file_name).unwrap_or_default();
+    format!(
+        "{}/{}",
+        dir.to_string_lossy(),
+        f.file_stem().unwrap_or_default().to_string_lossy()
+    )
+}
+
+/// Whether a scenario runs the protocols layer's memory manager: it has a
+/// `kernel` statement (comments start with `#`).
+fn is_kernel_level(src: &str) -> bool {
+    src.lines()
+        .any(|l| l.split_whitespace().next() == Some("kernel"))
+}
+
+fn kernel_scenarios(c: &mut Criterion) {
+    let mut files = Vec::new();
+    corpus(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
+        &mut files,
+    );
+    files.sort();
+    let files: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let src = std::fs::read_to_string(&f).expect("readable scenario");
+            (f, src)
+        })
+        .filter(|(_, src)| is_kernel_level(src))
+        .collect();
+    assert!(!files.is_empty(), "the corpus has kernel-level scenarios");
+    println!("{:<48} {:>8} {:>10}  found", "scenario", "states", "time");
+    for (f, src) in &files {
+        let file = f.display().to_string();
+        let t = Instant::now();
+        let loaded = tlbcheck::load(&file, src).expect("example loads");
+        let out = check(&loaded, &Options::default());
+        let dt = t.elapsed();
+        assert!(out.ok(), "{file}: expectation not met");
+        println!(
+            "{:<48} {:>8} {:>8.2}ms  {}",
+            name(f),
+            out.verdict.stats.states,
+            dt.as_secs_f64() * 1e3,
+            out.found,
+        );
+    }
+    let mut group = c.benchmark_group("kernel");
+    for (f, src) in &files {
+        let id = name(f).replace('/', "-");
+        let file = f.display().to_string();
+        group.bench_function(&id, |b| {
+            b.iter(|| {
+                let loaded = tlbcheck::load(&file, src).expect("example loads");
+                let out = check(&loaded, &Options::default());
+                assert!(out.ok());
+                out.verdict.stats.states
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernel_scenarios);
+criterion_main!(benches);
