@@ -26,7 +26,8 @@ use tlbcheck_hw::smmu::cmd::Command;
 /// architecture allows.
 ///
 /// Exit codes: 0 every expectation holds; 1 some expectation does not hold
-/// (or a replay does not reproduce); 2 bad input; 3 inconclusive: a depth,
+/// (or a replay does not reproduce); 2 bad input; 141 standard output was
+/// closed by its reader; 3 inconclusive: a depth,
 /// state, memory or time bound, or random mode, stopped a search before it
 /// proved the scenario clean or found a violation (`ok` is printed only for
 /// complete explorations).
@@ -197,6 +198,31 @@ enum DecodeWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Exit code when standard output is closed under us (a reader such as
+/// `head` stopped reading): the shell's code for death by SIGPIPE, which is
+/// how a Unix filter ends there.
+const EXIT_CLOSED_PIPE: i32 = 141;
+
+/// Writes to standard output; if the reader has gone, ends the process
+/// quietly instead of panicking.
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if std::io::stdout().write_fmt(args).is_err() {
+        std::process::exit(EXIT_CLOSED_PIPE);
+    }
+}
+
+/// `print!` that survives a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` that survives a closed pipe.
+macro_rules! outln {
+    () => { write_out(format_args!("\n")) };
+    ($($arg:tt)*) => {{ write_out(format_args!($($arg)*)); write_out(format_args!("\n")) }};
 }
 
 const EXIT_MISMATCH: u8 = 1;
@@ -381,9 +407,9 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
         }
         pb.suspend(|| {
             if json {
-                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                outln!("{}", serde_json::to_string(&report).unwrap_or_default());
             } else {
-                println!(
+                outln!(
                     "{:<12}  {:<52} expected {:<18} found {:<18} {:>6} states {:>7.2} ms",
                     match report.status {
                         Status::Met => "ok",
@@ -402,7 +428,7 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
     }
     pb.finish_and_clear();
     if !json {
-        println!(
+        outln!(
             "{} scenario(s): {held} as expected, {failed} not, {open} inconclusive, {bad} with errors",
             files.len()
         );
@@ -439,13 +465,13 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
             trace: outcome.verdict.trace.clone(),
         };
         match serde_json::to_string_pretty(&tf) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => return bad_input(e),
         }
         return code;
     }
-    println!("scenario  {} ({})", loaded.model.name, loaded.file);
-    println!(
+    outln!("scenario  {} ({})", loaded.model.name, loaded.file);
+    outln!(
         "expected  {}    found  {}    {}",
         loaded.expect().name(),
         outcome.found,
@@ -455,13 +481,13 @@ fn cmd_explain(file: &Path, json: bool, opts: &Options) -> u8 {
             Status::Inconclusive => "(INCONCLUSIVE: nothing was decided)",
         }
     );
-    println!("coverage  {}", outcome.verdict.coverage_statement());
+    outln!("coverage  {}", outcome.verdict.coverage_statement());
     match &outcome.verdict.trace {
         Some(t) => {
-            println!("\ncounterexample ({} steps):\n", t.steps.len());
-            print!("{}", t.render_text());
+            outln!("\ncounterexample ({} steps):\n", t.steps.len());
+            out!("{}", t.render_text());
         }
-        None => println!("\nno violation: {}", outcome.verdict.coverage_statement()),
+        None => outln!("\nno violation: {}", outcome.verdict.coverage_statement()),
     }
     code
 }
@@ -481,13 +507,13 @@ fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
     };
     if json {
         match serde_json::to_string_pretty(&stream.lines) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => return bad_input(e),
         }
     } else {
-        println!("scenario  {} ({})", loaded.model.name, loaded.file);
-        println!();
-        print!("{}", stream.render_text());
+        outln!("scenario  {} ({})", loaded.model.name, loaded.file);
+        outln!();
+        out!("{}", stream.render_text());
     }
     0
 }
@@ -499,19 +525,19 @@ fn cmd_replay(path: &Path) -> u8 {
     };
     match replay(&json) {
         Ok(r) => {
-            println!("scenario  {} ({})", r.loaded.model.name, r.loaded.file);
-            println!("replayed {} steps:\n", r.trace.steps.len());
-            print!("{}", r.trace.render_text());
+            outln!("scenario  {} ({})", r.loaded.model.name, r.loaded.file);
+            outln!("replayed {} steps:\n", r.trace.steps.len());
+            out!("{}", r.trace.render_text());
             if r.reproduced {
-                println!("\nreproduced: the same violation at the same step");
+                outln!("\nreproduced: the same violation at the same step");
                 0
             } else {
-                println!("\nNOT reproduced: the run does not end in the recorded violation");
+                outln!("\nNOT reproduced: the run does not end in the recorded violation");
                 EXIT_MISMATCH
             }
         }
         Err(ReplayFailure::Diverged(e)) => {
-            println!("NOT reproduced: {e}");
+            outln!("NOT reproduced: {e}");
             EXIT_MISMATCH
         }
         Err(ReplayFailure::Scenario(e)) => {
@@ -549,7 +575,7 @@ fn encode_tlbi(op: &str, fields: &[String]) -> u8 {
     };
     match tlbi_from_fields(tlbi, &kv, Granule::K4) {
         Ok(b) => {
-            println!("{:#018x}", b.raw);
+            outln!("{:#018x}", b.raw);
             0
         }
         Err(e) => bad_input(e.message),
@@ -571,38 +597,38 @@ fn decode_tlbi(op: &str, operand: &str, json: bool) -> u8 {
     };
     let f = tlbi_fields(tlbi, &decoded);
     if json {
-        println!("{}", serde_json::to_string(&f).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&f).unwrap_or_default());
         return 0;
     }
-    println!("TLBI {tlbi} {xt:#018x}");
+    outln!("TLBI {tlbi} {xt:#018x}");
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v:#x}"));
     if let Some(a) = f.asid {
-        println!("  asid      {a:#x}");
+        outln!("  asid      {a:#x}");
     }
     match (f.ttl, f.tg) {
-        (Some(l), Some(tg)) => println!(
+        (Some(l), Some(tg)) => outln!(
             "  ttl       level {l} ({} granule)",
             Granule::from_tg(tg).map_or("?", |g| g.name())
         ),
-        (None, _) if tlbi.op.takes_address() => println!("  ttl       none (any level)"),
+        (None, _) if tlbi.op.takes_address() => outln!("  ttl       none (any level)"),
         _ => {}
     }
     if tlbi.is_range() {
         let tg = f.tg.unwrap_or(0);
-        println!(
+        outln!(
             "  tg        {tg} ({})",
             Granule::from_tg(tg).map_or("reserved", |g| g.name())
         );
-        println!("  scale     {}", f.scale.unwrap_or(0));
-        println!("  num       {}", f.num.unwrap_or(0));
-        println!("  base_addr {}", opt(f.base_addr));
+        outln!("  scale     {}", f.scale.unwrap_or(0));
+        outln!("  num       {}", f.num.unwrap_or(0));
+        outln!("  base_addr {}", opt(f.base_addr));
     }
     match (f.va_start, f.va_end) {
-        (Some(a), Some(b)) => println!(
+        (Some(a), Some(b)) => outln!(
             "  covers    [{a:#x}, {b:#x}] ({} bytes)",
             u128::from(b) - u128::from(a) + 1
         ),
-        _ => println!("  covers    every address"),
+        _ => outln!("  covers    every address"),
     }
     0
 }
@@ -615,7 +641,7 @@ fn encode_smmu(opcode: &str, fields: &[String]) -> u8 {
     match smmu_from_fields(opcode, &kv) {
         Ok(c) => {
             let [dw0, dw1] = c.encode();
-            println!("{dw0:#018x} {dw1:#018x}");
+            outln!("{dw0:#018x} {dw1:#018x}");
             0
         }
         Err(e) => bad_input(e.message),
@@ -638,15 +664,15 @@ fn decode_smmu(dw0: &str, dw1: &str, json: bool) -> u8 {
         for (k, v) in &fields {
             m.insert((*k).into(), (*v).into());
         }
-        println!("{}", serde_json::Value::Object(m));
+        outln!("{}", serde_json::Value::Object(m));
         return 0;
     }
-    println!("{}", cmd.name());
+    outln!("{}", cmd.name());
     for (k, v) in &fields {
-        println!("  {k:<9} {v:#x}");
+        outln!("  {k:<9} {v:#x}");
     }
     if let Some(r) = cmd.invalidated_range() {
-        println!("  covers    [{:#x}, {:#x}]", r.first, r.last);
+        outln!("  covers    [{:#x}, {:#x}]", r.first, r.last);
     }
     0
 }

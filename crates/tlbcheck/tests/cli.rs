@@ -380,6 +380,36 @@ fn explain_shows_each_kernel_operation_above_its_instructions() {
     assert!(dsb < tlbi && after[..tlbi].lines().count() < 6, "{after}");
 }
 
+/// A reader that stops early (`| head`) ends the run quietly, as a Unix
+/// filter does, instead of a panic about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_run_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
+        .args(["check", "examples/"])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // 141 when a later line met the closed pipe; 0 if the whole table
+    // fitted in the pipe before the reader left.
+    assert!(
+        matches!(out.status.code(), Some(141 | 0)),
+        "{:?}",
+        out.status
+    );
+}
+
 /// A search that did not finish never prints `ok`: exit 3, `inconclusive`.
 #[test]
 fn cut_short_searches_are_inconclusive() {
