@@ -657,6 +657,22 @@ pub struct KernelStep {
     pub writable: Option<bool>,
 }
 
+impl KernelStep {
+    /// A step of `kind` on `process` at `addr`, with none of the optional
+    /// operands.
+    pub fn new(kind: KernelStepKind, process: Spanned<String>, addr: Spanned<u64>) -> KernelStep {
+        KernelStep {
+            kind,
+            process,
+            addr,
+            len: None,
+            child: None,
+            to: None,
+            writable: None,
+        }
+    }
+}
+
 /// Exploration bounds; `None` keeps the checker's default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BoundsDecl {

@@ -1113,13 +1113,8 @@ impl Parser {
                             Some(self.number("a length in bytes")?)
                         };
                         Step::Kernel(KernelStep {
-                            kind,
-                            process,
-                            addr,
                             len,
-                            child: None,
-                            to: None,
-                            writable: None,
+                            ..KernelStep::new(kind, process, addr)
                         })
                     }
                     "mremap" => {
@@ -1129,30 +1124,19 @@ impl Parser {
                         let len = self.number("a length in bytes")?;
                         let to = self.number("the new address")?;
                         Step::Kernel(KernelStep {
-                            kind: KernelStepKind::Mremap,
-                            process,
-                            addr,
                             len: Some(len),
-                            child: None,
                             to: Some(to),
-                            writable: None,
+                            ..KernelStep::new(KernelStepKind::Mremap, process, addr)
                         })
                     }
                     "exit" => {
                         self.bump();
                         let process = self.word("a process name")?;
-                        Step::Kernel(KernelStep {
-                            kind: KernelStepKind::Exit,
-                            addr: Spanned {
-                                value: 0,
-                                span: process.span,
-                            },
-                            process,
-                            len: None,
-                            child: None,
-                            to: None,
-                            writable: None,
-                        })
+                        let at = Spanned {
+                            value: 0,
+                            span: process.span,
+                        };
+                        Step::Kernel(KernelStep::new(KernelStepKind::Exit, process, at))
                     }
                     "mprotect" => {
                         self.bump();
@@ -1171,58 +1155,34 @@ impl Parser {
                             }
                         };
                         Step::Kernel(KernelStep {
-                            kind: KernelStepKind::Mprotect,
-                            process,
-                            addr,
                             len: Some(len),
-                            child: None,
-                            to: None,
                             writable: Some(writable),
+                            ..KernelStep::new(KernelStepKind::Mprotect, process, addr)
                         })
                     }
                     "reclaim" => {
                         self.bump();
                         let process = self.word("a process name")?;
                         let addr = self.number("the page's address")?;
-                        Step::Kernel(KernelStep {
-                            kind: KernelStepKind::Reclaim,
-                            process,
-                            addr,
-                            len: None,
-                            child: None,
-                            to: None,
-                            writable: None,
-                        })
+                        Step::Kernel(KernelStep::new(KernelStepKind::Reclaim, process, addr))
                     }
                     "mirror-fault" => {
                         self.bump();
                         let process = self.word("a mirror's name")?;
                         let addr = self.number("an address")?;
-                        Step::Kernel(KernelStep {
-                            kind: KernelStepKind::MirrorFault,
-                            process,
-                            addr,
-                            len: None,
-                            child: None,
-                            to: None,
-                            writable: None,
-                        })
+                        Step::Kernel(KernelStep::new(KernelStepKind::MirrorFault, process, addr))
                     }
                     "fork" => {
                         self.bump();
                         let process = self.word("a process name")?;
                         let child = self.word("the child process's name")?;
+                        let at = Spanned {
+                            value: 0,
+                            span: process.span,
+                        };
                         Step::Kernel(KernelStep {
-                            kind: KernelStepKind::Fork,
-                            addr: Spanned {
-                                value: 0,
-                                span: process.span,
-                            },
-                            process,
-                            len: None,
                             child: Some(child),
-                            to: None,
-                            writable: None,
+                            ..KernelStep::new(KernelStepKind::Fork, process, at)
                         })
                     }
                     r if RESERVED_STEPS.contains(&r) => {
