@@ -1057,6 +1057,17 @@ impl Planner<'_> {
                 );
             }
         }
+        self.free_gathered(freed, tables);
+        self.sync(
+            SyncOp::AtomicAdd(pending, -1),
+            "tlb_finish_mmu: dec_tlb_flush_pending",
+        );
+        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `tlb_flush_mmu_free`: the gathered pages, then the gathered page
+    /// tables, once the flush that covered them has been issued.
+    fn free_gathered(&mut self, freed: Vec<Pfn>, tables: Vec<Pfn>) {
         for f in freed {
             self.push(
                 Op::Free { frame: f },
@@ -1069,11 +1080,6 @@ impl Planner<'_> {
                 "tlb_flush_mmu_free: tlb_remove_table",
             );
         }
-        self.sync(
-            SyncOp::AtomicAdd(pending, -1),
-            "tlb_finish_mmu: dec_tlb_flush_pending",
-        );
-        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
     }
 
     /// `exit_mmap` (v6.5, v6.6) for [`KOp::Exit`].
@@ -1200,18 +1206,7 @@ impl Planner<'_> {
         .filter(|a| !matches!(a, ArchOp::Secondary { .. }))
         .collect();
         self.arch(p, ops, "tlb_finish_mmu: tlb_flush (fullmm)");
-        for f in freed {
-            self.push(
-                Op::Free { frame: f },
-                "tlb_flush_mmu_free: free_pages_and_swap_cache",
-            );
-        }
-        for f in tables {
-            self.push(
-                Op::Free { frame: f },
-                "tlb_flush_mmu_free: tlb_remove_table",
-            );
-        }
+        self.free_gathered(freed, tables);
         self.sync(
             SyncOp::AtomicAdd(pending, -1),
             "tlb_finish_mmu: dec_tlb_flush_pending",
