@@ -173,11 +173,6 @@ impl SyncState {
         }
     }
 
-    /// Numbers of locks and sequence counts declared.
-    pub fn declared(&self) -> (usize, usize) {
-        (self.locks.len(), self.seqs.len())
-    }
-
     /// Declares `n` atomic counters (ids `0..n`), all zero.
     pub fn with_counters(mut self, n: usize) -> SyncState {
         self.counters = vec![0; n];
@@ -348,11 +343,6 @@ impl SyncState {
     /// Removes and returns the callback at position `i` (it runs).
     pub fn take_callback(&mut self, i: usize) -> RcuCallback {
         self.callbacks.remove(i)
-    }
-
-    /// Whether callbacks are still queued.
-    pub fn callbacks_pending(&self) -> bool {
-        !self.callbacks.is_empty()
     }
 }
 
