@@ -26,11 +26,11 @@ use tlbcheck_hw::smmu::cmd::Command;
 /// architecture allows.
 ///
 /// Exit codes: 0 every expectation holds; 1 some expectation does not hold
-/// (or a replay does not reproduce); 2 bad input; 141 standard output was
-/// closed by its reader; 3 inconclusive: a depth,
+/// (or a replay does not reproduce); 2 bad input; 3 inconclusive: a depth,
 /// state, memory or time bound, or random mode, stopped a search before it
 /// proved the scenario clean or found a violation (`ok` is printed only for
 /// complete explorations).
+/// 141 when standard output was closed by its reader (as `| head` does).
 #[derive(Parser, Debug)]
 #[command(name = "tlbcheck", version, about, long_about)]
 struct Cli {
