@@ -1,8 +1,12 @@
 //! Parse + lower + check of every example scenario, in process: the part of
 //! a `tlbcheck check FILE` run that is ours (process start-up excluded).
+//! Before criterion measures, one run of each prints its verdict, the
+//! states it stored and its time, marking the kernel-level scenarios (those
+//! with a `kernel VERSION` statement): the figures the README quotes.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use tlbcheck::check::{check, Options};
 
 fn corpus(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -16,6 +20,23 @@ fn corpus(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// `DIR/STEM` of an example: stems repeat across the corpus directories.
+fn name(f: &Path) -> String {
+    let dir = f.parent().and_then(Path::file_name).unwrap_or_default();
+    format!(
+        "{}/{}",
+        dir.to_string_lossy(),
+        f.file_stem().unwrap_or_default().to_string_lossy()
+    )
+}
+
+/// Whether a scenario runs the protocols layer's memory manager: it has a
+/// `kernel` statement (comments start with `#`).
+fn is_kernel_level(src: &str) -> bool {
+    src.lines()
+        .any(|l| l.split_whitespace().next() == Some("kernel"))
+}
+
 fn scenarios(c: &mut Criterion) {
     let mut files = Vec::new();
     corpus(
@@ -23,14 +44,43 @@ fn scenarios(c: &mut Criterion) {
         &mut files,
     );
     files.sort();
-    let mut group = c.benchmark_group("scenario");
-    for f in &files {
-        let src = std::fs::read_to_string(f).expect("readable scenario");
-        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+    let files: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let src = std::fs::read_to_string(&f).expect("readable scenario");
+            (f, src)
+        })
+        .collect();
+    println!(
+        "{:<48} {:>6} {:>8} {:>10}  found",
+        "scenario", "level", "states", "time"
+    );
+    for (f, src) in &files {
         let file = f.display().to_string();
-        group.bench_function(&name, |b| {
+        let t = Instant::now();
+        let loaded = tlbcheck::load(&file, src).expect("example loads");
+        let out = check(&loaded, &Options::default());
+        let dt = t.elapsed();
+        assert!(out.ok(), "{file}: expectation not met");
+        println!(
+            "{:<48} {:>6} {:>8} {:>8.2}ms  {}",
+            name(f),
+            if is_kernel_level(src) {
+                "kernel"
+            } else {
+                "low"
+            },
+            out.verdict.stats.states,
+            dt.as_secs_f64() * 1e3,
+            out.found,
+        );
+    }
+    let mut group = c.benchmark_group("scenario");
+    for (f, src) in &files {
+        let file = f.display().to_string();
+        group.bench_function(name(f).replace('/', "-"), |b| {
             b.iter(|| {
-                let loaded = tlbcheck::load(&file, &src).expect("example loads");
+                let loaded = tlbcheck::load(&file, src).expect("example loads");
                 let out = check(&loaded, &Options::default());
                 assert!(out.ok());
                 out.verdict.stats.states

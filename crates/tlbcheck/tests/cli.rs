@@ -34,6 +34,19 @@ fn scratch(name: &str, contents: &str) -> PathBuf {
     p
 }
 
+/// `tlbcheck check` on `src`, written to a scratch file `name`.
+fn check_src(name: &str, src: &str) -> Output {
+    let f = scratch(name, src);
+    tlbcheck(&["check", f.to_str().unwrap()])
+}
+
+/// `src` is refused as bad input (exit 2) with a message containing `needle`.
+fn refused(name: &str, src: &str, needle: &str) {
+    let o = check_src(name, src);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+}
+
 const BUGGY: &str = "examples/general/01-leaf-only-tlbi-frees-table-buggy.tlb";
 const FIXED: &str = "examples/general/01-leaf-only-tlbi-frees-table-fixed.tlb";
 
@@ -1083,13 +1096,10 @@ fn fork_tells_the_atc_before_the_cpu_flush_on_6_5_and_after_it_on_6_6() {
 #[test]
 fn a_mirror_fault_names_a_mirror() {
     let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mirror-fault p1 0x0");
-    let f = scratch("mirror-fault-on-a-process.tlb", &src);
-    let o = tlbcheck(&["check", f.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("`p1` is not a mirror"),
-        "{}",
-        stderr(&o)
+    refused(
+        "mirror-fault-on-a-process.tlb",
+        &src,
+        "`p1` is not a mirror",
     );
 }
 
@@ -1116,13 +1126,10 @@ fn the_mirror_retry_shows_in_the_stream() {
 #[test]
 fn mremap_needs_a_declared_destination() {
     let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "mremap p1 0x0 0x1000 0x5000");
-    let f = scratch("mremap-nowhere.tlb", &src);
-    let o = tlbcheck(&["check", f.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("the new range lies inside one declared VMA"),
-        "{}",
-        stderr(&o)
+    refused(
+        "mremap-nowhere.tlb",
+        &src,
+        "the new range lies inside one declared VMA",
     );
 }
 
@@ -1209,8 +1216,7 @@ fn fork_cow_with_sva_on_every_version() {
         if !smmu.contains("ats") {
             src = src.replace(" eats=1", "").replace("sid=3 ats", "sid=3");
         }
-        let f = scratch(&format!("fork-{i}.tlb"), &src);
-        let o = tlbcheck(&["check", f.to_str().unwrap()]);
+        let o = check_src(&format!("fork-{i}.tlb"), &src);
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -1238,11 +1244,10 @@ fn mprotect_to_read_only_with_sva_is_ok_on_every_version() {
             if !smmu.contains("ats") {
                 src = src.replace(" eats=1", "").replace("sid=3 ats", "sid=3");
             }
-            let f = scratch(
+            let o = check_src(
                 &format!("mprotect-{kernel}-{}.tlb", smmu.replace(' ', "-")),
                 &src,
             );
-            let o = tlbcheck(&["check", f.to_str().unwrap()]);
             assert_eq!(
                 o.status.code(),
                 Some(0),
@@ -1255,8 +1260,7 @@ fn mprotect_to_read_only_with_sva_is_ok_on_every_version() {
     // Without the mprotect the device's writable entry is still there:
     // the expectation is what finds it.
     let src = base.replace("  mprotect p1 0x0 0x1000 ro\n", "");
-    let f = scratch("mprotect-none.tlb", &src);
-    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    let o = check_src("mprotect-none.tlb", &src);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("stale-write"), "{}", stdout(&o));
 }

@@ -73,19 +73,6 @@ fn entry_hash(e: &TlbEntry) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The smallest and largest keys with a given prefix, for range queries.
-const fn bound(
-    regime: Regime,
-    vmid: u16,
-    stage: Stage,
-    asid: Option<u16>,
-    span: u8,
-    input: u64,
-    hi: bool,
-) -> TlbEntry {
-    TlbEntry::bound(regime, vmid, stage, asid, span, input, hi)
-}
-
 const STAGES: [Stage; 3] = [Stage::S1, Stage::Combined, Stage::S2];
 
 impl MayHold {
@@ -146,8 +133,8 @@ impl MayHold {
         stage: Stage,
     ) -> impl Iterator<Item = (&TlbEntry, &Provenance)> {
         self.entries.range(
-            bound(regime, vmid, stage, None, 0, 0, false)
-                ..=bound(regime, vmid, stage, Some(u16::MAX), u8::MAX, u64::MAX, true),
+            TlbEntry::bound(regime, vmid, stage, None, 0, 0, false)
+                ..=TlbEntry::bound(regime, vmid, stage, Some(u16::MAX), u8::MAX, u64::MAX, true),
         )
     }
 
@@ -191,8 +178,8 @@ impl MayHold {
                     .flat_map(move |s| {
                         let base = input & !((1u64 << s) - 1);
                         self.entries.range(
-                            bound(regime, vmid, stage, a, s, base, false)
-                                ..=bound(regime, vmid, stage, a, s, base, true),
+                            TlbEntry::bound(regime, vmid, stage, a, s, base, false)
+                                ..=TlbEntry::bound(regime, vmid, stage, a, s, base, true),
                         )
                     })
             })
@@ -234,8 +221,8 @@ impl MayHold {
         match scope.vmid {
             // All VMIDs: the whole regime block.
             None => {
-                let lo = bound(regime, 0, Stage::S1, None, 0, 0, false);
-                let hi = bound(
+                let lo = TlbEntry::bound(regime, 0, Stage::S1, None, 0, 0, false);
+                let hi = TlbEntry::bound(
                     regime,
                     u16::MAX,
                     Stage::S2,
@@ -292,8 +279,16 @@ impl MayHold {
                     for &asid in asids {
                         match range {
                             None => {
-                                let lo = bound(regime, vmid, stage, asid, 0, 0, false);
-                                let hi = bound(regime, vmid, stage, asid, u8::MAX, u64::MAX, true);
+                                let lo = TlbEntry::bound(regime, vmid, stage, asid, 0, 0, false);
+                                let hi = TlbEntry::bound(
+                                    regime,
+                                    vmid,
+                                    stage,
+                                    asid,
+                                    u8::MAX,
+                                    u64::MAX,
+                                    true,
+                                );
                                 self.entries
                                     .range(lo..=hi)
                                     .for_each(|(e, p)| consider(e, p));
@@ -301,8 +296,10 @@ impl MayHold {
                             Some(r) => {
                                 for s in (0..64u8).filter(|s| self.spans & (1 << s) != 0) {
                                     let first = r.first & !((1u64 << s) - 1);
-                                    let lo = bound(regime, vmid, stage, asid, s, first, false);
-                                    let hi = bound(regime, vmid, stage, asid, s, r.last, true);
+                                    let lo =
+                                        TlbEntry::bound(regime, vmid, stage, asid, s, first, false);
+                                    let hi =
+                                        TlbEntry::bound(regime, vmid, stage, asid, s, r.last, true);
                                     self.entries
                                         .range(lo..=hi)
                                         .for_each(|(e, p)| consider(e, p));
