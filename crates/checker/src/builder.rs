@@ -35,13 +35,17 @@ pub const MAX_THREADS: usize = 32;
 /// Features that decide whether an invalidation can be written at all.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Features {
-    /// FEAT_TLBIRANGE: the range forms exist.
+    /// FEAT_TLBIRANGE: the range forms exist (Arm ARM D8.17.5.2; the TLBI
+    /// R* encodings are undefined without it, C5.5).
     pub tlbirange: bool,
-    /// FEAT_TTL: the TTL hint of non-range forms is a field, not RES0.
+    /// FEAT_TTL: the TTL hint of non-range forms is a field, not RES0
+    /// (Arm ARM D8.17.5.3).
     pub ttl: bool,
-    /// SMMU_IDR3.RIL: SMMU TLBI commands may name a range (TG != 0).
+    /// SMMU_IDR3.RIL: SMMU TLBI commands may name a range (TG != 0;
+    /// SMMUv3 4.4.1.1).
     pub smmu_ril: bool,
-    /// SMMU_IDR0.ATS: the SMMU takes ATS requests, so CMD_ATC_INV exists.
+    /// SMMU_IDR0.ATS: the SMMU takes ATS requests, so CMD_ATC_INV exists
+    /// (SMMUv3 3.9, 4.5).
     pub smmu_ats: bool,
 }
 

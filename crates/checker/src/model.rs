@@ -138,13 +138,24 @@ impl Model {
             Op::Alloc { .. } if s.machine.mem.free_frames() == 0 => {
                 Err("the allocator has no free frame".to_string())
             }
-            Op::SmmuSync { .. } | Op::SmmuCmd { .. } => match smmu {
+            // A command error stops consumption until software recovers
+            // (SMMUv3 7.1): a CMD_SYNC behind it never completes.
+            Op::SmmuSync { .. } => match smmu {
                 Some(m) if m.cmdq.error.is_some() => Err(format!(
                     "the command queue is stopped (CERROR_ILL at index {}) and nothing recovers it",
                     m.cmdq.cons_index()
                 )),
                 _ => Ok(()),
             },
+            // Software writes a command only into a free slot (SMMUv3 3.5.1).
+            Op::SmmuCmd { .. } => match smmu {
+                Some(m) if m.cmdq.ring.is_full() => {
+                    Err("the command queue is full and nothing consumes it".to_string())
+                }
+                _ => Ok(()),
+            },
+            // A stalled transaction waits for CMD_RESUME, a page request
+            // for CMD_PRI_RESP (SMMUv3 3.12.2, 8.2).
             Op::DeviceAccess { dev, .. } => match device(*dev) {
                 Some(DeviceState::Stalled { .. } | DeviceState::AwaitingPri { .. }) => {
                     Err(format!("device {dev} waits for the answer to its fault"))
