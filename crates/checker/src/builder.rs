@@ -44,9 +44,6 @@ pub struct Features {
     /// SMMU_IDR3.RIL: SMMU TLBI commands may name a range (TG != 0;
     /// SMMUv3 4.4.1.1).
     pub smmu_ril: bool,
-    /// SMMU_IDR0.ATS: the SMMU takes ATS requests, so CMD_ATC_INV exists
-    /// (SMMUv3 3.9, 4.5).
-    pub smmu_ats: bool,
 }
 
 /// What was wrong with a model under construction.
@@ -383,7 +380,7 @@ impl ThreadBuilder<'_> {
     /// would refuse as illegal are accepted: the queue stops on them, as
     /// the hardware's does (CERROR_ILL).
     pub fn smmu_cmd(&mut self, cmd: &Command) -> Result<(), BuildError> {
-        self.b.machine.smmu.as_ref().ok_or(BuildError::NoSmmu)?;
+        let smmu = self.b.machine.smmu.as_ref().ok_or(BuildError::NoSmmu)?;
         let range = match cmd {
             Command::TlbiNhVa { va, .. }
             | Command::TlbiNhVaa { va, .. }
@@ -397,7 +394,8 @@ impl ThreadBuilder<'_> {
                 "{cmd} is a range invalidation (TG != 0), but the SMMU lacks RIL"
             )));
         }
-        if matches!(cmd, Command::AtcInv { .. }) && !self.b.features.smmu_ats {
+        // CMD_ATC_INV exists only with SMMU_IDR0.ATS (SMMUv3 3.9, 4.5).
+        if matches!(cmd, Command::AtcInv { .. }) && !smmu.opts.features.ats {
             return Err(BuildError::Command(format!("{cmd} needs ATS")));
         }
         self.ops.push(Op::SmmuCmd {

@@ -157,7 +157,6 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         tlbirange: sc.machine.tlbirange,
         ttl: sc.machine.ttl,
         smmu_ril: sc.smmu.as_ref().is_some_and(|d| d.ril),
-        smmu_ats: sc.smmu.as_ref().is_some_and(|d| d.ats),
     };
     let mut b = ModelBuilder::new(sc.name.value.clone(), machine, features);
     for (ctx, name) in contexts.into_iter().zip(context_names.iter()) {
@@ -1314,7 +1313,10 @@ impl Lower<'_> {
     fn smmu_registers(&self, decl: &SmmuDecl, mem: &mut PhysMem) -> R<SmmuParts> {
         let sc = self.sc;
         let opts = SmmuOptions {
-            features: SmmuFeatures::MODEL,
+            features: SmmuFeatures {
+                ats: decl.ats,
+                ..SmmuFeatures::MODEL
+            },
             btm: decl.btm,
             // Without BTM the SMMU cannot take part in broadcast
             // maintenance; with it, Linux leaves PTM clear so it does.
