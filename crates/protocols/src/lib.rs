@@ -4,6 +4,10 @@
 //! [`linux`] holds Linux's arm64 TLB flushes, an OS memory manager whose
 //! operations are programs, and the mmu-notifier secondaries that share
 //! or mirror a process's page table, each in the named kernel versions a
-//! scenario can choose ([`linux::Version`]).
+//! scenario can choose ([`linux::Version`]). [`nested`] holds the host
+//! service that replays a guest's SMMUv3 invalidation commands on the
+//! physical SMMU, in the versions a scenario names with `host`
+//! ([`nested::Version`]).
 
 pub mod linux;
+pub mod nested;
