@@ -363,6 +363,9 @@ impl ThreadBuilder<'_> {
                 }
             }
             Rely::CurrentConfig { dev } => self.device(dev)?,
+            Rely::GuestBatch(_) => {
+                self.b.machine.smmu.as_ref().ok_or(BuildError::NoSmmu)?;
+            }
         }
         self.ops.push(Op::Rely(r));
         Ok(())

@@ -49,6 +49,48 @@ pub enum Rely {
         /// Device index.
         dev: usize,
     },
+    /// A guest's batch of SMMU commands, replayed by a host service, has
+    /// completed: every entry the guest believes removed is gone
+    /// (`missed-guest-invalidation` otherwise), and no physical command
+    /// reached another VMID or StreamID (`isolation`).
+    GuestBatch(Box<GuestBatch>),
+}
+
+/// One guest batch as the host service handled it (seed 002): the guest's
+/// commands, what each one means in physical terms, and what the host
+/// issued for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GuestBatch {
+    /// The guest's name, for reports.
+    pub guest: String,
+    /// The guest's VMID: the only one its commands may reach.
+    pub vmid: u16,
+    /// The physical StreamIDs of the guest's devices.
+    pub sids: Vec<u32>,
+    /// The batch's number in the guest thread (0-based).
+    pub batch: u32,
+    /// The host service, for reports.
+    pub host: String,
+    /// The entries, in batch order.
+    pub entries: Vec<GuestEntry>,
+    /// The host's refusal, if any, for reports.
+    pub refused: Option<String>,
+}
+
+/// One entry of a [`GuestBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GuestEntry {
+    /// Index in the batch.
+    pub index: u32,
+    /// The guest's command words.
+    pub words: [u64; 2],
+    /// The guest was told it was handled (before `entry_num`).
+    pub believed: bool,
+    /// What a correct SMMU does for it, as physical commands: its VMID
+    /// and StreamIDs those of the guest's devices it names.
+    pub expect: Vec<[u64; 2]>,
+    /// The physical commands the host issued for it.
+    pub host: Vec<[u64; 2]>,
 }
 
 /// One explicit operation of a thread.
@@ -161,6 +203,15 @@ impl fmt::Display for Op {
             Op::Rely(Rely::CurrentConfig { dev }) => {
                 write!(f, "rely on current SMMU config of device {dev}")
             }
+            Op::Rely(Rely::GuestBatch(b)) => write!(
+                f,
+                "rely on guest {} batch {} ({} entries, {} handled) as {}",
+                b.guest,
+                b.batch,
+                b.entries.len(),
+                b.entries.iter().filter(|e| e.believed).count(),
+                b.host
+            ),
             Op::SmmuCmd { text, .. } => write!(f, "smmu cmd {text}"),
             Op::SmmuSync { .. } => f.write_str("smmu CMD_SYNC (wait)"),
             Op::DeviceAccess { dev, va, write } => {

@@ -7,12 +7,13 @@
 //! reads the may-hold sets and reports the first stale entry it finds.
 
 use crate::model::{Model, State, Thread};
-use crate::op::{Rely, Responder};
+use crate::op::{GuestBatch, GuestEntry, Rely, Responder};
 use crate::violation::{Agent, FrameFate, Violation, ViolationKind};
 use tlbcheck_hw::addr::{AddrRange, Va};
 use tlbcheck_hw::mem::{Pfn, FRAME_SHIFT};
+use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::config::CfgEntry;
-use tlbcheck_hw::smmu::model::DeviceState;
+use tlbcheck_hw::smmu::model::{cfgi_scope, tlbi_scope, DeviceState, Smmu};
 use tlbcheck_hw::tlb::{Access, EntryKind, Holder, InvalScope, Provenance, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::{translate, Context};
 
@@ -129,7 +130,222 @@ pub fn rely(model: &Model, s: &State, cpu: u8, r: &Rely, step: u32) -> Option<Vi
         Rely::ReadOnly { ctx, va } => read_only(model, s, ctx, va, step),
         Rely::RetrySucceeds { ctx, va, write } => retry(model, s, cpu, ctx, va, write, step),
         Rely::CurrentConfig { dev } => current_config(s, dev, step),
+        Rely::GuestBatch(ref b) => guest_batch(s, b, step),
     }
+}
+
+/// `isolation`, then `missed-guest-invalidation`, for a guest batch a host
+/// service replayed (seed 002).
+fn guest_batch(s: &State, b: &GuestBatch, step: u32) -> Option<Violation> {
+    let smmu = s.machine.smmu.as_ref()?;
+    b.entries
+        .iter()
+        .find_map(|e| crosses(smmu, b, e, step))
+        .or_else(|| missed(s, smmu, b, step))
+}
+
+/// A guest command as reports show it: name, words and decoded fields.
+fn guest_cmd(b: &GuestBatch, e: &GuestEntry) -> String {
+    let [dw0, dw1] = e.words;
+    let fields = match Command::decode_permissive(e.words) {
+        Ok(c) => format!("{} {c:?}", c.name()),
+        Err(err) => format!("not a command: {err}"),
+    };
+    format!(
+        "guest {} batch {} entry {} [{dw0:#018x}, {dw1:#018x}] ({fields})",
+        b.guest, b.batch, e.index
+    )
+}
+
+/// The physical commands an entry became, as reports show them.
+fn host_cmds(e: &GuestEntry) -> String {
+    if e.host.is_empty() {
+        return "nothing".to_string();
+    }
+    let one = |w: &[u64; 2]| match Command::decode(*w) {
+        Ok(c) => c.to_string(),
+        Err(_) => format!("[{:#018x}, {:#018x}] (CERROR_ILL)", w[0], w[1]),
+    };
+    e.host.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// The StreamID a command names, for the commands that name one.
+fn cmd_sid(c: &Command) -> Option<u32> {
+    match *c {
+        Command::CfgiSte { sid, .. }
+        | Command::CfgiCd { sid, .. }
+        | Command::CfgiCdAll { sid }
+        | Command::AtcInv { sid, .. }
+        | Command::PrefetchConfig { sid, .. }
+        | Command::PrefetchAddr { sid, .. }
+        | Command::PriResp { sid, .. }
+        | Command::Resume { sid, .. }
+        | Command::StallTerm { sid } => Some(sid),
+        _ => None,
+    }
+}
+
+/// `isolation`: a physical command of entry `e` reaches a VMID other than
+/// the guest's (or every VMID), a StreamID of a device the guest does not
+/// own, or one of its devices the command did not name.
+fn crosses(smmu: &Smmu, b: &GuestBatch, e: &GuestEntry, step: u32) -> Option<Violation> {
+    let named: Vec<u32> = e
+        .expect
+        .iter()
+        .filter_map(|w| Command::decode(*w).ok().as_ref().and_then(cmd_sid))
+        .collect();
+    let why = e.host.iter().find_map(|w| {
+        // The SMMU refuses an illegal command: it reaches nothing.
+        let c = Command::decode(*w).ok()?;
+        if let Some(scope) = tlbi_scope(&c, smmu.opts.e2h) {
+            return match scope.vmid {
+                Some(v) if v == b.vmid => None,
+                Some(v) => Some((
+                    Agent::from(Holder::SmmuIotlb),
+                    format!("{c} reaches VMID {v}"),
+                )),
+                None => Some((
+                    Agent::from(Holder::SmmuIotlb),
+                    format!("{c} reaches every VMID"),
+                )),
+            };
+        }
+        let sids: Vec<u32> = match cfgi_scope(&c) {
+            Some(tlbcheck_hw::smmu::config::CfgiScope::SteRange { first, last }) => smmu
+                .devices
+                .iter()
+                .map(|d| d.sid)
+                .filter(|s| (first..=last).contains(s))
+                .collect(),
+            _ => cmd_sid(&c).into_iter().collect(),
+        };
+        let sid = sids.into_iter().find(|s| !named.contains(s))?;
+        let agent = match c {
+            Command::AtcInv { .. } => smmu
+                .devices
+                .iter()
+                .position(|d| d.sid == sid)
+                .map_or(Agent::SmmuConfig, |d| Holder::Atc(d as u16).into()),
+            _ => Agent::SmmuConfig,
+        };
+        Some(if b.sids.contains(&sid) {
+            (
+                agent,
+                format!("{c} reaches StreamID {sid:#x}, which the command did not name"),
+            )
+        } else {
+            (
+                agent,
+                format!("{c} reaches StreamID {sid:#x}, a device the guest does not own"),
+            )
+        })
+    })?;
+    let (agent, what) = why;
+    Some(Violation {
+        kind: ViolationKind::Isolation,
+        step,
+        agent,
+        entry: None,
+        provenance: None,
+        frame: None,
+        detail: format!(
+            "{} became, on {}: {}; {what}",
+            guest_cmd(b, e),
+            b.host,
+            host_cmds(e)
+        ),
+    })
+}
+
+/// Something a cache may hold.
+#[derive(Copy, Clone)]
+enum Held {
+    Tlb(Holder, TlbEntry, Provenance),
+    Cfg(CfgEntry, u32),
+}
+
+impl Held {
+    fn still_in(&self, smmu: &Smmu) -> bool {
+        match *self {
+            Held::Tlb(Holder::Atc(d), e, _) => smmu.devices[d as usize].atc.contains(&e),
+            Held::Tlb(_, e, _) => smmu.iotlb.contains(&e),
+            Held::Cfg(c, _) => smmu.config.contains(&c),
+        }
+    }
+}
+
+/// Applies `cmds` and a CMD_SYNC to a copy of the SMMU, as a correct SMMU
+/// would for the guest.
+fn ideal<'a>(s: &State, cmds: impl Iterator<Item = &'a [u64; 2]>, step: u32) -> Option<Box<Smmu>> {
+    let mut smmu = s.machine.smmu.clone()?;
+    let mut mem = s.machine.mem.clone();
+    for w in cmds.copied().chain([Command::SYNC_SEV.encode()]) {
+        let _ = smmu.submit(&mut mem, w, step);
+    }
+    Some(smmu)
+}
+
+/// `missed-guest-invalidation`: an entry that the guest's commands, done
+/// by a correct SMMU now, would remove is still held after the host's
+/// commands completed.
+fn missed(s: &State, smmu: &Smmu, b: &GuestBatch, step: u32) -> Option<Violation> {
+    let believed: Vec<&GuestEntry> = b
+        .entries
+        .iter()
+        .filter(|e| e.believed && !e.expect.is_empty())
+        .collect();
+    if believed.is_empty() {
+        return None;
+    }
+    let all = ideal(s, believed.iter().flat_map(|e| e.expect.iter()), step)?;
+    let iotlb = smmu
+        .iotlb
+        .iter()
+        .map(|(e, p)| Held::Tlb(Holder::SmmuIotlb, *e, *p));
+    let atcs = smmu.devices.iter().enumerate().flat_map(|(d, dev)| {
+        dev.atc
+            .iter()
+            .map(move |(e, p)| Held::Tlb(Holder::Atc(d as u16), *e, *p))
+    });
+    let cfg = smmu.config.iter().map(|(c, since)| Held::Cfg(*c, *since));
+    let stale = iotlb.chain(atcs).chain(cfg).find(|h| !h.still_in(&all))?;
+    let blamed = believed
+        .iter()
+        .find(|e| ideal(s, e.expect.iter(), step).is_some_and(|one| !stale.still_in(&one)))
+        .unwrap_or(&believed[0]);
+    let what = |who: String, held: String| {
+        format!(
+            "{} became, on {}: {}; the guest believes it removed, but {who} may still hold {held}",
+            guest_cmd(b, blamed),
+            b.host,
+            host_cmds(blamed)
+        )
+    };
+    Some(match stale {
+        Held::Tlb(holder, e, p) => {
+            let detail = what(format!("the {holder}"), e.to_string());
+            stale_entry(
+                ViolationKind::MissedGuestInvalidation,
+                step,
+                holder,
+                (e, p),
+                None,
+                detail,
+            )
+        }
+        Held::Cfg(c, since) => Violation {
+            kind: ViolationKind::MissedGuestInvalidation,
+            step,
+            agent: Agent::SmmuConfig,
+            entry: None,
+            provenance: Some(Provenance {
+                step: since,
+                source: c.location().first,
+            }),
+            frame: None,
+            detail: what("the SMMU config cache".to_string(), c.to_string()),
+        },
+    })
 }
 
 /// `stale-write`: no agent may hold a writable entry for `va`.

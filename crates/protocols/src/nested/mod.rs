@@ -18,8 +18,10 @@
 //! for one guest command, in physical terms, which the checker compares
 //! with what the translated commands did.
 
+pub mod program;
 mod translate;
 
+pub use program::{GuestStep, GuestThread};
 pub use translate::{expected, translate, Issued, Refusal, Translation};
 
 use std::fmt;

@@ -58,6 +58,10 @@ pub struct Scenario {
     pub pages: Vec<PageDecl>,
     /// `bind-sva DEVICE PROCESS`, in order.
     pub binds: Vec<BindDecl>,
+    /// `host VERSION`: the host service that replays guest batches.
+    pub host: Option<Spanned<tlbcheck_protocols::nested::Version>>,
+    /// `guest NAME vmid=N` and its `vdevice` lines, in order.
+    pub guests: Vec<GuestDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -437,6 +441,9 @@ pub struct ThreadDecl {
     pub vmid: u16,
     /// VMIDs the thread may invalidate (`isolation`); `None`: any.
     pub owns: Option<Vec<u16>>,
+    /// `guest=NAME`: the thread is that guest's, its SMMU commands go to
+    /// its virtual SMMU in batches the host replays.
+    pub guest: Option<Spanned<String>>,
     /// The steps, in program order.
     pub steps: Vec<Spanned<Step>>,
     /// The header.
@@ -543,6 +550,9 @@ pub enum Step {
     },
     /// `smmu cmd ...`: a command queued on the SMMU's command queue.
     SmmuCmd(Command),
+    /// `smmu cmd 0xDW0 0xDW1` in a guest thread: raw words, not decoded
+    /// (a guest may write anything; the host service decides).
+    GuestCmd([u64; 2]),
     /// `cmd_sync` / `smmu cmd_sync`: a CMD_SYNC and a wait for it.
     CmdSync,
     /// `device D access read|write ADDR [ssid=N]`.
@@ -557,6 +567,20 @@ pub enum Step {
     RelyConfig(Spanned<String>),
     /// A kernel operation (`munmap`, `madvise-dontneed`, `write-fault`).
     Kernel(KernelStep),
+}
+
+/// `guest NAME vmid=N`: a VM whose devices appear under virtual
+/// StreamIDs, given by `vdevice GUEST DEVICE vsid=N` lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestDecl {
+    /// Name.
+    pub name: Spanned<String>,
+    /// The VMID of its stage 2.
+    pub vmid: u16,
+    /// Its devices: (vSID, device name), in order.
+    pub vdevices: Vec<(u32, Spanned<String>)>,
+    /// The statement.
+    pub span: Span,
 }
 
 /// `process NAME asid=N`: an address space of the memory manager; or

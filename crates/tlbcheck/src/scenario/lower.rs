@@ -34,6 +34,9 @@ use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
 type R<T> = Result<T, Located>;
 
+#[path = "lower_nested.rs"]
+mod nested;
+
 /// A resolved store location: word address, the table it lies in (owner
 /// and level) when it names a table frame, and its span.
 type Resolved = (u64, Option<(TableOwner, u8)>, Span);
@@ -578,8 +581,12 @@ impl Lower<'_> {
             })?;
             tb.vmid(t.vmid).owns(t.owns.clone());
             let mut kops: Vec<(usize, KOp)> = Vec::new();
+            let mut batches = nested::Batches::default();
             for s in &t.steps {
                 let here = at(s.span);
+                if t.guest.is_some() && batches.take(&s.value, tb.len(), s.span) {
+                    continue;
+                }
                 match &s.value {
                     Step::Store { at: loc, value } => {
                         let (pa, value) = self.write(loc, value)?;
@@ -628,7 +635,16 @@ impl Lower<'_> {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
+                    Step::GuestCmd(_) => return Err(nested::outside_guest(s.span)),
                 }
+            }
+            if t.guest.is_some() {
+                if !kops.is_empty() {
+                    return Err(Located::new(t.span, "a guest thread runs no kernel steps"));
+                }
+                let ops = tb.into_ops();
+                self.guest_thread(b, t, ops, batches)?;
+                continue;
             }
             if kops.is_empty() {
                 tb.done();

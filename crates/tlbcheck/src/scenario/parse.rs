@@ -35,7 +35,7 @@ pub const RESERVED_STEPS: &[&str] = &[
 pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "vm", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, FRAME[index] = ..., thread, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, host, guest, vdevice, FRAME[index] = ..., thread, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -48,6 +48,8 @@ struct Arg {
 struct Parser {
     toks: Vec<Token>,
     pos: usize,
+    /// Inside a guest thread: raw command words are the guest's to write.
+    in_guest: bool,
 }
 
 type R<T> = Result<T, Located>;
@@ -55,7 +57,12 @@ type R<T> = Result<T, Located>;
 /// Parses a whole scenario.
 pub fn parse(src: &str) -> R<Scenario> {
     let toks = lex(src)?;
-    Parser { toks, pos: 0 }.scenario()
+    Parser {
+        toks,
+        pos: 0,
+        in_guest: false,
+    }
+    .scenario()
 }
 
 fn expected(what: &str, found: &Token) -> Located {
@@ -271,6 +278,8 @@ impl Parser {
         let mut vmas = Vec::new();
         let mut pages = Vec::new();
         let mut binds = Vec::new();
+        let mut host = None;
+        let mut guests: Vec<GuestDecl> = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -377,6 +386,12 @@ impl Parser {
                     });
                     self.end_of_line()?;
                 }
+                "host" if self.peek2().tok != Tok::Punct('[') => {
+                    once(host.is_some())?;
+                    host = Some(self.host()?);
+                }
+                "guest" if self.peek2().tok != Tok::Punct('[') => guests.push(self.guest()?),
+                "vdevice" if self.peek2().tok != Tok::Punct('[') => self.vdevice(&mut guests)?,
                 "bounds" => {
                     once(bounds.is_some())?;
                     bounds = Some(self.bounds()?);
@@ -424,6 +439,8 @@ impl Parser {
             vmas,
             pages,
             binds,
+            host,
+            guests,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -905,6 +922,92 @@ impl Parser {
         Ok(WriteDecl { at, value, span })
     }
 
+    /// `host VERSION`.
+    fn host(&mut self) -> R<Spanned<tlbcheck_protocols::nested::Version>> {
+        self.bump();
+        let v = self.word("a host service version")?;
+        let version = v
+            .value
+            .parse::<tlbcheck_protocols::nested::Version>()
+            .map_err(|e| Located::new(v.span, e.to_string()))?;
+        self.end_of_line()?;
+        Ok(Spanned {
+            value: version,
+            span: v.span,
+        })
+    }
+
+    /// `guest NAME vmid=N`.
+    fn guest(&mut self) -> R<GuestDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the guest's name")?;
+        let args = self.args()?;
+        let mut vmid = None;
+        let mut span = kw.to(name.span);
+        for a in &args {
+            span = span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("vmid", [v]) => vmid = Some(narrow::<u16>(v, "vmid", 0xffff)?),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown guest setting `{}`", a.key.value),
+                    )
+                    .with_help("expected vmid=N"))
+                }
+            }
+        }
+        let vmid = vmid.ok_or_else(|| {
+            Located::new(span, "a guest needs vmid=N").with_help("e.g. `guest g1 vmid=1`")
+        })?;
+        self.end_of_line()?;
+        Ok(GuestDecl {
+            name,
+            vmid,
+            vdevices: Vec::new(),
+            span,
+        })
+    }
+
+    /// `vdevice GUEST DEVICE vsid=N`.
+    fn vdevice(&mut self, guests: &mut [GuestDecl]) -> R<()> {
+        self.bump();
+        let g = self.name("a guest's name")?;
+        let device = self.name("a device's name")?;
+        let args = self.args()?;
+        let mut vsid = None;
+        for a in &args {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("vsid", [v]) => vsid = Some(narrow::<u32>(v, "vsid", u64::from(u32::MAX))?),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown vdevice setting `{}`", a.key.value),
+                    )
+                    .with_help("expected vsid=N"))
+                }
+            }
+        }
+        let vsid = vsid.ok_or_else(|| {
+            Located::new(device.span, "a vdevice needs vsid=N")
+                .with_help("e.g. `vdevice g1 dev0 vsid=1`")
+        })?;
+        let guest = guests
+            .iter_mut()
+            .find(|x| x.name.value == g.value)
+            .ok_or_else(|| {
+                Located::new(g.span, format!("no guest `{}` declared before", g.value))
+            })?;
+        if guest.vdevices.iter().any(|(v, _)| *v == vsid) {
+            return Err(Located::new(
+                device.span,
+                format!("guest `{}` already has vSID {vsid:#x}", g.value),
+            ));
+        }
+        guest.vdevices.push((vsid, device));
+        self.end_of_line()
+    }
+
     fn thread(&mut self) -> R<ThreadDecl> {
         let kw = self.bump().span;
         let name = self.name("the thread's name")?;
@@ -912,6 +1015,7 @@ impl Parser {
         let mut cpu = None;
         let mut vmid = 0;
         let mut owns = None;
+        let mut guest = None;
         let mut span = kw.to(name.span);
         for a in &args {
             span = span.to(a.span);
@@ -930,12 +1034,13 @@ impl Parser {
                             .collect::<R<Vec<u16>>>()?,
                     )
                 }
+                ("guest", [g]) => guest = Some(g.clone()),
                 _ => {
                     return Err(Located::new(
                         a.span,
                         format!("unknown thread setting `{}`", a.key.value),
                     )
-                    .with_help("expected cpu=N, vmid=V and owns=V[,V...]"))
+                    .with_help("expected cpu=N, vmid=V, owns=V[,V...] and guest=NAME"))
                 }
             }
         }
@@ -944,6 +1049,7 @@ impl Parser {
         })?;
         self.punct('{', "`{` to open the thread's steps")?;
         self.end_of_line()?;
+        self.in_guest = guest.is_some();
         let mut steps = Vec::new();
         loop {
             self.skip_newlines();
@@ -982,11 +1088,13 @@ impl Parser {
             }
         }
         self.end_of_line()?;
+        self.in_guest = false;
         Ok(ThreadDecl {
             name,
             cpu,
             vmid,
             owns,
+            guest,
             steps,
             span,
         })
@@ -1279,6 +1387,9 @@ impl Parser {
                     self.word("an SMMU command name (e.g. CMD_TLBI_NH_VA) or 0xDW0 0xDW1")?;
                 if let Some(dw0) = number(&head.value) {
                     let dw1 = self.number("the second command word (dw1)")?;
+                    if self.in_guest {
+                        return Ok(Step::GuestCmd([dw0, dw1.value]));
+                    }
                     return Command::decode([dw0, dw1.value])
                         .map(Step::SmmuCmd)
                         .map_err(|e| Located::new(head.span.to(dw1.span), e.to_string()));
