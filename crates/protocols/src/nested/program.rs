@@ -122,20 +122,29 @@ fn batch_ops(
             block_open = false;
             continue;
         };
-        let origin = format!("{name} batch {batch} entry {i} {}: {f}", describe(words[i]));
-        let op = match (&c.hw_error, Command::decode(c.words)) {
-            (None, Ok(cmd)) => Op::SmmuCmd {
-                text: cmd.to_string(),
-                words: c.words,
-            },
-            (err, _) => Op::SmmuCmd {
-                text: format!(
-                    "{} refused with CERROR_ILL ({}); arm_smmu_cmdq_skip_err overwrites it with CMD_SYNC",
-                    hex(c.words),
-                    err.as_ref().map_or(String::new(), |e| e.to_string())
-                ),
-                words: sync,
-            },
+        let head = format!("{name} batch {batch} entry {i} {}: {f}", describe(words[i]));
+        let (op, origin) = match (&c.hw_error, Command::decode(c.words)) {
+            (None, Ok(cmd)) => (
+                Op::SmmuCmd {
+                    text: cmd.to_string(),
+                    words: c.words,
+                },
+                head,
+            ),
+            (err, _) => {
+                let why = err.as_ref().map_or(String::new(), |e| e.to_string());
+                let skip = format!(
+                    "{} refused with CERROR_ILL ({why}); arm_smmu_cmdq_skip_err overwrites it with CMD_SYNC",
+                    hex(c.words)
+                );
+                (
+                    Op::SmmuCmd {
+                        text: skip.clone(),
+                        words: sync,
+                    },
+                    format!("{head}: {skip}"),
+                )
+            }
         };
         ops.push((op, Some(origin)));
     }
