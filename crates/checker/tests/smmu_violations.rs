@@ -3,7 +3,7 @@
 
 use tlbcheck_checker::explore::{explore, Coverage};
 use tlbcheck_checker::model::{Bounds, Model, Thread};
-use tlbcheck_checker::op::{Op, Rely};
+use tlbcheck_checker::op::{GuestBatch, GuestEntry, Op, Rely};
 use tlbcheck_checker::sync::SyncState;
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
@@ -593,4 +593,61 @@ fn blame_names_the_reason_for_the_holding_cache() {
         b.contains("CMD_ATC_INV") && b.contains("before the ATC_INV"),
         "{b}"
     );
+}
+
+/// A guest (VMID 0 here, the STE's S2VMID) unmaps VA 0 and issues one
+/// `CMD_TLBI_NH_VA` (ASID 1, VA 0); the host issues `host` for it, then a
+/// CMD_SYNC, and the guest relies on the batch.
+fn guest_batch(name: &str, host: Vec<Command>) -> Model {
+    let mine = Command::TlbiNhVa {
+        vmid: 0,
+        asid: 1,
+        va: TlbiAddr::single(0, false),
+    };
+    let mut ops = vec![store(L3, 0), dsb(Dsb::Ish)];
+    ops.extend(host.iter().map(|c| smmu(*c)));
+    ops.push(sync());
+    ops.push(Op::Rely(Rely::GuestBatch(Box::new(GuestBatch {
+        guest: "g".into(),
+        vmid: 0,
+        sids: vec![SID],
+        batch: 0,
+        host: "test".into(),
+        entries: vec![GuestEntry {
+            index: 0,
+            words: mine.encode(),
+            believed: true,
+            expect: vec![mine.encode()],
+            host: host.iter().map(Command::encode).collect(),
+        }],
+        refused: None,
+    }))));
+    model(name, Setup::default(), vec![cpu(ops)])
+}
+
+#[test]
+fn a_guest_command_the_host_drops_is_missed() {
+    let nh_va = |vmid| Command::TlbiNhVa {
+        vmid,
+        asid: 1,
+        va: TlbiAddr::single(0, false),
+    };
+    let dropped = guest_batch("dropped", vec![]);
+    assert_eq!(
+        check(&dropped),
+        Some(ViolationKind::MissedGuestInvalidation)
+    );
+    let done = guest_batch("done", vec![nh_va(0)]);
+    assert_eq!(check(&done), None);
+    // A command for another VMID crosses, whatever it removes.
+    let crossed = guest_batch("crossed", vec![nh_va(0), Command::TlbiNhAll { vmid: 9 }]);
+    assert_eq!(check(&crossed), Some(ViolationKind::Isolation));
+    let every = guest_batch("every VMID", vec![Command::TlbiNsnhAll]);
+    assert_eq!(check(&every), Some(ViolationKind::Isolation));
+    // A StreamID the guest does not own.
+    let other = guest_batch(
+        "other device",
+        vec![nh_va(0), Command::CfgiCdAll { sid: 77 }],
+    );
+    assert_eq!(check(&other), Some(ViolationKind::Isolation));
 }
