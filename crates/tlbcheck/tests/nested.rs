@@ -89,6 +89,12 @@ fn bad_guest_statements_are_located() {
         "already has vSID 0x1",
     );
     refused(
+        "v1-range-no-ril.tlb",
+        "host nested-2023-v1\nguest g1 vmid=1\nvdevice g1 dev0 vsid=1\nthread vm cpu=0 guest=g1 {\n  smmu cmd 0x0001000001f1f012 0x400\n  cmd_sync\n}\nexpect ok\n",
+        "17:3",
+        "one command per granule without RIL",
+    );
+    refused(
         "unissued.tlb",
         "host strict\nguest g1 vmid=1\nvdevice g1 dev0 vsid=1\nthread vm cpu=0 guest=g1 {\n  smmu cmd CMD_TLBI_NSNH_ALL\n}\nexpect ok\n",
         "17:3",

@@ -47,7 +47,14 @@ pub enum Version {
     /// TLBI_NH_ASID/NH_ALL get the domain's VMID and a CMD_SYNC; ATC_INV
     /// goes to every ATS-enabled StreamID of the domain
     /// (`arm_smmu_atc_inv_domain`); every other opcode, NSNH_ALL included,
-    /// returns without effect.
+    /// returns without effect. The patch's tail after its `switch` is not
+    /// quoted in the review; the ATC path follows the review's "multiplying
+    /// every single ATC_INV command [...] across every physical device",
+    /// and NH_VAA is built like NH_VA without an ASID (inferred: v6.3's
+    /// `arm_smmu_cmdq_build_cmd` has no NH_VAA case, so the patch series
+    /// must have added one). The VMM side is QEMU's of the time: it passes
+    /// the granule TG names (0 for TG = 0), the range `(NUM + 1) << SCALE`
+    /// granules, the SSID (0 for CFGI_CD_ALL, and for ATC_INV with SSV = 0).
     Nested2023V1,
     /// `arm_vsmmu_convert_user_cmd` and `arm_vsmmu_cache_invalidate`
     /// (drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3-iommufd.c) as merged in

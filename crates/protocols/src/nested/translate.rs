@@ -85,6 +85,10 @@ impl Translation {
 
 /// Translates one guest batch (raw command words in the guest's
 /// little-endian layout, already as u64) for `guest` on `host`.
+///
+/// Without RIL, nested-2023-v1 issues one command per granule of a
+/// guest's range TLBI, as the driver's loop does: callers bound the ranges
+/// they give it.
 pub fn translate(v: Version, host: &HostSmmu, guest: &Guest, batch: &[[u64; 2]]) -> Translation {
     match v {
         Version::Nested2023V1 => {

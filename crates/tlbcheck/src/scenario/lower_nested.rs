@@ -9,7 +9,7 @@ use crate::scenario::ast::{Step, ThreadDecl};
 use std::sync::Arc;
 use tlbcheck_checker::builder::ModelBuilder;
 use tlbcheck_checker::Op;
-use tlbcheck_protocols::nested::{Guest, GuestStep, GuestThread, HostSmmu, VDevice};
+use tlbcheck_protocols::nested::{Guest, GuestStep, GuestThread, HostSmmu, VDevice, Version};
 
 /// A guest thread's batches as its steps are read: the commands since the
 /// last `cmd_sync`, and each issued batch with the op index it follows.
@@ -18,6 +18,8 @@ pub(super) struct Batches {
     pending: Vec<[u64; 2]>,
     last: Option<Span>,
     done: Vec<(usize, Vec<[u64; 2]>)>,
+    /// The first command with TG != 0 (a range TLBI), if any.
+    range: Option<Span>,
 }
 
 impl Batches {
@@ -25,9 +27,19 @@ impl Batches {
     /// `cmd_sync` that issues them (at op index `here`); the guest's other
     /// steps are left to the ordinary lowering.
     pub(super) fn take(&mut self, step: &Step, here: usize, span: Span) -> bool {
+        let words = match step {
+            Step::SmmuCmd(c) => Some(c.encode()),
+            Step::GuestCmd(w) => Some(*w),
+            _ => None,
+        };
+        // TG, dw1[11:10], of the address-based TLBIs (SMMUv3 4.4.1.1).
+        if let Some([dw0, dw1]) = words {
+            if matches!(dw0 & 0xff, 0x12 | 0x13) && (dw1 >> 10) & 3 != 0 {
+                self.range.get_or_insert(span);
+            }
+        }
         match step {
-            Step::SmmuCmd(c) => self.pending.push(c.encode()),
-            Step::GuestCmd(w) => self.pending.push(*w),
+            Step::SmmuCmd(_) | Step::GuestCmd(_) => self.pending.extend(words),
             Step::CmdSync => {
                 if !self.pending.is_empty() {
                     self.done.push((here, std::mem::take(&mut self.pending)));
@@ -71,6 +83,16 @@ impl Lower<'_> {
         let smmu = sc.smmu.as_ref().ok_or_else(|| {
             Located::new(g.span, "a guest's virtual SMMU needs the `smmu` statement")
         })?;
+        // Without RIL, v1's __arm_smmu_tlb_inv_range issues one command
+        // per granule of a range (up to 2^36 of them): the guest's vSMMU
+        // advertises the host's IDR3.RIL, so ask for it.
+        if let (Version::Nested2023V1, false, Some(span)) = (host.value, smmu.ril, batches.range) {
+            return Err(Located::new(
+                span,
+                "nested-2023-v1 splits a range TLBI into one command per granule without RIL",
+            )
+            .with_help("add `ril` to the smmu statement (SMMU_IDR3.RIL)"));
+        }
         let decl = sc
             .guests
             .iter()
