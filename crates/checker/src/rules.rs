@@ -187,13 +187,24 @@ fn cmd_sid(c: &Command) -> Option<u32> {
 
 /// `isolation`: a physical command of entry `e` reaches a VMID other than
 /// the guest's (or every VMID), a StreamID of a device the guest does not
-/// own, or one of its devices the command did not name.
+/// own, or, for a command that names a StreamID, another of its devices.
 fn crosses(smmu: &Smmu, b: &GuestBatch, e: &GuestEntry, step: u32) -> Option<Violation> {
-    let named: Vec<u32> = e
-        .expect
-        .iter()
-        .filter_map(|w| Command::decode(*w).ok().as_ref().and_then(cmd_sid))
-        .collect();
+    // A command that names a StreamID may reach only the device behind
+    // it; one that names none (a TLBI) any of the guest's devices (as
+    // Linux follows a TLBI with ATC_INVs of the domain's devices).
+    let names_sid = Command::decode_permissive(e.words)
+        .ok()
+        .as_ref()
+        .and_then(cmd_sid)
+        .is_some();
+    let named: Vec<u32> = if names_sid {
+        e.expect
+            .iter()
+            .filter_map(|w| Command::decode(*w).ok().as_ref().and_then(cmd_sid))
+            .collect()
+    } else {
+        b.sids.clone()
+    };
     let why = e.host.iter().find_map(|w| {
         // The SMMU refuses an illegal command: it reaches nothing.
         let c = Command::decode(*w).ok()?;

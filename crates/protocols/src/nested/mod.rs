@@ -41,16 +41,15 @@ pub enum Version {
     /// call, no error reporting: CFGI_CD and CFGI_CD_ALL become
     /// `arm_smmu_sync_cd(domain, ssid, leaf = true)` over every StreamID
     /// of the domain; TLBI_NH_VA/VAA with a granule that is 0 or not in
-    /// `pgsize_bitmap` are dropped, the others go through
+    /// the SMMU's `pgsize_bitmap` are dropped, the others go through
     /// `__arm_smmu_tlb_inv_range` with the granule as `granule`, so TTL is
     /// derived from it (the v6.3 formula, for leaf and non-leaf alike);
-    /// TLBI_NH_ASID/NH_ALL get the domain's VMID and a CMD_SYNC; ATC_INV
-    /// goes to every ATS-enabled StreamID of the domain
-    /// (`arm_smmu_atc_inv_domain`); every other opcode, NSNH_ALL included,
-    /// returns without effect. The patch's tail after its `switch` is not
-    /// quoted in the review; the ATC path follows the review's "multiplying
-    /// every single ATC_INV command [...] across every physical device",
-    /// and NH_VAA is built like NH_VA without an ASID (inferred: v6.3's
+    /// TLBI_NH_ASID/NH_ALL get the domain's VMID and a CMD_SYNC; after
+    /// every TLBI and for ATC_INV, `arm_smmu_atc_inv_domain` sends one
+    /// ATC_INV to every ATS-enabled StreamID of the domain (the guest's
+    /// range, or everything after NH_ASID/NH_ALL); every other opcode,
+    /// NSNH_ALL included, returns without effect. NH_VAA is built like
+    /// NH_VA without an ASID (inferred: v6.3's
     /// `arm_smmu_cmdq_build_cmd` has no NH_VAA case, so the patch series
     /// must have added one). The VMM side is QEMU's of the time: it passes
     /// the granule TG names (0 for TG = 0), the range `(NUM + 1) << SCALE`
@@ -169,18 +168,7 @@ pub struct HostSmmu {
     pub ril: bool,
     /// `ARM_SMMU_FEAT_ATS`.
     pub ats: bool,
-    /// The host's page size: the smallest size in `pgsize_bitmap`.
+    /// The host's page size: the smallest size in the nested domain's
+    /// `pgsize_bitmap`, the TG of the range commands it builds.
     pub granule: Granule,
-}
-
-impl HostSmmu {
-    /// `pgsize_bitmap` for the host granule: the page and the block sizes
-    /// (io-pgtable-arm: 4K | 2M | 1G, 16K | 32M, 64K | 512M).
-    pub const fn pgsize_bitmap(&self) -> u64 {
-        match self.granule {
-            Granule::K4 => (1 << 12) | (1 << 21) | (1 << 30),
-            Granule::K16 => (1 << 14) | (1 << 25),
-            Granule::K64 => (1 << 16) | (1 << 29),
-        }
-    }
 }

@@ -239,107 +239,115 @@ fn hw_check(host: &HostSmmu, words: [u64; 2]) -> Result<(), (&'static str, Strin
     Ok(())
 }
 
-/// One call of v1's `arm_smmu_cache_invalidate_user` for guest entry `i`.
+/// One call of v1's `arm_smmu_cache_invalidate_user` for guest entry `i`:
+/// the `switch` on the opcode, then, for every case that breaks out of it
+/// (the TLBIs and ATC_INV), `arm_smmu_atc_inv_domain(domain, ssid, iova,
+/// size)` with what the case left in those variables (0, 0, 0 after
+/// NH_ASID and NH_ALL: the whole ATC).
 fn v1_entry(host: &HostSmmu, guest: &Guest, i: usize, [dw0, dw1]: [u64; 2], out: &mut Vec<Issued>) {
     let vmid = guest.vmid;
-    let mut push = |c: Command| out.push(Issued::new(c.encode(), Some(i)));
+    // (ssid, iova, size) for arm_smmu_atc_inv_domain.
+    let mut atc = (0u32, 0u64, 0u64);
     let cmds: Vec<Command> = match dw0 & OP {
         // arm_smmu_sync_cd(domain, ssid, leaf = true): every StreamID of
-        // the domain, whatever the guest's Leaf and StreamID.
+        // the domain, whatever the guest's Leaf and StreamID; `return`s.
         0x05 | 0x06 => {
             let ssid = ((dw0 >> 12) & 0xf_ffff) as u32;
-            guest
-                .devices
-                .iter()
-                .map(|d| Command::CfgiCd {
-                    sid: d.psid,
-                    ssid,
-                    leaf: true,
-                })
-                .collect()
+            let cds = guest.devices.iter().map(|d| Command::CfgiCd {
+                sid: d.psid,
+                ssid,
+                leaf: true,
+            });
+            out.extend(cds.map(|c| Issued::new(c.encode(), Some(i))));
+            out.push(Issued::new(sync(), None));
+            return;
         }
         op @ (0x12 | 0x13) => {
-            // The VMM derives granule_size from TG: 0 when TG = 0, and the
-            // driver returns on a granule not in pgsize_bitmap.
-            let granule = Granule::from_tg(((dw1 >> 10) & 3) as u8);
-            let Some(g) = granule.filter(|g| g.size() & host.pgsize_bitmap() != 0) else {
+            // The VMM derives granule_size from TG (0 when TG = 0); the
+            // driver returns on a size that is 0, not a power of two or
+            // not in the SMMU's pgsize_bitmap, which holds every granule's
+            // page size here (the model's SMMU_IDR5 has all three): only
+            // TG = 0 is dropped.
+            let Some(g) = Granule::from_tg(((dw1 >> 10) & 3) as u8) else {
                 return;
             };
             let num = (dw0 >> 12) & 31;
             let scale = (dw0 >> 20) & 31;
             let pages = (u128::from(num) + 1) << scale;
             let size = u64::try_from(pages << g.shift()).unwrap_or(u64::MAX);
-            let asid = if op == 0x12 { (dw0 >> 48) as u16 } else { 0 };
+            let asid = (op == 0x12).then_some((dw0 >> 48) as u16);
             let leaf = dw1 & 1 != 0;
             let iova = dw1 & !0xfff;
-            tlb_inv_range_v63(
-                host,
-                vmid,
-                (op == 0x12).then_some(asid),
-                iova,
-                size,
-                g,
-                leaf,
-            )
+            atc = (0, iova, size);
+            tlb_inv_range_v63(host, vmid, asid, iova, size, g, leaf)
         }
+        // arm_smmu_cmdq_issue_cmd_with_sync.
         0x11 => vec![Command::TlbiNhAsid {
             vmid,
             asid: (dw0 >> 48) as u16,
         }],
         0x10 => vec![Command::TlbiNhAll { vmid }],
-        // arm_smmu_atc_inv_domain: one ATC_INV per ATS-enabled StreamID of
-        // the domain, whatever StreamID the guest named.
+        // The SSID the VMM passes (0 without SSV) and the guest's span.
         0x40 => {
-            let ats: Vec<u32> = guest
-                .devices
-                .iter()
-                .filter(|d| d.ats)
-                .map(|d| d.psid)
-                .collect();
-            if !host.ats || ats.is_empty() {
-                return;
-            }
-            let ssv = dw0 & (1 << 11) != 0;
-            let ssid = if ssv {
+            let ssid = if dw0 & (1 << 11) != 0 {
                 ((dw0 >> 12) & 0xf_ffff) as u32
             } else {
                 0
             };
             let size = (dw1 & 0x3f) as u32;
-            let (addr, span) = atc_inv_to_cmd(dw1 & !0xfff, size);
-            ats.into_iter()
-                .map(|sid| Command::AtcInv {
-                    sid,
-                    ssv: ssid != 0,
-                    ssid,
-                    global: false,
-                    addr,
-                    size: span,
-                })
-                .collect()
+            atc = if size >= 52 {
+                (ssid, 0, 0)
+            } else {
+                let span = 1u64 << (12 + size);
+                (ssid, dw1 & !0xfff & !(span - 1), span)
+            };
+            Vec::new()
         }
         // NSNH_ALL and every other opcode: `default: return`.
         _ => return,
     };
-    for c in cmds {
-        push(c);
+    if !cmds.is_empty() {
+        out.extend(cmds.iter().map(|c| Issued::new(c.encode(), Some(i))));
+        out.push(Issued::new(sync(), None));
     }
+    // arm_smmu_atc_inv_domain: nothing without ATS or ATS masters;
+    // otherwise one ATC_INV per ATS-enabled StreamID of the domain,
+    // whatever StreamID the guest named, and a CMD_SYNC.
+    let ats: Vec<u32> = guest
+        .devices
+        .iter()
+        .filter(|d| d.ats)
+        .map(|d| d.psid)
+        .collect();
+    if !host.ats || ats.is_empty() {
+        return;
+    }
+    let (ssid, iova, size) = atc;
+    let (addr, span) = atc_inv_to_cmd(iova, size);
+    out.extend(ats.into_iter().map(|sid| {
+        let c = Command::AtcInv {
+            sid,
+            ssv: ssid != 0,
+            ssid,
+            global: false,
+            addr,
+            size: span,
+        };
+        Issued::new(c.encode(), Some(i))
+    }));
     out.push(Issued::new(sync(), None));
 }
 
-/// The range the VMM passes for a guest ATC_INV (its naturally aligned
-/// `4 KiB << Size` span; SMMUv3 4.5.1), through v6.3's
-/// `arm_smmu_atc_inv_to_cmd`: size 0 (Size >= 52 overflows the range) is
-/// everything, otherwise the smallest aligned power-of-two span covering
-/// the pages, as (Address, Size).
-fn atc_inv_to_cmd(addr: u64, size: u32) -> (u64, u8) {
-    if size >= 52 {
+/// v6.3's `arm_smmu_atc_inv_to_cmd` for `size` bytes at `iova`, as
+/// (Address, Size): size 0 is everything (Size 52); otherwise the smallest
+/// naturally aligned power-of-two span of pages covering the range
+/// (SMMUv3 4.5.1).
+fn atc_inv_to_cmd(iova: u64, size: u64) -> (u64, u8) {
+    if size == 0 {
         return (0, 52);
     }
-    let start = addr & !((1u64 << (12 + size)) - 1);
-    let len = 1u64 << (12 + size);
-    let page_start = start >> 12;
-    let page_end = (start + len - 1) >> 12;
+    let page_start = iova >> 12;
+    let page_end = iova.saturating_add(size - 1) >> 12;
     let log2_span = 64 - (page_start ^ page_end).leading_zeros();
     let page_start = page_start & !((1u64 << log2_span) - 1);
     (page_start << 12, log2_span as u8)

@@ -51,6 +51,9 @@ const NH_VA_VMID7: [u64; 2] = [0x0042_0007_0000_0012, 0x0000_7f12_3456_7001];
 const NH_ALL: [u64; 2] = [0x10, 0];
 // NH_ASID, ASID 3.
 const NH_ASID3: [u64; 2] = [0x0003_0000_0000_0011, 0];
+// ATC_INV of everything (Size 52) for StreamIDs 0x100 and 0x200.
+const ATC_ALL_100: [u64; 2] = [0x0000_0100_0000_0040, 0x34];
+const ATC_ALL_200: [u64; 2] = [0x0000_0200_0000_0040, 0x34];
 // CMD_PREFETCH_CONFIG, StreamID 1: outside the contract.
 const PREFETCH: [u64; 2] = [0x0000_0001_0000_0001, 0];
 
@@ -203,10 +206,23 @@ fn v1_drops_tg0() {
 }
 
 #[test]
-fn v1_drops_a_granule_the_host_lacks() {
-    // NH_VA TG 16K (0b10 << 10), NUM 0, SCALE 1, on a 4K host.
+fn v1_rebuilds_a_16k_range_in_host_pages() {
+    // NH_VA TG 16K (0b10 << 10), NUM 0, SCALE 1: 2 x 16 KiB at 0. On a 4K
+    // host: num_pages = 32K >> 12 = 8, scale = ffs(8) = 3, num = 1: NUM 0,
+    // SCALE 3, TG 4K; TTL = 4 - ((14 - 3) / (12 - 3)) = 3. Then the ATC
+    // for 32 KiB at 0: pages 0..7, fls(0 ^ 7) = 3: Size 3 at 0.
     let t = run(Version::Nested2023V1, &[[0x0001_0000_0010_0012, 0x800]]);
-    assert!(t.issued.is_empty());
+    let atc = |sid: u64| [sid << 32 | 0x40, 3];
+    assert_eq!(
+        words(&t),
+        vec![
+            [0x0001_0005_0030_0012, 0x700],
+            SYNC,
+            atc(0x100),
+            atc(0x200),
+            SYNC
+        ]
+    );
 }
 
 #[test]
@@ -216,10 +232,18 @@ fn v1_assumes_ttl_from_the_granule() {
         Version::Nested2023V1,
         &[[0x0001_0000_0090_0012, 0x0000_0000_4000_0400]],
     );
-    // ... becomes TTL = 4 - ((12 - 3) / (12 - 3)) = 3: dw1 0x700.
+    // ... becomes TTL = 4 - ((12 - 3) / (12 - 3)) = 3: dw1 0x700; then
+    // arm_smmu_atc_inv_domain(domain, 0, 0x40000000, 2 MiB): pages
+    // 0x40000..0x401ff, xor 0x1ff, fls 9: Size 9 at 0x40000000, no SSV.
     assert_eq!(
         words(&t),
-        vec![[0x0001_0005_0090_0012, 0x0000_0000_4000_0700], SYNC]
+        vec![
+            [0x0001_0005_0090_0012, 0x0000_0000_4000_0700],
+            SYNC,
+            [0x0000_0100_0000_0040, 0x4000_0009],
+            [0x0000_0200_0000_0040, 0x4000_0009],
+            SYNC
+        ]
     );
 }
 
@@ -231,9 +255,16 @@ fn v1_splits_a_range_by_its_low_bits() {
         Version::Nested2023V1,
         &[[0x0001_0000_0020_2012, 0x0010_0401]],
     );
+    // 48 KiB at 0x100000: pages 0x100..0x10b, xor 0xb, fls 4: Size 4.
     assert_eq!(
         words(&t),
-        vec![[0x0001_0005_0020_2012, 0x0000_0000_0010_0701], SYNC]
+        vec![
+            [0x0001_0005_0020_2012, 0x0000_0000_0010_0701],
+            SYNC,
+            [0x0000_0100_0000_0040, 0x0010_0004],
+            [0x0000_0200_0000_0040, 0x0010_0004],
+            SYNC
+        ]
     );
 }
 
@@ -261,6 +292,23 @@ fn v1_multiplies_atc_inv() {
 }
 
 #[test]
+fn v1_follows_a_whole_tlbi_with_a_whole_atc_inv() {
+    // NH_ASID 3 with the domain's VMID 5, then ATC_INV of everything (Size
+    // 52 = 0x34, no SSV) on each ATS device.
+    let t = run(Version::Nested2023V1, &[NH_ASID3]);
+    assert_eq!(
+        words(&t),
+        vec![
+            [0x0003_0005_0000_0011, 0],
+            SYNC,
+            ATC_ALL_100,
+            ATC_ALL_200,
+            SYNC
+        ]
+    );
+}
+
+#[test]
 fn v1_ignores_nsnh_all_and_unknown_opcodes() {
     // NSNH_ALL, CFGI_STE vSID 1, PREFETCH_CONFIG.
     let t = run(
@@ -272,12 +320,14 @@ fn v1_ignores_nsnh_all_and_unknown_opcodes() {
 }
 
 #[test]
-fn v1_atc_span_is_the_guest_span() {
-    // Size 2 at 0x8000: pages 8..11, 8 ^ 11 = 3, fls 2: (0x8000, 2).
-    assert_eq!(atc_inv_to_cmd(0x8000, 2), (0x8000, 2));
-    // Size 0 at 0x7000: one page.
-    assert_eq!(atc_inv_to_cmd(0x7000, 0), (0x7000, 0));
-    assert_eq!(atc_inv_to_cmd(0x1234_5000, 52), (0, 52));
+fn v1_atc_span_covers_the_range() {
+    // 16 KiB at 0x8000: pages 8..11, 8 ^ 11 = 3, fls 2: (0x8000, 2).
+    assert_eq!(atc_inv_to_cmd(0x8000, 0x4000), (0x8000, 2));
+    // One page at 0x7000.
+    assert_eq!(atc_inv_to_cmd(0x7000, 0x1000), (0x7000, 0));
+    // 16 KiB at 0x7000: pages 7..10, 7 ^ 10 = 13, fls 4: 64 KiB at 0.
+    assert_eq!(atc_inv_to_cmd(0x7000, 0x4000), (0, 4));
+    assert_eq!(atc_inv_to_cmd(0x1234_5000, 0), (0, 52));
 }
 
 #[test]
