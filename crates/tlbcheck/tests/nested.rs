@@ -173,3 +173,30 @@ fn reports_name_the_guest_command_and_what_it_became() {
         "{text}"
     );
 }
+
+#[test]
+fn trace_names_guest_commands_that_became_nothing() {
+    let o = tlbcheck(&["trace", "examples/seed002/14-guest-nsnh-all-buggy.tlb"]);
+    let text = out(&o);
+    assert!(
+        text.contains(
+            "arm_smmu_cache_invalidate_user returns 0, entry_num = 1; entry 0 CMD_TLBI_NSNH_ALL 0x0000000000000030 0x0000000000000000 issued nothing"
+        ),
+        "{text}"
+    );
+    let o = tlbcheck(&[
+        "trace",
+        "examples/seed002/17-iommufd-error-drops-block-buggy.tlb",
+    ]);
+    let text = out(&o);
+    assert!(
+        text.contains("returns -5, entry_num = 1: entry 1 refused (-5, field opcode)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "entry 0 CMD_TLBI_NH_VA 0x0001000000000012 0x0000000000000001 issued nothing"
+        ),
+        "{text}"
+    );
+}

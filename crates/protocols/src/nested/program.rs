@@ -162,10 +162,17 @@ fn batch_ops(
             host: t.commands_of(i).map(|c| c.words).collect(),
         })
         .collect();
-    let outcome = match &t.error {
+    let mut outcome = match &t.error {
         Some(e) => format!("returns {}, entry_num = {}: {e}", e.errno, t.entry_num),
         None => format!("returns 0, entry_num = {}", t.entry_num),
     };
+    // Entries that became no physical command do not show above any
+    // instruction: name them here.
+    for (i, w) in words.iter().enumerate() {
+        if t.commands_of(i).next().is_none() {
+            outcome.push_str(&format!("; entry {i} {} issued nothing", describe(*w)));
+        }
+    }
     let rely = GuestBatch {
         guest: name.to_string(),
         vmid: guest.vmid,
