@@ -1089,3 +1089,610 @@ impl MachineBuilder {
         Ok(b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlbcheck_hw::smmu::ste::StreamConfig;
+    use tlbcheck_hw::vmsa::StageConfig;
+
+    const POOL: Pa = Pa(0x10_0000);
+
+    fn s1(level: u8) -> FrameOwner {
+        FrameOwner::Table {
+            owner: TableOwner::Stage1 { space: 1 },
+            level,
+        }
+    }
+
+    fn s2(level: u8) -> FrameOwner {
+        FrameOwner::Table {
+            owner: TableOwner::Stage2 { vmid: 1 },
+            level,
+        }
+    }
+
+    fn data() -> FrameOwner {
+        FrameOwner::Data { space: 1 }
+    }
+
+    /// Two CPUs, sixteen 4 KiB frames from 0x100000.
+    fn machine() -> MachineBuilder {
+        MachineBuilder::new(Granule::K4, POOL, 16, 2)
+    }
+
+    /// A machine with an SMMU (ATS, no stall model, no PRI), its structures
+    /// placed by default, and an `smmu` frame `CDT`.
+    fn with_smmu(spec: SmmuSpec) -> MachineBuilder {
+        let mut b = machine();
+        b.frame("CDT", FrameOwner::Smmu, None, None).unwrap();
+        b.smmu(spec).unwrap();
+        b
+    }
+
+    fn ats() -> SmmuSpec {
+        SmmuSpec {
+            ats: true,
+            max_sid: 3,
+            ..SmmuSpec::default()
+        }
+    }
+
+    fn s1_page(out: Pa) -> Desc {
+        Desc::S1 {
+            block: false,
+            out,
+            writable: true,
+            user: true,
+            global: false,
+            extra: 0,
+            af: true,
+        }
+    }
+
+    fn s1_ctx(root: u64) -> Context {
+        Context {
+            regime: tlbcheck_hw::tlb::Regime::El10,
+            asid: 1,
+            vmid: 0,
+            s1: Some(StageConfig::new(Granule::K4, root)),
+            s2: None,
+        }
+    }
+
+    #[test]
+    fn frames_are_placed_where_asked_or_in_the_first_free_run() {
+        let mut b = machine();
+        let a = b.frame("A", data(), None, Some(Pa(0x10_3000))).unwrap();
+        assert_eq!(a.base, Pa(0x10_3000));
+        // Two frames are aligned to two: 0x100000 is free.
+        let q = b.frame("Q", FrameOwner::Smmu, Some(2), None).unwrap();
+        assert_eq!((q.base, q.frames), (Pa(0x10_0000), 2));
+        // The next free run of four aligned to four skips A at 0x103000.
+        let r = b.frame("R", FrameOwner::Smmu, Some(4), None).unwrap();
+        assert_eq!(r.base, Pa(0x10_4000));
+        assert_eq!(b.mem().owner(Pfn(0x103)), data());
+        assert_eq!(b.mem().owner(Pfn(0x107)), FrameOwner::Smmu);
+        assert_eq!(b.mem().owner(Pfn(0x102)), FrameOwner::Free);
+    }
+
+    #[test]
+    fn frames_are_refused_twice_off_granule_outside_overlapping_or_without_room() {
+        let mut b = machine();
+        b.frame("A", data(), None, Some(Pa(0x10_1000))).unwrap();
+        assert_eq!(
+            b.frame("A", data(), None, None).unwrap_err(),
+            SetupError::FrameTwice("A".into())
+        );
+        let mut k16 = MachineBuilder::new(Granule::K16, POOL, 16, 1);
+        assert_eq!(
+            k16.frame("T", s1(3), None, Some(Pa(0x10_1000)))
+                .unwrap_err(),
+            SetupError::TableFrameUnaligned(Granule::K16)
+        );
+        // A 16K data frame need not be aligned to 16K, but it is 4 frames.
+        assert_eq!(
+            k16.frame("D", data(), None, Some(Pa(0x10_d000)))
+                .unwrap_err(),
+            SetupError::OutsidePool {
+                frame: "D".into(),
+                at: Pa(0x10_d000),
+                pool: (Pa(0x10_0000), Pa(0x11_0000)),
+            }
+        );
+        assert!(matches!(
+            b.frame("low", data(), None, Some(Pa(0xf_f000))),
+            Err(SetupError::OutsidePool { .. })
+        ));
+        assert_eq!(
+            b.frame("B", data(), Some(2), Some(Pa(0x10_0000)))
+                .unwrap_err(),
+            SetupError::Overlap {
+                frame: "B".into(),
+                other: "A".into(),
+                at: Pa(0x10_1000),
+            }
+        );
+        assert_eq!(
+            b.frame("big", data(), Some(16), None).unwrap_err(),
+            SetupError::NoRoom("big".into())
+        );
+    }
+
+    #[test]
+    fn slots_stay_inside_their_frame_or_table() {
+        let mut b = MachineBuilder::new(Granule::K16, POOL, 64, 1);
+        // A 16K stage-2 root at level 1 is two concatenated tables: 4096
+        // entries in 32 KiB (Arm ARM D8.2.9).
+        let root = b.frame("S", s2(1), Some(8), None).unwrap().clone();
+        assert_eq!(
+            root.slot(Granule::K16, 4095).unwrap().pa,
+            Pa(root.base.0 + 8 * 4095)
+        );
+        assert_eq!(
+            root.slot(Granule::K16, 4096).unwrap_err(),
+            SetupError::IndexOutOfRange {
+                index: 4096,
+                frame: "S".into(),
+                limit: 4096,
+            }
+        );
+        // A level-2 table of 16K holds 2048 entries even in a larger frame.
+        let l2 = b.frame("L2", s2(2), Some(8), None).unwrap().clone();
+        assert!(l2.slot(Granule::K16, 2048).is_err());
+        let d = b.frame("D", data(), Some(1), None).unwrap().clone();
+        assert!(d.slot(Granule::K16, 511).is_ok());
+        assert!(d.slot(Granule::K16, 512).is_err());
+        assert_eq!(
+            Slot::at(Pa(0x10_0004)).unwrap_err(),
+            SetupError::WordUnaligned(Pa(0x10_0004))
+        );
+        assert_eq!(
+            b.write(Pa(0x10_0004), 1).unwrap_err(),
+            SetupError::WordUnaligned(Pa(0x10_0004))
+        );
+    }
+
+    #[test]
+    fn descriptors_fit_their_table() {
+        let g = Granule::K4;
+        let slot = |table| Slot { pa: POOL, table };
+        let l1 = slot(Some((TableOwner::Stage1 { space: 1 }, 1)));
+        let l3 = slot(Some((TableOwner::Stage1 { space: 1 }, 3)));
+        let s2l3 = slot(Some((TableOwner::Stage2 { vmid: 1 }, 3)));
+        let page = s1_page(Pa(0x10_1000));
+        // A 4K level-3 page: valid, page, AF, AP[1] (EL0), nG (Arm ARM D8.3).
+        assert_eq!(
+            l3.descriptor(g, &page).unwrap(),
+            0x10_1000 | 0b11 | bits::AF | bits::AP_USER | bits::NG
+        );
+        assert_eq!(
+            l3.descriptor(g, &Desc::Table(Pa(0x10_2000))).unwrap_err(),
+            SetupError::TableAtLevel3
+        );
+        assert_eq!(
+            l1.descriptor(g, &page).unwrap_err(),
+            SetupError::PageAboveLevel3(1)
+        );
+        let mut k64 = l1;
+        k64.table = Some((TableOwner::Stage1 { space: 1 }, 1));
+        let block = Desc::S1 {
+            block: true,
+            out: Pa(0),
+            writable: false,
+            user: false,
+            global: true,
+            extra: 0,
+            af: true,
+        };
+        // 64K has no level-1 blocks without FEAT_LPA (Arm ARM D8.3.1).
+        assert_eq!(
+            k64.descriptor(Granule::K64, &block).unwrap_err(),
+            SetupError::NoBlock {
+                granule: Granule::K64,
+                level: 1,
+            }
+        );
+        assert_eq!(
+            s2l3.descriptor(g, &page).unwrap_err(),
+            SetupError::S1InStage2Table
+        );
+        let s2page = Desc::S2 {
+            block: false,
+            out: Pa(0x10_1000),
+            read: true,
+            write: true,
+            extra: 0,
+            af: false,
+        };
+        assert_eq!(
+            l3.descriptor(g, &s2page).unwrap_err(),
+            SetupError::S2InStage1Table
+        );
+        // Without the Access flag: S2AP read+write and valid page only.
+        assert_eq!(
+            s2l3.descriptor(g, &s2page).unwrap(),
+            0x10_1000 | 0b11 | (0b11 << 6)
+        );
+        assert_eq!(
+            l3.descriptor(g, &Desc::L1Cd(Pa(0x10_1000))).unwrap_err(),
+            SetupError::L1CdInTable
+        );
+        assert_eq!(
+            slot(None)
+                .descriptor(g, &Desc::L1Cd(Pa(0x10_1000)))
+                .unwrap(),
+            0x10_1000 | 1
+        );
+        // A 2 MiB block at level 2 maps a 2 MiB aligned output.
+        let l2 = slot(Some((TableOwner::Stage1 { space: 1 }, 2)));
+        let block = Desc::S1 {
+            block: true,
+            out: Pa(0x10_0000),
+            writable: true,
+            user: false,
+            global: true,
+            extra: 0,
+            af: true,
+        };
+        assert_eq!(
+            l2.descriptor(g, &block).unwrap_err(),
+            SetupError::Misaligned {
+                what: "output address",
+                addr: Pa(0x10_0000),
+                align: 0x20_0000,
+            }
+        );
+        assert!(matches!(
+            l1.descriptor(g, &Desc::Table(Pa(0x10_0800))),
+            Err(SetupError::Misaligned {
+                what: "table address",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn contexts_need_distinct_names_and_start_level_aligned_roots() {
+        let mut b = machine();
+        let l0 = b.frame("L0", s1(0), None, None).unwrap().base.0;
+        let l1 = b.frame("L1", s1(1), None, None).unwrap().base.0;
+        assert_eq!(b.context("p", s1_ctx(l0)).unwrap(), 0);
+        assert_eq!(
+            b.context("p", s1_ctx(l0)).unwrap_err(),
+            SetupError::ContextTwice("p".into())
+        );
+        assert_eq!(
+            b.context("q", s1_ctx(l1)).unwrap_err(),
+            SetupError::RootLevel {
+                stage: TableStage::S1,
+                frame: "L1".into(),
+                level: 1,
+                granule: Granule::K4,
+                start: 0,
+            }
+        );
+        assert_eq!(
+            b.context("r", s1_ctx(l0 + 0x800)).unwrap_err(),
+            SetupError::RootUnaligned {
+                stage: TableStage::S1,
+                root: l0 + 0x800,
+                granule: Granule::K4,
+            }
+        );
+        // A 16K stage 2 starts at level 1 (Arm ARM D8.2.9).
+        let mut k16 = MachineBuilder::new(Granule::K16, POOL, 64, 1);
+        let s0 = k16.frame("S0", s2(0), Some(8), None).unwrap().base.0;
+        let ctx = Context {
+            s1: None,
+            s2: Some(StageConfig::new(Granule::K16, s0)),
+            ..s1_ctx(0)
+        };
+        assert!(matches!(
+            k16.context("g", ctx),
+            Err(SetupError::RootLevel {
+                stage: TableStage::S2,
+                start: 1,
+                ..
+            })
+        ));
+        assert_eq!(
+            b.check_table_base(0x10_0800).unwrap_err(),
+            SetupError::TableBaseUnaligned {
+                table: 0x10_0800,
+                granule: Granule::K4,
+            }
+        );
+    }
+
+    #[test]
+    fn device_contexts_are_named_but_not_walked_by_cpus() {
+        let mut b = machine();
+        let l0 = b.frame("L0", s1(0), None, None).unwrap().base.0;
+        let m0 = b.frame("M0", s1(0), None, None).unwrap().base.0;
+        b.context("p", s1_ctx(l0)).unwrap();
+        assert_eq!(b.device_context("m", s1_ctx(m0)).unwrap(), 1);
+        let model = b.build("t", Features::default()).unwrap().build().unwrap();
+        assert_eq!(model.context_names, ["p", "m"]);
+        assert_eq!(model.machine.cpus[0].contexts.len(), 1);
+        assert_eq!(model.machine.cpus[0].contexts[0].s1.unwrap().ttb, l0);
+    }
+
+    #[test]
+    fn more_cpus_than_agent_ids_are_refused() {
+        let b = MachineBuilder::new(Granule::K4, POOL, 4, MAX_CPUS + 1);
+        assert_eq!(
+            b.build("t", Features::default()).unwrap_err(),
+            SetupError::TooManyCpus(MAX_CPUS + 1)
+        );
+    }
+
+    #[test]
+    fn smmu_set_up_needs_an_smmu_and_only_one() {
+        let mut b = machine();
+        assert_eq!(b.ste(0, None).unwrap_err(), SetupError::NoSmmu);
+        assert_eq!(
+            b.device(Device::new(0, None, false, false)).unwrap_err(),
+            SetupError::NoSmmu
+        );
+        assert_eq!(b.cd("CDT", 0, None).unwrap_err(), SetupError::NoSmmu);
+        b.smmu(SmmuSpec::default()).unwrap();
+        assert_eq!(
+            b.smmu(SmmuSpec::default()).unwrap_err(),
+            SetupError::SmmuTwice
+        );
+    }
+
+    #[test]
+    fn stream_tables_cover_the_stream_ids_used() {
+        let spec = SmmuSpec {
+            log2size: Some(2),
+            max_sid: 4,
+            ..SmmuSpec::default()
+        };
+        assert_eq!(
+            machine().smmu(spec).unwrap_err(),
+            SetupError::StreamIdsUncovered {
+                log2size: 2,
+                sid: 4,
+            }
+        );
+        // Sized for StreamID 3 (log2size 2): StreamID 4 has no slot.
+        let mut b = with_smmu(ats());
+        assert_eq!(
+            b.ste(4, None).unwrap_err(),
+            SetupError::SidBeyondTable {
+                sid: 4,
+                log2size: 2,
+            }
+        );
+        assert_eq!(
+            b.device(Device::new(4, None, false, false)).unwrap_err(),
+            SetupError::SidBeyondTable {
+                sid: 4,
+                log2size: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn smmu_structures_go_into_smmu_frames_that_fit_and_are_aligned() {
+        let place = |at: &str, log2: u8| {
+            let mut b = machine();
+            b.frame("D", data(), None, None).unwrap();
+            b.frame("Q", FrameOwner::Smmu, None, None).unwrap();
+            b.frame("Q2", FrameOwner::Smmu, Some(2), Some(Pa(0x10_3000)))
+                .unwrap();
+            b.smmu(SmmuSpec {
+                cmdq: (Some(log2), Some(at.to_string())),
+                ..SmmuSpec::default()
+            })
+        };
+        assert!(place("Q", 8).is_ok());
+        assert_eq!(
+            place("D", 8).unwrap_err(),
+            SetupError::NotSmmuFrame {
+                what: Structure::CommandQueue,
+                frame: "D".into(),
+                owner: data(),
+            }
+        );
+        // 512 commands of 16 bytes need 8 KiB.
+        assert_eq!(
+            place("Q", 9).unwrap_err(),
+            SetupError::FrameTooSmall {
+                what: Structure::CommandQueue,
+                frame: "Q".into(),
+                bytes: 0x2000,
+                size: 0x1000,
+            }
+        );
+        // An 8 KiB ring is aligned to 8 KiB (SMMUv3 6.3.25).
+        assert_eq!(
+            place("Q2", 9).unwrap_err(),
+            SetupError::FrameMisaligned {
+                what: Structure::CommandQueue,
+                frame: "Q2".into(),
+                align: 0x2000,
+                base: Pa(0x10_3000),
+            }
+        );
+        assert_eq!(
+            place("nowhere", 8).unwrap_err(),
+            SetupError::UnknownFrame("nowhere".into())
+        );
+        // A linear table for 2^16 StreamIDs needs 4 MiB.
+        let huge = SmmuSpec {
+            max_sid: 0xffff,
+            ..SmmuSpec::default()
+        };
+        assert_eq!(
+            machine().smmu(huge).unwrap_err(),
+            SetupError::NoRoomFor {
+                what: Structure::StreamTable,
+                frames: 1024,
+            }
+        );
+    }
+
+    #[test]
+    fn devices_need_the_features_they_use() {
+        let mut plain = with_smmu(SmmuSpec {
+            max_sid: 3,
+            ..SmmuSpec::default()
+        });
+        assert_eq!(
+            plain.device(Device::new(3, None, true, false)).unwrap_err(),
+            SetupError::AtsDeviceWithoutAts
+        );
+        let mut b = with_smmu(ats());
+        // PRI needs ATS on the device and PRI on the SMMU.
+        assert_eq!(
+            b.device(Device::new(3, None, false, true)).unwrap_err(),
+            SetupError::PriWithoutAts
+        );
+        assert_eq!(
+            b.device(Device::new(3, None, true, true)).unwrap_err(),
+            SetupError::PriWithoutAts
+        );
+        assert_eq!(b.device(Device::new(3, None, true, false)).unwrap(), 0);
+        // No STE describes StreamID 3.
+        assert_eq!(
+            b.build("t", Features::default()).unwrap_err(),
+            SetupError::DeviceWithoutSte { device: 0, sid: 3 }
+        );
+    }
+
+    #[test]
+    fn stes_are_written_once_and_legal() {
+        let mut b = with_smmu(ats());
+        let cdt = b.frame_named("CDT").unwrap().base.0;
+        let mut ste = Ste::stage1(cdt);
+        ste.eats = 1;
+        b.ste(3, Some(&ste)).unwrap();
+        assert_eq!(b.ste(3, None).unwrap_err(), SetupError::SteTwice(3));
+        let strtab = b.parts().unwrap().strtab.base;
+        let mut w = [0u64; 8];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = b.mem().read(Pa(strtab + 64 * 3 + 8 * i as u64));
+        }
+        assert_eq!(Ste::decode(&w).unwrap(), ste);
+
+        let mut bad = Ste::bypass();
+        bad.config = StreamConfig::S1Translate;
+        bad.s1_context_ptr = cdt + 8;
+        assert_eq!(
+            b.ste(0, Some(&bad)).unwrap_err(),
+            SetupError::CdPtrUnaligned(Pa(cdt + 8))
+        );
+        let s2 = Ste::stage2(1, 0x10_0800, Granule::K4);
+        assert_eq!(
+            b.ste(0, Some(&s2)).unwrap_err(),
+            SetupError::TableBaseUnaligned {
+                table: 0x10_0800,
+                granule: Granule::K4,
+            }
+        );
+        let mut stalls = Ste::stage2(1, 0x10_0000, Granule::K4);
+        stalls.s2_s = true;
+        assert_eq!(
+            b.ste(0, Some(&stalls)).unwrap_err(),
+            SetupError::S2StallWithoutStall
+        );
+        // STRW = 0b01 is Reserved for a Non-secure stage-1 STE (SMMUv3 5.2).
+        let mut strw = Ste::stage1(cdt);
+        strw.strw = 1;
+        assert_eq!(
+            b.ste(0, Some(&strw)).unwrap_err(),
+            SetupError::IllegalSte(BadSte::StrwReserved { strw: 1 })
+        );
+        let mut no_ats = with_smmu(SmmuSpec {
+            max_sid: 3,
+            ..SmmuSpec::default()
+        });
+        assert_eq!(
+            no_ats.ste(3, Some(&ste)).unwrap_err(),
+            SetupError::EatsWithoutAts
+        );
+    }
+
+    #[test]
+    fn two_level_stream_tables_get_an_array_per_split() {
+        let mut b = with_smmu(SmmuSpec {
+            split: Some(6),
+            log2size: Some(8),
+            ..SmmuSpec::default()
+        });
+        b.ste(65, Some(&Ste::bypass())).unwrap();
+        let st = b.parts().unwrap().strtab;
+        // StreamID 65 is in the second array: L1STD 1, Span = SPLIT + 1.
+        assert_eq!(b.mem().read(Pa(st.base)), 0);
+        let l1 = L1Std::decode(b.mem().read(Pa(st.base + 8))).unwrap();
+        assert_eq!(l1.span, 7);
+        assert_eq!(b.mem().owner(Pfn(l1.l2ptr >> 12)), FrameOwner::Smmu);
+        assert_ne!(b.mem().read(Pa(l1.l2ptr + 64)), 0);
+    }
+
+    #[test]
+    fn cds_go_into_smmu_frames_and_are_legal() {
+        let mut b = with_smmu(ats());
+        b.frame("D", data(), None, None).unwrap();
+        let cd = Cd::new(1, 0x10_0000, Granule::K4);
+        b.cd("CDT", 63, Some(&cd)).unwrap();
+        let base = b.frame_named("CDT").unwrap().base;
+        assert_eq!(b.mem().read(Pa(base.0 + 63 * 64)), cd.encode()[0]);
+        assert_eq!(
+            b.cd("D", 0, Some(&cd)).unwrap_err(),
+            SetupError::CdTableNotSmmu {
+                frame: "D".into(),
+                owner: data(),
+            }
+        );
+        assert_eq!(
+            b.cd("CDT", 64, None).unwrap_err(),
+            SetupError::CdSlotOutOfRange {
+                slot: 64,
+                frame: "CDT".into(),
+                slots: 64,
+            }
+        );
+        assert_eq!(
+            b.cd("nowhere", 0, None).unwrap_err(),
+            SetupError::UnknownFrame("nowhere".into())
+        );
+        let off = Cd::new(1, 0x10_0800, Granule::K4);
+        assert!(matches!(
+            b.cd("CDT", 0, Some(&off)),
+            Err(SetupError::TableBaseUnaligned { .. })
+        ));
+        let mut stall = cd;
+        stall.s = true;
+        assert_eq!(
+            b.cd("CDT", 0, Some(&stall)).unwrap_err(),
+            SetupError::StallingCdWithoutStall
+        );
+        let mut aa32 = cd;
+        aa32.aa64 = false;
+        assert_eq!(
+            b.cd("CDT", 0, Some(&aa32)).unwrap_err(),
+            SetupError::IllegalCd(BadCd::Aa64Unsupported)
+        );
+    }
+
+    #[test]
+    fn a_finished_set_up_runs_its_smmu_on_its_memory() {
+        let mut b = with_smmu(ats());
+        let cdt = b.frame_named("CDT").unwrap().base.0;
+        b.ste(3, Some(&Ste::stage1(cdt))).unwrap();
+        b.device(Device::new(3, None, true, false)).unwrap();
+        let model = b.build("t", Features::default()).unwrap().build().unwrap();
+        let smmu = model.machine.smmu.as_ref().unwrap();
+        assert!(smmu.opts.features.ats);
+        assert_eq!(smmu.devices.len(), 1);
+        assert_eq!(smmu.cmdq.ring.log2size, CMDQ_LOG2);
+        assert_eq!(smmu.evtq.ring.log2size, EVTQ_LOG2);
+        for pa in [smmu.strtab.base, smmu.cmdq.ring.base, smmu.evtq.ring.base] {
+            assert_eq!(model.machine.mem.owner(Pfn(pa >> 12)), FrameOwner::Smmu);
+        }
+    }
+}
