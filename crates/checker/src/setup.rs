@@ -979,7 +979,7 @@ impl MachineBuilder {
         if parts.stes.contains(&sid) {
             return Err(SetupError::SteTwice(sid));
         }
-        let (f, spec) = (parts.opts.features, parts.spec.clone());
+        let (f, ats, stall) = (parts.opts.features, parts.spec.ats, parts.spec.stall);
         if let Some(ste) = ste {
             // S1ContextPtr is bits [55:6]: an L1CD table or CD is 64-byte
             // aligned (SMMUv3 5.2).
@@ -995,10 +995,10 @@ impl MachineBuilder {
                     });
                 }
             }
-            if ste.eats != 0 && !spec.ats {
+            if ste.eats != 0 && !ats {
                 return Err(SetupError::EatsWithoutAts);
             }
-            if ste.s2_s && !spec.stall {
+            if ste.s2_s && !stall {
                 return Err(SetupError::S2StallWithoutStall);
             }
             ste.validate(&f).map_err(SetupError::IllegalSte)?;
