@@ -111,6 +111,16 @@ pub enum SetupError {
         /// The first shared 4 KiB frame.
         at: Pa,
     },
+    /// A frame placed on one the set-up already uses for something else.
+    #[error("frame `{frame}` at {at} is already in use: {owner}")]
+    InUse {
+        /// The frame being placed.
+        frame: String,
+        /// The first frame in use.
+        at: Pa,
+        /// What it holds.
+        owner: FrameOwner,
+    },
     /// No free run of pool frames for a frame placed anywhere.
     #[error("no room for frame `{0}` in the pool")]
     NoRoom(String),
@@ -672,6 +682,16 @@ impl MachineBuilder {
                             at: Pa(p << 12),
                         });
                     }
+                    // Frames set-up claimed without a name (an SMMU
+                    // structure placed anywhere, a process's tables).
+                    let owner = self.mem.owner(Pfn(p));
+                    if owner != FrameOwner::Free {
+                        return Err(SetupError::InUse {
+                            frame: name.to_string(),
+                            at: Pa(p << 12),
+                            owner,
+                        });
+                    }
                 }
                 pfn
             }
@@ -1216,6 +1236,17 @@ mod tests {
         assert_eq!(
             b.frame("big", data(), Some(16), None).unwrap_err(),
             SetupError::NoRoom("big".into())
+        );
+        // The SMMU's Stream table, placed anywhere, takes the first free
+        // frame (0x100000) without a name.
+        b.smmu(SmmuSpec::default()).unwrap();
+        assert_eq!(
+            b.frame("C", data(), None, Some(Pa(0x10_0000))).unwrap_err(),
+            SetupError::InUse {
+                frame: "C".into(),
+                at: Pa(0x10_0000),
+                owner: FrameOwner::Smmu,
+            }
         );
     }
 

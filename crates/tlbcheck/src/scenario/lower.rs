@@ -205,9 +205,9 @@ impl Lower<'_> {
                     SetupError::OutsidePool { .. } => {
                         located(at_span, &e, Some(format!("move it, or {ENLARGE}")))
                     }
-                    SetupError::TableFrameUnaligned(_) | SetupError::Overlap { .. } => {
-                        located(at_span, &e, None)
-                    }
+                    SetupError::TableFrameUnaligned(_)
+                    | SetupError::Overlap { .. }
+                    | SetupError::InUse { .. } => located(at_span, &e, None),
                     SetupError::NoRoom(_) => located(f.span, &e, Some(ENLARGE.to_string())),
                     _ => located(f.span, &e, None),
                 })?;
