@@ -62,6 +62,8 @@ pub enum Structure {
     CommandQueue,
     /// The Event queue's ring.
     EventQueue,
+    /// A CD table (CDs written with [`MachineBuilder::cd`]).
+    CdTable,
 }
 
 impl fmt::Display for Structure {
@@ -71,6 +73,7 @@ impl fmt::Display for Structure {
             Structure::L2StreamArray => "level-2 Stream table array",
             Structure::CommandQueue => "Command queue",
             Structure::EventQueue => "Event queue",
+            Structure::CdTable => "CD table",
         })
     }
 }
@@ -260,6 +263,16 @@ pub enum SetupError {
         align: u64,
         /// The frame's base.
         base: Pa,
+    },
+    /// Two SMMU structures in one frame: each would overwrite the other.
+    #[error("the {what} and the {other} are both placed in `{frame}`")]
+    FrameShared {
+        /// The structure being placed.
+        what: Structure,
+        /// The structure already there.
+        other: Structure,
+        /// The frame.
+        frame: String,
     },
     /// No free run of pool frames for an SMMU structure placed anywhere.
     #[error("no room in the pool for the SMMU's {what} ({frames} frame(s))")]
@@ -594,6 +607,8 @@ pub struct MachineBuilder {
     mem: PhysMem,
     pool: (u64, u64),
     frames: Vec<Frame>,
+    /// The SMMU structure each named frame holds.
+    holds: Vec<(String, Structure)>,
     contexts: Vec<(String, Context, bool)>,
     smmu: Option<SmmuParts>,
 }
@@ -609,6 +624,7 @@ impl MachineBuilder {
             mem: PhysMem::new(Pfn(first), frames),
             pool: (first, first + u64::from(frames)),
             frames: Vec::new(),
+            holds: Vec::new(),
             contexts: Vec::new(),
             smmu: None,
         }
@@ -726,6 +742,23 @@ impl MachineBuilder {
         None
     }
 
+    /// Records that frame `name` holds `what`, which no other structure
+    /// may share (CDs may share a CD table).
+    fn hold(&mut self, name: &str, what: Structure) -> Result<(), SetupError> {
+        if let Some(&(_, other)) = self.holds.iter().find(|(n, _)| n == name) {
+            if (other, what) == (Structure::CdTable, Structure::CdTable) {
+                return Ok(());
+            }
+            return Err(SetupError::FrameShared {
+                what,
+                other,
+                frame: name.to_string(),
+            });
+        }
+        self.holds.push((name.to_string(), what));
+        Ok(())
+    }
+
     /// Places SMMU structure `what` of `bytes`, aligned to `align`.
     fn place(
         &mut self,
@@ -762,7 +795,9 @@ impl MachineBuilder {
                         base: f.base,
                     });
                 }
-                Ok(f.base.0)
+                let base = f.base.0;
+                self.hold(name, what)?;
+                Ok(base)
             }
             None => {
                 let frames = bytes.div_ceil(FRAME_SIZE).max(1) as u32;
@@ -1053,6 +1088,7 @@ impl MachineBuilder {
             });
         }
         let pa = fr.base.0 + STRUCT_BYTES * slot;
+        self.hold(frame, Structure::CdTable)?;
         let Some(cd) = cd else {
             return self.write8(pa, &Cd::INVALID);
         };
@@ -1552,6 +1588,22 @@ mod tests {
             place("nowhere", 8).unwrap_err(),
             SetupError::UnknownFrame("nowhere".into())
         );
+        // Both queues in Q would overwrite each other.
+        let mut b = machine();
+        b.frame("Q", FrameOwner::Smmu, None, None).unwrap();
+        let shared = SmmuSpec {
+            cmdq: (None, Some("Q".into())),
+            evtq: (None, Some("Q".into())),
+            ..SmmuSpec::default()
+        };
+        assert_eq!(
+            b.smmu(shared).unwrap_err(),
+            SetupError::FrameShared {
+                what: Structure::EventQueue,
+                other: Structure::CommandQueue,
+                frame: "Q".into(),
+            }
+        );
         // A linear table for 2^16 StreamIDs needs 4 MiB.
         let huge = SmmuSpec {
             max_sid: 0xffff,
@@ -1690,6 +1742,23 @@ mod tests {
         assert_eq!(
             b.cd("nowhere", 0, None).unwrap_err(),
             SetupError::UnknownFrame("nowhere".into())
+        );
+        // CDs share their table, but not a queue's frame.
+        b.cd("CDT", 1, None).unwrap();
+        let mut q = machine();
+        q.frame("Q", FrameOwner::Smmu, None, None).unwrap();
+        q.smmu(SmmuSpec {
+            cmdq: (None, Some("Q".into())),
+            ..SmmuSpec::default()
+        })
+        .unwrap();
+        assert_eq!(
+            q.cd("Q", 0, None).unwrap_err(),
+            SetupError::FrameShared {
+                what: Structure::CdTable,
+                other: Structure::CommandQueue,
+                frame: "Q".into(),
+            }
         );
         let off = Cd::new(1, 0x10_0800, Granule::K4);
         assert!(matches!(

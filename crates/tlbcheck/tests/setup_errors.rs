@@ -37,8 +37,8 @@ fn line_col(src: &str, at: usize) -> String {
 
 #[test]
 fn set_up_refusals_point_at_what_was_wrong() {
-    // (replace, with, the error points at the first `at` after the edit's
-    // start, message text)
+    // (replace, with, the error points at the first `at` from the edit on,
+    // message text)
     let cases: &[(&str, &str, &str, &str)] = &[
         (
             "frame L1 s1-table process=1 level=1",
@@ -141,6 +141,18 @@ fn set_up_refusals_point_at_what_was_wrong() {
             "smmu ats stall\nqueue cmdq log2size=16",
             "queue cmdq",
             "no room in the pool for the SMMU's Command queue",
+        ),
+        (
+            "smmu ats stall",
+            "smmu ats stall\nqueue cmdq at=Q\nqueue eventq at=Q",
+            "Q\nframe L0",
+            "the Event queue and the Command queue are both placed in `Q`",
+        ),
+        (
+            "smmu ats stall",
+            "smmu ats stall\nqueue cmdq at=CDT",
+            "CDT[0]",
+            "the CD table and the Command queue are both placed in `CDT`",
         ),
         (
             "device dev0 sid=3 ats",

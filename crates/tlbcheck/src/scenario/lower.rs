@@ -1169,7 +1169,9 @@ impl Lower<'_> {
                 &e,
                 Some("give the frame frames=N".to_string()),
             ),
-            SetupError::FrameMisaligned { what, .. } => located(spans(*what).1, &e, None),
+            SetupError::FrameMisaligned { what, .. } | SetupError::FrameShared { what, .. } => {
+                located(spans(*what).1, &e, None)
+            }
             SetupError::NoRoomFor { what, .. } => located(
                 spans(*what).0,
                 &e,
@@ -1332,6 +1334,7 @@ impl Lower<'_> {
                         Some(format!("declare it with `frame {} smmu`", d.frame.value)),
                     ),
                     SetupError::CdSlotOutOfRange { .. } => located(d.slot.span, &e, None),
+                    SetupError::FrameShared { .. } => located(d.frame.span, &e, None),
                     SetupError::TableBaseUnaligned { .. } => {
                         located(d.ttb0.as_ref().map_or(d.span, |r| r.span), &e, None)
                     }
