@@ -221,6 +221,20 @@ pub enum SetupError {
     /// A second SMMU.
     #[error("the machine has one SMMU")]
     SmmuTwice,
+    /// A 2-level Stream table SPLIT other than 6, 8 or 10 (SMMUv3 6.3.24).
+    #[error("SPLIT = {0} is Reserved: a 2-level Stream table splits at 6, 8 or 10")]
+    SplitReserved(u8),
+    /// A structure larger than the ID registers allow: SMMU_IDR1.SIDSIZE
+    /// is at most 32, CMDQS and EVENTQS at most 19 (SMMUv3 6.3.2).
+    #[error("the {what} cannot have log2size={log2size}: at most {max}")]
+    Log2SizeTooLarge {
+        /// The structure.
+        what: Structure,
+        /// The size asked for.
+        log2size: u8,
+        /// The largest the registers allow.
+        max: u8,
+    },
     /// A Stream table too small for the StreamIDs used.
     #[error("log2size={log2size} covers StreamIDs below {}, but StreamID {sid} is used", 1u64 << .log2size)]
     StreamIdsUncovered {
@@ -908,6 +922,20 @@ impl MachineBuilder {
             ptm: !spec.btm,
             e2h: false,
         };
+        if let Some(split) = spec.split.filter(|s| !matches!(s, 6 | 8 | 10)) {
+            return Err(SetupError::SplitReserved(split));
+        }
+        let too_large = |what, log2size: Option<u8>, max| match log2size {
+            Some(l) if l > max => Err(SetupError::Log2SizeTooLarge {
+                what,
+                log2size: l,
+                max,
+            }),
+            _ => Ok(()),
+        };
+        too_large(Structure::StreamTable, spec.log2size, 32)?;
+        too_large(Structure::CommandQueue, spec.cmdq.0, 19)?;
+        too_large(Structure::EventQueue, spec.evtq.0, 19)?;
         let needed = (32 - spec.max_sid.leading_zeros()) as u8;
         let log2size = match spec.log2size {
             Some(l) if needed > l => {
@@ -1508,6 +1536,42 @@ mod tests {
             b.smmu(SmmuSpec::default()).unwrap_err(),
             SetupError::SmmuTwice
         );
+    }
+
+    #[test]
+    fn stream_tables_split_where_smmuv3_allows_and_rings_fit_the_registers() {
+        let split = |split| SmmuSpec {
+            split: Some(split),
+            ..SmmuSpec::default()
+        };
+        assert_eq!(
+            machine().smmu(split(7)).unwrap_err(),
+            SetupError::SplitReserved(7)
+        );
+        assert!(machine().smmu(split(6)).is_ok());
+        let huge = SmmuSpec {
+            evtq: (Some(20), None),
+            ..SmmuSpec::default()
+        };
+        assert_eq!(
+            machine().smmu(huge).unwrap_err(),
+            SetupError::Log2SizeTooLarge {
+                what: Structure::EventQueue,
+                log2size: 20,
+                max: 19,
+            }
+        );
+        let wide = SmmuSpec {
+            log2size: Some(33),
+            ..SmmuSpec::default()
+        };
+        assert!(matches!(
+            machine().smmu(wide),
+            Err(SetupError::Log2SizeTooLarge {
+                what: Structure::StreamTable,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1172,6 +1172,8 @@ impl Lower<'_> {
             SetupError::FrameMisaligned { what, .. } | SetupError::FrameShared { what, .. } => {
                 located(spans(*what).1, &e, None)
             }
+            SetupError::SplitReserved(_) => located(spans(Structure::StreamTable).0, &e, None),
+            SetupError::Log2SizeTooLarge { what, .. } => located(spans(*what).0, &e, None),
             SetupError::NoRoomFor { what, .. } => located(
                 spans(*what).0,
                 &e,
