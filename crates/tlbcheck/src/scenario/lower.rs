@@ -32,6 +32,8 @@ use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
 use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
+mod kvm;
+
 type R<T> = Result<T, Located>;
 
 /// A resolved store location: word address, the table it lies in (owner
@@ -130,6 +132,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         });
         context_names.push(p.name.clone());
     }
+    let vms = l.vms(&mut mem, &mut contexts, &mut context_names)?;
     if let Some(parts) = &mut smmu {
         l.smmu_structures(parts, &contexts, &context_names, &mut mem)?;
     }
@@ -164,11 +167,22 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     }
     let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem)?;
     if let Some(k) = &kernel {
-        b.locks(k.locks());
-        b.counters(k.counters());
         b.seqcounts(k.seqcounts());
     }
-    l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
+    let (locks, counters) = kernel
+        .as_ref()
+        .map_or((0, 0), |k| (k.locks(), k.counters()));
+    let hyp = l.hyp(vms, locks, counters);
+    let (kvm_locks, kvm_counters) = hyp.as_ref().map_or((0, 0), |h| (h.locks(), h.counters()));
+    b.locks(locks + kvm_locks);
+    b.counters(counters + kvm_counters);
+    l.threads(
+        &mut b,
+        &context_names,
+        &device_names,
+        kernel.as_ref(),
+        hyp.as_ref(),
+    )?;
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
@@ -547,8 +561,10 @@ impl Lower<'_> {
         ctx_names: &[String],
         dev_names: &[String],
         kernel: Option<&Arc<Kernel>>,
+        hyp: Option<&Arc<tlbcheck_protocols::kvm::mmu::Hyp>>,
     ) -> R<()> {
         let sc = self.sc;
+        self.one_fault_thread_per_vm(hyp)?;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
                 sc.threads[MAX_THREADS].span,
@@ -576,8 +592,9 @@ impl Lower<'_> {
                     _ => located,
                 }
             })?;
-            tb.vmid(t.vmid).owns(t.owns.clone());
+            tb.vmid(self.vcpu_vmid(t, hyp)?).owns(t.owns.clone());
             let mut kops: Vec<(usize, KOp)> = Vec::new();
+            let mut s2: Vec<(usize, tlbcheck_protocols::kvm::mmu::S2Call)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 match &s.value {
@@ -628,9 +645,19 @@ impl Lower<'_> {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
+                    Step::S2(st) => s2.push((tb.len(), self.s2_call(st, s.span, hyp)?)),
                 }
             }
-            if kops.is_empty() {
+            if !s2.is_empty() {
+                if !kops.is_empty() {
+                    return Err(Located::new(
+                        t.span,
+                        "a thread runs kernel operations or stage-2 operations, not both",
+                    ));
+                }
+                let ops = tb.into_ops();
+                self.kvm_thread(b, t, hyp, ops, s2)?;
+            } else if kops.is_empty() {
                 tb.done();
             } else {
                 let kernel = Arc::clone(kernel.expect("kop checked the kernel"));
