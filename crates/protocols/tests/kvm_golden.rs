@@ -76,6 +76,19 @@ fn unmap_model(
     ipa: u64,
     len: u64,
 ) -> (Model, Option<u64>) {
+    s2_model(v, cpu, fwb, maps, S2Kind::Unmap { ipa, len }, true)
+}
+
+/// One VM as for [`unmap_model`], its mappings writable or not, and one
+/// thread running `kind`.
+fn s2_model(
+    v: Version,
+    cpu: CpuFeatures,
+    fwb: bool,
+    maps: &[(u64, u64, u64)],
+    kind: S2Kind,
+    write: bool,
+) -> (Model, Option<u64>) {
     let mut mem = PhysMem::new(Pfn(0x100), 32);
     let root = mem
         .alloc(FrameOwner::Table {
@@ -86,7 +99,7 @@ fn unmap_model(
         .base()
         .0;
     for &(i, l, pa) in maps {
-        setup_map(&mut mem, root, 1, i, l, pa, true).unwrap();
+        setup_map(&mut mem, root, 1, i, l, pa, write).unwrap();
     }
     let l3 = tlbcheck_protocols::kvm::pgtable::entry_addr(&mem, root, 0, 3).map(|e| e & !0xfff);
     let ctx = Context {
@@ -119,10 +132,7 @@ fn unmap_model(
     b.context("vm", ctx);
     b.locks(hyp.locks());
     b.counters(hyp.counters());
-    let items = vec![Item::S2(S2Call {
-        vm: 0,
-        kind: S2Kind::Unmap { ipa, len },
-    })];
+    let items = vec![Item::S2(S2Call { vm: 0, kind })];
     b.program("kvm", 0, Arc::new(KvmThread::new(hyp, items)), None)
         .unwrap();
     (b.build().unwrap(), l3)
@@ -313,5 +323,92 @@ fn a_reserved_level0_hint_reads_as_no_hint() {
     assert_eq!(
         operand,
         tlbcheck_hw::cpu::tlbi::TlbiOperand::ipa(tlbcheck_hw::addr::Ipa(0x1000), None)
+    );
+}
+
+#[test]
+fn permission_relaxation_flushes_the_leafs_level_locally() {
+    // A read-only page at IPA 0x1000 made writable: the walk found a
+    // level-3 leaf, so the local flush carries TTL level 3.
+    let (m, _) = s2_model(
+        Version::Kvm6_9,
+        TTL_CPU,
+        true,
+        &MAPS,
+        S2Kind::Relax { ipa: 0x1000 },
+        false,
+    );
+    assert_eq!(
+        stream(&m),
+        [
+            "DSB NSHST".to_string(),
+            format!("TLBI IPAS2E1 {:#018x}", 0x1 | ttl(3)),
+            "DSB NSH".into(),
+            "TLBI VMALLE1".into(),
+            "DSB NSH".into(),
+        ]
+    );
+    // Already writable: the flush is still issued (the walk found the
+    // leaf; stage2_attr_walker only skips the store).
+    let (m, _) = s2_model(
+        Version::Kvm6_9,
+        TTL_CPU,
+        true,
+        &MAPS,
+        S2Kind::Relax { ipa: 0x1000 },
+        true,
+    );
+    assert_eq!(stream(&m).len(), 5);
+    // Nothing mapped there: -EAGAIN, no flush.
+    let (m, _) = s2_model(
+        Version::Kvm6_9,
+        TTL_CPU,
+        true,
+        &MAPS,
+        S2Kind::Relax { ipa: 0x5000 },
+        false,
+    );
+    assert!(stream(&m).is_empty());
+}
+
+#[test]
+fn aging_a_young_page_flushes_the_whole_vmid() {
+    let vmid = ["DSB ISHST", "TLBI VMALLS12E1IS", "DSB ISH"].map(String::from);
+    let (m, _) = s2_model(
+        Version::Kvm6_9,
+        RANGE_CPU,
+        true,
+        &MAPS,
+        S2Kind::Age { ipa: 0x1000 },
+        true,
+    );
+    assert_eq!(stream(&m), vmid);
+    let (m, _) = s2_model(
+        Version::Kvm6_9,
+        RANGE_CPU,
+        true,
+        &MAPS,
+        S2Kind::Age { ipa: 0x5000 },
+        true,
+    );
+    assert!(stream(&m).is_empty(), "not young: nothing to flush");
+}
+
+#[test]
+fn write_protection_flushes_the_vmid_before_v6_6_and_the_range_after() {
+    let kind = S2Kind::Wrprotect {
+        ipa: 0,
+        len: 0x2000,
+    };
+    let (m, _) = s2_model(Version::Kvm6_5, RANGE_CPU, true, &MAPS, kind, true);
+    assert_eq!(
+        stream(&m),
+        ["DSB ISHST", "TLBI VMALLS12E1IS", "DSB ISH"].map(String::from)
+    );
+    // Two pages: SCALE 0, NUM 0.
+    let (m, _) = s2_model(Version::Kvm6_6, RANGE_CPU, true, &MAPS, kind, true);
+    assert_eq!(
+        stream(&m),
+        by_range(&[format!("TLBI RIPAS2E1IS {:#018x}", range(0, 0, 0))])
     );
 }
