@@ -572,12 +572,12 @@ impl KvmThread {
             regs[3] &= !ZAP;
             let leaf = !c.post && pgtable::valid(old) && !pgtable::is_table(old, c.level);
             match call.kind {
-                S2Kind::Unmap { .. } if c.post => {
-                    if pgtable::is_table(old, c.level)
-                        && pgtable::table_unused(&m.mem, pgtable::follow(old))
-                    {
-                        regs[3] |= ZAP;
-                    }
+                S2Kind::Unmap { .. }
+                    if c.post
+                        && pgtable::is_table(old, c.level)
+                        && pgtable::table_unused(&m.mem, pgtable::follow(old)) =>
+                {
+                    regs[3] |= ZAP;
                 }
                 S2Kind::Relax { .. } if leaf => regs[3] |= u64::from(c.level + 1) << RELAX_SHIFT,
                 S2Kind::Age { .. } if leaf && old & bits::AF != 0 => regs[3] |= YOUNG,
