@@ -14,7 +14,9 @@
 //! Restrictions (checked when a scenario is loaded): a shared walk's
 //! `cmpxchg` is a plain store, so at most one thread per VM takes the
 //! fault paths (`s2 map`, `s2 relax`); the memory cache is filled with
-//! exactly the tables a fault allocates, at the point it takes them.
+//! exactly the tables a fault allocates, at the point it takes them;
+//! frames lie below 64 GiB (an allocated frame's number is kept in 24
+//! bits of a register).
 
 use super::pgtable::{self, Cursor, Step as WalkStepOf, WalkStep, Walker};
 use super::tlb::{self, S2Op};

@@ -16,6 +16,9 @@ use tlbcheck_protocols::kvm::mmu::{Hyp, Item, KvmThread, S2Call, S2Kind, Vm};
 use tlbcheck_protocols::kvm::pgtable::{self, IPA_BITS};
 use tlbcheck_protocols::linux::arm64::CpuFeatures;
 
+/// Frames must lie below this address: `KvmThread` keeps an allocated
+/// table's frame number in 24 bits of a register.
+pub const FRAME_LIMIT: u64 = 1 << 36;
 /// Most pages an `s2 wrprotect` covers (one read-only expectation each).
 pub const MAX_WP_PAGES: u64 = 8;
 /// An `s2 unmap` lies in one 1 GiB region: `stage2_apply_range` hands
@@ -59,6 +62,13 @@ impl Lower<'_> {
                 "VMs use the 4K granule (the stage-2 manager is a 4K-page KVM)",
             )
             .with_help("use `machine granule=4k`"));
+        }
+        let pool_end = sc.pool.base + u64::from(sc.pool.frames) * 4096;
+        if pool_end > FRAME_LIMIT {
+            return Err(Located::new(
+                if sc.pool.span.len > 0 { sc.pool.span } else { first.span },
+                format!("VMs need the pool below {FRAME_LIMIT:#x} (the walker keeps frame numbers in 24 bits)"),
+            ));
         }
         for d in &sc.vms {
             let name = &d.name.value;
