@@ -1460,3 +1460,35 @@ fn trace_shows_kvms_tlbis_and_operands() {
         "{out}"
     );
 }
+
+/// What the stage-2 model does not cover is refused, not mis-modelled.
+#[test]
+fn kvm_restrictions_are_refused_with_a_reason() {
+    // Two threads taking faults of one VM: the model's shared walks have
+    // no cmpxchg.
+    let two = KVM_VALID.replace(
+        "expect ok",
+        "vcpu v1 cpu=1 vm=g {\n  s2 relax g 0x0\n}\nexpect ok",
+    );
+    refused("kvm-two.tlb", &two, "one shared walker per VM");
+    // A VM's root must be a level-0 stage-2 table of its VMID.
+    let root = KVM_VALID.replace(
+        "vm g vmid=1\n",
+        "frame R s2-table vm=2 level=0\nvm g vmid=1 root=R\n",
+    );
+    refused(
+        "kvm-root.tlb",
+        &root,
+        "a VM's root is a level-0 stage-2 table of its VMID",
+    );
+    // Kernel and stage-2 operations in one thread.
+    let mixed = KVM_VALID.replace(
+        "  s2 unmap g 0x0 0x200000\n",
+        "  s2 unmap g 0x0 0x200000\n  munmap p 0x0 0x1000\n",
+    );
+    let mixed = mixed.replace(
+        "kvm kvm-6.9\n",
+        "kvm kvm-6.9\nkernel linux-6.6\nprocess p asid=1\n",
+    );
+    refused("kvm-mixed.tlb", &mixed, "not both");
+}
