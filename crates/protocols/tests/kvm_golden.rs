@@ -412,3 +412,38 @@ fn write_protection_flushes_the_vmid_before_v6_6_and_the_range_after() {
         by_range(&[format!("TLBI RIPAS2E1IS {:#018x}", range(0, 0, 0))])
     );
 }
+
+#[test]
+fn a_block_over_a_table_flushes_the_tables_span_then_frees_it() {
+    // The fault maps [0, 2 MiB) over the level-3 table of MAPS' two pages:
+    // stage2_try_break_pte flushes the table's span (the whole VMID
+    // before kvm_tlb_flush_vmid_range existed), the block is installed,
+    // and the table goes after a grace period (at once in pKVM).
+    let kind = S2Kind::Map {
+        ipa: 0,
+        len: 0x20_0000,
+        pa: 0x4000_0000,
+        write: true,
+    };
+    for v in Version::ALL {
+        let (m, l3) = s2_model(v, RANGE_CPU, true, &MAPS, kind, true);
+        let l3 = l3.unwrap();
+        let flush = if v == Version::Kvm6_5 {
+            vec![
+                "DSB ISHST".to_string(),
+                "TLBI VMALLS12E1IS".into(),
+                "DSB ISH".into(),
+            ]
+        } else {
+            by_range(&[format!("TLBI RIPAS2E1IS {:#018x}", range(1, 7, 0))])
+        };
+        let free = if v == Version::Pkvm {
+            format!("FREE {l3:#x}")
+        } else {
+            format!("CALL_RCU {l3:#x}")
+        };
+        // kvm_pgtable_stage2_map ends with a DSB ISHST.
+        let want = [flush, vec![free, "DSB ISHST".into()]].concat();
+        assert_eq!(stream(&m), want, "{v}");
+    }
+}

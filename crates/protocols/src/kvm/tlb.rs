@@ -206,6 +206,13 @@ pub fn flush_vmid_range_hyp(
 /// without FEAT_TLBIRANGE the whole VMID ([`flush_vmid`]); otherwise the
 /// hypervisor's range helper over chunks of at most
 /// `MAX_TLBI_RANGE_PAGES` pages.
+///
+/// # Panics
+///
+/// With the v6.6 loop ([`RangeLoop::ScaleUp`]) and a chunk of exactly
+/// `MAX_TLBI_RANGE_PAGES` pages (8 GiB or more), which its
+/// `__TLBI_RANGE_NUM` cannot encode (e3ba51ab24fd); scenarios keep an
+/// unmap inside 1 GiB.
 pub fn flush_vmid_range(code: FlushCode, cpu: CpuFeatures, addr: u64, size: u64) -> Vec<S2Op> {
     if !cpu.tlbirange {
         return flush_vmid();
