@@ -339,7 +339,7 @@ impl Parser {
                     self.end_of_line()?;
                 }
                 "vm" if self.peek2().tok != Tok::Punct('[') => vms.push(self.vm()?),
-                "s2-map" => s2_maps.push(self.s2_map()?),
+                "s2-map" if self.peek2().tok != Tok::Punct('[') => s2_maps.push(self.s2_map()?),
                 "kernel" if self.peek2().tok != Tok::Punct('[') => {
                     once(kernel.is_some())?;
                     self.bump();
