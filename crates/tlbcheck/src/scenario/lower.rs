@@ -29,6 +29,8 @@ use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
 use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
+mod kvm;
+
 type R<T> = Result<T, Located>;
 
 /// A resolved store location: the word (with the table it lies in when
@@ -44,6 +46,14 @@ struct Placed {
 }
 
 impl Placed {
+    /// The table it is, if it is one: whose, and the level it serves.
+    fn table(&self) -> Option<(TableOwner, u8)> {
+        match self.owner {
+            FrameOwner::Table { owner, level } => Some((owner, level)),
+            _ => None,
+        }
+    }
+
     /// The set-up's view of it, named `name`.
     fn frame(&self, name: &str) -> Frame {
         Frame {
@@ -120,6 +130,22 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             e => Located::new(d.span, e.to_string()),
         })?;
     }
+    // VMs are stage-2 contexts the CPUs walk, named after the processes.
+    let vms = {
+        let (mut contexts, mut names): (Vec<Context>, Vec<String>) =
+            mb.contexts().map(|(n, c)| (*c, n.to_string())).unzip();
+        let known = contexts.len();
+        let vms = l.vms(mb.mem_mut(), &mut contexts, &mut names)?;
+        for (ctx, name) in contexts.into_iter().zip(names).skip(known) {
+            let span = sc
+                .vms
+                .iter()
+                .find(|d| d.name.value == name)
+                .map_or(sc.name.span, |d| d.span);
+            mb.context(&name, ctx).map_err(setup_at(span))?;
+        }
+        vms
+    };
     if sc.smmu.is_some() {
         l.smmu_structures(&mut mb)?;
     }
@@ -156,11 +182,22 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         })?;
     let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem)?;
     if let Some(k) = &kernel {
-        b.locks(k.locks());
-        b.counters(k.counters());
         b.seqcounts(k.seqcounts());
     }
-    l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
+    let (locks, counters) = kernel
+        .as_ref()
+        .map_or((0, 0), |k| (k.locks(), k.counters()));
+    let hyp = l.hyp(vms, locks, counters);
+    let (kvm_locks, kvm_counters) = hyp.as_ref().map_or((0, 0), |h| (h.locks(), h.counters()));
+    b.locks(locks + kvm_locks);
+    b.counters(counters + kvm_counters);
+    l.threads(
+        &mut b,
+        &context_names,
+        &device_names,
+        kernel.as_ref(),
+        hyp.as_ref(),
+    )?;
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
@@ -436,8 +473,10 @@ impl Lower<'_> {
         ctx_names: &[String],
         dev_names: &[String],
         kernel: Option<&Arc<Kernel>>,
+        hyp: Option<&Arc<tlbcheck_protocols::kvm::mmu::Hyp>>,
     ) -> R<()> {
         let sc = self.sc;
+        self.one_fault_thread_per_vm(hyp)?;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
                 sc.threads[MAX_THREADS].span,
@@ -465,8 +504,9 @@ impl Lower<'_> {
                     _ => located,
                 }
             })?;
-            tb.vmid(t.vmid).owns(t.owns.clone());
+            tb.vmid(self.vcpu_vmid(t, hyp)?).owns(t.owns.clone());
             let mut kops: Vec<(usize, KOp)> = Vec::new();
+            let mut s2: Vec<(usize, tlbcheck_protocols::kvm::mmu::S2Call)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 match &s.value {
@@ -517,9 +557,19 @@ impl Lower<'_> {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
+                    Step::S2(st) => s2.push((tb.len(), self.s2_call(st, s.span, hyp)?)),
                 }
             }
-            if kops.is_empty() {
+            if !s2.is_empty() {
+                if !kops.is_empty() {
+                    return Err(Located::new(
+                        t.span,
+                        "a thread runs kernel operations or stage-2 operations, not both",
+                    ));
+                }
+                let ops = tb.into_ops();
+                self.kvm_thread(b, t, hyp, ops, s2)?;
+            } else if kops.is_empty() {
                 tb.done();
             } else {
                 let kernel = Arc::clone(kernel.expect("kop checked the kernel"));
