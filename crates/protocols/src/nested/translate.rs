@@ -408,7 +408,10 @@ fn tlb_inv_range_v63(
 /// physical terms. The guest sees a stage-1-only SMMU with the host's RIL:
 /// a command that SMMU refuses (CERROR_ILL) or that touches no cache the
 /// guest can see (stage 2, EL2, prefetch, fault responses, CMD_SYNC)
-/// removes nothing; a StreamID with no device removes nothing.
+/// removes nothing; a StreamID with no device removes nothing; and a
+/// TLBI_NH_* whose VMID field is not zero promises nothing, because on a
+/// stage-1-only SMMU the field is RES0 and such a command may invalidate
+/// for an UNKNOWN VMID or not at all (SMMUv3 4.4.2).
 pub fn expected(host: &HostSmmu, guest: &Guest, words: [u64; 2]) -> Vec<Command> {
     let Ok(cmd) = Command::decode(words) else {
         return Vec::new();
@@ -419,6 +422,14 @@ pub fn expected(host: &HostSmmu, guest: &Guest, words: [u64; 2]) -> Vec<Command>
     let vmid = guest.vmid;
     let dev = |vsid: u32| guest.device(vsid).map(|d| d.psid);
     match cmd {
+        Command::TlbiNhAll { vmid: v }
+        | Command::TlbiNhAsid { vmid: v, .. }
+        | Command::TlbiNhVa { vmid: v, .. }
+        | Command::TlbiNhVaa { vmid: v, .. }
+            if v != 0 =>
+        {
+            Vec::new()
+        }
         // The guest's NSNH_ALL (SMMUv3 4.4.4.1) reaches all it can see:
         // the stage-1 and combined entries of its VMID.
         Command::TlbiNhAll { .. } | Command::TlbiNsnhAll => vec![Command::TlbiNhAll { vmid }],

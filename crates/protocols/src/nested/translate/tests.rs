@@ -352,4 +352,15 @@ fn expectation_is_the_command_in_physical_terms() {
     assert!(expected(&h, &g, [0x0000_0009_0000_0006, 0]).is_empty());
     assert!(expected(&h, &g, [0x28, 0]).is_empty());
     assert!(expected(&h, &g, [0x0001_0000_0000_0012, 0x400]).is_empty());
+    // A VMID the guest wrote (RES0 on its stage-1-only SMMU) promises
+    // nothing (SMMUv3 4.4.2); with VMID 0 the command is the guest's VMID's.
+    assert!(expected(&h, &g, NH_VA_VMID7).is_empty());
+    assert_eq!(
+        enc(expected(
+            &h,
+            &g,
+            [0x0042_0000_0000_0012, 0x0000_7f12_3456_7001]
+        )),
+        vec![[0x0042_0005_0000_0012, 0x0000_7f12_3456_7001]]
+    );
 }
