@@ -154,7 +154,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
             "expected a level 0..3",
         ),
         ("free DATA", "free DTA", ":18:8:", "unknown frame `DTA`"),
-        ("  free DATA\n", "  mmap 0 0x1000\n", ":18:3:", "reserved"),
+        ("  free DATA\n", "  cow 0 0x1000\n", ":18:3:", "reserved"),
         (
             "  free DATA\n",
             "  munmap p1 0x0 0x1000\n",
@@ -1361,4 +1361,77 @@ fn exit_stream_matches_exit_mmap_and_arm_smmu_mm_release() {
     let o = tlbcheck(&["check", g.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("freed-frame-mapped"), "{}", stdout(&o));
+}
+
+#[test]
+fn mmap_and_touch_are_checked_against_the_vmas() {
+    let base = MUNMAP_SVA_6_6;
+    let step = "munmap p1 0x0 0x1000";
+    refused(
+        "touch-outside.tlb",
+        &base.replace(step, "touch p1 0x5000 read"),
+        "0x5000 is in no VMA of `p1`",
+    );
+    refused(
+        "touch-ro.tlb",
+        &base
+            .replace("vma p1 0x0 0x1000 rw", "vma p1 0x0 0x1000 ro")
+            .replace("page p1 0x0 rw", "page p1 0x0 ro")
+            .replace(step, "touch p1 0x0 write"),
+        "SIGSEGV",
+    );
+    refused(
+        "touch-exec.tlb",
+        &base.replace(step, "touch p1 0x0 exec"),
+        "expected `read` or `write`, found `exec`",
+    );
+    refused(
+        "mmap-overlap.tlb",
+        &base.replace(step, "mmap p1 0x0 0x2000 rw"),
+        "overlaps another VMA",
+    );
+    refused(
+        "munmap-part.tlb",
+        &base.replace(step, "mmap p1 0x10000 0x2000 rw\n  munmap p1 0x10000 0x1000"),
+        "VMAs do not split",
+    );
+    refused(
+        "clean-ro-vma.tlb",
+        &base
+            .replace("vma p1 0x0 0x1000 rw", "vma p1 0x0 0x1000 ro")
+            .replace("page p1 0x0 rw", "page p1 0x0 clean"),
+        "needs a writable VMA",
+    );
+    // A touch in an mmap'd VMA: one frame for each table and the page.
+    let ok = base.replace(
+        step,
+        "mmap p1 0x200000 0x1000 rw\n  touch p1 0x200000 write\n  munmap p1 0x200000 0x1000",
+    );
+    let o = check_src("mmap-touch-munmap.tlb", &ok);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// An mmap'd VMA, touched: the demand fault's stream, derived from
+/// `__pte_alloc` / `do_anonymous_page` (v6.6) by hand. Frames: CDT
+/// 0x100000, the SMMU's three 0x101000..0x103000, p1's root 0x104000,
+/// p1's set-up tables and page for 0x0 (0x105000..0x108000). The level-1
+/// and level-2 tables of 0x0 serve 0x200000 too, so the touch allocates
+/// its level-3 table (0x109000) and the page (0x10a000).
+#[test]
+fn a_demand_fault_links_its_tables_then_maps_the_page() {
+    let src = MUNMAP_SVA_6_6.replace(
+        "munmap p1 0x0 0x1000",
+        "mmap p1 0x200000 0x1000 rw\n  touch p1 0x200000 write",
+    );
+    let f = scratch("touch-stream.tlb", &src);
+    let want = [
+        "alloc frame as stage-1 table of process 1 level 3",
+        // pmd_populate: L2[1] (0x106008) = table 0x109000
+        "STR [0x106008] = 0x109003",
+        "alloc frame as data of process 1",
+        // set_pte_at: AF | nG | AP[1] (user) | page | valid, writable
+        "STR [0x109000] = 0x10ac43",
+        "retry write ctx 0 VA 0x200000",
+    ];
+    assert_eq!(stream_texts(f.to_str().unwrap()), want);
 }

@@ -62,6 +62,10 @@ pub struct Vma {
     pub end: u64,
     /// VM_WRITE.
     pub writable: bool,
+    /// Created by an `mmap` step ([`KOp::Mmap`]): the process has it only
+    /// once that step has run (and until a `munmap` covering it), which
+    /// an atomic counter of the kernel records ([`Kernel::vma_counter`]).
+    pub by_mmap: bool,
 }
 
 /// A process: an address space with its ASID and stage-1 table.
@@ -144,6 +148,10 @@ pub struct Kernel {
     pub smmu: SmmuFeatures,
     /// The processes, by index.
     pub processes: Vec<Process>,
+    /// Physical address of the shared zero page (`ZERO_PAGE(0)`), which a
+    /// read fault on an empty anonymous PTE maps read-only; 0 when no
+    /// operation can map it.
+    pub zero_page: u64,
 }
 
 impl Kernel {
@@ -173,9 +181,45 @@ impl Kernel {
             })
     }
 
-    /// Atomic counters it needs: `mm->tlb_flush_pending` of each process.
+    /// Atomic counters it needs: `mm->tlb_flush_pending` of each process,
+    /// then one per VMA an `mmap` step creates (1 while the process has
+    /// it).
     pub fn counters(&self) -> usize {
-        self.processes.len()
+        self.processes.len() + self.late_vmas().count()
+    }
+
+    /// Every VMA made by an `mmap` step: (process, VMA index).
+    fn late_vmas(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.processes.iter().enumerate().flat_map(|(p, pr)| {
+            pr.vmas
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.by_mmap)
+                .map(move |(n, _)| (p, n))
+        })
+    }
+
+    /// The counter recording whether process `p` has VMA number `n`, if
+    /// an `mmap` step creates that VMA.
+    pub fn vma_counter(&self, p: usize, n: usize) -> Option<SyncId> {
+        let at = self.late_vmas().position(|x| x == (p, n))?;
+        Some((self.processes.len() + at) as SyncId)
+    }
+
+    /// Whether `frame` is mapped by a process other than `p` at `va`, or
+    /// is the zero page: `do_wp_page` must then copy it. A mirror's
+    /// shadow PTE is not a mapping of the page (it holds no reference
+    /// the folio's map count sees).
+    fn shared(&self, mem: &PhysMem, p: usize, va: u64, frame: u64) -> bool {
+        (self.zero_page != 0 && frame == self.zero_page)
+            || self.processes.iter().enumerate().any(|(q, o)| {
+                q != p
+                    && o.mirror.is_none()
+                    && tables(mem, o.root, va)[3].is_some_and(|l3| {
+                        let d = mem.read(Pa(l3 + 8 * index(va, 3)));
+                        d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                    })
+            })
     }
 
     fn mmap_lock(p: usize) -> SyncId {
@@ -434,6 +478,41 @@ pub enum KOp {
         /// Process index.
         p: usize,
     },
+    /// `mmap(start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS |
+    /// MAP_FIXED_NOREPLACE)`: under mmap_lock held for write,
+    /// `mmap_region` links the VMA (number `n` of the process, declared
+    /// with [`Vma::by_mmap`]) if the range is free. No PTE and no page
+    /// table is made, so nothing is flushed: the pages come with the
+    /// first touch.
+    Mmap {
+        /// Process index.
+        p: usize,
+        /// The VMA's index in the process.
+        n: usize,
+    },
+    /// A CPU access at `va` (`write` or a read) that takes the fault
+    /// path as arm64's `do_page_fault` -> `handle_mm_fault` runs it (v6.5,
+    /// v6.6), with mmap_lock held for read standing for the VMA lock
+    /// (`lock_vma_under_rcu`, which excludes the same writers): a VMA an
+    /// `mmap` step makes must exist (otherwise SIGSEGV: no access). An
+    /// empty PTE is a demand fault: the missing page tables are allocated
+    /// one level at a time (`__pud_alloc`, `__pmd_alloc`, `__pte_alloc`:
+    /// allocate, then under the page-table lock link it, or free it if
+    /// another thread linked one first), then `do_anonymous_page` maps a
+    /// new zeroed page writable for a write, or the zero page read-only
+    /// for a read, under the page-table lock if the PTE is still empty
+    /// (`set_pte_at`: no TLB maintenance, an invalid entry is never
+    /// cached). A write to a read-only PTE is [`KOp::WriteFault`]'s path.
+    /// Then the access is made, or retried after the fault: it must not
+    /// fault again on a stale entry (`fault-livelock`).
+    Touch {
+        /// Process index.
+        p: usize,
+        /// The address (page aligned).
+        va: u64,
+        /// A write (else a read).
+        write: bool,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
     /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
     /// `ptep_set_access_flags`, which on arm64 flushes the page because
@@ -460,6 +539,8 @@ impl KOp {
             | KOp::Mremap { p, .. }
             | KOp::Reclaim { p, .. }
             | KOp::Mprotect { p, .. }
+            | KOp::Mmap { p, .. }
+            | KOp::Touch { p, .. }
             | KOp::Exit { p } => p,
         }
     }
@@ -480,6 +561,12 @@ impl fmt::Display for KOp {
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
             KOp::Exit { .. } => f.write_str("exit_mmap"),
+            KOp::Mmap { n, .. } => write!(f, "mmap of VMA {n}"),
+            KOp::Touch { va, write, .. } => write!(
+                f,
+                "{} access at {va:#x}",
+                if write { "write" } else { "read" }
+            ),
             KOp::Mprotect {
                 start,
                 len,
@@ -525,6 +612,24 @@ enum After {
     SeqChanged,
     /// Start the kernel operation again, registers cleared (a retry).
     Restart,
+    /// `munmap` read whether the process has its `n`-th VMA made by an
+    /// `mmap` step: bit 56 + n of register 3.
+    VmaPresent(u8),
+    /// `touch` walked the page tables under the page-table lock: the
+    /// tables at levels 1 to 3 in the 16-bit slots 0 to 2 of register 1
+    /// (frame numbers, 0 when missing), and in register 3 whether the PTE
+    /// is present (bit 61), whether it grants the access (bit 60) and
+    /// that the walk happened (bit 62).
+    TouchWalk,
+    /// Keep the allocated frame in 16-bit slot `n` of register 2.
+    SaveSlot(u8),
+    /// `touch` took the page-table lock to link its new table at level
+    /// `n`: if another thread linked one first (bit 8 + n of register 3),
+    /// that one is used and the levels below are walked again.
+    Install(u8),
+    /// `do_anonymous_page` re-read the PTE under the lock: bit 63 of
+    /// register 3 when another thread filled it.
+    PteRaced,
 }
 
 struct Step {
@@ -569,6 +674,8 @@ impl KernelThread {
                 writable,
             } => pl.mprotect(p, start, len, writable, regs),
             KOp::Exit { p } => pl.exit(p, regs),
+            KOp::Mmap { p, n } => pl.mmap(p, n, regs),
+            KOp::Touch { p, va, write } => pl.touch(p, va, write, regs),
         }
         pl.out
     }
@@ -617,6 +724,64 @@ impl KernelThread {
         }
     }
 
+    /// [`After::TouchWalk`]: `touch` reads the walk of `va` under the
+    /// page-table lock. Missing tables are to be made (bit 12 + level of
+    /// register 3).
+    fn touch_walk(&self, p: usize, va: u64, write: bool, m: &Machine, regs: &mut [u64; 4]) {
+        let t = tables(&m.mem, self.kernel.processes[p].root, va);
+        regs[1] = 0;
+        for n in 1..=3usize {
+            match t[n] {
+                Some(a) => regs[1] |= (a >> 12) << (16 * (n - 1)),
+                None => regs[3] |= 1 << (12 + n),
+            }
+        }
+        regs[3] |= 1 << 62;
+        if let Some(l3) = t[3] {
+            let pte = m.mem.read(Pa(l3 + 8 * index(va, 3)));
+            if pte & bits::VALID != 0 {
+                regs[3] |= 1 << 61;
+                if !write || pte & bits::AP_RO == 0 {
+                    regs[3] |= 1 << 60;
+                }
+            }
+        }
+    }
+
+    /// [`After::Install`]: `touch` holds the lock that links its level-`n`
+    /// table. If the entry is populated now, another thread won: use its
+    /// table and walk the levels below it again.
+    fn touch_install(&self, p: usize, va: u64, n: u8, m: &Machine, regs: &mut [u64; 4]) {
+        let slot = |r: u64, l: u8| ((r >> (16 * u32::from(l - 1))) & 0xffff) << 12;
+        let parent = if n == 1 {
+            self.kernel.processes[p].root
+        } else {
+            slot(regs[1], n - 1)
+        };
+        let d = m.mem.read(Pa(parent + 8 * index(va, n - 1)));
+        let set = |r: &mut u64, l: u8, a: u64| {
+            let sh = 16 * u32::from(l - 1);
+            *r = *r & !(0xffff << sh) | (a >> 12) << sh;
+        };
+        if d & bits::VALID == 0 {
+            let mine = slot(regs[2], n);
+            set(&mut regs[1], n, mine);
+            return;
+        }
+        regs[3] |= 1 << (8 + n);
+        set(&mut regs[1], n, d & bits::ADDR_MASK);
+        let mut t = d & bits::ADDR_MASK;
+        for l in n + 1..=3 {
+            let e = m.mem.read(Pa(t + 8 * index(va, l - 1)));
+            if e & bits::VALID == 0 {
+                break;
+            }
+            t = e & bits::ADDR_MASK;
+            set(&mut regs[1], l, t);
+            regs[3] &= !(1 << (12 + l));
+        }
+    }
+
     /// Reads what kernel operation `k` needs once its locks are held.
     fn snapshot(&self, k: &KOp, m: &Machine, regs: &mut [u64; 4]) {
         let proc_ = &self.kernel.processes[k.process()];
@@ -637,8 +802,16 @@ impl KernelThread {
                     // free_pgtables: a table goes when no VMA left after
                     // the unmap reaches into the span it maps.
                     let end = start + len;
+                    // A VMA an `mmap` step makes counts only while the
+                    // process has it (bit 56 + j, read under the lock).
+                    let p = k.process();
+                    let kernel = &self.kernel;
+                    let has = |n: usize| {
+                        let late = (0..n).filter(|&i| kernel.vma_counter(p, i).is_some()).count();
+                        kernel.vma_counter(p, n).is_none() || regs[3] >> (56 + late) & 1 != 0
+                    };
                     let used = |lo: u64, hi: u64| {
-                        proc_.vmas.iter().any(|v| {
+                        proc_.vmas.iter().enumerate().filter(|&(n, _)| has(n)).any(|(_, v)| {
                             let parts = [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
                             parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
                         })
@@ -662,27 +835,26 @@ impl KernelThread {
                     }
                 }
             }
-            KOp::WriteFault { p, va } => {
+            KOp::WriteFault { p, va } | KOp::Touch { p, va, .. } => {
+                // The bits from 8 up belong to `touch` (its walk).
+                regs[3] &= !0xff;
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let at = l3 + 8 * index(va, 3);
                     regs[1] = at;
                     regs[2] = mem.read(Pa(at));
                     // The page is shared when another process maps the
                     // same frame (a fork's COW copy; `do_wp_page` asks the
-                    // folio's map count).
+                    // folio's map count), or is the zero page.
                     let frame = regs[2] & bits::ADDR_MASK;
                     let shared = regs[2] & bits::VALID != 0
-                        && self.kernel.processes.iter().enumerate().any(|(q, o)| {
-                            q != p
-                                && tables(mem, o.root, va)[3].is_some_and(|l3| {
-                                    let d = mem.read(Pa(l3 + 8 * index(va, 3)));
-                                    d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
-                                })
-                        });
-                    regs[3] = u64::from(shared);
+                        && self.kernel.shared(mem, p, va, frame);
+                    regs[3] |= u64::from(shared);
+                } else {
+                    regs[1] = 0;
+                    regs[2] = 0;
                 }
             }
-            KOp::Fork { .. } => {}
+            KOp::Fork { .. } | KOp::Mmap { .. } => {}
             KOp::Exit { .. } => {
                 // Every page of every VMA, numbered in VMA order (frames
                 // in registers 1 and 2); the tables on the one path, as
@@ -729,13 +901,7 @@ impl KernelThread {
                     }
                     let frame = pte & bits::ADDR_MASK;
                     regs[1 + i / 4] |= (frame >> 12) << (16 * (i % 4));
-                    let shared = self.kernel.processes.iter().enumerate().any(|(q, o)| {
-                        q != p
-                            && tables(mem, o.root, va)[3].is_some_and(|t| {
-                                let d = mem.read(Pa(t + 8 * index(va, 3)));
-                                d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
-                            })
-                    });
+                    let shared = self.kernel.shared(mem, p, va, frame);
                     regs[3] |= u64::from(shared) << (32 + i);
                 }
             }
@@ -829,6 +995,33 @@ impl Program for KernelThread {
                         st.regs = [0; 4];
                         return;
                     }
+                    After::VmaPresent(n) => {
+                        if result.value > 0 {
+                            st.regs[3] |= 1 << (56 + n);
+                        }
+                    }
+                    After::TouchWalk => {
+                        if let KOp::Touch { p, va, write } = *k {
+                            self.touch_walk(p, va, write, m, &mut st.regs);
+                        }
+                    }
+                    After::SaveSlot(n) => {
+                        let sh = 16 * u32::from(n);
+                        st.regs[2] = st.regs[2] & !(0xffff << sh) | (result.value & 0xffff) << sh;
+                    }
+                    After::Install(n) => {
+                        if let KOp::Touch { p, va, .. } = *k {
+                            self.touch_install(p, va, n, m, &mut st.regs);
+                        }
+                    }
+                    After::PteRaced => {
+                        let l3 = ((st.regs[1] >> 32) & 0xffff) << 12;
+                        if let KOp::Touch { va, .. } = *k {
+                            if m.mem.read(Pa(l3 + 8 * index(va, 3))) != 0 {
+                                st.regs[3] |= 1 << 63;
+                            }
+                        }
+                    }
                 }
                 micro + 1 >= self.plan(k, &st.regs).len()
             }
@@ -843,11 +1036,13 @@ impl Program for KernelThread {
 
     fn may_allocate(&self, st: &ProgState) -> bool {
         let (item, _) = Self::split(st);
-        // A write fault may copy the page (`wp_page_copy`).
+        // A write fault may copy the page (`wp_page_copy`); a touch may
+        // allocate tables and a page.
         self.items[item.min(self.items.len())..].iter().any(|i| {
             matches!(
                 i,
-                Item::Op(Op::Alloc { .. }) | Item::Kernel(KOp::WriteFault { .. })
+                Item::Op(Op::Alloc { .. })
+                    | Item::Kernel(KOp::WriteFault { .. } | KOp::Touch { .. })
             )
         })
     }
@@ -919,6 +1114,23 @@ impl Planner<'_> {
         let mmap = Kernel::mmap_lock(p);
         if unmap {
             self.sync(SyncOp::Lock(mmap), "mmap_write_lock");
+            // The VMAs `mmap` steps make: which the process has now
+            // (find_vma), and those the range covers are detached.
+            let late = (0..proc_.vmas.len()).filter_map(|n| k.vma_counter(p, n).map(|c| (n, c)));
+            for (j, (n, c)) in late.enumerate() {
+                self.push_then(
+                    Op::Sync(SyncOp::AtomicRead(c)),
+                    "do_vmi_munmap: find_vma",
+                    After::VmaPresent(j as u8),
+                );
+                let vma = proc_.vmas[n];
+                if regs[3] >> (56 + j) & 1 != 0 && start <= vma.start && vma.end <= start + len {
+                    self.sync(
+                        SyncOp::AtomicAdd(c, -1),
+                        "do_vmi_align_munmap: vma_iter_clear (detach)",
+                    );
+                }
+            }
             // do_vmi_align_munmap: mmap_write_downgrade once the VMAs are
             // detached.
             self.sync(SyncOp::Unlock(mmap), "mmap_write_downgrade");
@@ -1331,11 +1543,28 @@ impl Planner<'_> {
 
     /// The write fault on a present read-only PTE of a writable VMA.
     fn write_fault(&mut self, p: usize, va: u64, regs: &[u64; 4]) {
+        let mmap = Kernel::mmap_lock(p);
+        self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
+        self.wp_locked(p, va, regs);
+        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `handle_pte_fault` for a write to a present PTE, mmap_lock held
+    /// for read (v6.5, v6.6; seed 004's patch where it hooks). Linux's
+    /// `pte_write` is PTE_WRITE, the DBM bit (51): a PTE with it and
+    /// PTE_RDONLY is writable but clean. Such a PTE is made dirty in
+    /// `handle_pte_fault` itself (`pte_mkdirty` clears PTE_RDONLY,
+    /// `ptep_set_access_flags` with `dirty` flushes the page, since the
+    /// read-only entry may be cached), and seed 004's patch notifies
+    /// there, after `pte_unmap_unlock`, since the PTE changed. A PTE
+    /// without PTE_WRITE goes to `do_wp_page`: a page only this process
+    /// maps is reused (`wp_page_reuse`: the same store and flush, but no
+    /// notification in seed 004's patch, which does not touch it), a
+    /// shared one or the zero page is copied ([`Planner::wp_page_copy`]).
+    fn wp_locked(&mut self, p: usize, va: u64, regs: &[u64; 4]) {
         let k = self.k;
         let proc_ = &k.processes[p];
-        let mmap = Kernel::mmap_lock(p);
         let ptl = Kernel::ptl(p);
-        self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
         self.push_then(
             Op::Sync(SyncOp::Lock(ptl)),
             "handle_pte_fault: pte_offset_map_lock",
@@ -1345,41 +1574,211 @@ impl Planner<'_> {
         let writable_vma = proc_.vma(va).is_some_and(|v| v.writable);
         let upgrade = at != 0 && pte & bits::VALID != 0 && pte & bits::AP_RO != 0 && writable_vma;
         let page = va & !(PAGE_SIZE - 1);
-        if upgrade && regs[3] & 1 != 0 {
-            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
-            self.wp_page_copy(p, page, regs);
-            self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
-            return;
-        }
-        if upgrade {
-            // wp_page_reuse: pte_mkdirty clears PTE_RDONLY;
-            // __ptep_set_access_flags then flushes the page since the old
-            // permission may be cached.
-            self.push(
+        let flush = |pl: &mut Planner<'_>, what: &'static str| {
+            pl.push(
                 Op::Store {
                     pa: Pa(at),
                     value: pte & !bits::AP_RO,
                 },
-                "ptep_set_access_flags",
+                what,
             );
-            self.arch(
+            pl.arch(
                 p,
                 arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
                 "ptep_set_access_flags: flush_tlb_page",
             );
+        };
+        if upgrade && pte & bits::DBM != 0 {
+            flush(self, "handle_pte_fault: pte_mkdirty, ptep_set_access_flags");
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_unmap_unlock");
+            if k.version.upgrade_notifies() {
+                self.range_start(p, page, page + PAGE_SIZE);
+                self.secondary(
+                    p,
+                    page,
+                    page + PAGE_SIZE,
+                    "handle_pte_fault: mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
+                );
+                self.range_end(p);
+            }
+            return;
+        }
+        if upgrade && regs[3] & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
+            self.wp_page_copy(p, page, regs);
+            return;
+        }
+        if upgrade {
+            flush(self, "wp_page_reuse: ptep_set_access_flags");
+            self.sync(SyncOp::Unlock(ptl), "wp_page_reuse: pte_unmap_unlock");
+            return;
         }
         self.sync(SyncOp::Unlock(ptl), "pte_unmap_unlock");
-        if upgrade && k.version.upgrade_notifies() {
-            self.range_start(p, page, page + PAGE_SIZE);
-            self.secondary(
-                p,
-                page,
-                page + PAGE_SIZE,
-                "mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
-            );
-            self.range_end(p);
+    }
+
+    /// `mmap` of VMA `n` ([`KOp::Mmap`]).
+    fn mmap(&mut self, p: usize, n: usize, regs: &[u64; 4]) {
+        let Some(c) = self.k.vma_counter(p, n) else {
+            return;
+        };
+        let mmap = Kernel::mmap_lock(p);
+        self.sync(SyncOp::Lock(mmap), "do_mmap: mmap_write_lock_killable");
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(c)),
+            "mmap_region: is the range free",
+            After::Save,
+        );
+        // The count read, plus one: 1 when the process lacks the VMA.
+        if regs[0] == 1 {
+            self.sync(SyncOp::AtomicAdd(c, 1), "mmap_region: vma_link");
         }
-        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+        self.sync(SyncOp::Unlock(mmap), "do_mmap: mmap_write_unlock");
+    }
+
+    /// A CPU access with its fault path ([`KOp::Touch`]). Registers:
+    /// 0 the VMA's counter (plus one) and later `wp_page_copy`'s page;
+    /// 1 the tables at levels 1..3 (16-bit slots, frame numbers), or the
+    /// PTE's address on the write-fault path; 2 the tables and page this
+    /// operation allocated (slots 0..2 and 3), or the PTE on the
+    /// write-fault path; 3 the flags of [`After::TouchWalk`],
+    /// [`After::Install`] and [`After::PteRaced`], and in bits 12 + n
+    /// whether the level-`n` table must be made.
+    fn touch(&mut self, p: usize, va: u64, write: bool, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(SyncOp::ReadLock(mmap), "do_page_fault: lock_mm_and_find_vma");
+        let n = proc_.vmas.iter().position(|v| v.start <= va && va < v.end);
+        if let Some(c) = n.and_then(|n| k.vma_counter(p, n)) {
+            self.push_then(
+                Op::Sync(SyncOp::AtomicRead(c)),
+                "do_page_fault: find_vma",
+                After::Save,
+            );
+            if regs[0] == 1 {
+                self.sync(
+                    SyncOp::ReadUnlock(mmap),
+                    "do_page_fault: bad_area (no VMA: SIGSEGV)",
+                );
+                return;
+            }
+        }
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "handle_pte_fault: pte_offset_map_lock",
+            After::TouchWalk,
+        );
+        if regs[3] >> 62 & 1 == 0 {
+            return;
+        }
+        let tbl = |n: u8| ((regs[1] >> (16 * u32::from(n - 1))) & 0xffff) << 12;
+        let ours = |n: u8| ((regs[2] >> (16 * u32::from(n - 1))) & 0xffff) << 12;
+        if regs[3] >> 61 & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_unmap_unlock");
+            if regs[3] >> 60 & 1 == 0 {
+                self.wp_locked(p, va, regs);
+            }
+        } else {
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_none");
+            const ALLOC: [&str; 3] = [
+                "__pud_alloc: pud_alloc_one",
+                "__pmd_alloc: pmd_alloc_one",
+                "__pte_alloc: pte_alloc_one",
+            ];
+            const POPULATE: [&str; 3] = [
+                "__pud_alloc: p4d_populate",
+                "__pmd_alloc: pud_populate",
+                "pmd_install: pmd_populate",
+            ];
+            const FREE: [&str; 3] = [
+                "__pud_alloc: pud_free (populated meanwhile)",
+                "__pmd_alloc: pmd_free (populated meanwhile)",
+                "__pte_alloc: pte_free (populated meanwhile)",
+            ];
+            for n in 1..=3u8 {
+                if regs[3] >> (12 + n) & 1 == 0 {
+                    continue;
+                }
+                let i = usize::from(n - 1);
+                self.push_then(
+                    Op::Alloc {
+                        owner: FrameOwner::Table {
+                            owner: TableOwner::Stage1 { space: proc_.space },
+                            level: n,
+                        },
+                    },
+                    ALLOC[i],
+                    After::SaveSlot(n - 1),
+                );
+                self.push_then(
+                    Op::Sync(SyncOp::Lock(ptl)),
+                    "spin_lock(page_table_lock)",
+                    After::Install(n),
+                );
+                if regs[3] >> (8 + n) & 1 != 0 {
+                    self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
+                    self.push(Op::Free { frame: Pfn(ours(n) >> 12) }, FREE[i]);
+                } else {
+                    let parent = if n == 1 { proc_.root } else { tbl(n - 1) };
+                    self.push(
+                        Op::Store {
+                            pa: Pa(parent + 8 * index(va, n - 1)),
+                            value: table(ours(n)),
+                        },
+                        POPULATE[i],
+                    );
+                    self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
+                }
+            }
+            let data = ((regs[2] >> 48) & 0xffff) << 12;
+            if write {
+                self.push_then(
+                    Op::Alloc {
+                        owner: FrameOwner::Data { space: proc_.space },
+                    },
+                    "do_anonymous_page: vma_alloc_zeroed_movable_folio",
+                    After::SaveSlot(3),
+                );
+            }
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "do_anonymous_page: pte_offset_map_lock",
+                After::PteRaced,
+            );
+            if regs[3] >> 63 & 1 != 0 {
+                self.sync(
+                    SyncOp::Unlock(ptl),
+                    "do_anonymous_page: update_mmu_tlb (filled meanwhile)",
+                );
+                if write {
+                    self.push(Op::Free { frame: Pfn(data >> 12) }, "do_anonymous_page: folio_put");
+                }
+            } else {
+                let value = if write {
+                    user_pte(data, true)
+                } else {
+                    user_pte(k.zero_page, false)
+                };
+                self.push(
+                    Op::Store {
+                        pa: Pa(tbl(3) + 8 * index(va, 3)),
+                        value,
+                    },
+                    "do_anonymous_page: set_pte_at",
+                );
+                self.sync(SyncOp::Unlock(ptl), "do_anonymous_page: pte_unmap_unlock");
+            }
+        }
+        self.sync(SyncOp::ReadUnlock(mmap), "do_page_fault: mmap_read_unlock");
+        self.push(
+            Op::Rely(Rely::RetrySucceeds {
+                ctx: proc_.ctx,
+                va: Va(va),
+                write,
+            }),
+            "the access, retried after the fault",
+        );
     }
 
     /// `wp_page_copy` (v6.5, v6.6) for the read-only PTE `regs[2]` at
@@ -1397,21 +1796,29 @@ impl Planner<'_> {
         let proc_ = &k.processes[p];
         let ptl = Kernel::ptl(p);
         let (at, pte) = (regs[1], regs[2]);
+        // The zero page is not copied: the new page comes zeroed.
+        let zero = k.zero_page != 0 && pte & bits::ADDR_MASK == k.zero_page;
         self.push_then(
             Op::Alloc {
                 owner: FrameOwner::Data { space: proc_.space },
             },
-            "wp_page_copy: vma_alloc_folio",
+            if zero {
+                "wp_page_copy: vma_alloc_zeroed_movable_folio"
+            } else {
+                "wp_page_copy: vma_alloc_folio"
+            },
             After::Save,
         );
         let new = regs[0].wrapping_sub(1);
-        self.push(
-            Op::Rely(Rely::ReadOnly {
-                ctx: proc_.ctx,
-                va: Va(page),
-            }),
-            "wp_page_copy: __wp_page_copy_user",
-        );
+        if !zero {
+            self.push(
+                Op::Rely(Rely::ReadOnly {
+                    ctx: proc_.ctx,
+                    va: Va(page),
+                }),
+                "wp_page_copy: __wp_page_copy_user",
+            );
+        }
         self.range_start(p, page, page + PAGE_SIZE);
         self.push_then(
             Op::Sync(SyncOp::Lock(ptl)),

@@ -591,7 +591,7 @@ pub struct VmaDecl {
     pub span: Span,
 }
 
-/// `page PROCESS VA rw|ro`: a data page mapped at set-up.
+/// `page PROCESS VA rw|ro|clean`: a data page mapped at set-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageDecl {
     /// The process.
@@ -600,6 +600,10 @@ pub struct PageDecl {
     pub va: Spanned<u64>,
     /// The PTE is writable (else read-only).
     pub writable: bool,
+    /// `clean`: writable for Linux but not yet written (arm64's
+    /// `pte_mkclean`: PTE_WRITE, the DBM bit, with PTE_RDONLY), so the
+    /// hardware grants reads only.
+    pub clean: bool,
     /// The statement.
     pub span: Span,
 }
@@ -636,6 +640,10 @@ pub enum KernelStepKind {
     Mprotect,
     /// `exit P`.
     Exit,
+    /// `mmap P ADDR LEN rw|ro`.
+    Mmap,
+    /// `touch P ADDR read|write`.
+    Touch,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -653,7 +661,8 @@ pub struct KernelStep {
     pub child: Option<Spanned<String>>,
     /// The new address, for `mremap`.
     pub to: Option<Spanned<u64>>,
-    /// The new protection, for `mprotect`: writable or read-only.
+    /// The new protection, for `mprotect` and `mmap`: writable or
+    /// read-only; for `touch`, whether the access is a write.
     pub writable: Option<bool>,
 }
 

@@ -18,9 +18,7 @@ use tlbcheck_hw::vmsa::desc::bits;
 /// Words reserved for the high-level OS and hypervisor operations of a later
 /// version: using one is an error that says so, rather than "unknown".
 pub const RESERVED_STEPS: &[&str] = &[
-    "mmap",
     "cow",
-    "touch",
     "migrate",
     "madvise",
     "unbind-sva",
@@ -357,11 +355,21 @@ impl Parser {
                     let span = self.bump().span;
                     let process = self.word("a process name")?;
                     let va = self.number("the page's address")?;
-                    let writable = self.rw()?;
+                    let w = self.word("`rw`, `ro` or `clean`")?;
+                    let (writable, clean) = keyword(
+                        &w,
+                        "`rw`, `ro` or `clean`",
+                        &[
+                            (&["rw"], (true, false)),
+                            (&["ro"], (false, false)),
+                            (&["clean"], (false, true)),
+                        ],
+                    )?;
                     pages.push(PageDecl {
                         process,
                         va,
                         writable,
+                        clean,
                         span,
                     });
                     self.end_of_line()?;
@@ -1160,6 +1168,30 @@ impl Parser {
                             ..KernelStep::new(KernelStepKind::Mprotect, process, addr)
                         })
                     }
+                    "mmap" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let len = self.number("a length in bytes")?;
+                        let writable = self.rw()?;
+                        Step::Kernel(KernelStep {
+                            len: Some(len),
+                            writable: Some(writable),
+                            ..KernelStep::new(KernelStepKind::Mmap, process, addr)
+                        })
+                    }
+                    "touch" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let w = self.word("`read` or `write`")?;
+                        let write =
+                            keyword(&w, "`read` or `write`", &[(&["read"], false), (&["write"], true)])?;
+                        Step::Kernel(KernelStep {
+                            writable: Some(write),
+                            ..KernelStep::new(KernelStepKind::Touch, process, addr)
+                        })
+                    }
                     "reclaim" => {
                         self.bump();
                         let process = self.word("a process name")?;
@@ -1193,7 +1225,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch)",
                         &first,
                     )),
                 }
