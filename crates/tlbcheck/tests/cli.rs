@@ -1435,3 +1435,53 @@ fn a_demand_fault_links_its_tables_then_maps_the_page() {
     ];
     assert_eq!(stream_texts(f.to_str().unwrap()), want);
 }
+
+/// Seed 004's patch notifies from handle_pte_fault's own
+/// ptep_set_access_flags (a clean PTE made dirty), not from do_wp_page's
+/// wp_page_reuse: only the clean page is fixed by it. v6.5 fixes neither,
+/// v6.6 (the arch flush) both.
+#[test]
+fn the_popple_patch_covers_the_clean_pte_only() {
+    let base =
+        std::fs::read_to_string(repo().join("examples/seed000/05-kernel-upgrade-buggy.tlb"))
+            .unwrap()
+            .replace("expect violation fault-livelock\n", "");
+    for (kernel, page, want) in [
+        ("linux-6.5", "ro", "fault-livelock"),
+        ("linux-6.5", "clean", "fault-livelock"),
+        ("popple-2023-05", "ro", "fault-livelock"),
+        ("popple-2023-05", "clean", "ok"),
+        ("linux-6.6", "ro", "ok"),
+        ("linux-6.6", "clean", "ok"),
+    ] {
+        let expect = if want == "ok" {
+            "expect ok\n".to_string()
+        } else {
+            format!("expect violation {want}\n")
+        };
+        let src = base
+            .replace("kernel linux-6.5", &format!("kernel {kernel}"))
+            .replace("page p1 0x0 ro", &format!("page p1 0x0 {page}"))
+            + &expect;
+        let o = check_src(&format!("upgrade-{kernel}-{page}.tlb"), &src);
+        assert_eq!(o.status.code(), Some(0), "{kernel} {page}: {}", stdout(&o));
+    }
+}
+
+/// A mirror's shadow PTE is no mapping of the page for do_wp_page: the
+/// write fault reuses the page (v6.5, v6.6: the folio's map count sees
+/// only p1).
+#[test]
+fn a_mirror_does_not_make_a_page_shared() {
+    let src = std::fs::read_to_string(repo().join("examples/mirror/01-seq-retry-fixed.tlb"))
+        .unwrap()
+        .replace("page p1 0x0 rw", "page p1 0x0 ro")
+        .replace("madvise-dontneed p1 0x0 0x1000", "write-fault p1 0x0");
+    let f = scratch("mirror-reuse.tlb", &src);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--schedule", "drv"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("install the shadow PTE"), "{out}");
+    assert!(out.contains("wp_page_reuse: ptep_set_access_flags"), "{out}");
+    assert!(!out.contains("wp_page_copy"), "{out}");
+}
