@@ -1485,3 +1485,57 @@ fn a_mirror_does_not_make_a_page_shared() {
     assert!(out.contains("wp_page_reuse: ptep_set_access_flags"), "{out}");
     assert!(!out.contains("wp_page_copy"), "{out}");
 }
+
+/// One-page reclaim with a device bound through SVA (no BTM, RIL or
+/// ATS). The streams, derived by hand from `try_to_unmap_one` and
+/// `shrink_folio_list`: frames as for munmap above (PTE at 0x107000, the
+/// page 0x108000). v6.5: `ptep_clear_flush` (DSB ISHST, TLBI VALE1IS of
+/// VA 0 for ASID 1, DSB ISH), `mmu_notifier_invalidate_range` for the
+/// page under the lock and again from `invalidate_range_end`, each a
+/// CMD_TLBI_NH_VA with Leaf = 0 (the SVA driver's) for ASID 1 and VA 0,
+/// and a CMD_SYNC, after the dma_wmb stand-in. v6.6 (43b3dfdd0455,
+/// 6bbd42e2df8f): `arch_tlbbatch_add_pending` issues the TLBI and, from
+/// `__flush_tlb_page_nosync`, the SMMU's commands; `try_to_unmap_flush`'s
+/// DSB ISH comes only before the free.
+#[test]
+fn reclaim_flushes_at_once_on_6_5_and_batches_on_6_6() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "reclaim p1 0x0");
+    let nh_va = "CMD_TLBI_NH_VA 0x0001000000000012 0x0000000000000000";
+    let sync = "CMD_SYNC 0x000000000fc02046 0x0000000000000000";
+    let v66 = [
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "DSB ISH",
+        "FREE 0x108000",
+    ];
+    let f = scratch("reclaim-6.6.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v66);
+    let v65 = [
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISH",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "FREE 0x108000",
+    ];
+    let f = scratch(
+        "reclaim-6.5.tlb",
+        &src.replace("kernel linux-6.6", "kernel linux-6.5"),
+    );
+    assert_eq!(stream_texts(f.to_str().unwrap()), v65);
+    // The batched DSB sits just before the free, after the lock is gone.
+    let o = tlbcheck(&["trace", scratch("reclaim-6.6b.tlb", &src).to_str().unwrap()]);
+    let out = stdout(&o);
+    let flush = out.find("try_to_unmap_flush: arch_tlbbatch_flush").unwrap();
+    let unlock = out.find("page_vma_mapped_walk_done").unwrap();
+    assert!(unlock < flush, "{out}");
+}

@@ -205,7 +205,7 @@ pub fn flush_tlb_page(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchOp> {
     out
 }
 
-/// `arch_tlbbatch_add_pending` (43b3dfdd0455, v6.5): the page's
+/// `arch_tlbbatch_add_pending` (43b3dfdd0455, merged for v6.6): the page's
 /// `__flush_tlb_page_nosync`, no DSB.
 pub fn tlbbatch_add_pending(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchOp> {
     flush_tlb_page_nosync(code, asid, uaddr)

@@ -405,10 +405,15 @@ pub enum KOp {
     /// (`shrink_folio_list` -> `try_to_unmap`): an rmap walk that holds no
     /// mmap_lock visits the process's VMAs in order and, in the first
     /// where the page is mapped, clears the PTE under the page-table lock
-    /// (`try_to_unmap_one`: `ptep_clear_flush`, and in v6.5 the
-    /// secondaries' `invalidate_range` for the page), between
-    /// `invalidate_range_start` and `_end` of that VMA; an unmapped page is
-    /// freed. The page is mapped once.
+    /// (`try_to_unmap_one`), between `invalidate_range_start` and `_end`
+    /// of that VMA; an unmapped page is freed. v6.5: `ptep_clear_flush`,
+    /// then the secondaries' `invalidate_range` for the page under the
+    /// lock and again from `invalidate_range_end`. v6.6 batches
+    /// ([`Version::tlbbatch`]): `ptep_get_and_clear` and
+    /// `arch_tlbbatch_add_pending` (the TLBI without its DSB; the
+    /// secondaries from `__flush_tlb_page_nosync`) under the lock, and
+    /// `try_to_unmap_flush`'s `arch_tlbbatch_flush` (DSB ISH) before the
+    /// free. The page is mapped once.
     Reclaim {
         /// Process index.
         p: usize,
@@ -2182,8 +2187,25 @@ impl Planner<'_> {
                 "try_to_unmap_one: page_vma_mapped_walk",
                 After::RmapVma(n),
             );
-            if found == n + 1 {
-                let at = regs[1];
+            // The PTE's index in its level-3 table gives the address
+            // within the VMA's 2 MiB region.
+            let at = regs[1];
+            let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
+            if found == n + 1 && v.tlbbatch() {
+                // TTU_BATCH_FLUSH: the TLBI now, its DSB later.
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: 0,
+                    },
+                    "try_to_unmap_one: ptep_get_and_clear",
+                );
+                self.arch(
+                    p,
+                    arm64::tlbbatch_add_pending(v.arm64(), proc_.asid, page),
+                    "set_tlb_ubc_flush_pending: arch_tlbbatch_add_pending",
+                );
+            } else if found == n + 1 {
                 self.push(
                     Op::Store {
                         pa: Pa(at),
@@ -2191,14 +2213,14 @@ impl Planner<'_> {
                     },
                     "try_to_unmap_one: ptep_clear_flush",
                 );
-                // The PTE's index in its level-3 table gives the address
-                // within the VMA's 2 MiB region.
-                let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
                 self.arch(
                     p,
                     arm64::flush_tlb_page(v.arm64(), proc_.asid, page),
                     "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
                 );
+                // The anonymous page's swap entry is set (the model leaves
+                // the PTE empty), then, in v6.5, "invalidate as we cleared
+                // the pte".
                 if v.range_end_notifies() {
                     self.secondary(
                         p,
@@ -2212,9 +2234,27 @@ impl Planner<'_> {
                 SyncOp::Unlock(ptl),
                 "try_to_unmap_one: page_vma_mapped_walk_done",
             );
+            // v6.5's mmu_notifier_invalidate_range_end (not _only_end)
+            // calls invalidate_range again, for the notifier range: the
+            // page's address to the end of the folio, within the VMA.
+            if found == n + 1 && v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    page,
+                    (page + PAGE_SIZE).min(vma.end),
+                    "try_to_unmap_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                );
+            }
             self.range_end(p);
         }
         if found != 0 {
+            if v.tlbbatch() {
+                self.arch(
+                    p,
+                    arm64::tlbbatch_flush(),
+                    "shrink_folio_list: try_to_unmap_flush: arch_tlbbatch_flush",
+                );
+            }
             self.push(
                 Op::Free { frame: Pfn(frame) },
                 "shrink_folio_list: free_unref_page_list",

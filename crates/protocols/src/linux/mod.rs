@@ -75,6 +75,20 @@ impl Version {
         matches!(self, Version::Popple2023_05)
     }
 
+    /// Whether arm64 batches reclaim's TLB flushes
+    /// (`ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH`, 43b3dfdd0455 "arm64: support
+    /// batched/deferred tlb shootdown during page reclamation/migration").
+    /// It was reviewed as v10 in July 2023, after v6.5-rc1, and merged
+    /// for v6.6 through the mm tree in the same merge window as Popple's
+    /// series, so v6.5 and seed 004's patch (on v6.5 here) flush each page
+    /// at once with `ptep_clear_flush`. From v6.6, `try_to_unmap_one`
+    /// defers (`should_defer_flush`: arm64's `arch_tlbbatch_should_defer`
+    /// refuses only on ARM64_WORKAROUND_REPEAT_TLBI, whatever the CPU
+    /// count).
+    pub const fn tlbbatch(self) -> bool {
+        matches!(self, Version::Linux6_6)
+    }
+
     /// The arm64 flush code of this version.
     pub const fn arm64(self) -> arm64::FlushCode {
         match self {
