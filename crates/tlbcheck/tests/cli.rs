@@ -928,30 +928,49 @@ expect ok
 /// then p1's level-0 table (0x104000) and, for `page p1 0x0`, its level-1,
 /// level-2 and level-3 tables and the data frame (0x105000 to 0x108000).
 ///
-/// `unmap_region` clears the PTE (L3[0] at 0x107000); `free_pgtables`
-/// finds no other VMA in p1, so it unlinks the level-3, level-2 and
-/// level-1 tables innermost first (L2[0], L1[0], L0[0]). `tlb_flush` then
-/// has freed_tables set: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
-/// last_level = false, TLBI_TTL_UNKNOWN)`, without FEAT_TLBIRANGE one
-/// TLBI VAE1IS with ASID 1 in [63:48], VA[55:12] = 0 and no TTL
+/// `unmap_region` clears the PTE (L3[0] at 0x107000). `unmap_page_range`
+/// ends with `tlb_end_vma`, which on arm64 (no MMU_GATHER_MERGE_VMAS)
+/// flushes the gathered PTE: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
+/// last_level = true, level 3)`, without FEAT_TLBIRANGE or FEAT_TTL one
+/// TLBI VALE1IS with ASID 1 in [63:48], VA[55:12] = 0, no TTL
 /// (linux-reference.md §B.1): 0x0001000000000000. v6.6's hook
 /// (6bbd42e2df8f) follows the DSB ISH with the range the loop left,
 /// (0x1000, 0x1000): the SMMU driver's size 0 becomes
 /// `arm_smmu_tlb_inv_asid` (38b14e2e3de9): CMD_TLBI_NH_ASID, opcode 0x11,
 /// ASID [63:48] = 1, VMID 0; then CMD_SYNC, opcode 0x46 with CS = SEV (2)
-/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2). The
-/// data page is freed, then the three tables.
+/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2).
+/// `free_pgtables` finds no other VMA in p1, so it unlinks the level-3,
+/// level-2 and level-1 tables innermost first (L2[0], L1[0], L0[0]),
+/// gathering [0, 0x1000) each time (0 is PMD, PUD and P4D aligned) with
+/// cleared_pmds, _puds, _p4ds and freed_tables. `tlb_finish_mmu`'s
+/// `tlb_flush`: stride PMD_SIZE (`tlb_get_unmap_size`), non-leaf, no
+/// level: the range rounds to [0, 2 MiB), one stride, one TLBI VAE1IS
+/// 0x0001000000000000, DSB ISH, and the hook again with an empty range
+/// (0x200000, 0x200000): TLBI_NH_ASID. The data page is freed, then the
+/// three tables.
 const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
     (
         "zap_pte_range: ptep_get_and_clear_full",
         "STR [0x107000] = 0x0",
     ),
+    ("tlb_end_vma: tlb_flush", "DSB ISHST"),
+    ("tlb_end_vma: tlb_flush", "TLBI VALE1IS 0x0001000000000000"),
+    ("tlb_end_vma: tlb_flush", "DSB ISH"),
+    ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000",
+    ),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_SYNC 0x000000000fc02046 0x0000000000000000",
+    ),
     ("free_pgtables: pmd_clear", "STR [0x106000] = 0x0"),
     ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
     ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
-    ("tlb_flush", "DSB ISHST"),
-    ("tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
-    ("tlb_flush", "DSB ISH"),
+    ("tlb_finish_mmu: tlb_flush", "DSB ISHST"),
+    ("tlb_finish_mmu: tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
+    ("tlb_finish_mmu: tlb_flush", "DSB ISH"),
     ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
     (
         "mmu_notifier_arch_invalidate_secondary_tlbs",
@@ -1001,7 +1020,7 @@ fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
         .iter()
         .find(|l| l["kind"] == "tlbi")
         .unwrap();
-    assert_eq!(tlbi["tlbi"], "VAE1IS");
+    assert_eq!(tlbi["tlbi"], "VALE1IS");
     assert_eq!(tlbi["operand"], "0x0001000000000000");
 
     // The text form: the kernel function as a header above its
@@ -1009,7 +1028,7 @@ fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
     let o = tlbcheck(&["trace", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_flush\n";
+    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_finish_mmu: tlb_flush\n";
     let at = out.find(header).unwrap_or_else(|| panic!("{out}"));
     let below: Vec<&str> = out[at + header.len()..].lines().take(3).collect();
     assert!(

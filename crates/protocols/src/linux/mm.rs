@@ -235,6 +235,13 @@ impl Kernel {
     }
 }
 
+/// The span one entry of a level-`level` table maps (4K granule): the
+/// alignment of the addresses `free_pgtables` gathers for the table that
+/// entry linked.
+pub const fn table_span(level: u8) -> u64 {
+    1 << (39 - 9 * level as u32)
+}
+
 /// Index of `va` in its level-`level` table (4K granule, 48-bit VA).
 pub const fn index(va: u64, level: u8) -> u64 {
     (va >> (39 - 9 * level as u32)) & 511
@@ -445,9 +452,10 @@ pub enum KOp {
     /// it to the gather (`tlb_flush_pte_range`: arm64 has no
     /// `pte_needs_flush`, so every rewritten PTE is flushed);
     /// `invalidate_range_end` (v6.5: the secondaries' `invalidate_range`
-    /// here), then `tlb_finish_mmu` (the arm64 `tlb_flush`, leaf, level
-    /// 3; v6.5's `tlb_flush_mmu_tlbonly` tells the secondaries again) before
-    /// `mmap_write_unlock`.
+    /// here), then `tlb_end_vma` (arm64 does not select
+    /// MMU_GATHER_MERGE_VMAS: the arm64 `tlb_flush`, leaf, level 3; v6.5's
+    /// `tlb_flush_mmu_tlbonly` tells the secondaries again) and
+    /// `tlb_finish_mmu` (nested: `flush_tlb_mm`) before `mmap_write_unlock`.
     ///
     /// VMAs are fixed for the run: only the PTEs change. `rw` makes a PTE
     /// writable only when no other process maps its page
@@ -1184,6 +1192,39 @@ impl Planner<'_> {
             SyncOp::Unlock(Kernel::ptl(p)),
             "zap_pte_range: pte_unmap_unlock",
         );
+        let cpu = k.cpu;
+        let asid = proc_.asid;
+        let code = v.arm64();
+        // unmap_page_range ends with tlb_end_vma: arm64 does not select
+        // MMU_GATHER_MERGE_VMAS, so tlb_flush_mmu_tlbonly flushes the
+        // cleared PTEs at the VMA's end, before invalidate_range_end
+        // (only cleared_ptes: last level, level 3, PAGE_SIZE stride), and
+        // resets the gather's range.
+        if cleared {
+            self.arch(
+                p,
+                arm64::tlb_flush(
+                    code,
+                    cpu,
+                    asid,
+                    false,
+                    tlb_start,
+                    tlb_end,
+                    PAGE_SIZE,
+                    false,
+                    Some(3),
+                ),
+                "tlb_end_vma: tlb_flush",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    tlb_start,
+                    tlb_end,
+                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
         if v.range_end_notifies() {
             self.secondary(
                 p,
@@ -1194,11 +1235,16 @@ impl Planner<'_> {
         }
         self.range_end(p);
         let mut tables = Vec::new();
+        let (mut tlb_start, mut tlb_end) = (u64::MAX, 0);
         if unmap && free_levels > 0 {
             // free_pgtables, innermost first: clear the entry linking each
             // freed table (free_pte_range: pmd_clear; free_pmd_range:
             // pud_clear; ...), then queue the table for freeing after the
-            // flush (pte_free_tlb and friends, which set freed_tables).
+            // flush. free_pgd_range starts from the PMD-aligned address,
+            // so pte_free_tlb gathers [addr & PMD_MASK, + PAGE_SIZE) and
+            // sets cleared_pmds; pmd_free_tlb the PUD-aligned page
+            // (cleared_puds), pud_free_tlb the P4D-aligned one
+            // (cleared_p4ds); each sets freed_tables.
             for slot in 0..free_levels {
                 let parent = if slot == 2 {
                     proc_.root
@@ -1218,9 +1264,10 @@ impl Planner<'_> {
                     ][slot],
                 );
                 tables.push(Pfn(table_pa(slot) >> 12));
+                let at = start & !(table_span(parent_level) - 1);
+                tlb_start = tlb_start.min(at);
+                tlb_end = tlb_end.max(at + PAGE_SIZE);
             }
-            tlb_start = tlb_start.min(start);
-            tlb_end = tlb_end.max(start + PAGE_SIZE);
         }
         self.push_then(
             Op::Sync(SyncOp::AtomicRead(pending)),
@@ -1229,9 +1276,6 @@ impl Planner<'_> {
         );
         let nested = regs[0] > 2; // the count read, plus one, above 1
         let freed_tables = !tables.is_empty();
-        let cpu = k.cpu;
-        let asid = proc_.asid;
-        let code = v.arm64();
         if nested {
             // tlb_finish_mmu: fullmm = 1, __tlb_reset_range (start = end =
             // ~0), freed_tables = 1; tlb_flush flushes the whole ASID.
@@ -1248,8 +1292,11 @@ impl Planner<'_> {
                     "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
                 );
             }
-        } else if cleared || freed_tables {
-            let level = if freed_tables { None } else { Some(3) };
+        } else if freed_tables {
+            // Only the tables are left in the gather: tlb_get_unmap_size
+            // is PMD_SIZE (cleared_pmds, the innermost freed table's),
+            // tlb_get_level is TLBI_TTL_UNKNOWN (freed_tables), not last
+            // level.
             self.arch(
                 p,
                 arm64::tlb_flush(
@@ -1259,11 +1306,11 @@ impl Planner<'_> {
                     false,
                     tlb_start,
                     tlb_end,
-                    PAGE_SIZE,
-                    freed_tables,
-                    level,
+                    L3_SPAN,
+                    true,
+                    None,
                 ),
-                "tlb_flush",
+                "tlb_finish_mmu: tlb_flush",
             );
             if v.range_end_notifies() {
                 self.secondary(
@@ -1492,29 +1539,11 @@ impl Planner<'_> {
             );
         }
         self.range_end(p);
-        self.push_then(
-            Op::Sync(SyncOp::AtomicRead(pending)),
-            "tlb_finish_mmu: mm_tlb_flush_nested",
-            After::Save,
-        );
-        let nested = regs[0] > 2;
         let code = v.arm64();
-        if nested {
-            self.arch(
-                p,
-                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
-                "tlb_flush (nested: fullmm)",
-            );
-            if v.range_end_notifies() {
-                self.secondary(
-                    p,
-                    u64::MAX,
-                    u64::MAX,
-                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
-                );
-            }
-        } else if changed {
-            // Only PTEs were touched (cleared_ptes): leaf, level 3.
+        // change_protection_range ends with tlb_end_vma (no
+        // MMU_GATHER_MERGE_VMAS on arm64): only PTEs were touched
+        // (cleared_ptes), so a leaf flush at level 3.
+        if changed {
             self.arch(
                 p,
                 arm64::tlb_flush(
@@ -1528,14 +1557,34 @@ impl Planner<'_> {
                     false,
                     Some(3),
                 ),
-                "tlb_finish_mmu: tlb_flush",
+                "tlb_end_vma: tlb_flush",
             );
             if v.range_end_notifies() {
                 self.secondary(
                     p,
                     tlb_start,
                     tlb_end,
-                    "tlb_flush_mmu_tlbonly: invalidate_range",
+                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        if regs[0] > 2 {
+            self.arch(
+                p,
+                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
+                "tlb_flush (nested: fullmm)",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    u64::MAX,
+                    u64::MAX,
+                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
                 );
             }
         }
