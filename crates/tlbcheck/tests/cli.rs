@@ -1558,3 +1558,31 @@ fn reclaim_flushes_at_once_on_6_5_and_batches_on_6_6() {
     let unlock = out.find("page_vma_mapped_walk_done").unwrap();
     assert!(unlock < flush, "{out}");
 }
+
+/// A page at 2 MiB + 4 KiB, alone in p1: `free_pgtables` frees its
+/// level-3, level-2 and level-1 tables, gathering the PMD-aligned page
+/// (0x200000) and the PUD- and P4D-aligned one (0x0). `tlb_finish_mmu`'s
+/// `tlb_flush` rounds [0, 0x201000) to its PMD_SIZE stride: [0, 4 MiB),
+/// two non-leaf TLBIs without a level hint, VA[55:12] = 0 and 0x200
+/// with ASID 1 (the zap's own flush at `tlb_end_vma` is a leaf one of
+/// 0x201).
+#[test]
+fn freed_tables_are_flushed_at_the_addresses_free_pgtables_gathers() {
+    let src = MUNMAP_SVA_6_6
+        .replace("vma p1 0x0 0x1000 rw", "vma p1 0x201000 0x1000 rw")
+        .replace("page p1 0x0 rw", "page p1 0x201000 rw")
+        .replace("munmap p1 0x0 0x1000", "munmap p1 0x201000 0x1000");
+    let f = scratch("munmap-aligned.tlb", &src);
+    let tlbis: Vec<String> = stream_texts(f.to_str().unwrap())
+        .into_iter()
+        .filter(|t| t.starts_with("TLBI"))
+        .collect();
+    assert_eq!(
+        tlbis,
+        [
+            "TLBI VALE1IS 0x0001000000000201",
+            "TLBI VAE1IS 0x0001000000000000",
+            "TLBI VAE1IS 0x0001000000000200",
+        ]
+    );
+}

@@ -1114,6 +1114,10 @@ impl Planner<'_> {
             // command queue's PROD write, so the SMMU's walks see them
             // before it consumes a command; the model has no DMB and
             // stands a DSB ISHST in for it.
+            // Every range the operations here hand over is at most one
+            // 2 MiB region, (-1, -1) or, from v6.6's hooks, (0, -1UL),
+            // which v6.6's driver turns into a TLBI by ASID: no driver
+            // loop runs away.
             self.smmu_ops(sva::invalidate(k.version, k.smmu, bond, start, end), func);
         }
     }
@@ -2073,6 +2077,7 @@ impl Planner<'_> {
                 SmmuOp::Sync => Op::SmmuSync {
                     words: sva::cmd_sync().encode(),
                 },
+                SmmuOp::Lockup => unreachable!("no range handed to the driver here runs away"),
             };
             self.push(op, func);
         }
