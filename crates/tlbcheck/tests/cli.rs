@@ -1421,6 +1421,14 @@ fn mmap_and_touch_are_checked_against_the_vmas() {
             .replace("page p1 0x0 rw", "page p1 0x0 clean"),
         "needs a writable VMA",
     );
+    refused(
+        "mmap-beside-munmap.tlb",
+        &base.replace(
+            "expect ok",
+            "thread b cpu=0 {\n  mmap p1 0x1000 0x1000 rw\n}\nexpect ok",
+        ),
+        "mmap_write_downgrade is not atomic",
+    );
     // A touch in an mmap'd VMA: one frame for each table and the page.
     let ok = base.replace(
         step,
