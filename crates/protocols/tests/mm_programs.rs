@@ -173,7 +173,9 @@ fn steps(m: &Model, s: &mut State, t: usize, n: Option<usize>) {
     let mut done = 0;
     while n.is_none_or(|n| done < n) && m.next_op(s, t).is_some() {
         done += 1;
-        assert!(m.step(s, Choice::Thread(t as u8), 1000 + done as u32).is_none());
+        assert!(m
+            .step(s, Choice::Thread(t as u8), 1000 + done as u32)
+            .is_none());
     }
 }
 

@@ -235,11 +235,20 @@ fn the_full_range_is_a_lockup_at_v6_5_and_a_tlbi_by_asid_at_v6_6() {
     );
     // Page-aligned ranges end: one command per page without RIL; with
     // RIL one per 5-bit chunk of the page count (33 = 0b100001: two).
-    assert_eq!(range_commands(PLAIN, 0x1000, 3 * 4096, false, false), Some(3));
+    assert_eq!(
+        range_commands(PLAIN, 0x1000, 3 * 4096, false, false),
+        Some(3)
+    );
     assert_eq!(range_commands(ril, 0x1000, 33 * 4096, true, false), Some(2));
     // A range past the last page wraps without RIL.
-    assert_eq!(range_commands(PLAIN, u64::MAX - 0x1fff, 0x3000, false, false), Some(0));
-    assert_eq!(range_commands(PLAIN, 0xffff_ffff_ffff_e000, 0x1fff, false, false), None);
+    assert_eq!(
+        range_commands(PLAIN, u64::MAX - 0x1fff, 0x3000, false, false),
+        Some(0)
+    );
+    assert_eq!(
+        range_commands(PLAIN, 0xffff_ffff_ffff_e000, 0x1fff, false, false),
+        None
+    );
     // A huge but finite loop is not expanded either.
     assert!(range_commands(PLAIN, 0, 1 << 40, false, false) > Some(MAX_RANGE_COMMANDS));
     assert_eq!(

@@ -969,7 +969,10 @@ const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
     ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
     ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
     ("tlb_finish_mmu: tlb_flush", "DSB ISHST"),
-    ("tlb_finish_mmu: tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
+    (
+        "tlb_finish_mmu: tlb_flush",
+        "TLBI VAE1IS 0x0001000000000000",
+    ),
     ("tlb_finish_mmu: tlb_flush", "DSB ISH"),
     ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
     (
@@ -1411,7 +1414,10 @@ fn mmap_and_touch_are_checked_against_the_vmas() {
     );
     refused(
         "munmap-part.tlb",
-        &base.replace(step, "mmap p1 0x10000 0x2000 rw\n  munmap p1 0x10000 0x1000"),
+        &base.replace(
+            step,
+            "mmap p1 0x10000 0x2000 rw\n  munmap p1 0x10000 0x1000",
+        ),
         "VMAs do not split",
     );
     refused(
@@ -1469,10 +1475,9 @@ fn a_demand_fault_links_its_tables_then_maps_the_page() {
 /// v6.6 (the arch flush) both.
 #[test]
 fn the_popple_patch_covers_the_clean_pte_only() {
-    let base =
-        std::fs::read_to_string(repo().join("examples/seed000/05-kernel-upgrade-buggy.tlb"))
-            .unwrap()
-            .replace("expect violation fault-livelock\n", "");
+    let base = std::fs::read_to_string(repo().join("examples/seed000/05-kernel-upgrade-buggy.tlb"))
+        .unwrap()
+        .replace("expect violation fault-livelock\n", "");
     for (kernel, page, want) in [
         ("linux-6.5", "ro", "fault-livelock"),
         ("linux-6.5", "clean", "fault-livelock"),
@@ -1509,7 +1514,10 @@ fn a_mirror_does_not_make_a_page_shared() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(out.contains("install the shadow PTE"), "{out}");
-    assert!(out.contains("wp_page_reuse: ptep_set_access_flags"), "{out}");
+    assert!(
+        out.contains("wp_page_reuse: ptep_set_access_flags"),
+        "{out}"
+    );
     assert!(!out.contains("wp_page_copy"), "{out}");
 }
 

@@ -743,8 +743,8 @@ impl KernelThread {
     fn touch_walk(&self, p: usize, va: u64, write: bool, m: &Machine, regs: &mut [u64; 4]) {
         let t = tables(&m.mem, self.kernel.processes[p].root, va);
         regs[1] = 0;
-        for n in 1..=3usize {
-            match t[n] {
+        for (n, table) in t.iter().enumerate().skip(1) {
+            match table {
                 Some(a) => regs[1] |= (a >> 12) << (16 * (n - 1)),
                 None => regs[3] |= 1 << (12 + n),
             }
@@ -820,14 +820,22 @@ impl KernelThread {
                     let p = k.process();
                     let kernel = &self.kernel;
                     let has = |n: usize| {
-                        let late = (0..n).filter(|&i| kernel.vma_counter(p, i).is_some()).count();
+                        let late = (0..n)
+                            .filter(|&i| kernel.vma_counter(p, i).is_some())
+                            .count();
                         kernel.vma_counter(p, n).is_none() || regs[3] >> (56 + late) & 1 != 0
                     };
                     let used = |lo: u64, hi: u64| {
-                        proc_.vmas.iter().enumerate().filter(|&(n, _)| has(n)).any(|(_, v)| {
-                            let parts = [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
-                            parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
-                        })
+                        proc_
+                            .vmas
+                            .iter()
+                            .enumerate()
+                            .filter(|&(n, _)| has(n))
+                            .any(|(_, v)| {
+                                let parts =
+                                    [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
+                                parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
+                            })
                     };
                     let mut levels = 0u64;
                     for (lvl, span) in [(3u8, 1u64 << 21), (2, 1 << 30), (1, 1 << 39)] {
@@ -859,8 +867,8 @@ impl KernelThread {
                     // same frame (a fork's COW copy; `do_wp_page` asks the
                     // folio's map count), or is the zero page.
                     let frame = regs[2] & bits::ADDR_MASK;
-                    let shared = regs[2] & bits::VALID != 0
-                        && self.kernel.shared(mem, p, va, frame);
+                    let shared =
+                        regs[2] & bits::VALID != 0 && self.kernel.shared(mem, p, va, frame);
                     regs[3] |= u64::from(shared);
                 } else {
                     regs[1] = 0;
@@ -1304,15 +1312,7 @@ impl Planner<'_> {
             self.arch(
                 p,
                 arm64::tlb_flush(
-                    code,
-                    cpu,
-                    asid,
-                    false,
-                    tlb_start,
-                    tlb_end,
-                    L3_SPAN,
-                    true,
-                    None,
+                    code, cpu, asid, false, tlb_start, tlb_end, L3_SPAN, true, None,
                 ),
                 "tlb_finish_mmu: tlb_flush",
             );
@@ -1706,7 +1706,10 @@ impl Planner<'_> {
         let proc_ = &k.processes[p];
         let mmap = Kernel::mmap_lock(p);
         let ptl = Kernel::ptl(p);
-        self.sync(SyncOp::ReadLock(mmap), "do_page_fault: lock_mm_and_find_vma");
+        self.sync(
+            SyncOp::ReadLock(mmap),
+            "do_page_fault: lock_mm_and_find_vma",
+        );
         let n = proc_.vmas.iter().position(|v| v.start <= va && va < v.end);
         if let Some(c) = n.and_then(|n| k.vma_counter(p, n)) {
             self.push_then(
@@ -1776,7 +1779,12 @@ impl Planner<'_> {
                 );
                 if regs[3] >> (8 + n) & 1 != 0 {
                     self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
-                    self.push(Op::Free { frame: Pfn(ours(n) >> 12) }, FREE[i]);
+                    self.push(
+                        Op::Free {
+                            frame: Pfn(ours(n) >> 12),
+                        },
+                        FREE[i],
+                    );
                 } else {
                     let parent = if n == 1 { proc_.root } else { tbl(n - 1) };
                     self.push(
@@ -1810,7 +1818,12 @@ impl Planner<'_> {
                     "do_anonymous_page: update_mmu_tlb (filled meanwhile)",
                 );
                 if write {
-                    self.push(Op::Free { frame: Pfn(data >> 12) }, "do_anonymous_page: folio_put");
+                    self.push(
+                        Op::Free {
+                            frame: Pfn(data >> 12),
+                        },
+                        "do_anonymous_page: folio_put",
+                    );
                 }
             } else {
                 let value = if write {

@@ -61,9 +61,9 @@ pub enum SmmuOp {
 /// 512 pages and issues a TLBI by ASID instead.)
 pub const MAX_RANGE_COMMANDS: u64 = 4096;
 
-/// How many commands `__arm_smmu_tlb_inv_range` issues for `[iova, iova
-/// + size)` with granule `PAGE_SIZE` (`size` > 0), or `None` when its loop
-/// never ends. The loop runs while `iova < end`, `end = iova + size`
+/// How many commands `__arm_smmu_tlb_inv_range` issues for the range
+/// `[iova, iova + size)` with granule `PAGE_SIZE` (`size` > 0), or `None`
+/// when its loop never ends. The loop runs while `iova < end`, `end = iova + size`
 /// computed in 64 bits. Without RIL each command advances `iova` by one
 /// page, so a range reaching past the last page makes `iova` wrap and
 /// start again: (0, ULONG_MAX) loops forever. With RIL each command
@@ -71,7 +71,13 @@ pub const MAX_RANGE_COMMANDS: u64 = 4096;
 /// `iova < end` (a size that is not a page multiple, such as ULONG_MAX),
 /// the command covers nothing and `iova` stops moving; a SCALE beyond the
 /// command's 5-bit field builds no meaningful command either.
-pub fn range_commands(feat: SmmuFeatures, iova: u64, size: u64, leaf: bool, bump: bool) -> Option<u64> {
+pub fn range_commands(
+    feat: SmmuFeatures,
+    iova: u64,
+    size: u64,
+    leaf: bool,
+    bump: bool,
+) -> Option<u64> {
     const PAGE: u64 = 4096;
     let end = iova.wrapping_add(size);
     if end <= iova {

@@ -1159,11 +1159,12 @@ impl Lower<'_> {
                 }
                 if kind == KernelStepKind::Munmap {
                     let end = addr + l;
-                    if k.processes[p]
-                        .vmas
-                        .iter()
-                        .any(|v| v.by_mmap && v.start < end && addr < v.end && !(addr <= v.start && v.end <= end))
-                    {
+                    if k.processes[p].vmas.iter().any(|v| {
+                        v.by_mmap
+                            && v.start < end
+                            && addr < v.end
+                            && !(addr <= v.start && v.end <= end)
+                    }) {
                         return Err(Located::new(
                             len.span,
                             "munmap of part of a VMA an `mmap` step makes is not modelled (VMAs do not split)",
@@ -1783,10 +1784,9 @@ impl Lower<'_> {
                 }
                 let end = start + len;
                 let vmas = &mut out[p].vmas;
-                if vmas
-                    .iter()
-                    .any(|v| v.by_mmap && v.start == start && v.end == end && v.writable == writable)
-                {
+                if vmas.iter().any(|v| {
+                    v.by_mmap && v.start == start && v.end == end && v.writable == writable
+                }) {
                     continue;
                 }
                 if vmas.iter().any(|v| v.start < end && start < v.end) {
@@ -1794,7 +1794,9 @@ impl Lower<'_> {
                         s.span,
                         "this mmap overlaps another VMA of the process",
                     )
-                    .with_help("an mmap repeated with the same range and protection maps the same VMA"));
+                    .with_help(
+                        "an mmap repeated with the same range and protection maps the same VMA",
+                    ));
                 }
                 if vmas.iter().filter(|v| v.by_mmap).count() >= 8 {
                     return Err(Located::new(s.span, "at most 8 mmap'd VMAs per process"));
