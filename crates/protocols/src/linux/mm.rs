@@ -505,7 +505,13 @@ pub enum KOp {
     },
     /// A CPU access at `va` (`write` or a read) that takes the fault
     /// path as arm64's `do_page_fault` -> `handle_mm_fault` runs it (v6.5,
-    /// v6.6), with mmap_lock held for read standing for the VMA lock
+    /// v6.6). The model takes that path even when the tables grant the
+    /// access: a TLB may still hold an entry that denies it, and only the
+    /// retry after the handler, which meets the thread that changed the
+    /// PTE at the page-table lock, must not fault again. (Linux takes no
+    /// lock for an access its TLB or a walk grants, so the model orders
+    /// such an access after mmap_lock writers.) mmap_lock held for read
+    /// stands for the VMA lock
     /// (`lock_vma_under_rcu`, which excludes the same writers): a VMA an
     /// `mmap` step makes must exist (otherwise SIGSEGV: no access). An
     /// empty PTE is a demand fault: the missing page tables are allocated
