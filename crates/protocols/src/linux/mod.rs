@@ -24,6 +24,7 @@ pub enum Version {
     /// `tlb_finish_mmu` resets the range to (-1, -1) before that call.
     /// The SMMU SVA notifier computes `size = end - start` and has no
     /// whole-ASID path (the code that mainline 38b14e2e3de9 patches).
+    /// Reclaim flushes each page at once (no arm64 `arch_tlbbatch_*`).
     Linux6_5,
     /// Alistair Popple's "mmu_notifiers: Notify on pte permission upgrades"
     /// (22 May 2023, based on v6.2, never merged; seed 004): v6.5
@@ -39,7 +40,9 @@ pub enum Version {
     /// ec8832d007cb (`invalidate_range_end` no longer does). As merged,
     /// `__flush_tlb_range` hands the secondaries `(end, end)`: its loop had
     /// advanced `start` (fixed much later by f7edb07ad7c6), which the SMMU
-    /// turns into a whole-ASID invalidation.
+    /// turns into a whole-ASID invalidation. Also 43b3dfdd0455 (arm64
+    /// batches reclaim's flushes: [`Version::tlbbatch`]), merged in the
+    /// same window.
     Linux6_6,
 }
 
