@@ -1602,3 +1602,58 @@ fn freed_tables_are_flushed_at_the_addresses_free_pgtables_gathers() {
         ]
     );
 }
+
+/// v6.6's mprotect after a batched reclaim of its page: under the
+/// page-table lock, flush_tlb_batched_pending finds one pending batch and
+/// issues arm64's arch_flush_tlb_batched_pending, a DSB ISH on its own
+/// CPU, and nothing else (the PTE is gone: no TLBI). v6.5 batches
+/// nothing, so mprotect issues nothing at all.
+#[test]
+fn mprotect_drains_a_batched_reclaim_with_a_dsb_of_its_own() {
+    let f = repo().join("examples/reclaim/01-mprotect-batched-linux-6.6.tlb");
+    // kswapd to the unlock after its TLBI: isolate (2), walk lock, store,
+    // DSB ISHST, TLBI, the count, unlock.
+    let kswapd = ["kswapd"; 8].join(",");
+    let o = tlbcheck(&[
+        "trace",
+        f.to_str().unwrap(),
+        "--schedule",
+        &kswapd,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let app: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["thread"] == "app" && l["kind"] != "sync")
+        .map(|l| {
+            let origin = l["origin"].as_str().unwrap_or("");
+            (origin.to_string(), l["text"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(app.len(), 2, "{app:?}");
+    assert!(
+        app[0].0.ends_with("arch_flush_tlb_batched_pending"),
+        "{app:?}"
+    );
+    assert_eq!(app[0].1, "DSB ISH");
+    assert!(app[1].1.starts_with("rely read-only"), "{app:?}");
+    let g = repo().join("examples/reclaim/01-mprotect-linux-6.5.tlb");
+    let kswapd = ["kswapd"; 9].join(",");
+    let o = tlbcheck(&[
+        "trace",
+        g.to_str().unwrap(),
+        "--schedule",
+        &kswapd,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(!lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["thread"] == "app" && l["kind"] == "dsb"));
+}

@@ -216,6 +216,14 @@ pub fn tlbbatch_flush() -> Vec<ArchOp> {
     vec![ArchOp::Dsb(Dsb::Ish)]
 }
 
+/// `arch_flush_tlb_batched_pending` as 43b3dfdd0455 added it (v6.6): a
+/// DSB ISH. It completes only the TLBIs of the CPU that executes it
+/// (Arm ARM D8.17.8), not those reclaim issued on another CPU, which
+/// 4b634918384c (2025) fixes by flushing the whole mm instead.
+pub fn flush_tlb_batched_pending() -> Vec<ArchOp> {
+    vec![ArchOp::Dsb(Dsb::Ish)]
+}
+
 /// `__TLBI_RANGE_NUM(pages, scale)` as the version computes it; negative
 /// when this scale does not fit.
 fn range_num(code: FlushCode, pages: u64, scale: u32) -> i64 {

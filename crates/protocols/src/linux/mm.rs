@@ -183,9 +183,14 @@ impl Kernel {
 
     /// Atomic counters it needs: `mm->tlb_flush_pending` of each process,
     /// then one per VMA an `mmap` step creates (1 while the process has
-    /// it).
+    /// it), then `mm->tlb_flush_batched` of each process (reclaim's
+    /// batched flushes no `flush_tlb_batched_pending` has seen yet).
     pub fn counters(&self) -> usize {
-        self.processes.len() + self.late_vmas().count()
+        2 * self.processes.len() + self.late_vmas().count()
+    }
+
+    fn flush_batched(&self, p: usize) -> SyncId {
+        (self.processes.len() + self.late_vmas().count() + p) as SyncId
     }
 
     /// Every VMA made by an `mmap` step: (process, VMA index).
@@ -420,7 +425,9 @@ pub enum KOp {
     /// `arch_tlbbatch_add_pending` (the TLBI without its DSB; the
     /// secondaries from `__flush_tlb_page_nosync`) under the lock, and
     /// `try_to_unmap_flush`'s `arch_tlbbatch_flush` (DSB ISH) before the
-    /// free. The page is mapped once.
+    /// free, and counts the batch in `mm->tlb_flush_batched`, which other
+    /// operations drain under the page-table lock
+    /// (`Planner::batched_pending`). The page is mapped once.
     Reclaim {
         /// Process index.
         p: usize,
@@ -649,6 +656,9 @@ enum After {
     /// `do_anonymous_page` re-read the PTE under the lock: bit 63 of
     /// register 3 when another thread filled it.
     PteRaced,
+    /// `flush_tlb_batched_pending` read `mm->tlb_flush_batched`: the
+    /// count (at most 15) in the 4 bits of register 3 from this one.
+    Batched(u8),
 }
 
 struct Step {
@@ -1041,6 +1051,10 @@ impl Program for KernelThread {
                             self.touch_install(p, va, n, m, &mut st.regs);
                         }
                     }
+                    After::Batched(at) => {
+                        st.regs[3] &= !(15 << at);
+                        st.regs[3] |= result.value.min(15) << at;
+                    }
                     After::PteRaced => {
                         let l3 = ((st.regs[1] >> 32) & 0xffff) << 12;
                         if let KOp::Touch { va, .. } = *k {
@@ -1136,6 +1150,37 @@ impl Planner<'_> {
         }
     }
 
+    /// `flush_tlb_batched_pending(mm)` (v6.6: 3ea277194daa's drain of
+    /// reclaim's pending flushes, with arm64's 43b3dfdd0455 hook), called
+    /// with the page-table lock held: when reclaim batched a flush for the
+    /// mm since the last drain, `arch_flush_tlb_batched_pending` and the
+    /// count marked flushed. The count read goes to register 3 bits `at`
+    /// to `at + 3`.
+    fn batched_pending(&mut self, p: usize, at: u8, regs: &[u64; 4]) {
+        let k = self.k;
+        if !k.version.tlbbatch() {
+            return;
+        }
+        let c = k.flush_batched(p);
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(c)),
+            "flush_tlb_batched_pending: atomic_read(&mm->tlb_flush_batched)",
+            After::Batched(at),
+        );
+        let n = (regs[3] >> at) & 15;
+        if n > 0 {
+            self.arch(
+                p,
+                arm64::flush_tlb_batched_pending(),
+                "flush_tlb_batched_pending: arch_flush_tlb_batched_pending",
+            );
+            self.sync(
+                SyncOp::AtomicAdd(c, -(n as i8)),
+                "flush_tlb_batched_pending: atomic_cmpxchg (all flushed)",
+            );
+        }
+    }
+
     /// MADV_DONTNEED and munmap: `zap_page_range_single` /
     /// `unmap_region` as v6.5 and v6.6 have them.
     fn zap(&mut self, p: usize, start: u64, len: u64, unmap: bool, regs: &[u64; 4]) {
@@ -1180,6 +1225,7 @@ impl Planner<'_> {
             "zap_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 50, regs);
         // What the snapshot read.
         let pages = (len / PAGE_SIZE) as usize;
         let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
@@ -1513,6 +1559,7 @@ impl Planner<'_> {
             "change_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 56, regs);
         let l3 = (regs[3] & 0xffff) << 12;
         let mut tlb_start = u64::MAX;
         let mut tlb_end = 0;
@@ -2168,6 +2215,7 @@ impl Planner<'_> {
             "move_ptes: pte_offset_map_lock (old and new)",
             After::Snapshot,
         );
+        self.batched_pending(p, 56, regs);
         let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
         let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
         let mut moved = false;
@@ -2277,6 +2325,10 @@ impl Planner<'_> {
                     p,
                     arm64::tlbbatch_add_pending(v.arm64(), proc_.asid, page),
                     "set_tlb_ubc_flush_pending: arch_tlbbatch_add_pending",
+                );
+                self.sync(
+                    SyncOp::AtomicAdd(k.flush_batched(p), 1),
+                    "set_tlb_ubc_flush_pending: mm->tlb_flush_batched (one more pending)",
                 );
             } else if found == n + 1 {
                 self.push(
