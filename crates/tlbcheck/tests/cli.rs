@@ -940,7 +940,8 @@ expect ok
 /// ASID [63:48] = 1, VMID 0; then CMD_SYNC, opcode 0x46 with CS = SEV (2)
 /// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2).
 /// `free_pgtables` finds no other VMA in p1, so it unlinks the level-3,
-/// level-2 and level-1 tables innermost first (L2[0], L1[0], L0[0]),
+/// level-2 and level-1 tables innermost first (L2[0], L1[0], L0[0]; the
+/// last through arm64's `set_p4d`, which ends with a DSB ISHST),
 /// gathering [0, 0x1000) each time (0 is PMD, PUD and P4D aligned) with
 /// cleared_pmds, _puds, _p4ds and freed_tables. `tlb_finish_mmu`'s
 /// `tlb_flush`: stride PMD_SIZE (`tlb_get_unmap_size`), non-leaf, no
@@ -968,6 +969,7 @@ const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
     ("free_pgtables: pmd_clear", "STR [0x106000] = 0x0"),
     ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
     ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
+    ("free_pgtables: p4d_clear: set_p4d", "DSB ISHST"),
     ("tlb_finish_mmu: tlb_flush", "DSB ISHST"),
     (
         "tlb_finish_mmu: tlb_flush",
@@ -1341,10 +1343,12 @@ fn exit_stream_matches_exit_mmap_and_arm_smmu_mm_release() {
         // unmap_vmas: ptep_get_and_clear_full of both PTEs
         "STR [0x107000] = 0x0".into(),
         "STR [0x107008] = 0x0".into(),
-        // free_pgtables: pmd_clear, pud_clear, p4d_clear
+        // free_pgtables: pmd_clear, pud_clear, p4d_clear (arm64's
+        // set_p4d ends with dsb(ishst))
         "STR [0x106000] = 0x0".into(),
         "STR [0x105000] = 0x0".into(),
         "STR [0x104000] = 0x0".into(),
+        "DSB ISHST".into(),
         // tlb_finish_mmu -> tlb_flush, fullmm with tables freed:
         // flush_tlb_mm; its v6.6 notifier hook finds no subscription
         "DSB ISHST".into(),
@@ -1459,8 +1463,10 @@ fn a_demand_fault_links_its_tables_then_maps_the_page() {
     let f = scratch("touch-stream.tlb", &src);
     let want = [
         "alloc frame as stage-1 table of process 1 level 3",
-        // pmd_populate: L2[1] (0x106008) = table 0x109000
+        // pmd_populate: L2[1] (0x106008) = table 0x109000, and set_pmd's
+        // dsb(ishst) for a valid entry
         "STR [0x106008] = 0x109003",
+        "DSB ISHST",
         "alloc frame as data of process 1",
         // set_pte_at: AF | nG | AP[1] (user) | page | valid, writable
         "STR [0x109000] = 0x10ac43",

@@ -1150,6 +1150,17 @@ impl Planner<'_> {
         }
     }
 
+    /// The barrier arm64's table-entry setters end with: `set_p4d` (a
+    /// level-0 entry with four levels) always, `set_pud` and `set_pmd` for
+    /// a valid entry: `dsb(ishst)` (then an ISB, which the model has no
+    /// use for), publishing the entry to the table walkers at once. The
+    /// caller says whether this store is one of those.
+    fn table_entry_barrier(&mut self, barrier: bool, func: &'static str) {
+        if barrier {
+            self.push(Op::Dsb { kind: Dsb::Ishst }, func);
+        }
+    }
+
     /// `flush_tlb_batched_pending(mm)` (v6.6: 3ea277194daa's drain of
     /// reclaim's pending flushes, with arm64's 43b3dfdd0455 hook), called
     /// with the page-table lock held: when reclaim batched a flush for the
@@ -1327,6 +1338,7 @@ impl Planner<'_> {
                         "free_pgtables: p4d_clear",
                     ][slot],
                 );
+                self.table_entry_barrier(slot == 2, "free_pgtables: p4d_clear: set_p4d");
                 tables.push(Pfn(table_pa(slot) >> 12));
                 let at = start & !(table_span(parent_level) - 1);
                 tlb_start = tlb_start.min(at);
@@ -1499,6 +1511,7 @@ impl Planner<'_> {
                     "free_pgtables: p4d_clear",
                 ][slot],
             );
+            self.table_entry_barrier(slot == 2, "free_pgtables: p4d_clear: set_p4d");
             tables.push(Pfn(table_pa(slot) >> 12));
         }
         self.push_then(
@@ -1847,6 +1860,9 @@ impl Planner<'_> {
                         },
                         POPULATE[i],
                     );
+                    // A valid entry: set_p4d, set_pud and set_pmd all end
+                    // with dsb(ishst).
+                    self.table_entry_barrier(true, POPULATE[i]);
                     self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
                 }
             }
