@@ -247,7 +247,12 @@ fn the_loser_of_a_table_race_frees_its_table_and_uses_the_winners() {
 
 #[test]
 fn a_touch_before_the_mmap_is_a_sigsegv_and_after_it_a_fault() {
-    let mmap = KOp::Mmap { p: 0, n: 0 };
+    let mmap = KOp::Mmap {
+        p: 0,
+        n: 0,
+        start: 0x20_0000,
+        len: 0x2000,
+    };
     let (m, root, _) = touch_model(true, vec![vec![W, mmap, W]]);
     let mut s = m.initial();
     let free = s.machine.mem.free_frames();

@@ -509,6 +509,10 @@ pub enum KOp {
         p: usize,
         /// The VMA's index in the process.
         n: usize,
+        /// Its first byte, for traces.
+        start: u64,
+        /// Its length, for traces.
+        len: u64,
     },
     /// A CPU access at `va` (`write` or a read) that takes the fault
     /// path as arm64's `do_page_fault` -> `handle_mm_fault` runs it (v6.5,
@@ -587,7 +591,7 @@ impl fmt::Display for KOp {
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
             KOp::Exit { .. } => f.write_str("exit_mmap"),
-            KOp::Mmap { n, .. } => write!(f, "mmap of VMA {n}"),
+            KOp::Mmap { start, len, .. } => write!(f, "mmap({start:#x}-{:#x})", start + len),
             KOp::Touch { va, write, .. } => write!(
                 f,
                 "{} access at {va:#x}",
@@ -703,7 +707,7 @@ impl KernelThread {
                 writable,
             } => pl.mprotect(p, start, len, writable, regs),
             KOp::Exit { p } => pl.exit(p, regs),
-            KOp::Mmap { p, n } => pl.mmap(p, n, regs),
+            KOp::Mmap { p, n, .. } => pl.mmap(p, n, regs),
             KOp::Touch { p, va, write } => pl.touch(p, va, write, regs),
         }
         pl.out

@@ -1867,7 +1867,7 @@ impl Lower<'_> {
             .iter()
             .position(|v| v.by_mmap && v.start == start && v.end == start + len)
             .ok_or_else(|| Located::new(ks.addr.span, "no VMA for this mmap"))?;
-        Ok(KOp::Mmap { p, n })
+        Ok(KOp::Mmap { p, n, start, len })
     }
 
     /// `touch P ADDR read|write`: inside a VMA (one declared, or one an
