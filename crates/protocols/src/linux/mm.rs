@@ -1463,6 +1463,7 @@ impl Planner<'_> {
             "unmap_vmas: zap_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 50, regs);
         let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
         let table_pa = |slot: usize| ((regs[3] >> (16 * slot)) & 0xffff) << 12;
         let l3 = table_pa(0);
