@@ -1439,6 +1439,11 @@ fn mmap_and_touch_are_checked_against_the_vmas() {
         ),
         "mmap_write_downgrade is not atomic",
     );
+    refused(
+        "touch-after-munmap.tlb",
+        &base.replace(step, "munmap p1 0x0 0x1000\n  touch p1 0x0 write"),
+        "declared for the whole run",
+    );
     // A touch in an mmap'd VMA: one frame for each table and the page.
     let ok = base.replace(
         step,

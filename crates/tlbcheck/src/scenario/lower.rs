@@ -1890,6 +1890,22 @@ impl Lower<'_> {
                 "a write to a read-only VMA is SIGSEGV, not a fault the kernel handles",
             ));
         }
+        // A declared VMA stays for the whole run, so a touch after a
+        // munmap of it would fault pages into tables the munmap frees:
+        // only an mmap'd VMA goes away with the munmap.
+        let unmapped = self.sc.threads.iter().flat_map(|t| &t.steps).any(|s| {
+            matches!(&s.value, Step::Kernel(u) if u.kind == KernelStepKind::Munmap
+                && u.process.value == ks.process.value
+                && u.addr.value <= va
+                && va < u.addr.value + u.len.as_ref().map_or(0, |l| l.value))
+        });
+        if unmapped && !vma.by_mmap {
+            return Err(Located::new(
+                ks.addr.span,
+                "a munmap removes this page's VMA, which is declared for the whole run",
+            )
+            .with_help("make the VMA with `mmap P ADDR LEN rw` so that the munmap removes it"));
+        }
         Ok(KOp::Touch { p, va, write })
     }
 }
