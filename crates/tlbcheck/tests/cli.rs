@@ -1668,3 +1668,75 @@ fn mprotect_drains_a_batched_reclaim_with_a_dsb_of_its_own() {
         .iter()
         .any(|l| l["thread"] == "app" && l["kind"] == "dsb"));
 }
+
+/// One-page migration with a device bound through SVA (no BTM, RIL or
+/// ATS), derived by hand from `migrate_pages_batch` and
+/// `try_to_migrate_one`: frames as for munmap above (PTE at 0x107000,
+/// the page 0x108000), the new page 0x109000. The migration entry the
+/// model writes is the old frame with bits 2 (migration) and 3 (writable):
+/// 0x10800c. MIGRATE_SYNC on v6.5: `ptep_clear_flush` (DSB ISHST, TLBI
+/// VALE1IS, DSB ISH), no `invalidate_range` under the lock, the one from
+/// `invalidate_range_end` (CMD_TLBI_NH_VA, Leaf = 0, CMD_SYNC). MIGRATE_ASYNC
+/// on v6.6: `arch_tlbbatch_add_pending` with its hook, the DSB ISH of
+/// `try_to_unmap_flush`. Then the copy's expectation, the new PTE (0x109000
+/// with AF, nG, user, page, valid: 0x109c43) and the old page's free.
+#[test]
+fn migration_streams_per_mode_and_version() {
+    let nh_va = "CMD_TLBI_NH_VA 0x0001000000000012 0x0000000000000000";
+    let sync = "CMD_SYNC 0x000000000fc02046 0x0000000000000000";
+    let tail = [
+        "rely read-only ctx 0 VA 0x0",
+        "STR [0x107000] = 0x109c43",
+        "FREE 0x108000",
+    ];
+    let v65: Vec<&str> = [
+        "alloc frame as data of process 1",
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISH",
+        "STR [0x107000] = 0x10800c",
+        "DSB ISHST",
+        nh_va,
+        sync,
+    ]
+    .into_iter()
+    .chain(tail)
+    .collect();
+    let src = MUNMAP_SVA_6_6
+        .replace("munmap p1 0x0 0x1000", "migrate p1 0x0 sync")
+        .replace("kernel linux-6.6", "kernel linux-6.5");
+    let f = scratch("migrate-sync-6.5.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v65);
+    let v66: Vec<&str> = [
+        "alloc frame as data of process 1",
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "STR [0x107000] = 0x10800c",
+        "DSB ISH",
+    ]
+    .into_iter()
+    .chain(tail)
+    .collect();
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "migrate p1 0x0 async");
+    let f = scratch("migrate-async-6.6.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v66);
+    // Another thread's munmap of the process could meet the entry.
+    refused(
+        "migrate-munmap.tlb",
+        &src.replace(
+            "expect ok",
+            "thread b cpu=0 {\n  munmap p1 0x0 0x1000\n}\nexpect ok",
+        ),
+        "may meet the migration entry",
+    );
+    refused(
+        "migrate-mode.tlb",
+        &MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "migrate p1 0x0 lazy"),
+        "expected `sync` or `async`, found `lazy`",
+    );
+}

@@ -53,6 +53,19 @@ pub const FRAME_LIMIT: u64 = 1 << 28;
 /// The span one level-3 table maps (2 MiB).
 pub const L3_SPAN: u64 = 1 << 21;
 
+/// A migration entry as the model writes it in a PTE: not valid (bit 0
+/// clear, so no walker uses it), the migrating frame in the address bits,
+/// this bit set, and [`MIGRATION_WRITE`] when the page was writable
+/// (Linux's swap-entry layout differs; only these facts are used).
+pub const MIGRATION: u64 = 1 << 2;
+/// A writable migration entry (`is_writable_migration_entry`).
+pub const MIGRATION_WRITE: u64 = 1 << 3;
+
+/// The migration entry for `frame` (a physical address).
+pub const fn migration_entry(frame: u64, writable: bool) -> u64 {
+    (frame & bits::ADDR_MASK) | MIGRATION | if writable { MIGRATION_WRITE } else { 0 }
+}
+
 /// A virtual memory area: `[start, end)`, writable or not.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vma {
@@ -434,6 +447,32 @@ pub enum KOp {
         /// The page's address.
         va: u64,
     },
+    /// Migration of the page mapped at `va` when the operation starts to a
+    /// new page (`migrate_pages` -> `migrate_pages_batch`, v6.5 and v6.6):
+    /// `migrate_folio_unmap` allocates the new page, then `try_to_migrate`
+    /// walks the rmap as [`KOp::Reclaim`] does and `try_to_migrate_one`
+    /// clears the PTE and sets a [`migration_entry`], with TTU_BATCH_FLUSH
+    /// only for MIGRATE_ASYNC (`batch`): batched as reclaim is on v6.6,
+    /// `ptep_clear_flush` otherwise; the secondaries hear of it as
+    /// reclaim's do, except that v6.5's migration-entry path has no
+    /// `invalidate_range` of its own under the lock (only
+    /// `invalidate_range_end`'s). After `try_to_unmap_flush`,
+    /// `migrate_folio_move` copies the page (relying on nobody writing it
+    /// any more) and `remove_migration_ptes` maps the new page where the
+    /// migration entry still is, writable if the entry is, under the
+    /// page-table lock (no flush: the entry is not valid); the old page is
+    /// freed, and the new one too if nothing maps it. Other operations
+    /// that meet the entry: `mprotect` to read-only makes it read-only
+    /// (`change_pte_range`), a fault waits for it to go (here: returns
+    /// and retries); zapping, forking or moving it is not modelled.
+    Migrate {
+        /// Process index.
+        p: usize,
+        /// The page's address.
+        va: u64,
+        /// MIGRATE_ASYNC: `try_to_migrate(src, TTU_BATCH_FLUSH)`.
+        batch: bool,
+    },
     /// The fault path of mirror `m` for `va` (`hmm_range_fault` between
     /// `mmu_interval_read_begin` and `mmu_interval_read_retry`, KVM's
     /// `mmu_invalidate_seq` read and `mmu_invalidate_retry`): read the
@@ -568,6 +607,7 @@ impl KOp {
             | KOp::MirrorFault { m: p, .. }
             | KOp::Mremap { p, .. }
             | KOp::Reclaim { p, .. }
+            | KOp::Migrate { p, .. }
             | KOp::Mprotect { p, .. }
             | KOp::Mmap { p, .. }
             | KOp::Touch { p, .. }
@@ -590,6 +630,11 @@ impl fmt::Display for KOp {
                 write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
+            KOp::Migrate { va, batch, .. } => write!(
+                f,
+                "{} migration of the page at {va:#x}",
+                if batch { "async" } else { "sync" }
+            ),
             KOp::Exit { .. } => f.write_str("exit_mmap"),
             KOp::Mmap { start, len, .. } => write!(f, "mmap({start:#x}-{:#x})", start + len),
             KOp::Touch { va, write, .. } => write!(
@@ -660,6 +705,12 @@ enum After {
     /// `do_anonymous_page` re-read the PTE under the lock: bit 63 of
     /// register 3 when another thread filled it.
     PteRaced,
+    /// `migrate` allocated the new page: its frame number in bits 32 to
+    /// 47 of register 3.
+    SaveNew,
+    /// `remove_migration_pte` found its migration entry (bit 48 of
+    /// register 3; bit 49 when it is writable).
+    MigrationEntry,
     /// `flush_tlb_batched_pending` read `mm->tlb_flush_batched`: the
     /// count (at most 15) in the 4 bits of register 3 from this one.
     Batched(u8),
@@ -699,7 +750,8 @@ impl KernelThread {
             KOp::Fork { p, .. } => pl.fork(p, regs),
             KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
             KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
-            KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
+            KOp::Reclaim { p, .. } => pl.reclaim(p, regs, None),
+            KOp::Migrate { p, batch, .. } => pl.reclaim(p, regs, Some(batch)),
             KOp::Mprotect {
                 p,
                 start,
@@ -938,6 +990,12 @@ impl KernelThread {
                     let va = start + i as u64 * PAGE_SIZE;
                     let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
                     if pte & bits::VALID == 0 {
+                        // A writable migration entry: bit 40 + i, and its
+                        // frame in page i's slot.
+                        if pte & MIGRATION != 0 && pte & MIGRATION_WRITE != 0 {
+                            regs[3] |= 1 << (40 + i);
+                            regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+                        }
                         continue;
                     }
                     let frame = pte & bits::ADDR_MASK;
@@ -951,7 +1009,7 @@ impl KernelThread {
                 let dst = (proc_.root, new);
                 copy_snapshot(mem, src, dst, len / PAGE_SIZE, 0, regs);
             }
-            KOp::Reclaim { va, .. } => {
+            KOp::Reclaim { va, .. } | KOp::Migrate { va, .. } => {
                 // folio_isolate_lru: the page reclaim picked.
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
@@ -1017,7 +1075,7 @@ impl Program for KernelThread {
                         }
                     }
                     After::RmapVma(n) => {
-                        if let KOp::Reclaim { p, .. } = *k {
+                        if let KOp::Reclaim { p, .. } | KOp::Migrate { p, .. } = *k {
                             self.rmap_snapshot(p, n, m, &mut st.regs);
                         }
                     }
@@ -1055,6 +1113,21 @@ impl Program for KernelThread {
                             self.touch_install(p, va, n, m, &mut st.regs);
                         }
                     }
+                    After::SaveNew => {
+                        st.regs[3] &= !(0xffff << 32);
+                        st.regs[3] |= (result.value & 0xffff) << 32;
+                    }
+                    After::MigrationEntry => {
+                        let e = m.mem.read(Pa(st.regs[1]));
+                        let old = (st.regs[0].wrapping_sub(1)) << 12;
+                        if e & bits::VALID == 0 && e & MIGRATION != 0 && e & bits::ADDR_MASK == old
+                        {
+                            st.regs[3] |= 1 << 48;
+                            if e & MIGRATION_WRITE != 0 {
+                                st.regs[3] |= 1 << 49;
+                            }
+                        }
+                    }
                     After::Batched(at) => {
                         st.regs[3] &= !(15 << at);
                         st.regs[3] |= result.value.min(15) << at;
@@ -1087,7 +1160,9 @@ impl Program for KernelThread {
             matches!(
                 i,
                 Item::Op(Op::Alloc { .. })
-                    | Item::Kernel(KOp::WriteFault { .. } | KOp::Touch { .. })
+                    | Item::Kernel(
+                        KOp::WriteFault { .. } | KOp::Touch { .. } | KOp::Migrate { .. }
+                    )
             )
         })
     }
@@ -1583,6 +1658,23 @@ impl Planner<'_> {
         let mut tlb_end = 0;
         for i in 0..(len / PAGE_SIZE) as usize {
             let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            if regs[3] >> (40 + i) & 1 != 0 {
+                // A writable migration entry. To read-only: "a protection
+                // check is difficult so just be safe and disable write",
+                // make_readable_migration_entry, with no flush (nothing
+                // caches an invalid entry); to writable: left alone.
+                if !writable {
+                    let va = start + i as u64 * PAGE_SIZE;
+                    self.push(
+                        Op::Store {
+                            pa: Pa(l3 + 8 * index(va, 3)),
+                            value: migration_entry(frame << 12, false),
+                        },
+                        "change_pte_range: make_readable_migration_entry",
+                    );
+                }
+                continue;
+            }
             if frame == 0 {
                 continue;
             }
@@ -2295,25 +2387,47 @@ impl Planner<'_> {
     }
 
     /// `shrink_folio_list` -> `try_to_unmap` (v6.5, v6.6) for
-    /// [`KOp::Reclaim`].
-    fn reclaim(&mut self, p: usize, regs: &[u64; 4]) {
+    /// [`KOp::Reclaim`], or, with `migrate` (MIGRATE_ASYNC or not),
+    /// `migrate_pages_batch` -> `try_to_migrate` for [`KOp::Migrate`].
+    fn reclaim(&mut self, p: usize, regs: &[u64; 4], migrate: Option<bool>) {
         let k = self.k;
         let v = k.version;
         let proc_ = &k.processes[p];
         let ptl = Kernel::ptl(p);
+        // TTU_BATCH_FLUSH: always for reclaim, for MIGRATE_ASYNC only for
+        // migration; it batches only where arm64 has arch_tlbbatch_*.
+        let batch = v.tlbbatch() && migrate.unwrap_or(true);
+        let name = |unmap: &'static str, migration: &'static str| {
+            if migrate.is_some() {
+                migration
+            } else {
+                unmap
+            }
+        };
         // The page's identity is read once (folio_isolate_lru); the lock
         // pair only places the read.
-        self.push_then(
-            Op::Sync(SyncOp::Lock(ptl)),
+        let isolate = name(
             "shrink_folio_list: folio_isolate_lru",
-            After::Snapshot,
+            "migrate_pages: folio_isolate_lru",
         );
-        self.sync(SyncOp::Unlock(ptl), "shrink_folio_list: folio_isolate_lru");
+        self.push_then(Op::Sync(SyncOp::Lock(ptl)), isolate, After::Snapshot);
+        self.sync(SyncOp::Unlock(ptl), isolate);
         if regs[0] == 0 {
             return;
         }
         let frame = regs[0] - 1;
+        let new = (regs[3] >> 32) & 0xffff;
+        if migrate.is_some() {
+            self.push_then(
+                Op::Alloc {
+                    owner: FrameOwner::Data { space: proc_.space },
+                },
+                "migrate_folio_unmap: get_new_folio",
+                After::SaveNew,
+            );
+        }
         let found = ((regs[3] >> 8) & 0xff) as usize;
+        let mut mapped = None;
         for (n, vma) in proc_.vmas.iter().enumerate() {
             if found != 0 && n + 1 > found {
                 // The page is unmapped: the walk's `done` (folio_not_mapped)
@@ -2326,21 +2440,27 @@ impl Planner<'_> {
             self.range_start(p, vma.start, vma.end);
             self.push_then(
                 Op::Sync(SyncOp::Lock(ptl)),
-                "try_to_unmap_one: page_vma_mapped_walk",
+                name(
+                    "try_to_unmap_one: page_vma_mapped_walk",
+                    "try_to_migrate_one: page_vma_mapped_walk",
+                ),
                 After::RmapVma(n),
             );
             // The PTE's index in its level-3 table gives the address
             // within the VMA's 2 MiB region.
             let at = regs[1];
             let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
-            if found == n + 1 && v.tlbbatch() {
+            if found == n + 1 && batch {
                 // TTU_BATCH_FLUSH: the TLBI now, its DSB later.
                 self.push(
                     Op::Store {
                         pa: Pa(at),
                         value: 0,
                     },
-                    "try_to_unmap_one: ptep_get_and_clear",
+                    name(
+                        "try_to_unmap_one: ptep_get_and_clear",
+                        "try_to_migrate_one: ptep_get_and_clear",
+                    ),
                 );
                 self.arch(
                     p,
@@ -2357,28 +2477,45 @@ impl Planner<'_> {
                         pa: Pa(at),
                         value: 0,
                     },
-                    "try_to_unmap_one: ptep_clear_flush",
+                    name(
+                        "try_to_unmap_one: ptep_clear_flush",
+                        "try_to_migrate_one: ptep_clear_flush",
+                    ),
                 );
                 self.arch(
                     p,
                     arm64::flush_tlb_page(v.arm64(), proc_.asid, page),
-                    "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                    name(
+                        "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                        "try_to_migrate_one: ptep_clear_flush: flush_tlb_page",
+                    ),
                 );
+            }
+            if found == n + 1 && migrate.is_some() {
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: migration_entry(frame << 12, regs[2] & bits::AP_RO == 0),
+                    },
+                    "try_to_migrate_one: set_pte_at (migration entry)",
+                );
+            } else if found == n + 1 && !batch && v.range_end_notifies() {
                 // The anonymous page's swap entry is set (the model leaves
                 // the PTE empty), then, in v6.5, "invalidate as we cleared
                 // the pte".
-                if v.range_end_notifies() {
-                    self.secondary(
-                        p,
-                        page,
-                        page + PAGE_SIZE,
-                        "try_to_unmap_one: mmu_notifier_invalidate_range",
-                    );
-                }
+                self.secondary(
+                    p,
+                    page,
+                    page + PAGE_SIZE,
+                    "try_to_unmap_one: mmu_notifier_invalidate_range",
+                );
             }
             self.sync(
                 SyncOp::Unlock(ptl),
-                "try_to_unmap_one: page_vma_mapped_walk_done",
+                name(
+                    "try_to_unmap_one: page_vma_mapped_walk_done",
+                    "try_to_migrate_one: page_vma_mapped_walk_done",
+                ),
             );
             // v6.5's mmu_notifier_invalidate_range_end (not _only_end)
             // calls invalidate_range again, for the notifier range: the
@@ -2388,23 +2525,80 @@ impl Planner<'_> {
                     p,
                     page,
                     (page + PAGE_SIZE).min(vma.end),
-                    "try_to_unmap_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                    name(
+                        "try_to_unmap_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                        "try_to_migrate_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                    ),
                 );
             }
             self.range_end(p);
+            if found == n + 1 {
+                mapped = Some((at, page));
+            }
         }
-        if found != 0 {
-            if v.tlbbatch() {
-                self.arch(
-                    p,
-                    arm64::tlbbatch_flush(),
-                    "shrink_folio_list: try_to_unmap_flush: arch_tlbbatch_flush",
+        let Some((at, page)) = mapped else {
+            if migrate.is_some() {
+                self.push(
+                    Op::Free { frame: Pfn(new) },
+                    "migrate_folio_undo_dst: put_new_folio",
                 );
             }
-            self.push(
-                Op::Free { frame: Pfn(frame) },
-                "shrink_folio_list: free_unref_page_list",
+            return;
+        };
+        if batch {
+            self.arch(
+                p,
+                arm64::tlbbatch_flush(),
+                name(
+                    "shrink_folio_list: try_to_unmap_flush: arch_tlbbatch_flush",
+                    "migrate_pages_batch: try_to_unmap_flush: arch_tlbbatch_flush",
+                ),
             );
         }
+        if migrate.is_some() {
+            // The copy: a write that reached the old page after it would
+            // be lost.
+            self.push(
+                Op::Rely(Rely::ReadOnly {
+                    ctx: proc_.ctx,
+                    va: Va(page),
+                }),
+                "migrate_folio_move: folio_copy",
+            );
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "remove_migration_pte: page_vma_mapped_walk",
+                After::MigrationEntry,
+            );
+            let entry = regs[3] >> 48 & 1 != 0;
+            if entry {
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: user_pte(new << 12, regs[3] >> 49 & 1 != 0),
+                    },
+                    "remove_migration_pte: set_pte_at",
+                );
+            }
+            self.sync(
+                SyncOp::Unlock(ptl),
+                "remove_migration_pte: page_vma_mapped_walk_done",
+            );
+            self.push(
+                Op::Free { frame: Pfn(frame) },
+                "migrate_folio_done: folio_put",
+            );
+            if !entry {
+                self.push(
+                    Op::Free { frame: Pfn(new) },
+                    "migrate_folio_move: folio_put (mapped nowhere)",
+                );
+            }
+            return;
+        }
+        self.push(
+            Op::Free { frame: Pfn(frame) },
+            "shrink_folio_list: free_unref_page_list",
+        );
     }
 }

@@ -644,6 +644,8 @@ pub enum KernelStepKind {
     Mmap,
     /// `touch P ADDR read|write`.
     Touch,
+    /// `migrate P ADDR sync|async`.
+    Migrate,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -662,7 +664,8 @@ pub struct KernelStep {
     /// The new address, for `mremap`.
     pub to: Option<Spanned<u64>>,
     /// The new protection, for `mprotect` and `mmap`: writable or
-    /// read-only; for `touch`, whether the access is a write.
+    /// read-only; for `touch`, whether the access is a write; for
+    /// `migrate`, whether the mode is MIGRATE_ASYNC.
     pub writable: Option<bool>,
 }
 

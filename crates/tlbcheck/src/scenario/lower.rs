@@ -1062,6 +1062,7 @@ impl Lower<'_> {
             KernelStepKind::Touch => self.touch_kop(ks, p, k)?,
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
             KernelStepKind::Reclaim => KOp::Reclaim { p, va: addr },
+            KernelStepKind::Migrate => self.migrate_kop(ks, p)?,
             KernelStepKind::Exit => {
                 let proc_ = &k.processes[p];
                 let pages: u64 = proc_.vmas.iter().map(|v| (v.end - v.start) / 4096).sum();
@@ -1907,5 +1908,48 @@ impl Lower<'_> {
             .with_help("make the VMA with `mmap P ADDR LEN rw` so that the munmap removes it"));
         }
         Ok(KOp::Touch { p, va, write })
+    }
+
+    /// `migrate P ADDR sync|async`. The migration entry it leaves for a
+    /// while is met by mprotect and faults as Linux meets it; other
+    /// threads' operations that would zap, copy, move or reclaim it
+    /// (munmap, madvise-dontneed, exit, fork, mremap, reclaim, migrate of
+    /// the same process) are refused.
+    fn migrate_kop(&self, ks: &KernelStep, p: usize) -> R<KOp> {
+        let me = self.sc.threads.iter().position(|t| {
+            t.steps
+                .iter()
+                .any(|s| matches!(&s.value, Step::Kernel(x) if std::ptr::eq(x, ks)))
+        });
+        for (t, th) in self.sc.threads.iter().enumerate() {
+            if Some(t) == me {
+                continue;
+            }
+            for s in &th.steps {
+                let Step::Kernel(o) = &s.value else { continue };
+                let meets = matches!(
+                    o.kind,
+                    KernelStepKind::Munmap
+                        | KernelStepKind::MadviseDontneed
+                        | KernelStepKind::Exit
+                        | KernelStepKind::Fork
+                        | KernelStepKind::Mremap
+                        | KernelStepKind::Reclaim
+                        | KernelStepKind::Migrate
+                );
+                if meets && o.process.value == ks.process.value {
+                    return Err(Located::new(
+                        s.span,
+                        "this operation may meet the migration entry of another thread's migrate, which is not modelled for it",
+                    )
+                    .with_help("run it in the migrating thread, before or after the migrate"));
+                }
+            }
+        }
+        Ok(KOp::Migrate {
+            p,
+            va: ks.addr.value,
+            batch: ks.writable == Some(true),
+        })
     }
 }

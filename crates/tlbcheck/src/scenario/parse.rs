@@ -19,7 +19,6 @@ use tlbcheck_hw::vmsa::desc::bits;
 /// version: using one is an error that says so, rather than "unknown".
 pub const RESERVED_STEPS: &[&str] = &[
     "cow",
-    "migrate",
     "madvise",
     "unbind-sva",
     "s2map",
@@ -1192,6 +1191,21 @@ impl Parser {
                             ..KernelStep::new(KernelStepKind::Touch, process, addr)
                         })
                     }
+                    "migrate" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the page's address")?;
+                        let w = self.word("`sync` or `async`")?;
+                        let batch = keyword(
+                            &w,
+                            "`sync` or `async`",
+                            &[(&["sync"], false), (&["async"], true)],
+                        )?;
+                        Step::Kernel(KernelStep {
+                            writable: Some(batch),
+                            ..KernelStep::new(KernelStepKind::Migrate, process, addr)
+                        })
+                    }
                     "reclaim" => {
                         self.bump();
                         let process = self.word("a process name")?;
@@ -1225,7 +1239,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate)",
                         &first,
                     )),
                 }
