@@ -57,7 +57,7 @@ pub enum SmmuOp {
 
 /// Most commands the model expands one range invalidation into; a loop
 /// that issues more is a [`SmmuOp::Lockup`]. (The kernel's own limit for
-/// an SVA range without RIL came later: d5afb4b47e13, v6.7, caps it at
+/// an SVA range without RIL came after v6.6-rc2: d5afb4b47e13 caps it at
 /// 512 pages and issues a TLBI by ASID instead.)
 pub const MAX_RANGE_COMMANDS: u64 = 4096;
 
