@@ -166,6 +166,8 @@ pub fn rss_now() -> u64 {
 enum Expanded {
     /// A successor, taken apart for storing, with its sleep set.
     Next(u32, Choice, Box<Parts>, u32),
+    /// A successor equal to a stored state (its id), with its sleep set.
+    Seen(u32, u32),
     /// A transition that ends in a violation.
     Violation(u32, Choice),
     /// A state with no transition although a thread has not finished.
@@ -271,12 +273,42 @@ fn expand(l: Layer<'_>, tasks: &[Task]) -> Vec<Expanded> {
             };
             match model.step(&mut next, c, depth + 1) {
                 Some(_) => out.push(Expanded::Violation(id, c)),
-                None => out.push(Expanded::Next(id, c, Box::new(Parts::of(next)), sleep)),
+                None => {
+                    let mut parts = Parts::of(next);
+                    out.push(match store.resolve(&mut parts) {
+                        Some(old) => Expanded::Seen(old, sleep),
+                        None => Expanded::Next(id, c, Box::new(parts), sleep),
+                    });
+                }
             }
             done_before |= thread_bit(c);
         }
     }
     out
+}
+
+/// A stored state reached again with sleep set `asleep`: its sleep set
+/// narrows to the threads asleep on both visits, and if it was expanded
+/// already, the threads that woke are queued for expansion.
+fn revisit(
+    store: &mut StateStore,
+    woken: &mut Vec<Task>,
+    old: u32,
+    asleep: u32,
+    expanded_below: u32,
+) {
+    let was = store.sleep(old);
+    let now = was & asleep;
+    if now != was {
+        store.set_sleep(old, now);
+        if old < expanded_below {
+            woken.push(Task {
+                id: old,
+                sleep: now,
+                only: Some(was & !now),
+            });
+        }
+    }
 }
 
 /// Parents expanded per batch: bounds are checked between batches, so the
@@ -384,20 +416,13 @@ pub fn explore_with(model: &Model, bounds: Bounds, progress: &mut dyn FnMut(&Pro
                         match store.insert(*parts) {
                             Ok(new) => store.set_origin(new, id, c, asleep),
                             Err(old) => {
-                                let was = store.sleep(old);
-                                let now = was & asleep;
-                                if now != was {
-                                    store.set_sleep(old, now);
-                                    if old < expanded_below {
-                                        woken.push(Task {
-                                            id: old,
-                                            sleep: now,
-                                            only: Some(was & !now),
-                                        });
-                                    }
-                                }
+                                revisit(&mut store, &mut woken, old, asleep, expanded_below)
                             }
                         }
+                    }
+                    Expanded::Seen(old, asleep) => {
+                        stats.transitions += 1;
+                        revisit(&mut store, &mut woken, old, asleep, expanded_below);
                     }
                 }
             }

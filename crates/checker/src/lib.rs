@@ -1,5 +1,7 @@
 //! # tlbcheck-checker: verdicts from the hardware model
 //!
+//! - [`setup`]: sets a machine up and validates it (frames in the pool,
+//!   first memory contents, contexts, the SMMU's registers and structures);
 //! - [`builder`]: builds and validates models (threads, their operations,
 //!   contexts, locks);
 //! - [`model`]: a machine, threads running [`program`]s, synchronisation,
@@ -30,6 +32,7 @@ pub mod por;
 pub mod program;
 pub mod random;
 pub mod rules;
+pub mod setup;
 pub mod store;
 pub mod sync;
 pub mod trace;

@@ -58,6 +58,12 @@ impl<T: Eq> Interner<T> {
         id
     }
 
+    /// The id of `x` (whose hash is `h`) if it is stored.
+    fn find(&self, x: &T, h: u64) -> Option<u32> {
+        let items = &self.items;
+        self.table.find(h, |&id| items[id as usize] == *x).copied()
+    }
+
     fn get(&self, id: u32) -> &T {
         &self.items[id as usize]
     }
@@ -72,6 +78,9 @@ pub struct Parts {
     smmu: (Option<Box<Smmu>>, u64),
     tlbs: (Vec<MayHold>, u64),
     pending: (Vec<PList<PendingTlbi>>, u64),
+    /// Ids of the components found stored by [`StateStore::resolve`], in
+    /// row order (empty until then).
+    found: Vec<Option<u32>>,
 }
 
 impl Parts {
@@ -90,6 +99,7 @@ impl Parts {
             smmu: with_hash(smmu),
             tlbs: with_hash(cpus.into_iter().map(|c| c.tlb).collect()),
             pending: with_hash(pending),
+            found: Vec::new(),
         }
     }
 }
@@ -239,20 +249,60 @@ impl StateStore {
         self.rows.get(id, self.width)
     }
 
+    /// Looks up the components of `p` without storing anything (the part
+    /// of deduplication the expanding threads can share): the id of the
+    /// equal stored state if there is one; otherwise `p` keeps the ids found,
+    /// so that [`StateStore::insert`] interns only what is new.
+    pub fn resolve(&self, p: &mut Parts) -> Option<u32> {
+        let mut found = std::mem::take(&mut p.found);
+        found.clear();
+        found.extend([
+            self.mems.find(&p.mem.0, p.mem.1),
+            self.syncs.find(&p.sync.0, p.sync.1),
+            self.smmus.find(&p.smmu.0, p.smmu.1),
+            self.tlbs.find(&p.tlbs.0, p.tlbs.1),
+            self.pendings.find(&p.pending.0, p.pending.1),
+        ]);
+        found.extend(p.threads.iter().map(|(t, h)| self.progs.find(t, *h)));
+        // What is stored already is freed here, by the expanding thread,
+        // rather than by the one that stores.
+        if found[1].is_some() {
+            drop(std::mem::take(&mut p.sync.0));
+        }
+        if found[2].is_some() {
+            drop(p.smmu.0.take());
+        }
+        if found[3].is_some() {
+            drop(std::mem::take(&mut p.tlbs.0));
+        }
+        if found[4].is_some() {
+            drop(std::mem::take(&mut p.pending.0));
+        }
+        let row: Option<Vec<u32>> = found.iter().copied().collect();
+        p.found = found;
+        let row = row?;
+        let (rows, w) = (&self.rows, self.width);
+        self.index
+            .find(fx(&row[..]), |&id| rows.get(id, w) == &row[..])
+            .copied()
+    }
+
     /// Stores `parts` unless an equal state is stored: `Ok(new id)` or
-    /// `Err(existing id)`.
+    /// `Err(existing id)`. Components [`StateStore::resolve`] found are not
+    /// looked up again (ids never change once given).
     pub fn insert(&mut self, p: Parts) -> Result<u32, u32> {
+        let known = |i: usize| p.found.get(i).copied().flatten();
         let mut row = std::mem::take(&mut self.scratch);
         row.clear();
         row.extend([
-            self.mems.intern(p.mem.0, p.mem.1),
-            self.syncs.intern(p.sync.0, p.sync.1),
-            self.smmus.intern(p.smmu.0, p.smmu.1),
-            self.tlbs.intern(p.tlbs.0, p.tlbs.1),
-            self.pendings.intern(p.pending.0, p.pending.1),
+            known(0).unwrap_or_else(|| self.mems.intern(p.mem.0, p.mem.1)),
+            known(1).unwrap_or_else(|| self.syncs.intern(p.sync.0, p.sync.1)),
+            known(2).unwrap_or_else(|| self.smmus.intern(p.smmu.0, p.smmu.1)),
+            known(3).unwrap_or_else(|| self.tlbs.intern(p.tlbs.0, p.tlbs.1)),
+            known(4).unwrap_or_else(|| self.pendings.intern(p.pending.0, p.pending.1)),
         ]);
-        for (t, h) in p.threads {
-            row.push(self.progs.intern(t, h));
+        for (i, (t, h)) in p.threads.into_iter().enumerate() {
+            row.push(known(5 + i).unwrap_or_else(|| self.progs.intern(t, h)));
         }
         let r = self.index_row(&row);
         self.scratch = row;

@@ -226,6 +226,12 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
     let btm = smmu_opts.is_some_and(|o| o.btm && !o.ptm);
     let why = match l.reach {
         _ if holder == Holder::SmmuIotlb && !l.smmu && !btm => "a CPU TLBI reaches the SMMU only with broadcast TLB maintenance (SMMU_IDR0.BTM set, SMMU_CR2.PTM clear)".to_string(),
+        // A TTL hint promises a leaf at that level and table entries
+        // only above it (Arm ARM D8.17.5.3).
+        Err(Miss::Ttl { hint }) if entry.kind == tlbcheck_hw::tlb::EntryKind::Walk => format!(
+            "its TTL hint promises a leaf at level {hint}, which reaches walk-cache entries only above that level, and this one is at level {}",
+            entry.level
+        ),
         Err(Miss::Ttl { hint }) => format!(
             "its TTL hint names level {hint} but the entry is at level {}",
             entry.level

@@ -12,12 +12,11 @@ use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
 use tlbcheck_hw::smmu::cmd::{Command, PriResp, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
-use tlbcheck_hw::smmu::model::{Device, DeviceState, Smmu, SmmuOptions};
-use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
+use tlbcheck_hw::smmu::model::{Device, DeviceState, SmmuOptions};
 use tlbcheck_hw::smmu::ste::{S1Fmt, Ste};
+use tlbcheck_hw::testing::{self, chain4k, claim_chain4k, put_words, s1_ctx};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
-use tlbcheck_hw::vmsa::desc::{s1_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::desc::s1_page;
 
 const STRTAB: u64 = 0x10_0000;
 const CD: u64 = 0x10_1000;
@@ -59,12 +58,6 @@ impl Default for Setup {
     }
 }
 
-fn write_words(mem: &mut PhysMem, pa: u64, w: &[u64]) {
-    for (i, v) in w.iter().enumerate() {
-        mem.write(Pa(pa + 8 * i as u64), *v).unwrap();
-    }
-}
-
 /// A process (ASID 1) whose VA 0 maps DATA read-only, run by two CPUs and
 /// shared with device 0 (SVA: its CD points at the same tables).
 fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
@@ -72,19 +65,10 @@ fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
     for pa in [STRTAB, CD, CMDQ, EVTQ, CD_A, CD_B] {
         mem.claim(Pfn::of(Pa(pa)), FrameOwner::Smmu).unwrap();
     }
-    for (i, level) in (0..4u64).zip(0u8..) {
-        let owner = FrameOwner::Table {
-            owner: TableOwner::Stage1 { space: 1 },
-            level,
-        };
-        mem.claim(Pfn::of(Pa(L0 + i * 0x1000)), owner).unwrap();
-    }
+    claim_chain4k(&mut mem, L0, TableOwner::Stage1 { space: 1 });
     mem.claim(Pfn::of(Pa(DATA)), FrameOwner::Data { space: 1 })
         .unwrap();
-    for l in 0..3u64 {
-        mem.write(Pa(L0 + l * 0x1000), table(L0 + (l + 1) * 0x1000))
-            .unwrap();
-    }
+    assert_eq!(chain4k(&mut mem, L0), L3);
     mem.write(Pa(L3), s1_page(DATA, false, true, false))
         .unwrap();
     let mut cd = Cd::new(s.asid, L0, Granule::K4);
@@ -95,8 +79,8 @@ fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
         ste.s1_fmt = S1Fmt::TwoLevel4K;
         ste.s1_cd_max = 4;
         let slot = 64 * u64::from(s.ssid.unwrap_or(0));
-        write_words(&mut mem, CD_A + slot, &cd.encode());
-        write_words(&mut mem, CD_B + slot, &cd.encode());
+        put_words(&mut mem, CD_A + slot, &cd.encode());
+        put_words(&mut mem, CD_B + slot, &cd.encode());
         mem.write(
             Pa(CD),
             L1Cd {
@@ -107,29 +91,18 @@ fn model(name: &str, s: Setup, threads: Vec<Thread>) -> Model {
         )
         .unwrap();
     } else {
-        write_words(&mut mem, CD, &cd.encode());
+        put_words(&mut mem, CD, &cd.encode());
     }
-    write_words(&mut mem, STRTAB + 64 * u64::from(SID), &ste.encode());
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
+    put_words(&mut mem, STRTAB + 64 * u64::from(SID), &ste.encode());
+    let ctx = s1_ctx(Granule::K4, L0, 1, 0);
     let mut machine = Machine::new(mem, 2, vec![ctx]);
-    let smmu = Smmu::new(
-        s.opts,
-        StrtabConfig {
-            base: STRTAB,
-            log2size: 4,
-            fmt: StrtabFmt::Linear,
-        },
-        CmdQueue::new(CMDQ, 8),
-        EventQueue::new(EVTQ, 7),
-        vec![Device::new(SID, s.ssid, s.ats, s.pri)],
-        &machine.mem,
-    );
+    let strtab = StrtabConfig {
+        base: STRTAB,
+        log2size: 4,
+        fmt: StrtabFmt::Linear,
+    };
+    let devices = vec![Device::new(SID, s.ssid, s.ats, s.pri)];
+    let smmu = testing::smmu(s.opts, strtab, CMDQ, EVTQ, devices, &machine.mem);
     machine.attach_smmu(smmu);
     Model {
         name: name.into(),

@@ -29,11 +29,10 @@ use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::costs::{CostGeometry, SmmuCosts};
 use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
-use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
 use tlbcheck_hw::smmu::ste::Ste;
+use tlbcheck_hw::testing::{self, chain4k, put_words, s1_ctx};
 use tlbcheck_hw::tlb::{EntryKind, RealisticTlb, Regime, Stage};
-use tlbcheck_hw::vmsa::desc::{s1_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::desc::s1_page;
 
 const STRTAB: u64 = 0x10_0000;
 const CD: u64 = 0x10_1000;
@@ -50,37 +49,19 @@ fn setup() -> (PhysMem, Smmu) {
 /// [`setup`] with the given devices (all on StreamID 1).
 fn setup_with(devices: Vec<Device>) -> (PhysMem, Smmu) {
     let mut mem = PhysMem::new(Pfn(0x100), 1024);
-    for l in 0..3u64 {
-        mem.write(Pa(L0 + l * 0x1000), table(L0 + (l + 1) * 0x1000))
+    let l3 = chain4k(&mut mem, L0);
+    for i in 0..512u64 {
+        mem.write(Pa(l3 + 8 * i), s1_page(DATA + (i << 12), true, true, false))
             .unwrap();
     }
-    for i in 0..512u64 {
-        mem.write(
-            Pa(L0 + 0x3000 + 8 * i),
-            s1_page(DATA + (i << 12), true, true, false),
-        )
-        .unwrap();
-    }
-    let ste = Ste::stage1(CD).encode();
-    for (i, w) in ste.iter().enumerate() {
-        mem.write(Pa(STRTAB + 64 + 8 * i as u64), *w).unwrap();
-    }
-    let cd = Cd::new(1, L0, Granule::K4).encode();
-    for (i, w) in cd.iter().enumerate() {
-        mem.write(Pa(CD + 8 * i as u64), *w).unwrap();
-    }
-    let smmu = Smmu::new(
-        SmmuOptions::default(),
-        StrtabConfig {
-            base: STRTAB,
-            log2size: 4,
-            fmt: StrtabFmt::Linear,
-        },
-        CmdQueue::new(CMDQ, 8),
-        EventQueue::new(EVTQ, 7),
-        devices,
-        &mem,
-    );
+    put_words(&mut mem, STRTAB + 64, &Ste::stage1(CD).encode());
+    put_words(&mut mem, CD, &Cd::new(1, L0, Granule::K4).encode());
+    let strtab = StrtabConfig {
+        base: STRTAB,
+        log2size: 4,
+        fmt: StrtabFmt::Linear,
+    };
+    let smmu = testing::smmu(SmmuOptions::default(), strtab, CMDQ, EVTQ, devices, &mem);
     assert!(smmu.iotlb.len() >= 512);
     (mem, smmu)
 }
@@ -116,13 +97,7 @@ fn iotlb_hit(c: &mut Criterion) {
             }
         })
     });
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
+    let ctx = s1_ctx(Granule::K4, L0, 1, 0);
     g.bench_function("iotlb-lookup-mayhold", |b| {
         b.iter(|| {
             for &va in &vas {

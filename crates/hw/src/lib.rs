@@ -16,6 +16,7 @@
 //! - [`plist`]: a persistent list (shared tails) for state that grows by
 //!   one element per step, such as the TLBIs in flight.
 //! - [`smmu`]: SMMUv3 commands, events and configuration structures.
+//! - `testing` (feature `testing`): fixtures shared by tests and benchmarks.
 //!
 //! References are to the Arm Architecture Reference Manual for A-profile
 //! (DDI 0487, "Arm ARM") and the SMMUv3 specification (IHI 0070).
@@ -26,5 +27,7 @@ pub mod machine;
 pub mod mem;
 pub mod plist;
 pub mod smmu;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tlb;
 pub mod vmsa;

@@ -438,19 +438,39 @@ impl Machine {
             let mut all: Vec<PendingTlbi> = self.pending[list_idx].iter().cloned().collect();
             for t in all.iter_mut().filter(|t| hit(t)) {
                 let window = self.mem.window(&t.hazard);
-                for (i, c) in self.cpus.iter_mut().enumerate() {
+                let before: Vec<MayHold> = self.cpus.iter().map(|c| c.tlb.clone()).collect();
+                let mut fills: Vec<Option<Vec<(TlbEntry, Provenance)>>> =
+                    vec![None; self.cpus.len()];
+                for i in 0..self.cpus.len() {
                     if !(t.broadcast || i as u8 == t.issuer) {
                         continue;
                     }
                     let Some(w) = &window else { continue };
-                    let filled = window_fills(&c.tlb, w, i as u8, &c.contexts, &t.scope, step);
-                    for (e, p) in &filled {
-                        if !c.tlb.contains(e) {
-                            c.tlb.insert(*e, *p);
+                    // A CPU like an earlier one (same set, contexts and view)
+                    // fills what that one filled and ends as it did.
+                    let twin = self
+                        .twin(&before, i, &t.hazard, |a, b| a == b)
+                        .filter(|&j| fills[j].is_some());
+                    let filled = match twin {
+                        Some(j) => {
+                            self.cpus[i].tlb = self.cpus[j].tlb.clone();
+                            fills[j].clone().unwrap_or_default()
                         }
-                    }
+                        None => {
+                            let c = &mut self.cpus[i];
+                            let filled =
+                                window_fills(&c.tlb, w, i as u8, &c.contexts, &t.scope, step);
+                            for (e, p) in &filled {
+                                if !c.tlb.contains(e) {
+                                    c.tlb.insert(*e, *p);
+                                }
+                            }
+                            filled
+                        }
+                    };
                     t.doomed
                         .retain(|(a, e)| *a != i as u8 || !filled.iter().any(|(f, _)| f == e));
+                    fills[i] = Some(filled);
                 }
                 t.hazard.retain(|h| !unseen.contains(&(h.pa, h.old)));
             }

@@ -5,9 +5,10 @@ use proptest::prelude::*;
 use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
+use tlbcheck_hw::testing::{chain4k, s1_ctx};
 use tlbcheck_hw::tlb::{Access, AsidSel, InvalScope, RealisticTlb, Regime, StageSel};
 use tlbcheck_hw::vmsa::desc::{s1_block, s1_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::Context;
 
 const L0: u64 = 0x10_0000;
 const L1: u64 = 0x10_1000;
@@ -82,18 +83,10 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn initial() -> (Machine, Context) {
     let mut mem = PhysMem::new(Pfn(0x100), 16);
-    mem.write(Pa(L0), table(L1)).unwrap();
-    mem.write(Pa(L1), table(L2)).unwrap();
-    mem.write(Pa(L2), table(L3)).unwrap();
+    assert_eq!(chain4k(&mut mem, L0), L3);
     mem.write(Pa(L3), s1_page(0x50_0000, true, false, false))
         .unwrap();
-    let ctx = Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    };
+    let ctx = s1_ctx(Granule::K4, L0, 1, 0);
     (Machine::new(mem, 2, vec![ctx]), ctx)
 }
 

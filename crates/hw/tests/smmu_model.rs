@@ -12,13 +12,13 @@ use tlbcheck_hw::smmu::event::{EventBody, EventKind, EventRecord};
 use tlbcheck_hw::smmu::model::{
     tlbi_scope, AccessOutcome, Consumed, Device, DeviceState, Smmu, SmmuOptions,
 };
-use tlbcheck_hw::smmu::queue::{CmdQueue, CmdqError, EventQueue};
+use tlbcheck_hw::smmu::queue::CmdqError;
 use tlbcheck_hw::smmu::ste::{S1Fmt, Ste, StreamConfig};
+use tlbcheck_hw::testing::{self, chain4k, put_words, s1_ctx};
 use tlbcheck_hw::tlb::{
     AsidSel, EntryKind, InvalScope, Mapping, Provenance, Regime, Stage, StageSel, TlbEntry,
 };
-use tlbcheck_hw::vmsa::desc::{s1_page, s2_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::desc::{s1_page, s2_page};
 
 const STRTAB: u64 = 0x10_0000;
 const CD: u64 = 0x10_1000;
@@ -45,31 +45,11 @@ struct Fx {
     step: u32,
 }
 
-fn write_words(mem: &mut PhysMem, pa: u64, w: &[u64]) {
-    for (i, v) in w.iter().enumerate() {
-        mem.write(Pa(pa + 8 * i as u64), *v).unwrap();
-    }
-}
-
-fn s1_ctx(asid: u16) -> Context {
-    Context {
-        regime: Regime::El10,
-        asid,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, S1_L0)),
-        s2: None,
-    }
-}
-
 impl Fx {
     fn new(opts: SmmuOptions, ste: Ste, cd: Option<Cd>, devices: Vec<Device>, leaf: u64) -> Fx {
         let mut mem = PhysMem::new(Pfn(0x100), 64);
-        for l in 0..3u64 {
-            mem.write(Pa(S1_L0 + l * 0x1000), table(S1_L0 + (l + 1) * 0x1000))
-                .unwrap();
-            mem.write(Pa(S2_L0 + l * 0x1000), table(S2_L0 + (l + 1) * 0x1000))
-                .unwrap();
-        }
+        assert_eq!(chain4k(&mut mem, S1_L0), S1_L3);
+        assert_eq!(chain4k(&mut mem, S2_L0), S2_L3);
         mem.write(Pa(S1_L3), leaf).unwrap();
         // Stage 2: identity for the stage-1 table frames, IPA_DATA -> DATA.
         for f in 0..4u64 {
@@ -79,24 +59,17 @@ impl Fx {
         }
         mem.write(Pa(S2_L3 + 8 * (IPA_DATA >> 12)), s2_page(DATA, true, true))
             .unwrap();
-        write_words(&mut mem, STRTAB + 64 * u64::from(SID), &ste.encode());
+        put_words(&mut mem, STRTAB + 64 * u64::from(SID), &ste.encode());
         if let Some(cd) = cd {
-            write_words(&mut mem, CD, &cd.encode());
+            put_words(&mut mem, CD, &cd.encode());
         }
         let strtab = StrtabConfig {
             base: STRTAB,
             log2size: 4,
             fmt: StrtabFmt::Linear,
         };
-        let smmu = Smmu::new(
-            opts,
-            strtab,
-            CmdQueue::new(CMDQ, 8),
-            EventQueue::new(EVTQ, 7),
-            devices,
-            &mem,
-        );
-        let m = Machine::new(mem, 1, vec![s1_ctx(1)]);
+        let smmu = testing::smmu(opts, strtab, CMDQ, EVTQ, devices, &mem);
+        let m = Machine::new(mem, 1, vec![s1_ctx(Granule::K4, S1_L0, 1, 0)]);
         Fx { m, smmu, step: 0 }
     }
 
@@ -247,14 +220,7 @@ fn bare_smmu() -> (PhysMem, Smmu) {
         log2size: 16,
         fmt: StrtabFmt::TwoLevel { split: 8 },
     };
-    let smmu = Smmu::new(
-        SmmuOptions::default(),
-        strtab,
-        CmdQueue::new(CMDQ, 8),
-        EventQueue::new(EVTQ, 7),
-        vec![],
-        &mem,
-    );
+    let smmu = testing::smmu(SmmuOptions::default(), strtab, CMDQ, EVTQ, vec![], &mem);
     (mem, smmu)
 }
 
@@ -1009,8 +975,8 @@ fn two_level_cd_table_cfgi_cd_leaf_keeps_a_stale_l1cd() {
         ro_leaf(),
     );
     let s = fx.tick();
-    write_words(&mut fx.m.mem, a + 64, &cd(1).encode());
-    write_words(&mut fx.m.mem, b + 64, &cd(1).encode());
+    put_words(&mut fx.m.mem, a + 64, &cd(1).encode());
+    put_words(&mut fx.m.mem, b + 64, &cd(1).encode());
     fx.m.mem
         .write(
             Pa(CD),

@@ -12,12 +12,12 @@ use tlbcheck_hw::smmu::cd::{Cd, L1Cd};
 use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
 use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt};
 use tlbcheck_hw::smmu::costs::{CostGeometry, Geometry, SmmuCosts};
-use tlbcheck_hw::smmu::model::{Consumed, Device, Smmu, SmmuOptions};
-use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
+use tlbcheck_hw::smmu::model::{Consumed, Device, SmmuOptions};
 use tlbcheck_hw::smmu::ste::{L1Std, S1Fmt, Ste, StreamConfig};
+use tlbcheck_hw::testing::{self, chain4k, put_words, s1_ctx};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
 use tlbcheck_hw::vmsa::desc::{s1_block, s1_page, s2_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::Context;
 
 // Configuration: a 2-level Stream table (SPLIT 8) whose L1STD[0] points at
 // level-2 array A or B; StreamID 1 uses one CD at CDA, StreamID 2 a 2-level
@@ -105,29 +105,15 @@ fn devices() -> Vec<Device> {
     ]
 }
 
-fn put(mem: &mut PhysMem, pa: u64, words: &[u64]) {
-    for (i, w) in words.iter().enumerate() {
-        mem.write(Pa(pa + 8 * i as u64), *w).unwrap();
-    }
-}
-
 fn cpu_ctx() -> Context {
-    Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    }
+    s1_ctx(Granule::K4, L0, 1, 0)
 }
 
 /// The machine (one CPU on ASID 1) with the SMMU attached.
 fn initial(opts: SmmuOptions) -> Machine {
     let mut mem = PhysMem::new(Pfn(0x100), 32);
-    mem.write(Pa(L0), table(L1)).unwrap();
+    assert_eq!(chain4k(&mut mem, L0), L3);
     mem.write(Pa(L0B), table(L1)).unwrap();
-    mem.write(Pa(L1), table(L2)).unwrap();
-    mem.write(Pa(L2), table(L3)).unwrap();
     mem.write(Pa(L3), s1_page(0x50_0000, true, false, false))
         .unwrap();
     mem.write(Pa(L3 + 8), s1_page(0x51_0000, false, false, false))
@@ -137,10 +123,7 @@ fn initial(opts: SmmuOptions) -> Machine {
     mem.write(Pa(L2 + 8), table(L3B)).unwrap();
     mem.write(Pa(L3B), s1_page(0x53_0000, true, false, false))
         .unwrap();
-    for l in 0..3u64 {
-        mem.write(Pa(S2_L0 + l * 0x1000), table(S2_L0 + (l + 1) * 0x1000))
-            .unwrap();
-    }
+    assert_eq!(chain4k(&mut mem, S2_L0), S2_L3);
     for ipa in [L0, L1, L2, L3, L3B, L0B] {
         mem.write(
             Pa(S2_L3 + 8 * ((ipa >> 12) & 0x1ff)),
@@ -155,27 +138,21 @@ fn initial(opts: SmmuOptions) -> Machine {
         .unwrap();
     mem.write(Pa(STRTAB), l1std(L2A)).unwrap();
     for l2 in [L2A, L2B] {
-        put(&mut mem, l2 + 64 * u64::from(SID1), &ste_single_cd());
-        put(&mut mem, l2 + 64 * u64::from(SID2), &ste_two_level_cd());
+        put_words(&mut mem, l2 + 64 * u64::from(SID1), &ste_single_cd());
+        put_words(&mut mem, l2 + 64 * u64::from(SID2), &ste_two_level_cd());
     }
-    put(&mut mem, CDA, &cd(1, L0));
+    put_words(&mut mem, CDA, &cd(1, L0));
     mem.write(Pa(L1CDT), l1cd(CDTA)).unwrap();
-    put(&mut mem, CDTA + 64, &cd(2, L0));
-    put(&mut mem, CDTA + 128, &cd(3, L0));
-    put(&mut mem, CDTB + 64, &cd(2, L0B));
-    put(&mut mem, CDTB + 128, &cd(3, L0));
-    let smmu = Smmu::new(
-        opts,
-        StrtabConfig {
-            base: STRTAB,
-            log2size: 9,
-            fmt: StrtabFmt::TwoLevel { split: 8 },
-        },
-        CmdQueue::new(CMDQ, 8),
-        EventQueue::new(EVTQ, 7),
-        devices(),
-        &mem,
-    );
+    put_words(&mut mem, CDTA + 64, &cd(2, L0));
+    put_words(&mut mem, CDTA + 128, &cd(3, L0));
+    put_words(&mut mem, CDTB + 64, &cd(2, L0B));
+    put_words(&mut mem, CDTB + 128, &cd(3, L0));
+    let strtab = StrtabConfig {
+        base: STRTAB,
+        log2size: 9,
+        fmt: StrtabFmt::TwoLevel { split: 8 },
+    };
+    let smmu = testing::smmu(opts, strtab, CMDQ, EVTQ, devices(), &mem);
     let mut m = Machine::new(mem, 1, vec![cpu_ctx()]);
     m.attach_smmu(smmu);
     m

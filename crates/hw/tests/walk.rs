@@ -12,7 +12,8 @@
 
 use tlbcheck_hw::addr::{Granule, Ipa, OutputAddr, Pa, Va};
 use tlbcheck_hw::mem::{Pfn, PhysMem};
-use tlbcheck_hw::tlb::{Access, EntryKind, Regime, Stage, TlbEntry};
+use tlbcheck_hw::testing;
+use tlbcheck_hw::tlb::{Access, EntryKind, Stage, TlbEntry};
 use tlbcheck_hw::vmsa::desc::TableStage;
 use tlbcheck_hw::vmsa::walk::{
     enumerate_stage, translate, translate_ipa, Context, Fault, FaultKind, StageConfig,
@@ -47,33 +48,15 @@ fn put(mem: &mut PhysMem, pa: u64, value: u64) {
 }
 
 fn s1_ctx(granule: Granule, ttb: u64) -> Context {
-    Context {
-        regime: Regime::El10,
-        asid: ASID,
-        vmid: VMID,
-        s1: Some(StageConfig::new(granule, ttb)),
-        s2: None,
-    }
+    testing::s1_ctx(granule, ttb, ASID, VMID)
 }
 
 fn s2_ctx(granule: Granule, ttb: u64) -> Context {
-    Context {
-        regime: Regime::El10,
-        asid: 0,
-        vmid: VMID,
-        s1: None,
-        s2: Some(StageConfig::new(granule, ttb)),
-    }
+    testing::s2_ctx(granule, ttb, VMID)
 }
 
 fn nested_ctx(s1: StageConfig, s2: StageConfig) -> Context {
-    Context {
-        regime: Regime::El10,
-        asid: ASID,
-        vmid: VMID,
-        s1: Some(s1),
-        s2: Some(s2),
-    }
+    testing::nested_ctx(s1, s2, ASID, VMID)
 }
 
 fn fault(kind: FaultKind, stage: TableStage, level: u8) -> Fault {

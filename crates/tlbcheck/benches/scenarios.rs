@@ -1,8 +1,9 @@
 //! Parse + lower + check of every example scenario, in process: the part of
 //! a `tlbcheck check FILE` run that is ours (process start-up excluded).
 //! Before criterion measures, one run of each prints its verdict, the
-//! states it stored and its time, marking the kernel-level scenarios (those
-//! with a `kernel VERSION` statement): the figures the README quotes.
+//! states it stored and its time, marking the scenarios that run the
+//! protocols layer (`kernel VERSION` or `kvm VERSION`): the figures the
+//! README quotes.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
@@ -30,11 +31,18 @@ fn name(f: &Path) -> String {
     )
 }
 
-/// Whether a scenario runs the protocols layer's memory manager: it has a
-/// `kernel` statement (comments start with `#`).
-fn is_kernel_level(src: &str) -> bool {
-    src.lines()
-        .any(|l| l.split_whitespace().next() == Some("kernel"))
+/// Which protocol of the protocols layer a scenario runs: `kernel` (the
+/// memory manager, a `kernel` statement), `kvm` (the stage-2 manager, a
+/// `kvm` statement) or none, `low` (comments start with `#`).
+fn level(src: &str) -> &'static str {
+    let has = |kw: &str| src.lines().any(|l| l.split_whitespace().next() == Some(kw));
+    if has("kernel") {
+        "kernel"
+    } else if has("kvm") {
+        "kvm"
+    } else {
+        "low"
+    }
 }
 
 fn scenarios(c: &mut Criterion) {
@@ -65,11 +73,7 @@ fn scenarios(c: &mut Criterion) {
         println!(
             "{:<48} {:>6} {:>8} {:>8.2}ms  {}",
             name(f),
-            if is_kernel_level(src) {
-                "kernel"
-            } else {
-                "low"
-            },
+            level(src),
             out.verdict.stats.states,
             dt.as_secs_f64() * 1e3,
             out.found,

@@ -1740,3 +1740,133 @@ fn migration_streams_per_mode_and_version() {
         "expected `sync` or `async`, found `lazy`",
     );
 }
+
+const KVM_VALID: &str = "scenario k
+machine cpus=2 ttl tlbirange fwb
+kvm kvm-6.9
+vm g vmid=1
+s2-map g 0x0 0x1000 0x40000000 rw
+s2-map g 0x200000 0x200000 0x40200000 rw
+thread kvm cpu=0 {
+  s2 unmap g 0x0 0x200000
+}
+vcpu v0 cpu=1 vm=g {
+  s2 map g 0x0 0x1000 0x40000000 rw
+}
+expect ok
+";
+
+/// The stage-2 manager's statements: errors at file:line:col.
+#[test]
+fn kvm_statements_report_errors_with_line_and_column() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "kvm kvm-6.9",
+            "kvm kvm-6.7",
+            ":3:5:",
+            "unknown KVM version `kvm-6.7`",
+        ),
+        ("vm g vmid=1", "vm g", ":4:1:", "a vm needs vmid=N"),
+        (
+            "  s2 unmap g 0x0 0x200000",
+            "  s2 unmap h 0x0 0x200000",
+            ":8:12:",
+            "unknown VM `h`",
+        ),
+        (
+            "  s2 unmap g 0x0 0x200000",
+            "  s2 unmap g 0x10 0x200000",
+            ":8:14:",
+            "not page aligned",
+        ),
+        (
+            "  s2 unmap g 0x0 0x200000",
+            "  s2 unmap g 0x0 0x80000000",
+            ":8:18:",
+            "one 1 GiB region",
+        ),
+        (
+            "  s2 map g 0x0 0x1000 0x40000000 rw",
+            "  s2 map g 0x0 0x3000 0x40000000 rw",
+            ":11:16:",
+            "one page or one 2 MiB block",
+        ),
+        (
+            "  s2 unmap g",
+            "  s2 zap g",
+            ":8:6:",
+            "expected a stage-2 operation",
+        ),
+        (
+            "vcpu v0 cpu=1 vm=g",
+            "vcpu v0 cpu=1",
+            ":10:1:",
+            "a vcpu needs vm=VM",
+        ),
+        ("kvm kvm-6.9\n", "", ":3:1:", "needs a `kvm VERSION`"),
+    ];
+    for (from, to, at, text) in cases {
+        assert!(KVM_VALID.contains(from), "{from}");
+        let p = scratch("kvm-broken.tlb", &KVM_VALID.replacen(from, to, 1));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
+        assert!(
+            err.contains(&format!("kvm-broken.tlb{at}")),
+            "{to}: want {at} in\n{err}"
+        );
+        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
+    }
+    let o = check_src("kvm-valid.tlb", KVM_VALID);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// `trace` prints the deferred range TLBI with its operand under the KVM
+/// function that issued it: 512 pages at IPA 0, TG 4K, SCALE 1, NUM 7.
+#[test]
+fn trace_shows_kvms_tlbis_and_operands() {
+    let p = scratch("kvm-trace.tlb", KVM_VALID);
+    let o = tlbcheck(&["trace", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let at = out
+        .find("kvm_pgtable_stage2_unmap: kvm_tlb_flush_vmid_range")
+        .expect(&out);
+    let operand = (1u64 << 46) | (1 << 44) | (7 << 39);
+    assert!(
+        out[at..].contains(&format!("TLBI RIPAS2E1IS {operand:#018x}")),
+        "{out}"
+    );
+}
+
+/// What the stage-2 model does not cover is refused, not mis-modelled.
+#[test]
+fn kvm_restrictions_are_refused_with_a_reason() {
+    // Two threads taking faults of one VM: the model's shared walks have
+    // no cmpxchg.
+    let two = KVM_VALID.replace(
+        "expect ok",
+        "vcpu v1 cpu=1 vm=g {\n  s2 relax g 0x0\n}\nexpect ok",
+    );
+    refused("kvm-two.tlb", &two, "one shared walker per VM");
+    // A VM's root must be a level-0 stage-2 table of its VMID.
+    let root = KVM_VALID.replace(
+        "vm g vmid=1\n",
+        "frame R s2-table vm=2 level=0\nvm g vmid=1 root=R\n",
+    );
+    refused(
+        "kvm-root.tlb",
+        &root,
+        "a VM's root is a level-0 stage-2 table of its VMID",
+    );
+    // Kernel and stage-2 operations in one thread.
+    let mixed = KVM_VALID.replace(
+        "  s2 unmap g 0x0 0x200000\n",
+        "  s2 unmap g 0x0 0x200000\n  munmap p 0x0 0x1000\n",
+    );
+    let mixed = mixed.replace(
+        "kvm kvm-6.9\n",
+        "kvm kvm-6.9\nkernel linux-6.6\nprocess p asid=1\n",
+    );
+    refused("kvm-mixed.tlb", &mixed, "not both");
+}

@@ -10,9 +10,10 @@ use tlbcheck_hw::addr::{AddrRange, Granule, InputRange, Pa};
 use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
+use tlbcheck_hw::testing::{chain4k, claim_chain4k, s1_ctx};
 use tlbcheck_hw::tlb::{AsidSel, InvalScope, Regime, StageSel};
-use tlbcheck_hw::vmsa::desc::{s1_page, table};
-use tlbcheck_hw::vmsa::{Context, StageConfig};
+use tlbcheck_hw::vmsa::desc::s1_page;
+use tlbcheck_hw::vmsa::Context;
 
 pub const L0: u64 = 0x10_0000;
 pub const L2: u64 = 0x10_2000;
@@ -21,30 +22,15 @@ pub const DATA: u64 = 0x10_8000;
 
 /// The process-1 context: ASID 1, 4K, root L0.
 pub fn ctx() -> Context {
-    Context {
-        regime: Regime::El10,
-        asid: 1,
-        vmid: 0,
-        s1: Some(StageConfig::new(Granule::K4, L0)),
-        s2: None,
-    }
+    s1_ctx(Granule::K4, L0, 1, 0)
 }
 
 /// `cpus` CPUs running ASID 1, whose VA 0 maps DATA through L0..L3 (and,
 /// for `pages` > 1, VA `n << 12` maps the frame after DATA's).
 pub fn machine(writable: bool, cpus: u8, pages: u64) -> Machine {
     let mut mem = PhysMem::new(Pfn(0x100), 32);
-    for (i, level) in (0..4u64).zip(0u8..) {
-        let owner = FrameOwner::Table {
-            owner: TableOwner::Stage1 { space: 1 },
-            level,
-        };
-        mem.claim(Pfn(0x100 + i), owner).unwrap();
-    }
-    for lvl in 0..3u64 {
-        mem.write(Pa(L0 + lvl * 0x1000), table(L0 + (lvl + 1) * 0x1000))
-            .unwrap();
-    }
+    claim_chain4k(&mut mem, L0, TableOwner::Stage1 { space: 1 });
+    assert_eq!(chain4k(&mut mem, L0), L3);
     for n in 0..pages {
         let data = DATA + n * 0x1000;
         mem.claim(Pfn::of(Pa(data)), FrameOwner::Data { space: 1 })

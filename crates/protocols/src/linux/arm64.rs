@@ -226,14 +226,117 @@ pub fn flush_tlb_batched_pending() -> Vec<ArchOp> {
 
 /// `__TLBI_RANGE_NUM(pages, scale)` as the version computes it; negative
 /// when this scale does not fit.
-fn range_num(code: FlushCode, pages: u64, scale: u32) -> i64 {
-    match code.range_loop {
+fn range_num(range_loop: RangeLoop, pages: u64, scale: u32) -> i64 {
+    match range_loop {
         // Masked before the subtraction (before e3ba51ab24fd).
         RangeLoop::ScaleUp => ((pages >> (5 * scale + 1)) & 31) as i64 - 1,
         RangeLoop::ScaleDown => {
             (pages.min(tlbi_range_pages(31, scale)) >> (5 * scale + 1)) as i64 - 1
         }
     }
+}
+
+/// One instruction of `__flush_tlb_range_op`'s loop.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RangeStep {
+    /// A non-range operation on the page at this address.
+    Single(u64),
+    /// A range operation: `(num + 1) << (5 * scale + 1)` pages from `addr`.
+    Range {
+        /// First address.
+        addr: u64,
+        /// SCALE.
+        scale: u8,
+        /// NUM.
+        num: u8,
+    },
+}
+
+impl RangeStep {
+    /// One past the last address the step covers (a single operation
+    /// advances by the stride).
+    pub fn end(self, stride: u64) -> u64 {
+        match self {
+            RangeStep::Single(a) => a + stride,
+            RangeStep::Range { addr, scale, num } => {
+                addr + (tlbi_range_pages(u64::from(num), u32::from(scale)) << PAGE_SHIFT)
+            }
+        }
+    }
+}
+
+/// The loop of `__flush_tlb_range_op(op, start, pages, stride, ...)`
+/// that the CPU flushes and KVM's `__flush_s2_tlb_range_op` share: which
+/// operations it issues for `pages` pages from `start`, with or without
+/// FEAT_TLBIRANGE, in the loop of `range_loop`.
+///
+/// # Panics
+///
+/// With [`RangeLoop::ScaleUp`] and exactly [`MAX_TLBI_RANGE_PAGES`]
+/// pages, which the old `__TLBI_RANGE_NUM` cannot encode at any SCALE
+/// (the bug e3ba51ab24fd fixes); callers of that loop stay below it.
+pub fn range_steps(
+    range_loop: RangeLoop,
+    tlbirange: bool,
+    start: u64,
+    mut pages: u64,
+    stride: u64,
+) -> Vec<RangeStep> {
+    let mut out = Vec::new();
+    let mut addr = start;
+    let range = |out: &mut Vec<RangeStep>, addr: &mut u64, pages: &mut u64, num: i64, scale| {
+        let n = num as u64;
+        out.push(RangeStep::Range {
+            addr: *addr,
+            scale: scale as u8,
+            num: n as u8,
+        });
+        *addr += tlbi_range_pages(n, scale) << PAGE_SHIFT;
+        *pages -= tlbi_range_pages(n, scale);
+    };
+    match range_loop {
+        RangeLoop::ScaleUp => {
+            let mut scale = 0u32;
+            while pages > 0 {
+                if !tlbirange || pages % 2 == 1 {
+                    out.push(RangeStep::Single(addr));
+                    addr += stride;
+                    pages -= stride >> PAGE_SHIFT;
+                    continue;
+                }
+                assert!(
+                    scale <= 3,
+                    "range loop ran past SCALE 3 with {pages} pages left"
+                );
+                let num = range_num(range_loop, pages, scale);
+                if num >= 0 {
+                    range(&mut out, &mut addr, &mut pages, num, scale);
+                }
+                scale += 1;
+            }
+        }
+        RangeLoop::ScaleDown => {
+            let mut scale = 3i32;
+            while pages > 0 {
+                if !tlbirange || pages == 1 {
+                    out.push(RangeStep::Single(addr));
+                    addr += stride;
+                    pages -= stride >> PAGE_SHIFT;
+                    continue;
+                }
+                assert!(
+                    scale >= 0,
+                    "range loop ran below SCALE 0 with {pages} pages left"
+                );
+                let num = range_num(range_loop, pages, scale as u32);
+                if num >= 0 {
+                    range(&mut out, &mut addr, &mut pages, num, scale as u32);
+                }
+                scale -= 1;
+            }
+        }
+    }
+    out
 }
 
 /// `__flush_tlb_range(vma, start, end, stride, last_level, tlb_level)`
@@ -258,7 +361,7 @@ pub fn flush_tlb_range(
 ) -> Vec<ArchOp> {
     let start0 = start & !(stride - 1);
     let end0 = end.div_ceil(stride) * stride;
-    let mut pages = (end0 - start0) >> PAGE_SHIFT;
+    let pages = (end0 - start0) >> PAGE_SHIFT;
     let over = match code.range_loop {
         RangeLoop::ScaleUp => pages >= MAX_TLBI_RANGE_PAGES,
         RangeLoop::ScaleDown => pages > MAX_TLBI_RANGE_PAGES,
@@ -275,59 +378,22 @@ pub fn flush_tlb_range(
     let range_ttl = level.filter(|l| (1..=3).contains(l));
     let mut out = vec![ArchOp::Dsb(Dsb::Ishst)];
     let mut addr = start0;
-    let emit_range = |out: &mut Vec<ArchOp>, addr: &mut u64, pages: &mut u64, num: i64, scale| {
-        let n = num as u64;
-        out.push(tlbi(
-            range,
-            TlbiOperand::VaRange {
-                asid,
-                range: TlbiRange::new(Granule::K4, *addr, scale as u8, n as u8, range_ttl),
-            },
-        ));
-        *addr += tlbi_range_pages(n, scale) << PAGE_SHIFT;
-        *pages -= tlbi_range_pages(n, scale);
-    };
-    match code.range_loop {
-        RangeLoop::ScaleUp => {
-            let mut scale = 0u32;
-            while pages > 0 {
-                if !cpu.tlbirange || pages % 2 == 1 {
-                    out.push(tlbi(single, va_operand(cpu, asid, addr, level)));
-                    addr += stride;
-                    pages -= stride >> PAGE_SHIFT;
-                    continue;
-                }
-                assert!(
-                    scale <= 3,
-                    "range loop ran past SCALE 3 with {pages} pages left"
-                );
-                let num = range_num(code, pages, scale);
-                if num >= 0 {
-                    emit_range(&mut out, &mut addr, &mut pages, num, scale);
-                }
-                scale += 1;
-            }
+    for step in range_steps(code.range_loop, cpu.tlbirange, start0, pages, stride) {
+        match step {
+            RangeStep::Single(a) => out.push(tlbi(single, va_operand(cpu, asid, a, level))),
+            RangeStep::Range {
+                addr: a,
+                scale,
+                num,
+            } => out.push(tlbi(
+                range,
+                TlbiOperand::VaRange {
+                    asid,
+                    range: TlbiRange::new(Granule::K4, a, scale, num, range_ttl),
+                },
+            )),
         }
-        RangeLoop::ScaleDown => {
-            let mut scale = 3i32;
-            while pages > 0 {
-                if !cpu.tlbirange || pages == 1 {
-                    out.push(tlbi(single, va_operand(cpu, asid, addr, level)));
-                    addr += stride;
-                    pages -= stride >> PAGE_SHIFT;
-                    continue;
-                }
-                assert!(
-                    scale >= 0,
-                    "range loop ran below SCALE 0 with {pages} pages left"
-                );
-                let num = range_num(code, pages, scale as u32);
-                if num >= 0 {
-                    emit_range(&mut out, &mut addr, &mut pages, num, scale as u32);
-                }
-                scale -= 1;
-            }
-        }
+        addr = step.end(stride);
     }
     match code.hook {
         SecondaryHook::None => out.push(ArchOp::Dsb(Dsb::Ish)),

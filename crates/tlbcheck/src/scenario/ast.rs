@@ -58,6 +58,13 @@ pub struct Scenario {
     pub pages: Vec<PageDecl>,
     /// `bind-sva DEVICE PROCESS`, in order.
     pub binds: Vec<BindDecl>,
+    /// `kvm VERSION`: the stage-2 manager `s2` steps run.
+    pub kvm: Option<Spanned<tlbcheck_protocols::kvm::Version>>,
+    /// `vm NAME vmid=N [root=FRAME]`, in order.
+    pub vms: Vec<VmDecl>,
+    /// `s2-map VM IPA LEN PA rw|ro`: stage-2 mappings made at set-up, in
+    /// order.
+    pub s2_maps: Vec<S2MapDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -437,6 +444,8 @@ pub struct ThreadDecl {
     pub vmid: u16,
     /// VMIDs the thread may invalidate (`isolation`); `None`: any.
     pub owns: Option<Vec<u16>>,
+    /// For a `vcpu` thread: its VM (whose VMID the thread runs with).
+    pub vm: Option<Spanned<String>>,
     /// The steps, in program order.
     pub steps: Vec<Spanned<Step>>,
     /// The header.
@@ -557,6 +566,8 @@ pub enum Step {
     RelyConfig(Spanned<String>),
     /// A kernel operation (`munmap`, `madvise-dontneed`, `write-fault`).
     Kernel(KernelStep),
+    /// A stage-2 operation of the KVM version (`s2 unmap VM IPA LEN`).
+    S2(S2Step),
 }
 
 /// `process NAME asid=N`: an address space of the memory manager; or
@@ -711,4 +722,68 @@ impl Expect {
             Expect::Violation(k) => k.name(),
         }
     }
+}
+
+/// `vm NAME vmid=N [root=FRAME]`: a VM of the stage-2 manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmDecl {
+    /// Name used by `s2` steps, `vcpu vm=`, `rely-read-only` and `retry`
+    /// (the VM's stage-2 context).
+    pub name: Spanned<String>,
+    /// VMID.
+    pub vmid: Spanned<u16>,
+    /// A declared level-0 stage-2 table frame as its root; `None`: one
+    /// is allocated from the pool.
+    pub root: Option<Spanned<String>>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `s2-map VM IPA LEN PA rw|ro`: a stage-2 mapping made at set-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S2MapDecl {
+    /// The VM.
+    pub vm: Spanned<String>,
+    /// First IPA.
+    pub ipa: Spanned<u64>,
+    /// Length in bytes.
+    pub len: Spanned<u64>,
+    /// Output address.
+    pub pa: Spanned<u64>,
+    /// Writable.
+    pub write: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// Which stage-2 operation an `s2` step runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum S2StepKind {
+    /// `s2 map VM IPA LEN PA rw|ro`: a vCPU's stage-2 fault.
+    Map,
+    /// `s2 unmap VM IPA LEN`.
+    Unmap,
+    /// `s2 wrprotect VM IPA LEN`: dirty logging.
+    Wrprotect,
+    /// `s2 relax VM IPA`: a permission fault relaxed to read-write.
+    Relax,
+    /// `s2 age VM IPA`: clear the access flag.
+    Age,
+}
+
+/// `s2 OP VM IPA ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S2Step {
+    /// Which.
+    pub kind: S2StepKind,
+    /// The VM.
+    pub vm: Spanned<String>,
+    /// The IPA.
+    pub ipa: Spanned<u64>,
+    /// The length, for range operations.
+    pub len: Option<Spanned<u64>>,
+    /// The output address, for `map`.
+    pub pa: Option<Spanned<u64>>,
+    /// Writable, for `map`.
+    pub write: bool,
 }

@@ -1,9 +1,9 @@
-//! Lowering: a parsed scenario becomes a checker [`Model`]. Frames are
-//! claimed from the pool, set-up descriptors written, contexts built, and
-//! every step handed to the checker's [`ModelBuilder`], which validates it;
-//! its refusals come back here to be located in the source. What is
+//! Lowering: a parsed scenario becomes a checker [`Model`]. What is
 //! checked here is syntax and names (and that the pool is large enough
-//! for the allocations the threads state).
+//! for the allocations the threads state): the machine is set up by the
+//! checker's [`MachineBuilder`] and every step handed to its
+//! [`ModelBuilder`], which validate them; their refusals come back here to
+//! be located in the source.
 
 use super::ast::*;
 use crate::codec::tlbi_from_fields;
@@ -13,30 +13,29 @@ use std::sync::Arc;
 use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilder, MAX_THREADS};
 use tlbcheck_checker::model::{Bounds, Model};
 use tlbcheck_checker::op::Rely;
+use tlbcheck_checker::setup::{Desc, Frame, MachineBuilder, SetupError, Slot, SmmuSpec, Structure};
 use tlbcheck_checker::sync::SyncOp;
 use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::cpu::tlbi::TlbiOperand;
-use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner, FRAME_SIZE};
-use tlbcheck_hw::smmu::cd::{Cd, CdContext, L1Cd};
+use tlbcheck_hw::smmu::cd::Cd;
 use tlbcheck_hw::smmu::cmd::Command;
-use tlbcheck_hw::smmu::config::{StrtabConfig, StrtabFmt, STRUCT_BYTES};
-use tlbcheck_hw::smmu::model::{Device, Smmu, SmmuOptions};
-use tlbcheck_hw::smmu::queue::{CmdQueue, EventQueue};
-use tlbcheck_hw::smmu::ste::{L1Std, SmmuFeatures, Ste, StreamConfig};
+use tlbcheck_hw::smmu::config::STRUCT_BYTES;
+use tlbcheck_hw::smmu::model::Device;
+use tlbcheck_hw::smmu::ste::{Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
-use tlbcheck_hw::vmsa::desc::{bits, s1_block, s1_page, s2_block, s2_page, table};
-use tlbcheck_hw::vmsa::walk::start_level;
 use tlbcheck_hw::vmsa::{Context, StageConfig, TableStage};
 use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
 use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
+mod kvm;
+
 type R<T> = Result<T, Located>;
 
-/// A resolved store location: word address, the table it lies in (owner
-/// and level) when it names a table frame, and its span.
-type Resolved = (u64, Option<(TableOwner, u8)>, Span);
+/// A resolved store location: the word (with the table it lies in when
+/// it names a table frame) and its span.
+type Resolved = (Slot, Span);
 
 /// A placed frame.
 #[derive(Clone, Debug)]
@@ -47,10 +46,21 @@ struct Placed {
 }
 
 impl Placed {
+    /// The table it is, if it is one: whose, and the level it serves.
     fn table(&self) -> Option<(TableOwner, u8)> {
         match self.owner {
             FrameOwner::Table { owner, level } => Some((owner, level)),
             _ => None,
+        }
+    }
+
+    /// The set-up's view of it, named `name`.
+    fn frame(&self, name: &str) -> Frame {
+        Frame {
+            name: name.to_string(),
+            base: Pa(self.base),
+            frames: self.frames,
+            owner: self.owner,
         }
     }
 }
@@ -76,20 +86,6 @@ struct Lower<'a> {
     frames: HashMap<String, Placed>,
 }
 
-/// The SMMU's registers and devices, built before its memory is final; the
-/// [`Smmu`] itself is made from them once every structure is written.
-struct SmmuParts {
-    opts: SmmuOptions,
-    strtab: StrtabConfig,
-    cmdq: CmdQueue,
-    evtq: EventQueue,
-    devices: Vec<Device>,
-}
-
-/// Default ring sizes: one 4 KiB frame each (256 commands, 128 events).
-const CMDQ_LOG2: u8 = 8;
-const EVTQ_LOG2: u8 = 7;
-
 /// Builds the model and the bounds the scenario asks for.
 pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     let mut l = Lower {
@@ -97,43 +93,64 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         granule: sc.machine.granule,
         frames: HashMap::new(),
     };
-    let mut mem = l.place_frames()?;
+    let mut mb = MachineBuilder::new(l.granule, Pa(sc.pool.base), sc.pool.frames, sc.machine.cpus);
+    l.place_frames(&mut mb)?;
     l.no_smmu_setup_without_smmu()?;
     // SMMU structures the scenario does not place are claimed after every
     // declared frame, so they never move a frame the scenario placed.
-    let mut smmu = match &sc.smmu {
-        Some(decl) => Some(l.smmu_registers(decl, &mut mem)?),
-        None => None,
-    };
-    let mut procs = l.processes(&mut mem)?;
-    let zero_page = l.zero_page(&mut mem)?;
+    if let Some(decl) = &sc.smmu {
+        l.smmu_registers(decl, &mut mb)?;
+    }
+    let mut procs = l.processes(mb.mem_mut())?;
+    let zero_page = l.zero_page(mb.mem_mut())?;
     for w in &sc.writes {
         let (pa, value) = l.write(&w.at, &w.value)?;
-        mem.write(Pa(pa), value)
-            .map_err(|e| Located::new(w.span, e.to_string()))?;
+        mb.write(Pa(pa), value).map_err(setup_at(w.span))?;
     }
-    let (mut contexts, mut context_names) = l.contexts()?;
+    l.contexts(&mut mb)?;
     for (p, d) in procs.iter_mut().zip(&sc.processes) {
-        if context_names.contains(&p.name) {
-            return Err(Located::new(
-                d.name.span,
-                format!("`{}` names both a context and a process", p.name),
-            ));
-        }
-        // A process is a stage-1 context every CPU may walk.
-        p.ctx = contexts.len();
-        contexts.push(Context {
+        // A process is a stage-1 context every CPU may walk; a mirror's
+        // shadow table is walked by its device alone.
+        let ctx = Context {
             regime: Regime::El10,
             asid: p.asid,
             vmid: 0,
             s1: Some(StageConfig::new(Granule::K4, p.root)),
             s2: None,
-        });
-        context_names.push(p.name.clone());
+        };
+        let added = if p.mirror.is_some() {
+            mb.device_context(&p.name, ctx)
+        } else {
+            mb.context(&p.name, ctx)
+        };
+        p.ctx = added.map_err(|e| match e {
+            SetupError::ContextTwice(_) => Located::new(
+                d.name.span,
+                format!("`{}` names both a context and a process", p.name),
+            ),
+            e => Located::new(d.span, e.to_string()),
+        })?;
     }
-    if let Some(parts) = &mut smmu {
-        l.smmu_structures(parts, &contexts, &context_names, &mut mem)?;
+    // VMs are stage-2 contexts the CPUs walk, named after the processes.
+    let vms = {
+        let (mut contexts, mut names): (Vec<Context>, Vec<String>) =
+            mb.contexts().map(|(n, c)| (*c, n.to_string())).unzip();
+        let known = contexts.len();
+        let vms = l.vms(mb.mem_mut(), &mut contexts, &mut names)?;
+        for (ctx, name) in contexts.into_iter().zip(names).skip(known) {
+            let span = sc
+                .vms
+                .iter()
+                .find(|d| d.name.value == name)
+                .map_or(sc.name.span, |d| d.span);
+            mb.context(&name, ctx).map_err(setup_at(span))?;
+        }
+        vms
+    };
+    if sc.smmu.is_some() {
+        l.smmu_structures(&mut mb)?;
     }
+    let context_names: Vec<String> = mb.contexts().map(|(n, _)| n.to_string()).collect();
     let device_names: Vec<String> = sc.devices.iter().map(|d| d.name.value.clone()).collect();
     let defaults = Bounds::default();
     let bounds = Bounds {
@@ -141,35 +158,47 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         max_states: sc.bounds.states.unwrap_or(defaults.max_states),
         ..defaults
     };
-    // A mirror's shadow table is walked by its device alone: the CPUs do
-    // not run it.
-    let cpu_contexts: Vec<Context> = contexts
-        .iter()
-        .zip(&context_names)
-        .filter(|(_, n)| !procs.iter().any(|p| &p.name == *n && p.mirror.is_some()))
-        .map(|(c, _)| *c)
-        .collect();
-    let mut machine = Machine::new(mem, sc.machine.cpus, cpu_contexts);
-    if let Some(p) = smmu {
-        let smmu = Smmu::new(p.opts, p.strtab, p.cmdq, p.evtq, p.devices, &machine.mem);
-        machine.attach_smmu(smmu);
-    }
     let features = Features {
         tlbirange: sc.machine.tlbirange,
         ttl: sc.machine.ttl,
         smmu_ril: sc.smmu.as_ref().is_some_and(|d| d.ril),
     };
-    let mut b = ModelBuilder::new(sc.name.value.clone(), machine, features);
-    for (ctx, name) in contexts.into_iter().zip(context_names.iter()) {
-        b.context(name.clone(), ctx);
-    }
+    let mut b = mb
+        .build(sc.name.value.clone(), features)
+        .map_err(|e| match e {
+            SetupError::DeviceWithoutSte { device, sid } => {
+                // Its transactions could only see C_BAD_STE: almost
+                // certainly a typo.
+                let d = &sc.devices[device];
+                Located::new(
+                    d.sid.span,
+                    format!(
+                        "device `{}` uses StreamID {sid} but no `ste {sid}` describes it",
+                        d.name.value
+                    ),
+                )
+                .with_help(format!("add e.g. `ste {sid} bypass`"))
+            }
+            e => Located::new(sc.name.span, e.to_string()),
+        })?;
     let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem, zero_page)?;
     if let Some(k) = &kernel {
-        b.locks(k.locks());
-        b.counters(k.counters());
         b.seqcounts(k.seqcounts());
     }
-    l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
+    let (locks, counters) = kernel
+        .as_ref()
+        .map_or((0, 0), |k| (k.locks(), k.counters()));
+    let hyp = l.hyp(vms, locks, counters);
+    let (kvm_locks, kvm_counters) = hyp.as_ref().map_or((0, 0), |h| (h.locks(), h.counters()));
+    b.locks(locks + kvm_locks);
+    b.counters(counters + kvm_counters);
+    l.threads(
+        &mut b,
+        &context_names,
+        &device_names,
+        kernel.as_ref(),
+        hyp.as_ref(),
+    )?;
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
@@ -181,87 +210,55 @@ fn at(span: Span) -> impl Fn(BuildError) -> Located {
     move |e| Located::new(span, e.to_string())
 }
 
+/// A set-up refusal, located at the statement that caused it.
+fn setup_at(span: Span) -> impl Fn(SetupError) -> Located {
+    move |e| Located::new(span, e.to_string())
+}
+
+/// A set-up refusal at `span`, with `help` when there is one.
+fn located(span: Span, e: &SetupError, help: Option<String>) -> Located {
+    let l = Located::new(span, e.to_string());
+    match help {
+        Some(h) => l.with_help(h),
+        None => l,
+    }
+}
+
+/// What to add to the pool statement when the pool is too small.
+const ENLARGE: &str = "enlarge the pool with `pool base=PA frames=N`";
+
 impl Lower<'_> {
-    fn place_frames(&mut self) -> R<PhysMem> {
-        let pool = &self.sc.pool;
-        let first = pool.base >> 12;
-        let end = first + u64::from(pool.frames);
-        let mut mem = PhysMem::new(Pfn(first), pool.frames);
-        let mut taken: HashMap<u64, String> = HashMap::new();
-        let per_page = (self.granule.size() / FRAME_SIZE) as u32;
+    fn place_frames(&mut self, mb: &mut MachineBuilder) -> R<()> {
         for f in &self.sc.frames {
-            if self.frames.contains_key(&f.name.value) {
-                return Err(Located::new(
-                    f.name.span,
-                    format!("frame `{}` is declared twice", f.name.value),
-                ));
-            }
-            let n = f.frames.as_ref().map_or(per_page, |c| c.value);
-            let owner = owner_of(&f.owner);
-            let base_pfn = match &f.at {
-                Some(at) => {
-                    let pfn = at.value >> 12;
-                    let is_table = matches!(owner, FrameOwner::Table { .. });
-                    if is_table && at.value % self.granule.size() != 0 {
-                        return Err(Located::new(
-                            at.span,
-                            format!(
-                                "a {} table must be aligned to {:#x}",
-                                self.granule,
-                                self.granule.size()
-                            ),
-                        ));
+            let at_span = f.at.as_ref().map_or(f.span, |a| a.span);
+            let placed = mb
+                .frame(
+                    &f.name.value,
+                    owner_of(&f.owner),
+                    f.frames.as_ref().map(|c| c.value),
+                    f.at.as_ref().map(|a| Pa(a.value)),
+                )
+                .map_err(|e| match e {
+                    SetupError::FrameTwice(_) => located(f.name.span, &e, None),
+                    SetupError::OutsidePool { .. } => {
+                        located(at_span, &e, Some(format!("move it, or {ENLARGE}")))
                     }
-                    if pfn < first || pfn + u64::from(n) > end {
-                        return Err(Located::new(
-                            at.span,
-                            format!(
-                                "frame `{}` at {:#x} is outside the pool [{:#x}, {:#x})",
-                                f.name.value,
-                                at.value,
-                                first << 12,
-                                end << 12
-                            ),
-                        )
-                        .with_help("move it, or enlarge the pool with `pool base=PA frames=N`"));
-                    }
-                    for p in pfn..pfn + u64::from(n) {
-                        if let Some(other) = taken.get(&p) {
-                            return Err(Located::new(
-                                at.span,
-                                format!(
-                                    "frame `{}` overlaps frame `{other}` at {:#x}",
-                                    f.name.value,
-                                    p << 12
-                                ),
-                            ));
-                        }
-                    }
-                    pfn
-                }
-                None => self.free_run(&mem, n).ok_or_else(|| {
-                    Located::new(
-                        f.span,
-                        format!("no room for frame `{}` in the pool", f.name.value),
-                    )
-                    .with_help("enlarge the pool with `pool base=PA frames=N`")
-                })?,
-            };
-            for p in base_pfn..base_pfn + u64::from(n) {
-                taken.insert(p, f.name.value.clone());
-                mem.claim(Pfn(p), owner)
-                    .map_err(|e| Located::new(f.span, e.to_string()))?;
-            }
+                    SetupError::TableFrameUnaligned(_)
+                    | SetupError::Overlap { .. }
+                    | SetupError::InUse { .. } => located(at_span, &e, None),
+                    SetupError::NoRoom(_) => located(f.span, &e, Some(ENLARGE.to_string())),
+                    _ => located(f.span, &e, None),
+                })?;
             self.frames.insert(
                 f.name.value.clone(),
                 Placed {
-                    base: base_pfn << 12,
-                    frames: n,
-                    owner,
+                    base: placed.base.0,
+                    frames: placed.frames,
+                    owner: placed.owner,
                 },
             );
         }
-        Ok(mem)
+        Ok(())
     }
 
     fn frame(&self, name: &str, span: Span) -> R<&Placed> {
@@ -288,232 +285,161 @@ impl Lower<'_> {
         }
     }
 
-    /// Resolves a location to a word address, with the table it lies in (if
-    /// it names a table frame) for descriptor checks.
+    /// Resolves a location to a word, with the table it lies in (if it
+    /// names a table frame) for descriptor checks.
     fn location(&self, at: &Location) -> R<Resolved> {
         match at {
-            Location::Pa(pa) => {
-                if pa.value & 7 != 0 {
-                    return Err(Located::new(
-                        pa.span,
-                        format!(
-                            "{:#x} is not 8-byte aligned: descriptors are 64-bit words",
-                            pa.value
-                        ),
-                    ));
-                }
-                Ok((pa.value, None, pa.span))
-            }
+            Location::Pa(pa) => Ok((Slot::at(Pa(pa.value)).map_err(setup_at(pa.span))?, pa.span)),
             Location::Index { frame, index } => {
                 let f = self.frame(&frame.value, frame.span)?;
-                let table = f.table();
-                let limit = match table {
-                    Some((owner, level)) => {
-                        let stage = match owner {
-                            TableOwner::Stage1 { .. } => TableStage::S1,
-                            TableOwner::Stage2 { .. } => TableStage::S2,
-                        };
-                        let start = start_level(stage, self.granule);
-                        self.granule
-                            .table_entries(start, level)
-                            .min(u64::from(f.frames) * FRAME_SIZE / 8)
-                    }
-                    None => u64::from(f.frames) * FRAME_SIZE / 8,
-                };
-                if index.value >= limit {
-                    return Err(Located::new(
-                        index.span,
-                        format!(
-                            "index {} is out of range: `{}` holds {limit} descriptors",
-                            index.value, frame.value
-                        ),
-                    ));
-                }
-                Ok((f.base + 8 * index.value, table, frame.span.to(index.span)))
+                let slot = f
+                    .frame(&frame.value)
+                    .slot(self.granule, index.value)
+                    .map_err(setup_at(index.span))?;
+                Ok((slot, frame.span.to(index.span)))
             }
         }
     }
 
     fn write(&self, at: &Location, value: &Spanned<DescExpr>) -> R<(u64, u64)> {
-        let (pa, table_of, _) = self.location(at)?;
-        let level = table_of.map(|(_, l)| l);
-        let stage2 = table_of.map(|(o, _)| matches!(o, TableOwner::Stage2 { .. }));
-        let g = self.granule;
-        let mismatch = |what: &str| Located::new(value.span, what.to_string());
-        let aligned = |r: &Spanned<AddrRef>, shift: u32, what: &str| -> R<u64> {
-            let a = self.addr(r)?;
-            if a & ((1u64 << shift) - 1) != 0 {
-                return Err(Located::new(
-                    r.span,
-                    format!("{what} {a:#x} is not aligned to {:#x}", 1u64 << shift),
-                ));
-            }
-            Ok(a)
-        };
-        let v = match &value.value {
-            DescExpr::Raw(n) => *n,
+        let (slot, _) = self.location(at)?;
+        let target = |r: &Spanned<AddrRef>| -> R<(Pa, Span)> { Ok((Pa(self.addr(r)?), r.span)) };
+        let (desc, target_span) = match &value.value {
+            DescExpr::Raw(n) => return Ok((slot.pa.0, *n)),
             DescExpr::Table(t) => {
-                if level == Some(3) {
-                    return Err(mismatch(
-                        "a level-3 table holds pages, not table descriptors",
-                    ));
-                }
-                table(aligned(t, g.shift(), "table address")?)
+                let (next, span) = target(t)?;
+                (Desc::Table(next), span)
             }
             DescExpr::S1 {
                 block,
-                target,
+                target: t,
                 writable,
                 user,
                 ng,
                 extra,
                 noaf,
             } => {
-                if stage2 == Some(true) {
-                    return Err(mismatch(
-                        "a stage-1 descriptor in a stage-2 table: use s2page / s2block",
-                    ));
-                }
-                let shift = self.leaf_shift(*block, level, value.span)?;
-                let out = aligned(target, shift, "output address")?;
-                let d = if *block {
-                    s1_block(out, *writable, *user, !*ng)
-                } else {
-                    s1_page(out, *writable, *user, !*ng)
+                let (out, span) = target(t)?;
+                let d = Desc::S1 {
+                    block: *block,
+                    out,
+                    writable: *writable,
+                    user: *user,
+                    global: !*ng,
+                    extra: *extra,
+                    af: !*noaf,
                 };
-                strip_af(d | extra, *noaf)
+                (d, span)
             }
             DescExpr::S2 {
                 block,
-                target,
+                target: t,
                 read,
                 write,
                 extra,
                 noaf,
             } => {
-                if stage2 == Some(false) {
-                    return Err(mismatch(
-                        "a stage-2 descriptor in a stage-1 table: use page / block",
-                    ));
-                }
-                let shift = self.leaf_shift(*block, level, value.span)?;
-                let out = aligned(target, shift, "output address")?;
-                let d = if *block {
-                    s2_block(out, *read, *write)
-                } else {
-                    s2_page(out, *read, *write)
+                let (out, span) = target(t)?;
+                let d = Desc::S2 {
+                    block: *block,
+                    out,
+                    read: *read,
+                    write: *write,
+                    extra: *extra,
+                    af: !*noaf,
                 };
-                strip_af(d | extra, *noaf)
+                (d, span)
             }
             DescExpr::L1Cd(t) => {
-                if table_of.is_some() {
-                    return Err(mismatch(
-                        "an L1CD belongs in an `smmu` frame (an L1 CD table), not a translation table",
-                    ));
-                }
-                // L2Ptr is bits [55:12]: a level-2 CD table is 4 KiB aligned.
-                L1Cd {
-                    valid: true,
-                    l2ptr: aligned(t, 12, "level-2 CD table")?,
-                }
-                .encode()
+                let (l2, span) = target(t)?;
+                (Desc::L1Cd(l2), span)
             }
         };
-        Ok((pa, v))
-    }
-
-    /// The alignment of a leaf's output, checking that the leaf kind is
-    /// permitted at the table's level.
-    fn leaf_shift(&self, block: bool, level: Option<u8>, span: Span) -> R<u32> {
-        let g = self.granule;
-        match (block, level) {
-            (false, Some(l)) if l != 3 => Err(Located::new(
-                span,
-                format!("a page descriptor belongs in a level-3 table, not level {l}"),
-            )
-            .with_help("use `block` for a level-1/2 leaf, or `table` to point at the next level")),
-            (true, Some(l)) if !g.block_allowed(l) => Err(Located::new(
-                span,
-                format!("the {g} granule has no block descriptors at level {l}"),
-            )),
-            (true, Some(l)) => Ok(g.level_shift(l)),
-            _ => Ok(g.shift()),
-        }
-    }
-
-    fn contexts(&self) -> R<(Vec<Context>, Vec<String>)> {
-        let g = self.granule;
-        let mut out = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        for c in &self.sc.contexts {
-            if names.contains(&c.name.value) {
-                return Err(Located::new(
-                    c.name.span,
-                    format!("context `{}` is declared twice", c.name.value),
-                ));
-            }
-            let root = |r: &Spanned<AddrRef>, stage: TableStage| -> R<StageConfig> {
-                // A named table frame must serve the level the walk starts at
-                // (level 1 for a 16K stage 2: Arm ARM D8.2.9).
-                if let AddrRef::Frame { name, .. } = &r.value {
-                    if let Some((_, level)) = self.frame(name, r.span)?.table() {
-                        let start = start_level(stage, g);
-                        if level != start {
-                            return Err(Located::new(
-                                r.span,
-                                format!(
-                                    "`{name}` is a level-{level} table, but a {g} {} walk starts at level {start}",
-                                    if stage == TableStage::S1 { "stage-1" } else { "stage-2" }
-                                ),
-                            ));
-                        }
-                    }
+        let v = slot.descriptor(self.granule, &desc).map_err(|e| {
+            let help = match e {
+                SetupError::PageAboveLevel3(_) => {
+                    Some("use `block` for a level-1/2 leaf, or `table` to point at the next level")
                 }
-                let a = self.addr(r)?;
-                if a % g.size() != 0 {
-                    return Err(Located::new(
-                        r.span,
-                        format!("root {a:#x} is not aligned to the {g} granule"),
-                    ));
-                }
-                Ok(StageConfig::new(g, a))
+                SetupError::S1InStage2Table => Some("use s2page / s2block"),
+                SetupError::S2InStage1Table => Some("use page / block"),
+                _ => None,
             };
-            let ctx = match &c.kind {
+            let span = match e {
+                SetupError::Misaligned { .. } => target_span,
+                _ => value.span,
+            };
+            located(span, &e, help.map(str::to_string))
+        })?;
+        Ok((slot.pa.0, v))
+    }
+
+    /// Resolves each context's roots and hands it to the set-up.
+    fn contexts(&self, mb: &mut MachineBuilder) -> R<()> {
+        let g = self.granule;
+        for c in &self.sc.contexts {
+            let root =
+                |r: &Spanned<AddrRef>| -> R<StageConfig> { Ok(StageConfig::new(g, self.addr(r)?)) };
+            let (ctx, s1_span, s2_span) = match &c.kind {
                 ContextKind::Stage1 {
                     asid,
                     vmid,
                     root: r,
-                } => Context {
-                    regime: Regime::El10,
-                    asid: *asid,
-                    vmid: *vmid,
-                    s1: Some(root(r, TableStage::S1)?),
-                    s2: None,
-                },
-                ContextKind::Stage2 { vmid, root: r } => Context {
-                    regime: Regime::El10,
-                    asid: 0,
-                    vmid: *vmid,
-                    s1: None,
-                    s2: Some(root(r, TableStage::S2)?),
-                },
+                } => (
+                    Context {
+                        regime: Regime::El10,
+                        asid: *asid,
+                        vmid: *vmid,
+                        s1: Some(root(r)?),
+                        s2: None,
+                    },
+                    r.span,
+                    r.span,
+                ),
+                ContextKind::Stage2 { vmid, root: r } => (
+                    Context {
+                        regime: Regime::El10,
+                        asid: 0,
+                        vmid: *vmid,
+                        s1: None,
+                        s2: Some(root(r)?),
+                    },
+                    r.span,
+                    r.span,
+                ),
                 ContextKind::Nested {
                     asid,
                     vmid,
                     root: r,
                     s2root,
-                } => Context {
-                    regime: Regime::El10,
-                    asid: *asid,
-                    vmid: *vmid,
-                    s1: Some(root(r, TableStage::S1)?),
-                    s2: Some(root(s2root, TableStage::S2)?),
-                },
+                } => (
+                    Context {
+                        regime: Regime::El10,
+                        asid: *asid,
+                        vmid: *vmid,
+                        s1: Some(root(r)?),
+                        s2: Some(root(s2root)?),
+                    },
+                    r.span,
+                    s2root.span,
+                ),
             };
-            out.push(ctx);
-            names.push(c.name.value.clone());
+            mb.context(&c.name.value, ctx).map_err(|e| {
+                let span = match e {
+                    SetupError::ContextTwice(_) => c.name.span,
+                    SetupError::RootLevel {
+                        stage: TableStage::S2,
+                        ..
+                    }
+                    | SetupError::RootUnaligned {
+                        stage: TableStage::S2,
+                        ..
+                    } => s2_span,
+                    _ => s1_span,
+                };
+                located(span, &e, None)
+            })?;
         }
-        Ok((out, names))
+        Ok(())
     }
 
     /// The 4 KiB frames of a frame reference (every frame of a named
@@ -548,8 +474,10 @@ impl Lower<'_> {
         ctx_names: &[String],
         dev_names: &[String],
         kernel: Option<&Arc<Kernel>>,
+        hyp: Option<&Arc<tlbcheck_protocols::kvm::mmu::Hyp>>,
     ) -> R<()> {
         let sc = self.sc;
+        self.one_fault_thread_per_vm(hyp)?;
         if sc.threads.len() > MAX_THREADS {
             return Err(Located::new(
                 sc.threads[MAX_THREADS].span,
@@ -577,8 +505,9 @@ impl Lower<'_> {
                     _ => located,
                 }
             })?;
-            tb.vmid(t.vmid).owns(t.owns.clone());
+            tb.vmid(self.vcpu_vmid(t, hyp)?).owns(t.owns.clone());
             let mut kops: Vec<(usize, KOp)> = Vec::new();
+            let mut s2: Vec<(usize, tlbcheck_protocols::kvm::mmu::S2Call)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 match &s.value {
@@ -629,9 +558,19 @@ impl Lower<'_> {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
+                    Step::S2(st) => s2.push((tb.len(), self.s2_call(st, s.span, hyp)?)),
                 }
             }
-            if kops.is_empty() {
+            if !s2.is_empty() {
+                if !kops.is_empty() {
+                    return Err(Located::new(
+                        t.span,
+                        "a thread runs kernel operations or stage-2 operations, not both",
+                    ));
+                }
+                let ops = tb.into_ops();
+                self.kvm_thread(b, t, hyp, ops, s2)?;
+            } else if kops.is_empty() {
                 tb.done();
             } else {
                 let kernel = Arc::clone(kernel.expect("kop checked the kernel"));
@@ -1192,14 +1131,6 @@ fn proc_index(names: &[String], p: &Spanned<String>) -> R<usize> {
     index_of(names, p, "process", "process NAME asid=N")
 }
 
-fn strip_af(d: u64, noaf: bool) -> u64 {
-    if noaf {
-        d & !bits::AF
-    } else {
-        d
-    }
-}
-
 /// The index of `name` among the declared `names` of a `what`; the help of
 /// the error lists them, or says how to declare one (`declare`).
 fn index_of(names: &[String], name: &Spanned<String>, what: &str, declare: &str) -> R<usize> {
@@ -1225,17 +1156,6 @@ fn ctx_index(names: &[String], ctx: &Spanned<String>) -> R<usize> {
 
 fn dev_index(names: &[String], dev: &Spanned<String>) -> R<usize> {
     index_of(names, dev, "device", "device NAME sid=S")
-}
-
-/// Bytes of a 2-level Stream table's level-1 array: one L1STD per 2^split
-/// StreamIDs (at least one).
-fn l1_bytes(log2size: u8, split: u8) -> u64 {
-    8 << log2size.saturating_sub(split)
-}
-
-/// 4 KiB frames needed for `bytes`.
-fn frames_for(bytes: u64) -> u32 {
-    bytes.div_ceil(FRAME_SIZE).max(1) as u32
 }
 
 impl Lower<'_> {
@@ -1264,160 +1184,82 @@ impl Lower<'_> {
         }
     }
 
-    /// The first run of `n` free pool frames, aligned to `n` rounded up to
-    /// a power of two (structures are aligned to their size): its first PFN.
-    fn free_run(&self, mem: &PhysMem, n: u32) -> Option<u64> {
-        let pool = &self.sc.pool;
-        let first = pool.base >> 12;
-        let end = first + u64::from(pool.frames);
-        let align = u64::from(n.next_power_of_two());
-        let mut p = first.div_ceil(align) * align;
-        while p + u64::from(n) <= end {
-            if (p..p + u64::from(n)).all(|q| mem.owner(Pfn(q)) == FrameOwner::Free) {
-                return Some(p);
-            }
-            p += align;
-        }
-        None
-    }
-
-    /// Claims a [`free_run`](Self::free_run) for an SMMU structure the
-    /// scenario did not place.
-    fn auto_frames(&self, mem: &mut PhysMem, n: u32, what: &str, span: Span) -> R<u64> {
-        let Some(p) = self.free_run(mem, n) else {
-            return Err(Located::new(
-                span,
-                format!("no room in the pool for the SMMU's {what} ({n} frame(s))"),
-            )
-            .with_help(
-                "enlarge the pool with `pool base=PA frames=N`, or place it with at=FRAME",
-            ));
-        };
-        for q in p..p + u64::from(n) {
-            mem.claim(Pfn(q), FrameOwner::Smmu)
-                .map_err(|e| Located::new(span, e.to_string()))?;
-        }
-        Ok(p << 12)
-    }
-
-    /// A frame named by `at=`: it must be an `smmu` frame of at least
-    /// `bytes`, aligned to `align`.
-    fn smmu_frame(&self, name: &Spanned<String>, bytes: u64, align: u64, what: &str) -> R<u64> {
-        let f = self.frame(&name.value, name.span)?;
-        if f.owner != FrameOwner::Smmu {
-            return Err(Located::new(
-                name.span,
-                format!(
-                    "the {what} must live in an `smmu` frame, but `{}` is owned by {}",
-                    name.value, f.owner
-                ),
-            )
-            .with_help(format!("declare it with `frame {} smmu`", name.value)));
-        }
-        let size = u64::from(f.frames) * FRAME_SIZE;
-        if size < bytes {
-            return Err(Located::new(
-                name.span,
-                format!(
-                    "the {what} needs {bytes:#x} bytes but `{}` holds {size:#x}",
-                    name.value
-                ),
-            )
-            .with_help("give the frame frames=N"));
-        }
-        if f.base % align != 0 {
-            return Err(Located::new(
-                name.span,
-                format!(
-                    "the {what} must be aligned to {align:#x}; `{}` is at {:#x}",
-                    name.value, f.base
-                ),
-            ));
-        }
-        Ok(f.base)
-    }
-
-    /// Options, Stream table registers, queues and devices: everything
+    /// The SMMU's options, Stream table, queues and devices: everything
     /// whose placement must be known before the set-up writes.
-    fn smmu_registers(&self, decl: &SmmuDecl, mem: &mut PhysMem) -> R<SmmuParts> {
+    fn smmu_registers(&self, decl: &SmmuDecl, mb: &mut MachineBuilder) -> R<()> {
         let sc = self.sc;
-        let opts = SmmuOptions {
-            features: SmmuFeatures {
-                ats: decl.ats,
-                ..SmmuFeatures::MODEL
-            },
-            btm: decl.btm,
-            // Without BTM the SMMU cannot take part in broadcast
-            // maintenance; with it, Linux leaves PTM clear so it does.
-            ptm: !decl.btm,
-            e2h: false,
-        };
-        let max_sid = sc
-            .stes
-            .iter()
-            .map(|s| s.sid.value)
-            .chain(sc.devices.iter().map(|d| d.sid.value))
-            .max()
-            .unwrap_or(0);
-        let needed = (32 - max_sid.leading_zeros()) as u8;
-        let (split, span, at) = match &sc.stream {
-            Some(d) => (d.split, d.span, d.at.as_ref()),
-            None => (None, decl.span, None),
-        };
-        let log2size = match sc.stream.as_ref().and_then(|d| d.log2size.as_ref()) {
-            Some(l) => {
-                if needed > l.value {
-                    return Err(Located::new(
-                        l.span,
-                        format!(
-                            "log2size={} covers StreamIDs below {}, but StreamID {max_sid} is used",
-                            l.value,
-                            1u64 << l.value
-                        ),
-                    ));
-                }
-                l.value
-            }
-            None => needed.max(split.unwrap_or(0)),
-        };
-        let (fmt, bytes) = match split {
-            None => (StrtabFmt::Linear, STRUCT_BYTES << log2size),
-            Some(split) => (StrtabFmt::TwoLevel { split }, l1_bytes(log2size, split)),
-        };
-        let base = match at {
-            Some(name) => self.smmu_frame(name, bytes, bytes.max(64), "Stream table")?,
-            None => self.auto_frames(mem, frames_for(bytes), "Stream table", span)?,
-        };
-        let mut ring = |kind: QueueKind| -> R<(u64, u8)> {
-            let decls: Vec<&QueueDecl> = sc.queues.iter().filter(|q| q.kind == kind).collect();
-            if let Some(second) = decls.get(1) {
+        let stream = sc.stream.as_ref();
+        let queue = |kind: QueueKind| -> R<Option<&QueueDecl>> {
+            let mut decls = sc.queues.iter().filter(|q| q.kind == kind);
+            let first = decls.next();
+            if let Some(second) = decls.next() {
                 return Err(Located::new(second.span, "this queue is placed twice"));
             }
-            let (entry, default_log2, what) = match kind {
-                QueueKind::Cmd => (16u64, CMDQ_LOG2, "Command queue"),
-                QueueKind::Event => (32u64, EVTQ_LOG2, "Event queue"),
-            };
-            let d = decls.first();
-            let log2 = d
-                .and_then(|d| d.log2size.as_ref())
-                .map_or(default_log2, |l| l.value);
-            let bytes = entry << log2;
-            // SMMU_CMDQ_BASE / EVENTQ_BASE: the ring is aligned to its size
-            // (at least 32 bytes).
-            let base = match d.and_then(|d| d.at.as_ref()) {
-                Some(name) => self.smmu_frame(name, bytes, bytes.max(32), what)?,
-                None => self.auto_frames(
-                    mem,
-                    frames_for(bytes),
-                    what,
-                    d.map_or(decl.span, |d| d.span),
-                )?,
-            };
-            Ok((base, log2))
+            Ok(first)
         };
-        let (cq, cq_log2) = ring(QueueKind::Cmd)?;
-        let (eq, eq_log2) = ring(QueueKind::Event)?;
-        let mut devices = Vec::new();
+        let (cq, eq) = (queue(QueueKind::Cmd)?, queue(QueueKind::Event)?);
+        let place = |at: Option<&Spanned<String>>| -> R<Option<String>> {
+            at.map(|n| self.frame(&n.value, n.span).map(|_| n.value.clone()))
+                .transpose()
+        };
+        let log2 = |q: Option<&QueueDecl>| q.and_then(|q| q.log2size.as_ref()).map(|l| l.value);
+        let spec = SmmuSpec {
+            btm: decl.btm,
+            ats: decl.ats,
+            stall: decl.stall,
+            pri: decl.pri,
+            split: stream.and_then(|d| d.split),
+            log2size: stream.and_then(|d| d.log2size.as_ref()).map(|l| l.value),
+            max_sid: sc
+                .stes
+                .iter()
+                .map(|s| s.sid.value)
+                .chain(sc.devices.iter().map(|d| d.sid.value))
+                .max()
+                .unwrap_or(0),
+            strtab_at: place(stream.and_then(|d| d.at.as_ref()))?,
+            cmdq: (log2(cq), place(cq.and_then(|q| q.at.as_ref()))?),
+            evtq: (log2(eq), place(eq.and_then(|q| q.at.as_ref()))?),
+        };
+        // Where a structure's statement, and its at=, are.
+        let spans = |what: Structure| {
+            let (d, at) = match what {
+                Structure::StreamTable => {
+                    (stream.map(|d| d.span), stream.and_then(|d| d.at.as_ref()))
+                }
+                Structure::CommandQueue => (cq.map(|q| q.span), cq.and_then(|q| q.at.as_ref())),
+                _ => (eq.map(|q| q.span), eq.and_then(|q| q.at.as_ref())),
+            };
+            let d = d.unwrap_or(decl.span);
+            (d, at.map_or(d, |a| a.span))
+        };
+        mb.smmu(spec).map_err(|e| match &e {
+            SetupError::StreamIdsUncovered { .. } => {
+                let l = stream.and_then(|d| d.log2size.as_ref());
+                located(l.map_or(decl.span, |l| l.span), &e, None)
+            }
+            SetupError::NotSmmuFrame { what, frame, .. } => located(
+                spans(*what).1,
+                &e,
+                Some(format!("declare it with `frame {frame} smmu`")),
+            ),
+            SetupError::FrameTooSmall { what, .. } => located(
+                spans(*what).1,
+                &e,
+                Some("give the frame frames=N".to_string()),
+            ),
+            SetupError::FrameMisaligned { what, .. } | SetupError::FrameShared { what, .. } => {
+                located(spans(*what).1, &e, None)
+            }
+            SetupError::SplitReserved(_) => located(spans(Structure::StreamTable).0, &e, None),
+            SetupError::Log2SizeTooLarge { what, .. } => located(spans(*what).0, &e, None),
+            SetupError::NoRoomFor { what, .. } => located(
+                spans(*what).0,
+                &e,
+                Some(format!("{ENLARGE}, or place it with at=FRAME")),
+            ),
+            _ => located(decl.span, &e, None),
+        })?;
         for (i, d) in sc.devices.iter().enumerate() {
             if sc.devices[..i].iter().any(|o| o.name.value == d.name.value) {
                 return Err(Located::new(
@@ -1425,50 +1267,32 @@ impl Lower<'_> {
                     format!("device `{}` is declared twice", d.name.value),
                 ));
             }
-            if d.ats && !decl.ats {
-                return Err(
-                    Located::new(d.span, "an ATS device, but the SMMU lacks ATS")
-                        .with_help("add `ats` to the smmu statement"),
-                );
-            }
-            if d.pri && !(decl.pri && d.ats) {
-                return Err(Located::new(
+            let dev = Device::new(d.sid.value, d.ssid.as_ref().map(|s| s.value), d.ats, d.pri);
+            mb.device(dev).map_err(|e| match e {
+                SetupError::AtsDeviceWithoutAts => located(
                     d.span,
-                    "PRI needs ATS on the device and `pri` and `ats` on the smmu statement",
-                ));
-            }
-            devices.push(Device::new(
-                d.sid.value,
-                d.ssid.as_ref().map(|s| s.value),
-                d.ats,
-                d.pri,
-            ));
+                    &e,
+                    Some("add `ats` to the smmu statement".to_string()),
+                ),
+                SetupError::PriWithoutAts => located(
+                    d.span,
+                    &e,
+                    Some(
+                        "add `ats` to the device, and `pri` and `ats` to the smmu statement"
+                            .to_string(),
+                    ),
+                ),
+                _ => located(d.sid.span, &e, None),
+            })?;
         }
-        Ok(SmmuParts {
-            opts,
-            strtab: StrtabConfig {
-                base,
-                log2size,
-                fmt,
-            },
-            cmdq: CmdQueue::new(cq, cq_log2),
-            evtq: EventQueue::new(eq, eq_log2),
-            devices,
-        })
+        Ok(())
     }
 
     /// Resolves `ttb0=` / `s2root=`: a context's root (stage 1 for `ttb0`,
     /// stage 2 for `s2root`), else a frame or an address.
-    fn root_of(
-        &self,
-        r: &Spanned<AddrRef>,
-        contexts: &[tlbcheck_hw::vmsa::Context],
-        names: &[String],
-        stage2: bool,
-    ) -> R<u64> {
+    fn root_of(&self, r: &Spanned<AddrRef>, mb: &MachineBuilder, stage2: bool) -> R<u64> {
         if let AddrRef::Frame { name, offset: 0 } = &r.value {
-            if let Some(i) = names.iter().position(|n| n == name) {
-                let c = &contexts[i];
+            if let Some((_, c)) = mb.contexts().find(|(n, _)| n == name) {
                 let st = if stage2 { c.s2 } else { c.s1 };
                 return st.map(|s| s.ttb).ok_or_else(|| {
                     Located::new(
@@ -1482,203 +1306,126 @@ impl Lower<'_> {
             }
         }
         let a = self.addr(r)?;
-        if a % self.granule.size() != 0 {
-            return Err(Located::new(
-                r.span,
-                format!(
-                    "table {a:#x} is not aligned to the {} granule",
-                    self.granule
-                ),
-            ));
-        }
+        mb.check_table_base(a).map_err(setup_at(r.span))?;
         Ok(a)
     }
 
-    /// Writes every STE (and, for a 2-level table, the L1STDs and level-2
-    /// arrays) and every CD; each readable structure is checked with the
-    /// hardware model's own validity rules, so the SMMU never sees a
-    /// `C_BAD_STE` / `C_BAD_CD` the scenario did not ask for (raw writes
-    /// can still build one).
-    fn smmu_structures(
-        &self,
-        parts: &mut SmmuParts,
-        contexts: &[tlbcheck_hw::vmsa::Context],
-        names: &[String],
-        mem: &mut PhysMem,
-    ) -> R<()> {
+    /// Every STE and CD, handed to the set-up, which writes them (and, for
+    /// a 2-level Stream table, the L1STDs and level-2 arrays).
+    fn smmu_structures(&self, mb: &mut MachineBuilder) -> R<()> {
         let sc = self.sc;
-        let decl = sc.smmu.as_ref().expect("called with an SMMU");
-        let f = parts.opts.features;
-        let st = parts.strtab;
-        let mut l2: HashMap<u64, u64> = HashMap::new();
-        let mut seen: HashMap<u32, Span> = HashMap::new();
-        let write8 = |mem: &mut PhysMem, pa: u64, w: &[u64; 8], span: Span| -> R<()> {
-            for (i, v) in w.iter().enumerate() {
-                mem.write(Pa(pa + 8 * i as u64), *v)
-                    .map_err(|e| Located::new(span, e.to_string()))?;
-            }
-            Ok(())
-        };
         for d in &sc.stes {
-            let sid = d.sid.value;
-            if seen.insert(sid, d.span).is_some() {
-                return Err(Located::new(
-                    d.sid.span,
-                    format!("StreamID {sid} has two `ste` statements"),
-                ));
-            }
-            let slot = match st.fmt {
-                StrtabFmt::Linear => st.base + STRUCT_BYTES * u64::from(sid),
-                StrtabFmt::TwoLevel { split } => {
-                    let idx = u64::from(sid >> split);
-                    let arr = match l2.get(&idx) {
-                        Some(a) => *a,
-                        None => {
-                            let bytes = STRUCT_BYTES << split;
-                            let a = self.auto_frames(
-                                mem,
-                                frames_for(bytes),
-                                "level-2 Stream table array",
-                                d.span,
-                            )?;
-                            let l1 = L1Std {
-                                span: split + 1,
-                                l2ptr: a,
-                            };
-                            mem.write(Pa(st.base + 8 * idx), l1.encode())
-                                .map_err(|e| Located::new(d.span, e.to_string()))?;
-                            l2.insert(idx, a);
-                            a
-                        }
-                    };
-                    arr + STRUCT_BYTES * u64::from(sid & ((1 << split) - 1))
-                }
-            };
             let mut ste = match d.config {
-                SteConfig::Invalid => {
-                    write8(mem, slot, &Ste::INVALID, d.span)?;
-                    continue;
-                }
+                SteConfig::Invalid => None,
                 SteConfig::Abort => {
                     let mut s = Ste::bypass();
                     s.config = StreamConfig::Abort;
-                    s
+                    Some(s)
                 }
-                SteConfig::Bypass => Ste::bypass(),
-                SteConfig::S1 => Ste::bypass(),
+                SteConfig::Bypass | SteConfig::S1 => Some(Ste::bypass()),
                 SteConfig::S2 | SteConfig::Nested => {
                     let r = d.s2root.as_ref().expect("the parser requires s2root");
-                    let root = self.root_of(r, contexts, names, true)?;
-                    Ste::stage2(d.vmid, root, self.granule)
+                    let root = self.root_of(r, mb, true)?;
+                    Some(Ste::stage2(d.vmid, root, self.granule))
                 }
             };
-            ste.s2_vmid = d.vmid;
-            if let Some(cd) = &d.cd {
-                let a = self.addr(cd)?;
-                // S1ContextPtr is bits [55:6]; an L1CD table or CD is 64-byte aligned.
-                if a % 64 != 0 {
-                    return Err(Located::new(
-                        cd.span,
-                        format!("the CD pointer {a:#x} is not 64-byte aligned"),
-                    ));
+            if let Some(ste) = &mut ste {
+                ste.s2_vmid = d.vmid;
+                if let Some(cd) = &d.cd {
+                    ste.config = if d.config == SteConfig::Nested {
+                        StreamConfig::Nested
+                    } else {
+                        StreamConfig::S1Translate
+                    };
+                    ste.s1_context_ptr = self.addr(cd)?;
                 }
-                ste.config = if d.config == SteConfig::Nested {
-                    StreamConfig::Nested
-                } else {
-                    StreamConfig::S1Translate
-                };
-                ste.s1_context_ptr = a;
+                ste.s1_fmt = d.s1fmt;
+                ste.s1_cd_max = d.s1cdmax;
+                ste.s1_dss = d.s1dss;
+                ste.s1_stalld = d.s1stalld;
+                ste.s2_s = d.s2stall;
+                ste.eats = d.eats;
             }
-            ste.s1_fmt = d.s1fmt;
-            ste.s1_cd_max = d.s1cdmax;
-            ste.s1_dss = d.s1dss;
-            ste.s1_stalld = d.s1stalld;
-            ste.s2_s = d.s2stall;
-            ste.eats = d.eats;
-            if d.eats != 0 && !decl.ats {
-                return Err(Located::new(d.span, "EATS is set but the SMMU lacks ATS")
-                    .with_help("add `ats` to the smmu statement"));
-            }
-            if d.s2stall && !decl.stall {
-                return Err(Located::new(d.span, "s2stall needs the SMMU's stall model")
-                    .with_help("add `stall` to the smmu statement"));
-            }
-            ste.validate(&f)
-                .map_err(|e| Located::new(d.span, format!("this STE is ILLEGAL: {e}")))?;
-            write8(mem, slot, &ste.encode(), d.span)?;
+            mb.ste(d.sid.value, ste.as_ref()).map_err(|e| match e {
+                SetupError::SteTwice(_) | SetupError::SidBeyondTable { .. } => {
+                    located(d.sid.span, &e, None)
+                }
+                SetupError::CdPtrUnaligned(_) => {
+                    located(d.cd.as_ref().map_or(d.span, |c| c.span), &e, None)
+                }
+                SetupError::TableBaseUnaligned { .. } => {
+                    located(d.s2root.as_ref().map_or(d.span, |r| r.span), &e, None)
+                }
+                SetupError::EatsWithoutAts => located(
+                    d.span,
+                    &e,
+                    Some("add `ats` to the smmu statement".to_string()),
+                ),
+                SetupError::S2StallWithoutStall => located(
+                    d.span,
+                    &e,
+                    Some("add `stall` to the smmu statement".to_string()),
+                ),
+                SetupError::NoRoomFor { .. } => located(
+                    d.span,
+                    &e,
+                    Some(format!("{ENLARGE}, or place it with at=FRAME")),
+                ),
+                _ => located(d.span, &e, None),
+            })?;
         }
         for d in &sc.cds {
-            let fr = self.frame(&d.frame.value, d.frame.span)?;
-            if fr.owner != FrameOwner::Smmu {
-                return Err(Located::new(
-                    d.frame.span,
-                    format!(
-                        "a CD table must be an `smmu` frame, but `{}` is owned by {}",
-                        d.frame.value, fr.owner
-                    ),
-                )
-                .with_help(format!("declare it with `frame {} smmu`", d.frame.value)));
-            }
-            let slots = u64::from(fr.frames) * FRAME_SIZE / STRUCT_BYTES;
-            if d.slot.value >= slots {
-                return Err(Located::new(
-                    d.slot.span,
-                    format!(
-                        "slot {} is out of range: `{}` holds {slots} CDs",
-                        d.slot.value, d.frame.value
-                    ),
-                ));
-            }
-            let pa = fr.base + STRUCT_BYTES * d.slot.value;
-            if d.invalid {
-                write8(mem, pa, &Cd::INVALID, d.span)?;
-                continue;
-            }
-            let ctx = match &d.ctx {
-                Some(c) => Some(contexts[ctx_index(names, c)?]),
-                None => None,
+            self.frame(&d.frame.value, d.frame.span)?;
+            let cd = if d.invalid {
+                None
+            } else {
+                let ctx = match &d.ctx {
+                    Some(c) => {
+                        let names: Vec<String> =
+                            mb.contexts().map(|(n, _)| n.to_string()).collect();
+                        Some(*mb.contexts().nth(ctx_index(&names, c)?).expect("indexed").1)
+                    }
+                    None => None,
+                };
+                let asid = match (&d.asid, ctx) {
+                    (Some(a), _) => a.value,
+                    (None, Some(c)) => c.asid,
+                    (None, None) => unreachable!("the parser requires asid= or ctx="),
+                };
+                let ttb0 = match (&d.ttb0, ctx, &d.ctx) {
+                    (Some(r), _, _) => self.root_of(r, mb, false)?,
+                    (None, Some(c), Some(name)) => c.s1.map(|s| s.ttb).ok_or_else(|| {
+                        Located::new(
+                            name.span,
+                            format!("context `{}` has no stage 1", name.value),
+                        )
+                    })?,
+                    _ => unreachable!("the parser requires ttb0= or ctx="),
+                };
+                let mut cd = Cd::new(asid, ttb0, d.granule.unwrap_or(self.granule));
+                cd.s = d.stall;
+                cd.aset = d.aset;
+                Some(cd)
             };
-            let asid = match (&d.asid, ctx) {
-                (Some(a), _) => a.value,
-                (None, Some(c)) => c.asid,
-                (None, None) => unreachable!("the parser requires asid= or ctx="),
-            };
-            let ttb0 = match (&d.ttb0, ctx, &d.ctx) {
-                (Some(r), _, _) => self.root_of(r, contexts, names, false)?,
-                (None, Some(c), Some(name)) => c.s1.map(|s| s.ttb).ok_or_else(|| {
-                    Located::new(
-                        name.span,
-                        format!("context `{}` has no stage 1", name.value),
-                    )
-                })?,
-                _ => unreachable!("the parser requires ttb0= or ctx="),
-            };
-            let mut cd = Cd::new(asid, ttb0, d.granule.unwrap_or(self.granule));
-            if d.stall && !decl.stall {
-                return Err(
-                    Located::new(d.span, "a stalling CD needs the SMMU's stall model")
-                        .with_help("add `stall` to the smmu statement"),
-                );
-            }
-            cd.s = d.stall;
-            cd.aset = d.aset;
-            cd.validate(&f, &CdContext::default())
-                .map_err(|e| Located::new(d.span, format!("this CD is ILLEGAL: {e}")))?;
-            write8(mem, pa, &cd.encode(), d.span)?;
-        }
-        // Devices whose StreamID has no STE would only ever see
-        // C_BAD_STE/C_BAD_STREAMID: almost certainly a typo.
-        for d in &sc.devices {
-            if !seen.contains_key(&d.sid.value) {
-                return Err(Located::new(
-                    d.sid.span,
-                    format!(
-                        "device `{}` uses StreamID {} but no `ste {}` describes it",
-                        d.name.value, d.sid.value, d.sid.value
+            mb.cd(&d.frame.value, d.slot.value, cd.as_ref())
+                .map_err(|e| match e {
+                    SetupError::CdTableNotSmmu { .. } => located(
+                        d.frame.span,
+                        &e,
+                        Some(format!("declare it with `frame {} smmu`", d.frame.value)),
                     ),
-                )
-                .with_help(format!("add e.g. `ste {} bypass`", d.sid.value)));
-            }
+                    SetupError::CdSlotOutOfRange { .. } => located(d.slot.span, &e, None),
+                    SetupError::FrameShared { .. } => located(d.frame.span, &e, None),
+                    SetupError::TableBaseUnaligned { .. } => {
+                        located(d.ttb0.as_ref().map_or(d.span, |r| r.span), &e, None)
+                    }
+                    SetupError::StallingCdWithoutStall => located(
+                        d.span,
+                        &e,
+                        Some("add `stall` to the smmu statement".to_string()),
+                    ),
+                    _ => located(d.span, &e, None),
+                })?;
         }
         Ok(())
     }
@@ -1754,7 +1501,7 @@ impl Lower<'_> {
         let l3 = mm::tables(mem, p.root, va)[3].expect("map_new_page made the tables");
         let at = Pa(l3 + 8 * mm::index(va, 3));
         let pte = mem.read(at);
-        mem.write(at, pte | bits::DBM)
+        mem.write(at, pte | tlbcheck_hw::vmsa::desc::bits::DBM)
             .map_err(|e| Located::new(pg.span, e.to_string()))
     }
 

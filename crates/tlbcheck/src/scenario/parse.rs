@@ -17,22 +17,14 @@ use tlbcheck_hw::vmsa::desc::bits;
 
 /// Words reserved for the high-level OS and hypervisor operations of a later
 /// version: using one is an error that says so, rather than "unknown".
-pub const RESERVED_STEPS: &[&str] = &[
-    "cow",
-    "madvise",
-    "unbind-sva",
-    "s2map",
-    "s2unmap",
-    "guest-invalidate",
-    "dma",
-];
+pub const RESERVED_STEPS: &[&str] = &["cow", "madvise", "unbind-sva", "guest-invalidate", "dma"];
 
 /// Top-level words reserved for later set-up statements (protocol variants,
 /// processes and VMs, cost tables).
-pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "vm", "cost", "workload"];
+pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, FRAME[index] = ..., thread, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, FRAME[index] = ..., thread, vcpu, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -268,6 +260,9 @@ impl Parser {
         let mut vmas = Vec::new();
         let mut pages = Vec::new();
         let mut binds = Vec::new();
+        let mut kvm = None;
+        let mut vms = Vec::new();
+        let mut s2_maps = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -319,6 +314,23 @@ impl Parser {
                 "device" if self.peek2().tok != Tok::Punct('[') => devices.push(self.device()?),
                 "context" => contexts.push(self.context()?),
                 "thread" => threads.push(self.thread()?),
+                "vcpu" if self.peek2().tok != Tok::Punct('[') => threads.push(self.thread()?),
+                "kvm" if self.peek2().tok != Tok::Punct('[') => {
+                    once(kvm.is_some())?;
+                    self.bump();
+                    let v = self.word("a KVM version")?;
+                    let version = v
+                        .value
+                        .parse::<tlbcheck_protocols::kvm::Version>()
+                        .map_err(|e| Located::new(v.span, e.to_string()))?;
+                    kvm = Some(Spanned {
+                        value: version,
+                        span: v.span,
+                    });
+                    self.end_of_line()?;
+                }
+                "vm" if self.peek2().tok != Tok::Punct('[') => vms.push(self.vm()?),
+                "s2-map" if self.peek2().tok != Tok::Punct('[') => s2_maps.push(self.s2_map()?),
                 "kernel" if self.peek2().tok != Tok::Punct('[') => {
                     once(kernel.is_some())?;
                     self.bump();
@@ -431,6 +443,9 @@ impl Parser {
             vmas,
             pages,
             binds,
+            kvm,
+            vms,
+            s2_maps,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -912,13 +927,17 @@ impl Parser {
         Ok(WriteDecl { at, value, span })
     }
 
+    /// `thread NAME cpu=N ... {` or `vcpu NAME cpu=N vm=VM ... {`, then
+    /// the steps.
     fn thread(&mut self) -> R<ThreadDecl> {
+        let vcpu = matches!(&self.peek().tok, Tok::Word(w) if w == "vcpu");
         let kw = self.bump().span;
         let name = self.name("the thread's name")?;
         let args = self.args()?;
         let mut cpu = None;
         let mut vmid = 0;
         let mut owns = None;
+        let mut vm = None;
         let mut span = kw.to(name.span);
         for a in &args {
             span = span.to(a.span);
@@ -929,7 +948,8 @@ impl Parser {
                         span: v.span,
                     })
                 }
-                ("vmid", [v]) => vmid = narrow(v, "vmid", 0xffff)?,
+                ("vmid", [v]) if !vcpu => vmid = narrow(v, "vmid", 0xffff)?,
+                ("vm", [v]) if vcpu => vm = Some(v.clone()),
                 ("owns", vs) if !vs.is_empty() => {
                     owns = Some(
                         vs.iter()
@@ -942,13 +962,22 @@ impl Parser {
                         a.span,
                         format!("unknown thread setting `{}`", a.key.value),
                     )
-                    .with_help("expected cpu=N, vmid=V and owns=V[,V...]"))
+                    .with_help(if vcpu {
+                        "a vcpu takes cpu=N, vm=VM and owns=V[,V...]"
+                    } else {
+                        "expected cpu=N, vmid=V and owns=V[,V...]"
+                    }))
                 }
             }
         }
         let cpu = cpu.ok_or_else(|| {
             Located::new(span, "a thread needs cpu=N").with_help("e.g. `thread t0 cpu=0 {`")
         })?;
+        if vcpu && vm.is_none() {
+            return Err(
+                Located::new(span, "a vcpu needs vm=VM").with_help("e.g. `vcpu v0 cpu=1 vm=g {`")
+            );
+        }
         self.punct('{', "`{` to open the thread's steps")?;
         self.end_of_line()?;
         let mut steps = Vec::new();
@@ -969,6 +998,7 @@ impl Parser {
                     if matches!(
                         w.as_str(),
                         "thread"
+                            | "vcpu"
                             | "expect"
                             | "bounds"
                             | "scenario"
@@ -994,6 +1024,7 @@ impl Parser {
             cpu,
             vmid,
             owns,
+            vm,
             steps,
             span,
         })
@@ -1231,6 +1262,10 @@ impl Parser {
                             ..KernelStep::new(KernelStepKind::Fork, process, at)
                         })
                     }
+                    "s2" => {
+                        self.bump();
+                        self.s2_step()?
+                    }
                     r if RESERVED_STEPS.contains(&r) => {
                         return Err(Located::new(
                             first.span,
@@ -1239,7 +1274,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2)",
                         &first,
                     )),
                 }
@@ -1250,6 +1285,102 @@ impl Parser {
         let span = start.to(end);
         self.end_of_line()?;
         Ok(Spanned { value: step, span })
+    }
+
+    /// `vm NAME vmid=N [root=FRAME]`.
+    fn vm(&mut self) -> R<VmDecl> {
+        let kw = self.bump().span;
+        let name = self.name("the VM's name")?;
+        let mut span = kw.to(name.span);
+        let mut vmid = None;
+        let mut root = None;
+        for a in self.args()? {
+            span = span.to(a.span);
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("vmid", [v]) => {
+                    vmid = Some(Spanned {
+                        value: narrow::<u16>(v, "vmid", 0xffff)?,
+                        span: v.span,
+                    })
+                }
+                ("root", [v]) => root = Some(v.clone()),
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown vm setting `{}`", a.key.value),
+                    )
+                    .with_help("expected vmid=N and root=FRAME"))
+                }
+            }
+        }
+        let vmid = vmid.ok_or_else(|| {
+            Located::new(span, "a vm needs vmid=N").with_help("e.g. `vm g vmid=1`")
+        })?;
+        self.end_of_line()?;
+        Ok(VmDecl {
+            name,
+            vmid,
+            root,
+            span,
+        })
+    }
+
+    /// `s2-map VM IPA LEN PA rw|ro`.
+    fn s2_map(&mut self) -> R<S2MapDecl> {
+        let kw = self.bump().span;
+        let vm = self.word("a VM name")?;
+        let ipa = self.number("the IPA")?;
+        let len = self.number("a length in bytes")?;
+        let pa = self.number("the output address")?;
+        let write = self.rw()?;
+        let span = kw.to(self.toks[self.pos.saturating_sub(1)].span);
+        self.end_of_line()?;
+        Ok(S2MapDecl {
+            vm,
+            ipa,
+            len,
+            pa,
+            write,
+            span,
+        })
+    }
+
+    /// `s2 map|unmap|wrprotect|relax|age VM IPA ...` (after `s2`).
+    fn s2_step(&mut self) -> R<Step> {
+        const WHAT: &str = "a stage-2 operation (map, unmap, wrprotect, relax, age)";
+        let w = self.word(WHAT)?;
+        let kind = keyword(
+            &w,
+            WHAT,
+            &[
+                (&["map"], S2StepKind::Map),
+                (&["unmap"], S2StepKind::Unmap),
+                (&["wrprotect"], S2StepKind::Wrprotect),
+                (&["relax"], S2StepKind::Relax),
+                (&["age"], S2StepKind::Age),
+            ],
+        )?;
+        let vm = self.word("a VM name")?;
+        let ipa = self.number("the IPA")?;
+        let len = match kind {
+            S2StepKind::Map | S2StepKind::Unmap | S2StepKind::Wrprotect => {
+                Some(self.number("a length in bytes")?)
+            }
+            S2StepKind::Relax | S2StepKind::Age => None,
+        };
+        let (pa, write) = if kind == S2StepKind::Map {
+            (Some(self.number("the output address")?), self.rw()?)
+        } else {
+            (None, false)
+        };
+        Ok(Step::S2(S2Step {
+            kind,
+            vm,
+            ipa,
+            len,
+            pa,
+            write,
+        }))
     }
 
     fn store(&mut self) -> R<Step> {
