@@ -236,3 +236,33 @@ fn batched_reclaim_defers_the_dsb_to_the_flush() {
     assert_eq!(tlbbatch_flush(), vec![ArchOp::Dsb(Dsb::Ish)]);
     assert_eq!(tlbis(&ops).len(), 2);
 }
+
+#[test]
+fn v6_6_batched_pending_tells_the_secondaries_with_no_dsb_ish() {
+    // 6bbd42e2df8f: __flush_tlb_page_nosync calls the hook after its TLBI;
+    // arch_tlbbatch_add_pending is that function, so the secondaries hear
+    // of the page before the batch's DSB ISH. ASID 1, VA 0x5000: VA[55:12]
+    // = 5.
+    let ops = tlbbatch_add_pending(FlushCode::V6_6, 1, 0x5123);
+    assert_eq!(
+        ops,
+        vec![
+            ArchOp::Dsb(Dsb::Ishst),
+            ArchOp::Tlbi {
+                tlbi: tlbcheck_hw::cpu::tlbi::Tlbi::new(TlbiOp::VALE1, true),
+                operand: tlbcheck_hw::cpu::tlbi::TlbiOperand::va(
+                    1,
+                    tlbcheck_hw::addr::Va(0x5123),
+                    None
+                ),
+            },
+            ArchOp::Secondary {
+                start: 0x5000,
+                end: 0x6000
+            },
+        ]
+    );
+    assert_eq!(ops[1].raw(), Some(0x0001_0000_0000_0005));
+    // v6.5's function has no hook.
+    assert_eq!(tlbbatch_add_pending(FlushCode::V6_5, 1, 0x5123).len(), 2);
+}

@@ -12,6 +12,7 @@ fn words(ops: &[SmmuOp]) -> Vec<Option<[u64; 2]>> {
         .map(|o| match o {
             SmmuOp::Cmd(c) => Some(c.encode()),
             SmmuOp::Sync => None,
+            SmmuOp::Lockup => panic!("a lockup in {ops:?}"),
         })
         .collect()
 }
@@ -190,5 +191,68 @@ fn release_quiets_the_cd_then_invalidates_the_asid_and_the_whole_atc() {
             })),
             ReleaseOp::Smmu(SmmuOp::Sync),
         ]
+    );
+}
+
+/// v6.5's `arm_smmu_mm_invalidate_range` hands (0, ULONG_MAX) to the
+/// range loop as size ULONG_MAX, end ULONG_MAX. Without RIL, `iova`
+/// steps a page at a time up to 2^64 - 4096, wraps to 0 and goes on;
+/// with RIL, 52 bits of page count are consumed in 5-bit chunks
+/// (11 commands), after which the count is 0 while `iova` = 2^64 - 4096
+/// is still below `end`: the loop spins. Either way the CPU never
+/// returns, and no ATC_INV follows.
+#[test]
+fn the_full_range_is_a_lockup_at_v6_5_and_a_tlbi_by_asid_at_v6_6() {
+    let ril = SmmuFeatures {
+        btm: false,
+        ril: true,
+        ats: true,
+    };
+    for feat in [PLAIN, ATS, ril] {
+        assert_eq!(range_commands(feat, 0, u64::MAX, false, false), None);
+        let ops = invalidate(Version::Linux6_5, feat, &BOND, 0, u64::MAX);
+        assert_eq!(ops, vec![SmmuOp::Lockup], "{feat:?}");
+        // v6.6 (38b14e2e3de9): size 0, CMD_TLBI_NH_ASID.
+        let ops = invalidate(Version::Linux6_6, feat, &BOND, 0, u64::MAX);
+        assert_eq!(
+            ops[0],
+            SmmuOp::Cmd(Command::TlbiNhAsid {
+                vmid: 0,
+                asid: 0x42
+            })
+        );
+    }
+    // With BTM the TLBI is skipped and the ATC is invalidated whole:
+    // pages 0 to 2^52 - 1 differ in 52 bits, Size = 52.
+    let btm = SmmuFeatures {
+        btm: true,
+        ril: false,
+        ats: true,
+    };
+    assert_eq!(
+        words(&invalidate(Version::Linux6_5, btm, &BOND, 0, u64::MAX)),
+        vec![Some([0x0000_0100_0000_5840, 52]), None]
+    );
+    // Page-aligned ranges end: one command per page without RIL; with
+    // RIL one per 5-bit chunk of the page count (33 = 0b100001: two).
+    assert_eq!(
+        range_commands(PLAIN, 0x1000, 3 * 4096, false, false),
+        Some(3)
+    );
+    assert_eq!(range_commands(ril, 0x1000, 33 * 4096, true, false), Some(2));
+    // A range past the last page wraps without RIL.
+    assert_eq!(
+        range_commands(PLAIN, u64::MAX - 0x1fff, 0x3000, false, false),
+        Some(0)
+    );
+    assert_eq!(
+        range_commands(PLAIN, 0xffff_ffff_ffff_e000, 0x1fff, false, false),
+        None
+    );
+    // A huge but finite loop is not expanded either.
+    assert!(range_commands(PLAIN, 0, 1 << 40, false, false) > Some(MAX_RANGE_COMMANDS));
+    assert_eq!(
+        invalidate(Version::Linux6_5, PLAIN, &BOND, 0, 1 << 40),
+        vec![SmmuOp::Lockup]
     );
 }

@@ -154,7 +154,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
             "expected a level 0..3",
         ),
         ("free DATA", "free DTA", ":18:8:", "unknown frame `DTA`"),
-        ("  free DATA\n", "  mmap 0 0x1000\n", ":18:3:", "reserved"),
+        ("  free DATA\n", "  cow 0 0x1000\n", ":18:3:", "reserved"),
         (
             "  free DATA\n",
             "  munmap p1 0x0 0x1000\n",
@@ -928,30 +928,54 @@ expect ok
 /// then p1's level-0 table (0x104000) and, for `page p1 0x0`, its level-1,
 /// level-2 and level-3 tables and the data frame (0x105000 to 0x108000).
 ///
-/// `unmap_region` clears the PTE (L3[0] at 0x107000); `free_pgtables`
-/// finds no other VMA in p1, so it unlinks the level-3, level-2 and
-/// level-1 tables innermost first (L2[0], L1[0], L0[0]). `tlb_flush` then
-/// has freed_tables set: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
-/// last_level = false, TLBI_TTL_UNKNOWN)`, without FEAT_TLBIRANGE one
-/// TLBI VAE1IS with ASID 1 in [63:48], VA[55:12] = 0 and no TTL
+/// `unmap_region` clears the PTE (L3[0] at 0x107000). `unmap_page_range`
+/// ends with `tlb_end_vma`, which on arm64 (no MMU_GATHER_MERGE_VMAS)
+/// flushes the gathered PTE: `__flush_tlb_range(0, 0x1000, PAGE_SIZE,
+/// last_level = true, level 3)`, without FEAT_TLBIRANGE or FEAT_TTL one
+/// TLBI VALE1IS with ASID 1 in [63:48], VA[55:12] = 0, no TTL
 /// (linux-reference.md §B.1): 0x0001000000000000. v6.6's hook
 /// (6bbd42e2df8f) follows the DSB ISH with the range the loop left,
 /// (0x1000, 0x1000): the SMMU driver's size 0 becomes
 /// `arm_smmu_tlb_inv_asid` (38b14e2e3de9): CMD_TLBI_NH_ASID, opcode 0x11,
 /// ASID [63:48] = 1, VMID 0; then CMD_SYNC, opcode 0x46 with CS = SEV (2)
-/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2). The
-/// data page is freed, then the three tables.
+/// at [13:12], MSH = 3 at [23:22], MSIATTR = 0xf at [27:24] (§C.2).
+/// `free_pgtables` finds no other VMA in p1, so it unlinks the level-3,
+/// level-2 and level-1 tables innermost first (L2[0], L1[0], L0[0]; the
+/// last through arm64's `set_p4d`, which ends with a DSB ISHST),
+/// gathering [0, 0x1000) each time (0 is PMD, PUD and P4D aligned) with
+/// cleared_pmds, _puds, _p4ds and freed_tables. `tlb_finish_mmu`'s
+/// `tlb_flush`: stride PMD_SIZE (`tlb_get_unmap_size`), non-leaf, no
+/// level: the range rounds to [0, 2 MiB), one stride, one TLBI VAE1IS
+/// 0x0001000000000000, DSB ISH, and the hook again with an empty range
+/// (0x200000, 0x200000): TLBI_NH_ASID. The data page is freed, then the
+/// three tables.
 const MUNMAP_SVA_6_6_STREAM: &[(&str, &str)] = &[
     (
         "zap_pte_range: ptep_get_and_clear_full",
         "STR [0x107000] = 0x0",
     ),
+    ("tlb_end_vma: tlb_flush", "DSB ISHST"),
+    ("tlb_end_vma: tlb_flush", "TLBI VALE1IS 0x0001000000000000"),
+    ("tlb_end_vma: tlb_flush", "DSB ISH"),
+    ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_TLBI_NH_ASID 0x0001000000000011 0x0000000000000000",
+    ),
+    (
+        "mmu_notifier_arch_invalidate_secondary_tlbs",
+        "CMD_SYNC 0x000000000fc02046 0x0000000000000000",
+    ),
     ("free_pgtables: pmd_clear", "STR [0x106000] = 0x0"),
     ("free_pgtables: pud_clear", "STR [0x105000] = 0x0"),
     ("free_pgtables: p4d_clear", "STR [0x104000] = 0x0"),
-    ("tlb_flush", "DSB ISHST"),
-    ("tlb_flush", "TLBI VAE1IS 0x0001000000000000"),
-    ("tlb_flush", "DSB ISH"),
+    ("free_pgtables: p4d_clear: set_p4d", "DSB ISHST"),
+    ("tlb_finish_mmu: tlb_flush", "DSB ISHST"),
+    (
+        "tlb_finish_mmu: tlb_flush",
+        "TLBI VAE1IS 0x0001000000000000",
+    ),
+    ("tlb_finish_mmu: tlb_flush", "DSB ISH"),
     ("arm_smmu_cmdq_issue_cmdlist: dma_wmb", "DSB ISHST"),
     (
         "mmu_notifier_arch_invalidate_secondary_tlbs",
@@ -1001,7 +1025,7 @@ fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
         .iter()
         .find(|l| l["kind"] == "tlbi")
         .unwrap();
-    assert_eq!(tlbi["tlbi"], "VAE1IS");
+    assert_eq!(tlbi["tlbi"], "VALE1IS");
     assert_eq!(tlbi["operand"], "0x0001000000000000");
 
     // The text form: the kernel function as a header above its
@@ -1009,7 +1033,7 @@ fn trace_prints_the_munmap_stream_of_linux_6_6_with_sva() {
     let o = tlbcheck(&["trace", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_flush\n";
+    let header = "[unmap] p1 munmap(0x0-0x1000): tlb_finish_mmu: tlb_flush\n";
     let at = out.find(header).unwrap_or_else(|| panic!("{out}"));
     let below: Vec<&str> = out[at + header.len()..].lines().take(3).collect();
     assert!(
@@ -1319,10 +1343,12 @@ fn exit_stream_matches_exit_mmap_and_arm_smmu_mm_release() {
         // unmap_vmas: ptep_get_and_clear_full of both PTEs
         "STR [0x107000] = 0x0".into(),
         "STR [0x107008] = 0x0".into(),
-        // free_pgtables: pmd_clear, pud_clear, p4d_clear
+        // free_pgtables: pmd_clear, pud_clear, p4d_clear (arm64's
+        // set_p4d ends with dsb(ishst))
         "STR [0x106000] = 0x0".into(),
         "STR [0x105000] = 0x0".into(),
         "STR [0x104000] = 0x0".into(),
+        "DSB ISHST".into(),
         // tlb_finish_mmu -> tlb_flush, fullmm with tables freed:
         // flush_tlb_mm; its v6.6 notifier hook finds no subscription
         "DSB ISHST".into(),
@@ -1361,6 +1387,358 @@ fn exit_stream_matches_exit_mmap_and_arm_smmu_mm_release() {
     let o = tlbcheck(&["check", g.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("freed-frame-mapped"), "{}", stdout(&o));
+}
+
+#[test]
+fn mmap_and_touch_are_checked_against_the_vmas() {
+    let base = MUNMAP_SVA_6_6;
+    let step = "munmap p1 0x0 0x1000";
+    refused(
+        "touch-outside.tlb",
+        &base.replace(step, "touch p1 0x5000 read"),
+        "0x5000 is in no VMA of `p1`",
+    );
+    refused(
+        "touch-ro.tlb",
+        &base
+            .replace("vma p1 0x0 0x1000 rw", "vma p1 0x0 0x1000 ro")
+            .replace("page p1 0x0 rw", "page p1 0x0 ro")
+            .replace(step, "touch p1 0x0 write"),
+        "SIGSEGV",
+    );
+    refused(
+        "touch-exec.tlb",
+        &base.replace(step, "touch p1 0x0 exec"),
+        "expected `read` or `write`, found `exec`",
+    );
+    refused(
+        "mmap-overlap.tlb",
+        &base.replace(step, "mmap p1 0x0 0x2000 rw"),
+        "overlaps another VMA",
+    );
+    refused(
+        "munmap-part.tlb",
+        &base.replace(
+            step,
+            "mmap p1 0x10000 0x2000 rw\n  munmap p1 0x10000 0x1000",
+        ),
+        "VMAs do not split",
+    );
+    refused(
+        "clean-ro-vma.tlb",
+        &base
+            .replace("vma p1 0x0 0x1000 rw", "vma p1 0x0 0x1000 ro")
+            .replace("page p1 0x0 rw", "page p1 0x0 clean"),
+        "needs a writable VMA",
+    );
+    refused(
+        "mmap-beside-munmap.tlb",
+        &base.replace(
+            "expect ok",
+            "thread b cpu=0 {\n  mmap p1 0x1000 0x1000 rw\n}\nexpect ok",
+        ),
+        "mmap_write_downgrade is not atomic",
+    );
+    refused(
+        "touch-after-munmap.tlb",
+        &base.replace(step, "munmap p1 0x0 0x1000\n  touch p1 0x0 write"),
+        "declared for the whole run",
+    );
+    // A touch in an mmap'd VMA: one frame for each table and the page.
+    let ok = base.replace(
+        step,
+        "mmap p1 0x200000 0x1000 rw\n  touch p1 0x200000 write\n  munmap p1 0x200000 0x1000",
+    );
+    let o = check_src("mmap-touch-munmap.tlb", &ok);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// An mmap'd VMA, touched: the demand fault's stream, derived from
+/// `__pte_alloc` / `do_anonymous_page` (v6.6) by hand. Frames: CDT
+/// 0x100000, the SMMU's three 0x101000..0x103000, p1's root 0x104000,
+/// p1's set-up tables and page for 0x0 (0x105000..0x108000). The level-1
+/// and level-2 tables of 0x0 serve 0x200000 too, so the touch allocates
+/// its level-3 table (0x109000) and the page (0x10a000).
+#[test]
+fn a_demand_fault_links_its_tables_then_maps_the_page() {
+    let src = MUNMAP_SVA_6_6.replace(
+        "munmap p1 0x0 0x1000",
+        "mmap p1 0x200000 0x1000 rw\n  touch p1 0x200000 write",
+    );
+    let f = scratch("touch-stream.tlb", &src);
+    let want = [
+        "alloc frame as stage-1 table of process 1 level 3",
+        // pmd_populate: L2[1] (0x106008) = table 0x109000, and set_pmd's
+        // dsb(ishst) for a valid entry
+        "STR [0x106008] = 0x109003",
+        "DSB ISHST",
+        "alloc frame as data of process 1",
+        // set_pte_at: AF | nG | AP[1] (user) | page | valid, writable
+        "STR [0x109000] = 0x10ac43",
+        "retry write ctx 0 VA 0x200000",
+    ];
+    assert_eq!(stream_texts(f.to_str().unwrap()), want);
+}
+
+/// Seed 004's patch notifies from handle_pte_fault's own
+/// ptep_set_access_flags (a clean PTE made dirty), not from do_wp_page's
+/// wp_page_reuse: only the clean page is fixed by it. v6.5 fixes neither,
+/// v6.6 (the arch flush) both.
+#[test]
+fn the_popple_patch_covers_the_clean_pte_only() {
+    let base = std::fs::read_to_string(repo().join("examples/seed000/05-kernel-upgrade-buggy.tlb"))
+        .unwrap()
+        .replace("expect violation fault-livelock\n", "");
+    for (kernel, page, want) in [
+        ("linux-6.5", "ro", "fault-livelock"),
+        ("linux-6.5", "clean", "fault-livelock"),
+        ("popple-2023-05", "ro", "fault-livelock"),
+        ("popple-2023-05", "clean", "ok"),
+        ("linux-6.6", "ro", "ok"),
+        ("linux-6.6", "clean", "ok"),
+    ] {
+        let expect = if want == "ok" {
+            "expect ok\n".to_string()
+        } else {
+            format!("expect violation {want}\n")
+        };
+        let src = base
+            .replace("kernel linux-6.5", &format!("kernel {kernel}"))
+            .replace("page p1 0x0 ro", &format!("page p1 0x0 {page}"))
+            + &expect;
+        let o = check_src(&format!("upgrade-{kernel}-{page}.tlb"), &src);
+        assert_eq!(o.status.code(), Some(0), "{kernel} {page}: {}", stdout(&o));
+    }
+}
+
+/// A mirror's shadow PTE is no mapping of the page for do_wp_page: the
+/// write fault reuses the page (v6.5, v6.6: the folio's map count sees
+/// only p1).
+#[test]
+fn a_mirror_does_not_make_a_page_shared() {
+    let src = std::fs::read_to_string(repo().join("examples/mirror/01-seq-retry-fixed.tlb"))
+        .unwrap()
+        .replace("page p1 0x0 rw", "page p1 0x0 ro")
+        .replace("madvise-dontneed p1 0x0 0x1000", "write-fault p1 0x0");
+    let f = scratch("mirror-reuse.tlb", &src);
+    let o = tlbcheck(&["trace", f.to_str().unwrap(), "--schedule", "drv"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.contains("install the shadow PTE"), "{out}");
+    assert!(
+        out.contains("wp_page_reuse: ptep_set_access_flags"),
+        "{out}"
+    );
+    assert!(!out.contains("wp_page_copy"), "{out}");
+}
+
+/// One-page reclaim with a device bound through SVA (no BTM, RIL or
+/// ATS). The streams, derived by hand from `try_to_unmap_one` and
+/// `shrink_folio_list`: frames as for munmap above (PTE at 0x107000, the
+/// page 0x108000). v6.5: `ptep_clear_flush` (DSB ISHST, TLBI VALE1IS of
+/// VA 0 for ASID 1, DSB ISH), `mmu_notifier_invalidate_range` for the
+/// page under the lock and again from `invalidate_range_end`, each a
+/// CMD_TLBI_NH_VA with Leaf = 0 (the SVA driver's) for ASID 1 and VA 0,
+/// and a CMD_SYNC, after the dma_wmb stand-in. v6.6 (43b3dfdd0455,
+/// 6bbd42e2df8f): `arch_tlbbatch_add_pending` issues the TLBI and, from
+/// `__flush_tlb_page_nosync`, the SMMU's commands; `try_to_unmap_flush`'s
+/// DSB ISH comes only before the free.
+#[test]
+fn reclaim_flushes_at_once_on_6_5_and_batches_on_6_6() {
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "reclaim p1 0x0");
+    let nh_va = "CMD_TLBI_NH_VA 0x0001000000000012 0x0000000000000000";
+    let sync = "CMD_SYNC 0x000000000fc02046 0x0000000000000000";
+    let v66 = [
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "DSB ISH",
+        "FREE 0x108000",
+    ];
+    let f = scratch("reclaim-6.6.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v66);
+    let v65 = [
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISH",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "FREE 0x108000",
+    ];
+    let f = scratch(
+        "reclaim-6.5.tlb",
+        &src.replace("kernel linux-6.6", "kernel linux-6.5"),
+    );
+    assert_eq!(stream_texts(f.to_str().unwrap()), v65);
+    // The batched DSB sits just before the free, after the lock is gone.
+    let o = tlbcheck(&["trace", scratch("reclaim-6.6b.tlb", &src).to_str().unwrap()]);
+    let out = stdout(&o);
+    let flush = out.find("try_to_unmap_flush: arch_tlbbatch_flush").unwrap();
+    let unlock = out.find("page_vma_mapped_walk_done").unwrap();
+    assert!(unlock < flush, "{out}");
+}
+
+/// A page at 2 MiB + 4 KiB, alone in p1: `free_pgtables` frees its
+/// level-3, level-2 and level-1 tables, gathering the PMD-aligned page
+/// (0x200000) and the PUD- and P4D-aligned one (0x0). `tlb_finish_mmu`'s
+/// `tlb_flush` rounds [0, 0x201000) to its PMD_SIZE stride: [0, 4 MiB),
+/// two non-leaf TLBIs without a level hint, VA[55:12] = 0 and 0x200
+/// with ASID 1 (the zap's own flush at `tlb_end_vma` is a leaf one of
+/// 0x201).
+#[test]
+fn freed_tables_are_flushed_at_the_addresses_free_pgtables_gathers() {
+    let src = MUNMAP_SVA_6_6
+        .replace("vma p1 0x0 0x1000 rw", "vma p1 0x201000 0x1000 rw")
+        .replace("page p1 0x0 rw", "page p1 0x201000 rw")
+        .replace("munmap p1 0x0 0x1000", "munmap p1 0x201000 0x1000");
+    let f = scratch("munmap-aligned.tlb", &src);
+    let tlbis: Vec<String> = stream_texts(f.to_str().unwrap())
+        .into_iter()
+        .filter(|t| t.starts_with("TLBI"))
+        .collect();
+    assert_eq!(
+        tlbis,
+        [
+            "TLBI VALE1IS 0x0001000000000201",
+            "TLBI VAE1IS 0x0001000000000000",
+            "TLBI VAE1IS 0x0001000000000200",
+        ]
+    );
+}
+
+/// v6.6's mprotect after a batched reclaim of its page: under the
+/// page-table lock, flush_tlb_batched_pending finds one pending batch and
+/// issues arm64's arch_flush_tlb_batched_pending, a DSB ISH on its own
+/// CPU, and nothing else (the PTE is gone: no TLBI). v6.5 batches
+/// nothing, so mprotect issues nothing at all.
+#[test]
+fn mprotect_drains_a_batched_reclaim_with_a_dsb_of_its_own() {
+    let f = repo().join("examples/reclaim/01-mprotect-batched-linux-6.6.tlb");
+    // kswapd to the unlock after its TLBI: isolate (2), walk lock, store,
+    // DSB ISHST, TLBI, the count, unlock.
+    let kswapd = ["kswapd"; 8].join(",");
+    let o = tlbcheck(&[
+        "trace",
+        f.to_str().unwrap(),
+        "--schedule",
+        &kswapd,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let app: Vec<(String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["thread"] == "app" && l["kind"] != "sync")
+        .map(|l| {
+            let origin = l["origin"].as_str().unwrap_or("");
+            (origin.to_string(), l["text"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(app.len(), 2, "{app:?}");
+    assert!(
+        app[0].0.ends_with("arch_flush_tlb_batched_pending"),
+        "{app:?}"
+    );
+    assert_eq!(app[0].1, "DSB ISH");
+    assert!(app[1].1.starts_with("rely read-only"), "{app:?}");
+    let g = repo().join("examples/reclaim/01-mprotect-linux-6.5.tlb");
+    let kswapd = ["kswapd"; 9].join(",");
+    let o = tlbcheck(&[
+        "trace",
+        g.to_str().unwrap(),
+        "--schedule",
+        &kswapd,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(!lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["thread"] == "app" && l["kind"] == "dsb"));
+}
+
+/// One-page migration with a device bound through SVA (no BTM, RIL or
+/// ATS), derived by hand from `migrate_pages_batch` and
+/// `try_to_migrate_one`: frames as for munmap above (PTE at 0x107000,
+/// the page 0x108000), the new page 0x109000. The migration entry the
+/// model writes is the old frame with bits 2 (migration) and 3 (writable):
+/// 0x10800c. MIGRATE_SYNC on v6.5: `ptep_clear_flush` (DSB ISHST, TLBI
+/// VALE1IS, DSB ISH), no `invalidate_range` under the lock, the one from
+/// `invalidate_range_end` (CMD_TLBI_NH_VA, Leaf = 0, CMD_SYNC). MIGRATE_ASYNC
+/// on v6.6: `arch_tlbbatch_add_pending` with its hook, the DSB ISH of
+/// `try_to_unmap_flush`. Then the copy's expectation, the new PTE (0x109000
+/// with AF, nG, user, page, valid: 0x109c43) and the old page's free.
+#[test]
+fn migration_streams_per_mode_and_version() {
+    let nh_va = "CMD_TLBI_NH_VA 0x0001000000000012 0x0000000000000000";
+    let sync = "CMD_SYNC 0x000000000fc02046 0x0000000000000000";
+    let tail = [
+        "rely read-only ctx 0 VA 0x0",
+        "STR [0x107000] = 0x109c43",
+        "FREE 0x108000",
+    ];
+    let v65: Vec<&str> = [
+        "alloc frame as data of process 1",
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISH",
+        "STR [0x107000] = 0x10800c",
+        "DSB ISHST",
+        nh_va,
+        sync,
+    ]
+    .into_iter()
+    .chain(tail)
+    .collect();
+    let src = MUNMAP_SVA_6_6
+        .replace("munmap p1 0x0 0x1000", "migrate p1 0x0 sync")
+        .replace("kernel linux-6.6", "kernel linux-6.5");
+    let f = scratch("migrate-sync-6.5.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v65);
+    let v66: Vec<&str> = [
+        "alloc frame as data of process 1",
+        "STR [0x107000] = 0x0",
+        "DSB ISHST",
+        "TLBI VALE1IS 0x0001000000000000",
+        "DSB ISHST",
+        nh_va,
+        sync,
+        "STR [0x107000] = 0x10800c",
+        "DSB ISH",
+    ]
+    .into_iter()
+    .chain(tail)
+    .collect();
+    let src = MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "migrate p1 0x0 async");
+    let f = scratch("migrate-async-6.6.tlb", &src);
+    assert_eq!(stream_texts(f.to_str().unwrap()), v66);
+    // Another thread's munmap of the process could meet the entry.
+    refused(
+        "migrate-munmap.tlb",
+        &src.replace(
+            "expect ok",
+            "thread b cpu=0 {\n  munmap p1 0x0 0x1000\n}\nexpect ok",
+        ),
+        "may meet the migration entry",
+    );
+    refused(
+        "migrate-mode.tlb",
+        &MUNMAP_SVA_6_6.replace("munmap p1 0x0 0x1000", "migrate p1 0x0 lazy"),
+        "expected `sync` or `async`, found `lazy`",
+    );
 }
 
 const KVM_VALID: &str = "scenario k

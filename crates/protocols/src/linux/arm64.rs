@@ -205,7 +205,7 @@ pub fn flush_tlb_page(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchOp> {
     out
 }
 
-/// `arch_tlbbatch_add_pending` (43b3dfdd0455, v6.5): the page's
+/// `arch_tlbbatch_add_pending` (43b3dfdd0455, merged for v6.6): the page's
 /// `__flush_tlb_page_nosync`, no DSB.
 pub fn tlbbatch_add_pending(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchOp> {
     flush_tlb_page_nosync(code, asid, uaddr)
@@ -213,6 +213,14 @@ pub fn tlbbatch_add_pending(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchO
 
 /// `arch_tlbbatch_flush`: one DSB ISH completes every pending TLBI.
 pub fn tlbbatch_flush() -> Vec<ArchOp> {
+    vec![ArchOp::Dsb(Dsb::Ish)]
+}
+
+/// `arch_flush_tlb_batched_pending` as 43b3dfdd0455 added it (v6.6): a
+/// DSB ISH. It completes only the TLBIs of the CPU that executes it
+/// (Arm ARM D8.17.8), not those reclaim issued on another CPU, which
+/// 4b634918384c (2025) fixes by flushing the whole mm instead.
+pub fn flush_tlb_batched_pending() -> Vec<ArchOp> {
     vec![ArchOp::Dsb(Dsb::Ish)]
 }
 

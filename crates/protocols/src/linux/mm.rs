@@ -53,6 +53,19 @@ pub const FRAME_LIMIT: u64 = 1 << 28;
 /// The span one level-3 table maps (2 MiB).
 pub const L3_SPAN: u64 = 1 << 21;
 
+/// A migration entry as the model writes it in a PTE: not valid (bit 0
+/// clear, so no walker uses it), the migrating frame in the address bits,
+/// this bit set, and [`MIGRATION_WRITE`] when the page was writable
+/// (Linux's swap-entry layout differs; only these facts are used).
+pub const MIGRATION: u64 = 1 << 2;
+/// A writable migration entry (`is_writable_migration_entry`).
+pub const MIGRATION_WRITE: u64 = 1 << 3;
+
+/// The migration entry for `frame` (a physical address).
+pub const fn migration_entry(frame: u64, writable: bool) -> u64 {
+    (frame & bits::ADDR_MASK) | MIGRATION | if writable { MIGRATION_WRITE } else { 0 }
+}
+
 /// A virtual memory area: `[start, end)`, writable or not.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Vma {
@@ -62,6 +75,10 @@ pub struct Vma {
     pub end: u64,
     /// VM_WRITE.
     pub writable: bool,
+    /// Created by an `mmap` step ([`KOp::Mmap`]): the process has it only
+    /// once that step has run (and until a `munmap` covering it), which
+    /// an atomic counter of the kernel records ([`Kernel::vma_counter`]).
+    pub by_mmap: bool,
 }
 
 /// A process: an address space with its ASID and stage-1 table.
@@ -144,6 +161,10 @@ pub struct Kernel {
     pub smmu: SmmuFeatures,
     /// The processes, by index.
     pub processes: Vec<Process>,
+    /// Physical address of the shared zero page (`ZERO_PAGE(0)`), which a
+    /// read fault on an empty anonymous PTE maps read-only; 0 when no
+    /// operation can map it.
+    pub zero_page: u64,
 }
 
 impl Kernel {
@@ -173,9 +194,50 @@ impl Kernel {
             })
     }
 
-    /// Atomic counters it needs: `mm->tlb_flush_pending` of each process.
+    /// Atomic counters it needs: `mm->tlb_flush_pending` of each process,
+    /// then one per VMA an `mmap` step creates (1 while the process has
+    /// it), then `mm->tlb_flush_batched` of each process (reclaim's
+    /// batched flushes no `flush_tlb_batched_pending` has seen yet).
     pub fn counters(&self) -> usize {
-        self.processes.len()
+        2 * self.processes.len() + self.late_vmas().count()
+    }
+
+    fn flush_batched(&self, p: usize) -> SyncId {
+        (self.processes.len() + self.late_vmas().count() + p) as SyncId
+    }
+
+    /// Every VMA made by an `mmap` step: (process, VMA index).
+    fn late_vmas(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.processes.iter().enumerate().flat_map(|(p, pr)| {
+            pr.vmas
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.by_mmap)
+                .map(move |(n, _)| (p, n))
+        })
+    }
+
+    /// The counter recording whether process `p` has VMA number `n`, if
+    /// an `mmap` step creates that VMA.
+    pub fn vma_counter(&self, p: usize, n: usize) -> Option<SyncId> {
+        let at = self.late_vmas().position(|x| x == (p, n))?;
+        Some((self.processes.len() + at) as SyncId)
+    }
+
+    /// Whether `frame` is mapped by a process other than `p` at `va`, or
+    /// is the zero page: `do_wp_page` must then copy it. A mirror's
+    /// shadow PTE is not a mapping of the page (it holds no reference
+    /// the folio's map count sees).
+    fn shared(&self, mem: &PhysMem, p: usize, va: u64, frame: u64) -> bool {
+        (self.zero_page != 0 && frame == self.zero_page)
+            || self.processes.iter().enumerate().any(|(q, o)| {
+                q != p
+                    && o.mirror.is_none()
+                    && tables(mem, o.root, va)[3].is_some_and(|l3| {
+                        let d = mem.read(Pa(l3 + 8 * index(va, 3)));
+                        d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
+                    })
+            })
     }
 
     fn mmap_lock(p: usize) -> SyncId {
@@ -189,6 +251,13 @@ impl Kernel {
     fn flush_pending(p: usize) -> SyncId {
         p as SyncId
     }
+}
+
+/// The span one entry of a level-`level` table maps (4K granule): the
+/// alignment of the addresses `free_pgtables` gathers for the table that
+/// entry linked.
+pub const fn table_span(level: u8) -> u64 {
+    1 << (39 - 9 * level as u32)
 }
 
 /// Index of `va` in its level-`level` table (4K granule, 48-bit VA).
@@ -361,15 +430,48 @@ pub enum KOp {
     /// (`shrink_folio_list` -> `try_to_unmap`): an rmap walk that holds no
     /// mmap_lock visits the process's VMAs in order and, in the first
     /// where the page is mapped, clears the PTE under the page-table lock
-    /// (`try_to_unmap_one`: `ptep_clear_flush`, and in v6.5 the
-    /// secondaries' `invalidate_range` for the page), between
-    /// `invalidate_range_start` and `_end` of that VMA; an unmapped page is
-    /// freed. The page is mapped once.
+    /// (`try_to_unmap_one`), between `invalidate_range_start` and `_end`
+    /// of that VMA; an unmapped page is freed. v6.5: `ptep_clear_flush`,
+    /// then the secondaries' `invalidate_range` for the page under the
+    /// lock and again from `invalidate_range_end`. v6.6 batches
+    /// ([`Version::tlbbatch`]): `ptep_get_and_clear` and
+    /// `arch_tlbbatch_add_pending` (the TLBI without its DSB; the
+    /// secondaries from `__flush_tlb_page_nosync`) under the lock, and
+    /// `try_to_unmap_flush`'s `arch_tlbbatch_flush` (DSB ISH) before the
+    /// free, and counts the batch in `mm->tlb_flush_batched`, which other
+    /// operations drain under the page-table lock
+    /// (`Planner::batched_pending`). The page is mapped once.
     Reclaim {
         /// Process index.
         p: usize,
         /// The page's address.
         va: u64,
+    },
+    /// Migration of the page mapped at `va` when the operation starts to a
+    /// new page (`migrate_pages` -> `migrate_pages_batch`, v6.5 and v6.6):
+    /// `migrate_folio_unmap` allocates the new page, then `try_to_migrate`
+    /// walks the rmap as [`KOp::Reclaim`] does and `try_to_migrate_one`
+    /// clears the PTE and sets a [`migration_entry`], with TTU_BATCH_FLUSH
+    /// only for MIGRATE_ASYNC (`batch`): batched as reclaim is on v6.6,
+    /// `ptep_clear_flush` otherwise; the secondaries hear of it as
+    /// reclaim's do, except that v6.5's migration-entry path has no
+    /// `invalidate_range` of its own under the lock (only
+    /// `invalidate_range_end`'s). After `try_to_unmap_flush`,
+    /// `migrate_folio_move` copies the page (relying on nobody writing it
+    /// any more) and `remove_migration_ptes` maps the new page where the
+    /// migration entry still is, writable if the entry is, under the
+    /// page-table lock (no flush: the entry is not valid); the old page is
+    /// freed, and the new one too if nothing maps it. Other operations
+    /// that meet the entry: `mprotect` to read-only makes it read-only
+    /// (`change_pte_range`), a fault waits for it to go (here: returns
+    /// and retries); zapping, forking or moving it is not modelled.
+    Migrate {
+        /// Process index.
+        p: usize,
+        /// The page's address.
+        va: u64,
+        /// MIGRATE_ASYNC: `try_to_migrate(src, TTU_BATCH_FLUSH)`.
+        batch: bool,
     },
     /// The fault path of mirror `m` for `va` (`hmm_range_fault` between
     /// `mmu_interval_read_begin` and `mmu_interval_read_retry`, KVM's
@@ -396,9 +498,10 @@ pub enum KOp {
     /// it to the gather (`tlb_flush_pte_range`: arm64 has no
     /// `pte_needs_flush`, so every rewritten PTE is flushed);
     /// `invalidate_range_end` (v6.5: the secondaries' `invalidate_range`
-    /// here), then `tlb_finish_mmu` (the arm64 `tlb_flush`, leaf, level
-    /// 3; v6.5's `tlb_flush_mmu_tlbonly` tells the secondaries again) before
-    /// `mmap_write_unlock`.
+    /// here), then `tlb_end_vma` (arm64 does not select
+    /// MMU_GATHER_MERGE_VMAS: the arm64 `tlb_flush`, leaf, level 3; v6.5's
+    /// `tlb_flush_mmu_tlbonly` tells the secondaries again) and
+    /// `tlb_finish_mmu` (nested: `flush_tlb_mm`) before `mmap_write_unlock`.
     ///
     /// VMAs are fixed for the run: only the PTEs change. `rw` makes a PTE
     /// writable only when no other process maps its page
@@ -434,6 +537,51 @@ pub enum KOp {
         /// Process index.
         p: usize,
     },
+    /// `mmap(start, len, prot, MAP_PRIVATE | MAP_ANONYMOUS |
+    /// MAP_FIXED_NOREPLACE)`: under mmap_lock held for write,
+    /// `mmap_region` links the VMA (number `n` of the process, declared
+    /// with [`Vma::by_mmap`]) if the range is free. No PTE and no page
+    /// table is made, so nothing is flushed: the pages come with the
+    /// first touch.
+    Mmap {
+        /// Process index.
+        p: usize,
+        /// The VMA's index in the process.
+        n: usize,
+        /// Its first byte, for traces.
+        start: u64,
+        /// Its length, for traces.
+        len: u64,
+    },
+    /// A CPU access at `va` (`write` or a read) that takes the fault
+    /// path as arm64's `do_page_fault` -> `handle_mm_fault` runs it (v6.5,
+    /// v6.6). The model takes that path even when the tables grant the
+    /// access: a TLB may still hold an entry that denies it, and only the
+    /// retry after the handler, which meets the thread that changed the
+    /// PTE at the page-table lock, must not fault again. (Linux takes no
+    /// lock for an access its TLB or a walk grants, so the model orders
+    /// such an access after mmap_lock writers.) mmap_lock held for read
+    /// stands for the VMA lock
+    /// (`lock_vma_under_rcu`, which excludes the same writers): a VMA an
+    /// `mmap` step makes must exist (otherwise SIGSEGV: no access). An
+    /// empty PTE is a demand fault: the missing page tables are allocated
+    /// one level at a time (`__pud_alloc`, `__pmd_alloc`, `__pte_alloc`:
+    /// allocate, then under the page-table lock link it, or free it if
+    /// another thread linked one first), then `do_anonymous_page` maps a
+    /// new zeroed page writable for a write, or the zero page read-only
+    /// for a read, under the page-table lock if the PTE is still empty
+    /// (`set_pte_at`: no TLB maintenance, an invalid entry is never
+    /// cached). A write to a read-only PTE is [`KOp::WriteFault`]'s path.
+    /// Then the access is made, or retried after the fault: it must not
+    /// fault again on a stale entry (`fault-livelock`).
+    Touch {
+        /// Process index.
+        p: usize,
+        /// The address (page aligned).
+        va: u64,
+        /// A write (else a read).
+        write: bool,
+    },
     /// A write fault at `va` on a present read-only PTE of a writable VMA
     /// (`handle_pte_fault` -> `do_wp_page`). An exclusive page is reused:
     /// `ptep_set_access_flags`, which on arm64 flushes the page because
@@ -459,7 +607,10 @@ impl KOp {
             | KOp::MirrorFault { m: p, .. }
             | KOp::Mremap { p, .. }
             | KOp::Reclaim { p, .. }
+            | KOp::Migrate { p, .. }
             | KOp::Mprotect { p, .. }
+            | KOp::Mmap { p, .. }
+            | KOp::Touch { p, .. }
             | KOp::Exit { p } => p,
         }
     }
@@ -479,7 +630,18 @@ impl fmt::Display for KOp {
                 write!(f, "mremap({old:#x}-{:#x} -> {new:#x})", old + len)
             }
             KOp::Reclaim { va, .. } => write!(f, "reclaim of the page at {va:#x}"),
+            KOp::Migrate { va, batch, .. } => write!(
+                f,
+                "{} migration of the page at {va:#x}",
+                if batch { "async" } else { "sync" }
+            ),
             KOp::Exit { .. } => f.write_str("exit_mmap"),
+            KOp::Mmap { start, len, .. } => write!(f, "mmap({start:#x}-{:#x})", start + len),
+            KOp::Touch { va, write, .. } => write!(
+                f,
+                "{} access at {va:#x}",
+                if write { "write" } else { "read" }
+            ),
             KOp::Mprotect {
                 start,
                 len,
@@ -525,6 +687,33 @@ enum After {
     SeqChanged,
     /// Start the kernel operation again, registers cleared (a retry).
     Restart,
+    /// `munmap` read whether the process has its `n`-th VMA made by an
+    /// `mmap` step: bit 56 + n of register 3.
+    VmaPresent(u8),
+    /// `touch` walked the page tables under the page-table lock: the
+    /// tables at levels 1 to 3 in the 16-bit slots 0 to 2 of register 1
+    /// (frame numbers, 0 when missing), and in register 3 whether the PTE
+    /// is present (bit 61), whether it grants the access (bit 60) and
+    /// that the walk happened (bit 62).
+    TouchWalk,
+    /// Keep the allocated frame in 16-bit slot `n` of register 2.
+    SaveSlot(u8),
+    /// `touch` took the page-table lock to link its new table at level
+    /// `n`: if another thread linked one first (bit 8 + n of register 3),
+    /// that one is used and the levels below are walked again.
+    Install(u8),
+    /// `do_anonymous_page` re-read the PTE under the lock: bit 63 of
+    /// register 3 when another thread filled it.
+    PteRaced,
+    /// `migrate` allocated the new page: its frame number in bits 32 to
+    /// 47 of register 3.
+    SaveNew,
+    /// `remove_migration_pte` found its migration entry (bit 48 of
+    /// register 3; bit 49 when it is writable).
+    MigrationEntry,
+    /// `flush_tlb_batched_pending` read `mm->tlb_flush_batched`: the
+    /// count (at most 15) in the 4 bits of register 3 from this one.
+    Batched(u8),
 }
 
 struct Step {
@@ -561,7 +750,8 @@ impl KernelThread {
             KOp::Fork { p, .. } => pl.fork(p, regs),
             KOp::MirrorFault { m, va } => pl.mirror_fault(m, va, regs),
             KOp::Mremap { p, old, len, new } => pl.mremap(p, old, len, new, regs),
-            KOp::Reclaim { p, .. } => pl.reclaim(p, regs),
+            KOp::Reclaim { p, .. } => pl.reclaim(p, regs, None),
+            KOp::Migrate { p, batch, .. } => pl.reclaim(p, regs, Some(batch)),
             KOp::Mprotect {
                 p,
                 start,
@@ -569,6 +759,8 @@ impl KernelThread {
                 writable,
             } => pl.mprotect(p, start, len, writable, regs),
             KOp::Exit { p } => pl.exit(p, regs),
+            KOp::Mmap { p, n, .. } => pl.mmap(p, n, regs),
+            KOp::Touch { p, va, write } => pl.touch(p, va, write, regs),
         }
         pl.out
     }
@@ -617,6 +809,64 @@ impl KernelThread {
         }
     }
 
+    /// [`After::TouchWalk`]: `touch` reads the walk of `va` under the
+    /// page-table lock. Missing tables are to be made (bit 12 + level of
+    /// register 3).
+    fn touch_walk(&self, p: usize, va: u64, write: bool, m: &Machine, regs: &mut [u64; 4]) {
+        let t = tables(&m.mem, self.kernel.processes[p].root, va);
+        regs[1] = 0;
+        for (n, table) in t.iter().enumerate().skip(1) {
+            match table {
+                Some(a) => regs[1] |= (a >> 12) << (16 * (n - 1)),
+                None => regs[3] |= 1 << (12 + n),
+            }
+        }
+        regs[3] |= 1 << 62;
+        if let Some(l3) = t[3] {
+            let pte = m.mem.read(Pa(l3 + 8 * index(va, 3)));
+            if pte & bits::VALID != 0 {
+                regs[3] |= 1 << 61;
+                if !write || pte & bits::AP_RO == 0 {
+                    regs[3] |= 1 << 60;
+                }
+            }
+        }
+    }
+
+    /// [`After::Install`]: `touch` holds the lock that links its level-`n`
+    /// table. If the entry is populated now, another thread won: use its
+    /// table and walk the levels below it again.
+    fn touch_install(&self, p: usize, va: u64, n: u8, m: &Machine, regs: &mut [u64; 4]) {
+        let slot = |r: u64, l: u8| ((r >> (16 * u32::from(l - 1))) & 0xffff) << 12;
+        let parent = if n == 1 {
+            self.kernel.processes[p].root
+        } else {
+            slot(regs[1], n - 1)
+        };
+        let d = m.mem.read(Pa(parent + 8 * index(va, n - 1)));
+        let set = |r: &mut u64, l: u8, a: u64| {
+            let sh = 16 * u32::from(l - 1);
+            *r = *r & !(0xffff << sh) | (a >> 12) << sh;
+        };
+        if d & bits::VALID == 0 {
+            let mine = slot(regs[2], n);
+            set(&mut regs[1], n, mine);
+            return;
+        }
+        regs[3] |= 1 << (8 + n);
+        set(&mut regs[1], n, d & bits::ADDR_MASK);
+        let mut t = d & bits::ADDR_MASK;
+        for l in n + 1..=3 {
+            let e = m.mem.read(Pa(t + 8 * index(va, l - 1)));
+            if e & bits::VALID == 0 {
+                break;
+            }
+            t = e & bits::ADDR_MASK;
+            set(&mut regs[1], l, t);
+            regs[3] &= !(1 << (12 + l));
+        }
+    }
+
     /// Reads what kernel operation `k` needs once its locks are held.
     fn snapshot(&self, k: &KOp, m: &Machine, regs: &mut [u64; 4]) {
         let proc_ = &self.kernel.processes[k.process()];
@@ -637,11 +887,27 @@ impl KernelThread {
                     // free_pgtables: a table goes when no VMA left after
                     // the unmap reaches into the span it maps.
                     let end = start + len;
+                    // A VMA an `mmap` step makes counts only while the
+                    // process has it (bit 56 + j, read under the lock).
+                    let p = k.process();
+                    let kernel = &self.kernel;
+                    let has = |n: usize| {
+                        let late = (0..n)
+                            .filter(|&i| kernel.vma_counter(p, i).is_some())
+                            .count();
+                        kernel.vma_counter(p, n).is_none() || regs[3] >> (56 + late) & 1 != 0
+                    };
                     let used = |lo: u64, hi: u64| {
-                        proc_.vmas.iter().any(|v| {
-                            let parts = [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
-                            parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
-                        })
+                        proc_
+                            .vmas
+                            .iter()
+                            .enumerate()
+                            .filter(|&(n, _)| has(n))
+                            .any(|(_, v)| {
+                                let parts =
+                                    [(v.start, v.end.min(start)), (v.start.max(end), v.end)];
+                                parts.iter().any(|&(a, b)| a < b && a < hi && lo < b)
+                            })
                     };
                     let mut levels = 0u64;
                     for (lvl, span) in [(3u8, 1u64 << 21), (2, 1 << 30), (1, 1 << 39)] {
@@ -662,27 +928,26 @@ impl KernelThread {
                     }
                 }
             }
-            KOp::WriteFault { p, va } => {
+            KOp::WriteFault { p, va } | KOp::Touch { p, va, .. } => {
+                // The bits from 8 up belong to `touch` (its walk).
+                regs[3] &= !0xff;
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let at = l3 + 8 * index(va, 3);
                     regs[1] = at;
                     regs[2] = mem.read(Pa(at));
                     // The page is shared when another process maps the
                     // same frame (a fork's COW copy; `do_wp_page` asks the
-                    // folio's map count).
+                    // folio's map count), or is the zero page.
                     let frame = regs[2] & bits::ADDR_MASK;
-                    let shared = regs[2] & bits::VALID != 0
-                        && self.kernel.processes.iter().enumerate().any(|(q, o)| {
-                            q != p
-                                && tables(mem, o.root, va)[3].is_some_and(|l3| {
-                                    let d = mem.read(Pa(l3 + 8 * index(va, 3)));
-                                    d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
-                                })
-                        });
-                    regs[3] = u64::from(shared);
+                    let shared =
+                        regs[2] & bits::VALID != 0 && self.kernel.shared(mem, p, va, frame);
+                    regs[3] |= u64::from(shared);
+                } else {
+                    regs[1] = 0;
+                    regs[2] = 0;
                 }
             }
-            KOp::Fork { .. } => {}
+            KOp::Fork { .. } | KOp::Mmap { .. } => {}
             KOp::Exit { .. } => {
                 // Every page of every VMA, numbered in VMA order (frames
                 // in registers 1 and 2); the tables on the one path, as
@@ -725,17 +990,17 @@ impl KernelThread {
                     let va = start + i as u64 * PAGE_SIZE;
                     let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
                     if pte & bits::VALID == 0 {
+                        // A writable migration entry: bit 40 + i, and its
+                        // frame in page i's slot.
+                        if pte & MIGRATION != 0 && pte & MIGRATION_WRITE != 0 {
+                            regs[3] |= 1 << (40 + i);
+                            regs[1 + i / 4] |= ((pte & bits::ADDR_MASK) >> 12) << (16 * (i % 4));
+                        }
                         continue;
                     }
                     let frame = pte & bits::ADDR_MASK;
                     regs[1 + i / 4] |= (frame >> 12) << (16 * (i % 4));
-                    let shared = self.kernel.processes.iter().enumerate().any(|(q, o)| {
-                        q != p
-                            && tables(mem, o.root, va)[3].is_some_and(|t| {
-                                let d = mem.read(Pa(t + 8 * index(va, 3)));
-                                d & bits::VALID != 0 && d & bits::ADDR_MASK == frame
-                            })
-                    });
+                    let shared = self.kernel.shared(mem, p, va, frame);
                     regs[3] |= u64::from(shared) << (32 + i);
                 }
             }
@@ -744,7 +1009,7 @@ impl KernelThread {
                 let dst = (proc_.root, new);
                 copy_snapshot(mem, src, dst, len / PAGE_SIZE, 0, regs);
             }
-            KOp::Reclaim { va, .. } => {
+            KOp::Reclaim { va, .. } | KOp::Migrate { va, .. } => {
                 // folio_isolate_lru: the page reclaim picked.
                 if let Some(l3) = tables(mem, proc_.root, va)[3] {
                     let pte = mem.read(Pa(l3 + 8 * index(va, 3)));
@@ -810,7 +1075,7 @@ impl Program for KernelThread {
                         }
                     }
                     After::RmapVma(n) => {
-                        if let KOp::Reclaim { p, .. } = *k {
+                        if let KOp::Reclaim { p, .. } | KOp::Migrate { p, .. } = *k {
                             self.rmap_snapshot(p, n, m, &mut st.regs);
                         }
                     }
@@ -829,6 +1094,52 @@ impl Program for KernelThread {
                         st.regs = [0; 4];
                         return;
                     }
+                    After::VmaPresent(n) => {
+                        if result.value > 0 {
+                            st.regs[3] |= 1 << (56 + n);
+                        }
+                    }
+                    After::TouchWalk => {
+                        if let KOp::Touch { p, va, write } = *k {
+                            self.touch_walk(p, va, write, m, &mut st.regs);
+                        }
+                    }
+                    After::SaveSlot(n) => {
+                        let sh = 16 * u32::from(n);
+                        st.regs[2] = st.regs[2] & !(0xffff << sh) | (result.value & 0xffff) << sh;
+                    }
+                    After::Install(n) => {
+                        if let KOp::Touch { p, va, .. } = *k {
+                            self.touch_install(p, va, n, m, &mut st.regs);
+                        }
+                    }
+                    After::SaveNew => {
+                        st.regs[3] &= !(0xffff << 32);
+                        st.regs[3] |= (result.value & 0xffff) << 32;
+                    }
+                    After::MigrationEntry => {
+                        let e = m.mem.read(Pa(st.regs[1]));
+                        let old = (st.regs[0].wrapping_sub(1)) << 12;
+                        if e & bits::VALID == 0 && e & MIGRATION != 0 && e & bits::ADDR_MASK == old
+                        {
+                            st.regs[3] |= 1 << 48;
+                            if e & MIGRATION_WRITE != 0 {
+                                st.regs[3] |= 1 << 49;
+                            }
+                        }
+                    }
+                    After::Batched(at) => {
+                        st.regs[3] &= !(15 << at);
+                        st.regs[3] |= result.value.min(15) << at;
+                    }
+                    After::PteRaced => {
+                        let l3 = ((st.regs[1] >> 32) & 0xffff) << 12;
+                        if let KOp::Touch { va, .. } = *k {
+                            if m.mem.read(Pa(l3 + 8 * index(va, 3))) != 0 {
+                                st.regs[3] |= 1 << 63;
+                            }
+                        }
+                    }
                 }
                 micro + 1 >= self.plan(k, &st.regs).len()
             }
@@ -843,11 +1154,15 @@ impl Program for KernelThread {
 
     fn may_allocate(&self, st: &ProgState) -> bool {
         let (item, _) = Self::split(st);
-        // A write fault may copy the page (`wp_page_copy`).
+        // A write fault may copy the page (`wp_page_copy`); a touch may
+        // allocate tables and a page.
         self.items[item.min(self.items.len())..].iter().any(|i| {
             matches!(
                 i,
-                Item::Op(Op::Alloc { .. }) | Item::Kernel(KOp::WriteFault { .. })
+                Item::Op(Op::Alloc { .. })
+                    | Item::Kernel(
+                        KOp::WriteFault { .. } | KOp::Touch { .. } | KOp::Migrate { .. }
+                    )
             )
         })
     }
@@ -906,7 +1221,53 @@ impl Planner<'_> {
             // command queue's PROD write, so the SMMU's walks see them
             // before it consumes a command; the model has no DMB and
             // stands a DSB ISHST in for it.
+            // Every range the operations here hand over is at most one
+            // 2 MiB region, (-1, -1) or, from v6.6's hooks, (0, -1UL),
+            // which v6.6's driver turns into a TLBI by ASID: no driver
+            // loop runs away.
             self.smmu_ops(sva::invalidate(k.version, k.smmu, bond, start, end), func);
+        }
+    }
+
+    /// The barrier arm64's table-entry setters end with: `set_p4d` (a
+    /// level-0 entry with four levels) always, `set_pud` and `set_pmd` for
+    /// a valid entry: `dsb(ishst)` (then an ISB, which the model has no
+    /// use for), publishing the entry to the table walkers at once. The
+    /// caller says whether this store is one of those.
+    fn table_entry_barrier(&mut self, barrier: bool, func: &'static str) {
+        if barrier {
+            self.push(Op::Dsb { kind: Dsb::Ishst }, func);
+        }
+    }
+
+    /// `flush_tlb_batched_pending(mm)` (v6.6: 3ea277194daa's drain of
+    /// reclaim's pending flushes, with arm64's 43b3dfdd0455 hook), called
+    /// with the page-table lock held: when reclaim batched a flush for the
+    /// mm since the last drain, `arch_flush_tlb_batched_pending` and the
+    /// count marked flushed. The count read goes to register 3 bits `at`
+    /// to `at + 3`.
+    fn batched_pending(&mut self, p: usize, at: u8, regs: &[u64; 4]) {
+        let k = self.k;
+        if !k.version.tlbbatch() {
+            return;
+        }
+        let c = k.flush_batched(p);
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(c)),
+            "flush_tlb_batched_pending: atomic_read(&mm->tlb_flush_batched)",
+            After::Batched(at),
+        );
+        let n = (regs[3] >> at) & 15;
+        if n > 0 {
+            self.arch(
+                p,
+                arm64::flush_tlb_batched_pending(),
+                "flush_tlb_batched_pending: arch_flush_tlb_batched_pending",
+            );
+            self.sync(
+                SyncOp::AtomicAdd(c, -(n as i8)),
+                "flush_tlb_batched_pending: atomic_cmpxchg (all flushed)",
+            );
         }
     }
 
@@ -919,6 +1280,23 @@ impl Planner<'_> {
         let mmap = Kernel::mmap_lock(p);
         if unmap {
             self.sync(SyncOp::Lock(mmap), "mmap_write_lock");
+            // The VMAs `mmap` steps make: which the process has now
+            // (find_vma), and those the range covers are detached.
+            let late = (0..proc_.vmas.len()).filter_map(|n| k.vma_counter(p, n).map(|c| (n, c)));
+            for (j, (n, c)) in late.enumerate() {
+                self.push_then(
+                    Op::Sync(SyncOp::AtomicRead(c)),
+                    "do_vmi_munmap: find_vma",
+                    After::VmaPresent(j as u8),
+                );
+                let vma = proc_.vmas[n];
+                if regs[3] >> (56 + j) & 1 != 0 && start <= vma.start && vma.end <= start + len {
+                    self.sync(
+                        SyncOp::AtomicAdd(c, -1),
+                        "do_vmi_align_munmap: vma_iter_clear (detach)",
+                    );
+                }
+            }
             // do_vmi_align_munmap: mmap_write_downgrade once the VMAs are
             // detached.
             self.sync(SyncOp::Unlock(mmap), "mmap_write_downgrade");
@@ -937,6 +1315,7 @@ impl Planner<'_> {
             "zap_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 50, regs);
         // What the snapshot read.
         let pages = (len / PAGE_SIZE) as usize;
         let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
@@ -967,6 +1346,39 @@ impl Planner<'_> {
             SyncOp::Unlock(Kernel::ptl(p)),
             "zap_pte_range: pte_unmap_unlock",
         );
+        let cpu = k.cpu;
+        let asid = proc_.asid;
+        let code = v.arm64();
+        // unmap_page_range ends with tlb_end_vma: arm64 does not select
+        // MMU_GATHER_MERGE_VMAS, so tlb_flush_mmu_tlbonly flushes the
+        // cleared PTEs at the VMA's end, before invalidate_range_end
+        // (only cleared_ptes: last level, level 3, PAGE_SIZE stride), and
+        // resets the gather's range.
+        if cleared {
+            self.arch(
+                p,
+                arm64::tlb_flush(
+                    code,
+                    cpu,
+                    asid,
+                    false,
+                    tlb_start,
+                    tlb_end,
+                    PAGE_SIZE,
+                    false,
+                    Some(3),
+                ),
+                "tlb_end_vma: tlb_flush",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    tlb_start,
+                    tlb_end,
+                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
         if v.range_end_notifies() {
             self.secondary(
                 p,
@@ -977,11 +1389,16 @@ impl Planner<'_> {
         }
         self.range_end(p);
         let mut tables = Vec::new();
+        let (mut tlb_start, mut tlb_end) = (u64::MAX, 0);
         if unmap && free_levels > 0 {
             // free_pgtables, innermost first: clear the entry linking each
             // freed table (free_pte_range: pmd_clear; free_pmd_range:
             // pud_clear; ...), then queue the table for freeing after the
-            // flush (pte_free_tlb and friends, which set freed_tables).
+            // flush. free_pgd_range starts from the PMD-aligned address,
+            // so pte_free_tlb gathers [addr & PMD_MASK, + PAGE_SIZE) and
+            // sets cleared_pmds; pmd_free_tlb the PUD-aligned page
+            // (cleared_puds), pud_free_tlb the P4D-aligned one
+            // (cleared_p4ds); each sets freed_tables.
             for slot in 0..free_levels {
                 let parent = if slot == 2 {
                     proc_.root
@@ -1000,10 +1417,12 @@ impl Planner<'_> {
                         "free_pgtables: p4d_clear",
                     ][slot],
                 );
+                self.table_entry_barrier(slot == 2, "free_pgtables: p4d_clear: set_p4d");
                 tables.push(Pfn(table_pa(slot) >> 12));
+                let at = start & !(table_span(parent_level) - 1);
+                tlb_start = tlb_start.min(at);
+                tlb_end = tlb_end.max(at + PAGE_SIZE);
             }
-            tlb_start = tlb_start.min(start);
-            tlb_end = tlb_end.max(start + PAGE_SIZE);
         }
         self.push_then(
             Op::Sync(SyncOp::AtomicRead(pending)),
@@ -1012,9 +1431,6 @@ impl Planner<'_> {
         );
         let nested = regs[0] > 2; // the count read, plus one, above 1
         let freed_tables = !tables.is_empty();
-        let cpu = k.cpu;
-        let asid = proc_.asid;
-        let code = v.arm64();
         if nested {
             // tlb_finish_mmu: fullmm = 1, __tlb_reset_range (start = end =
             // ~0), freed_tables = 1; tlb_flush flushes the whole ASID.
@@ -1031,22 +1447,17 @@ impl Planner<'_> {
                     "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
                 );
             }
-        } else if cleared || freed_tables {
-            let level = if freed_tables { None } else { Some(3) };
+        } else if freed_tables {
+            // Only the tables are left in the gather: tlb_get_unmap_size
+            // is PMD_SIZE (cleared_pmds, the innermost freed table's),
+            // tlb_get_level is TLBI_TTL_UNKNOWN (freed_tables), not last
+            // level.
             self.arch(
                 p,
                 arm64::tlb_flush(
-                    code,
-                    cpu,
-                    asid,
-                    false,
-                    tlb_start,
-                    tlb_end,
-                    PAGE_SIZE,
-                    freed_tables,
-                    level,
+                    code, cpu, asid, false, tlb_start, tlb_end, L3_SPAN, true, None,
                 ),
-                "tlb_flush",
+                "tlb_finish_mmu: tlb_flush",
             );
             if v.range_end_notifies() {
                 self.secondary(
@@ -1127,6 +1538,7 @@ impl Planner<'_> {
             "unmap_vmas: zap_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 50, regs);
         let frame = |i: usize| (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
         let table_pa = |slot: usize| ((regs[3] >> (16 * slot)) & 0xffff) << 12;
         let l3 = table_pa(0);
@@ -1179,6 +1591,7 @@ impl Planner<'_> {
                     "free_pgtables: p4d_clear",
                 ][slot],
             );
+            self.table_entry_barrier(slot == 2, "free_pgtables: p4d_clear: set_p4d");
             tables.push(Pfn(table_pa(slot) >> 12));
         }
         self.push_then(
@@ -1239,11 +1652,29 @@ impl Planner<'_> {
             "change_pte_range: pte_offset_map_lock",
             After::Snapshot,
         );
+        self.batched_pending(p, 56, regs);
         let l3 = (regs[3] & 0xffff) << 12;
         let mut tlb_start = u64::MAX;
         let mut tlb_end = 0;
         for i in 0..(len / PAGE_SIZE) as usize {
             let frame = (regs[1 + i / 4] >> (16 * (i % 4))) & 0xffff;
+            if regs[3] >> (40 + i) & 1 != 0 {
+                // A writable migration entry. To read-only: "a protection
+                // check is difficult so just be safe and disable write",
+                // make_readable_migration_entry, with no flush (nothing
+                // caches an invalid entry); to writable: left alone.
+                if !writable {
+                    let va = start + i as u64 * PAGE_SIZE;
+                    self.push(
+                        Op::Store {
+                            pa: Pa(l3 + 8 * index(va, 3)),
+                            value: migration_entry(frame << 12, false),
+                        },
+                        "change_pte_range: make_readable_migration_entry",
+                    );
+                }
+                continue;
+            }
             if frame == 0 {
                 continue;
             }
@@ -1275,29 +1706,11 @@ impl Planner<'_> {
             );
         }
         self.range_end(p);
-        self.push_then(
-            Op::Sync(SyncOp::AtomicRead(pending)),
-            "tlb_finish_mmu: mm_tlb_flush_nested",
-            After::Save,
-        );
-        let nested = regs[0] > 2;
         let code = v.arm64();
-        if nested {
-            self.arch(
-                p,
-                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
-                "tlb_flush (nested: fullmm)",
-            );
-            if v.range_end_notifies() {
-                self.secondary(
-                    p,
-                    u64::MAX,
-                    u64::MAX,
-                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
-                );
-            }
-        } else if changed {
-            // Only PTEs were touched (cleared_ptes): leaf, level 3.
+        // change_protection_range ends with tlb_end_vma (no
+        // MMU_GATHER_MERGE_VMAS on arm64): only PTEs were touched
+        // (cleared_ptes), so a leaf flush at level 3.
+        if changed {
             self.arch(
                 p,
                 arm64::tlb_flush(
@@ -1311,14 +1724,34 @@ impl Planner<'_> {
                     false,
                     Some(3),
                 ),
-                "tlb_finish_mmu: tlb_flush",
+                "tlb_end_vma: tlb_flush",
             );
             if v.range_end_notifies() {
                 self.secondary(
                     p,
                     tlb_start,
                     tlb_end,
-                    "tlb_flush_mmu_tlbonly: invalidate_range",
+                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
+                );
+            }
+        }
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(pending)),
+            "tlb_finish_mmu: mm_tlb_flush_nested",
+            After::Save,
+        );
+        if regs[0] > 2 {
+            self.arch(
+                p,
+                arm64::tlb_flush(code, k.cpu, proc_.asid, true, 0, 0, PAGE_SIZE, true, None),
+                "tlb_flush (nested: fullmm)",
+            );
+            if v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    u64::MAX,
+                    u64::MAX,
+                    "tlb_flush_mmu_tlbonly: invalidate_range(-1, -1)",
                 );
             }
         }
@@ -1331,11 +1764,28 @@ impl Planner<'_> {
 
     /// The write fault on a present read-only PTE of a writable VMA.
     fn write_fault(&mut self, p: usize, va: u64, regs: &[u64; 4]) {
+        let mmap = Kernel::mmap_lock(p);
+        self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
+        self.wp_locked(p, va, regs);
+        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+    }
+
+    /// `handle_pte_fault` for a write to a present PTE, mmap_lock held
+    /// for read (v6.5, v6.6; seed 004's patch where it hooks). Linux's
+    /// `pte_write` is PTE_WRITE, the DBM bit (51): a PTE with it and
+    /// PTE_RDONLY is writable but clean. Such a PTE is made dirty in
+    /// `handle_pte_fault` itself (`pte_mkdirty` clears PTE_RDONLY,
+    /// `ptep_set_access_flags` with `dirty` flushes the page, since the
+    /// read-only entry may be cached), and seed 004's patch notifies
+    /// there, after `pte_unmap_unlock`, since the PTE changed. A PTE
+    /// without PTE_WRITE goes to `do_wp_page`: a page only this process
+    /// maps is reused (`wp_page_reuse`: the same store and flush, but no
+    /// notification in seed 004's patch, which does not touch it), a
+    /// shared one or the zero page is copied ([`Planner::wp_page_copy`]).
+    fn wp_locked(&mut self, p: usize, va: u64, regs: &[u64; 4]) {
         let k = self.k;
         let proc_ = &k.processes[p];
-        let mmap = Kernel::mmap_lock(p);
         let ptl = Kernel::ptl(p);
-        self.sync(SyncOp::ReadLock(mmap), "mmap_read_lock");
         self.push_then(
             Op::Sync(SyncOp::Lock(ptl)),
             "handle_pte_fault: pte_offset_map_lock",
@@ -1345,41 +1795,227 @@ impl Planner<'_> {
         let writable_vma = proc_.vma(va).is_some_and(|v| v.writable);
         let upgrade = at != 0 && pte & bits::VALID != 0 && pte & bits::AP_RO != 0 && writable_vma;
         let page = va & !(PAGE_SIZE - 1);
-        if upgrade && regs[3] & 1 != 0 {
-            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
-            self.wp_page_copy(p, page, regs);
-            self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
-            return;
-        }
-        if upgrade {
-            // wp_page_reuse: pte_mkdirty clears PTE_RDONLY;
-            // __ptep_set_access_flags then flushes the page since the old
-            // permission may be cached.
-            self.push(
+        let flush = |pl: &mut Planner<'_>, what: &'static str| {
+            pl.push(
                 Op::Store {
                     pa: Pa(at),
                     value: pte & !bits::AP_RO,
                 },
-                "ptep_set_access_flags",
+                what,
             );
-            self.arch(
+            pl.arch(
                 p,
                 arm64::flush_tlb_page(k.version.arm64(), proc_.asid, page),
                 "ptep_set_access_flags: flush_tlb_page",
             );
+        };
+        if upgrade && pte & bits::DBM != 0 {
+            flush(self, "handle_pte_fault: pte_mkdirty, ptep_set_access_flags");
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_unmap_unlock");
+            if k.version.upgrade_notifies() {
+                self.range_start(p, page, page + PAGE_SIZE);
+                self.secondary(
+                    p,
+                    page,
+                    page + PAGE_SIZE,
+                    "handle_pte_fault: mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
+                );
+                self.range_end(p);
+            }
+            return;
+        }
+        if upgrade && regs[3] & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "do_wp_page: pte_unmap_unlock");
+            self.wp_page_copy(p, page, regs);
+            return;
+        }
+        if upgrade {
+            flush(self, "wp_page_reuse: ptep_set_access_flags");
+            self.sync(SyncOp::Unlock(ptl), "wp_page_reuse: pte_unmap_unlock");
+            return;
         }
         self.sync(SyncOp::Unlock(ptl), "pte_unmap_unlock");
-        if upgrade && k.version.upgrade_notifies() {
-            self.range_start(p, page, page + PAGE_SIZE);
-            self.secondary(
-                p,
-                page,
-                page + PAGE_SIZE,
-                "mmu_notifier_invalidate_range_end (PROTECTION_UPGRADE): invalidate_range",
-            );
-            self.range_end(p);
+    }
+
+    /// `mmap` of VMA `n` ([`KOp::Mmap`]).
+    fn mmap(&mut self, p: usize, n: usize, regs: &[u64; 4]) {
+        let Some(c) = self.k.vma_counter(p, n) else {
+            return;
+        };
+        let mmap = Kernel::mmap_lock(p);
+        self.sync(SyncOp::Lock(mmap), "do_mmap: mmap_write_lock_killable");
+        self.push_then(
+            Op::Sync(SyncOp::AtomicRead(c)),
+            "mmap_region: is the range free",
+            After::Save,
+        );
+        // The count read, plus one: 1 when the process lacks the VMA.
+        if regs[0] == 1 {
+            self.sync(SyncOp::AtomicAdd(c, 1), "mmap_region: vma_link");
         }
-        self.sync(SyncOp::ReadUnlock(mmap), "mmap_read_unlock");
+        self.sync(SyncOp::Unlock(mmap), "do_mmap: mmap_write_unlock");
+    }
+
+    /// A CPU access with its fault path ([`KOp::Touch`]). Registers:
+    /// 0 the VMA's counter (plus one) and later `wp_page_copy`'s page;
+    /// 1 the tables at levels 1..3 (16-bit slots, frame numbers), or the
+    /// PTE's address on the write-fault path; 2 the tables and page this
+    /// operation allocated (slots 0..2 and 3), or the PTE on the
+    /// write-fault path; 3 the flags of [`After::TouchWalk`],
+    /// [`After::Install`] and [`After::PteRaced`], and in bits 12 + n
+    /// whether the level-`n` table must be made.
+    fn touch(&mut self, p: usize, va: u64, write: bool, regs: &[u64; 4]) {
+        let k = self.k;
+        let proc_ = &k.processes[p];
+        let mmap = Kernel::mmap_lock(p);
+        let ptl = Kernel::ptl(p);
+        self.sync(
+            SyncOp::ReadLock(mmap),
+            "do_page_fault: lock_mm_and_find_vma",
+        );
+        let n = proc_.vmas.iter().position(|v| v.start <= va && va < v.end);
+        if let Some(c) = n.and_then(|n| k.vma_counter(p, n)) {
+            self.push_then(
+                Op::Sync(SyncOp::AtomicRead(c)),
+                "do_page_fault: find_vma",
+                After::Save,
+            );
+            if regs[0] == 1 {
+                self.sync(
+                    SyncOp::ReadUnlock(mmap),
+                    "do_page_fault: bad_area (no VMA: SIGSEGV)",
+                );
+                return;
+            }
+        }
+        self.push_then(
+            Op::Sync(SyncOp::Lock(ptl)),
+            "handle_pte_fault: pte_offset_map_lock",
+            After::TouchWalk,
+        );
+        if regs[3] >> 62 & 1 == 0 {
+            return;
+        }
+        let tbl = |n: u8| ((regs[1] >> (16 * u32::from(n - 1))) & 0xffff) << 12;
+        let ours = |n: u8| ((regs[2] >> (16 * u32::from(n - 1))) & 0xffff) << 12;
+        if regs[3] >> 61 & 1 != 0 {
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_unmap_unlock");
+            if regs[3] >> 60 & 1 == 0 {
+                self.wp_locked(p, va, regs);
+            }
+        } else {
+            self.sync(SyncOp::Unlock(ptl), "handle_pte_fault: pte_none");
+            const ALLOC: [&str; 3] = [
+                "__pud_alloc: pud_alloc_one",
+                "__pmd_alloc: pmd_alloc_one",
+                "__pte_alloc: pte_alloc_one",
+            ];
+            const POPULATE: [&str; 3] = [
+                "__pud_alloc: p4d_populate",
+                "__pmd_alloc: pud_populate",
+                "pmd_install: pmd_populate",
+            ];
+            const FREE: [&str; 3] = [
+                "__pud_alloc: pud_free (populated meanwhile)",
+                "__pmd_alloc: pmd_free (populated meanwhile)",
+                "__pte_alloc: pte_free (populated meanwhile)",
+            ];
+            for n in 1..=3u8 {
+                if regs[3] >> (12 + n) & 1 == 0 {
+                    continue;
+                }
+                let i = usize::from(n - 1);
+                self.push_then(
+                    Op::Alloc {
+                        owner: FrameOwner::Table {
+                            owner: TableOwner::Stage1 { space: proc_.space },
+                            level: n,
+                        },
+                    },
+                    ALLOC[i],
+                    After::SaveSlot(n - 1),
+                );
+                self.push_then(
+                    Op::Sync(SyncOp::Lock(ptl)),
+                    "spin_lock(page_table_lock)",
+                    After::Install(n),
+                );
+                if regs[3] >> (8 + n) & 1 != 0 {
+                    self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
+                    self.push(
+                        Op::Free {
+                            frame: Pfn(ours(n) >> 12),
+                        },
+                        FREE[i],
+                    );
+                } else {
+                    let parent = if n == 1 { proc_.root } else { tbl(n - 1) };
+                    self.push(
+                        Op::Store {
+                            pa: Pa(parent + 8 * index(va, n - 1)),
+                            value: table(ours(n)),
+                        },
+                        POPULATE[i],
+                    );
+                    // A valid entry: set_p4d, set_pud and set_pmd all end
+                    // with dsb(ishst).
+                    self.table_entry_barrier(true, POPULATE[i]);
+                    self.sync(SyncOp::Unlock(ptl), "spin_unlock(page_table_lock)");
+                }
+            }
+            let data = ((regs[2] >> 48) & 0xffff) << 12;
+            if write {
+                self.push_then(
+                    Op::Alloc {
+                        owner: FrameOwner::Data { space: proc_.space },
+                    },
+                    "do_anonymous_page: vma_alloc_zeroed_movable_folio",
+                    After::SaveSlot(3),
+                );
+            }
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "do_anonymous_page: pte_offset_map_lock",
+                After::PteRaced,
+            );
+            if regs[3] >> 63 & 1 != 0 {
+                self.sync(
+                    SyncOp::Unlock(ptl),
+                    "do_anonymous_page: update_mmu_tlb (filled meanwhile)",
+                );
+                if write {
+                    self.push(
+                        Op::Free {
+                            frame: Pfn(data >> 12),
+                        },
+                        "do_anonymous_page: folio_put",
+                    );
+                }
+            } else {
+                let value = if write {
+                    user_pte(data, true)
+                } else {
+                    user_pte(k.zero_page, false)
+                };
+                self.push(
+                    Op::Store {
+                        pa: Pa(tbl(3) + 8 * index(va, 3)),
+                        value,
+                    },
+                    "do_anonymous_page: set_pte_at",
+                );
+                self.sync(SyncOp::Unlock(ptl), "do_anonymous_page: pte_unmap_unlock");
+            }
+        }
+        self.sync(SyncOp::ReadUnlock(mmap), "do_page_fault: mmap_read_unlock");
+        self.push(
+            Op::Rely(Rely::RetrySucceeds {
+                ctx: proc_.ctx,
+                va: Va(va),
+                write,
+            }),
+            "the access, retried after the fault",
+        );
     }
 
     /// `wp_page_copy` (v6.5, v6.6) for the read-only PTE `regs[2]` at
@@ -1397,21 +2033,29 @@ impl Planner<'_> {
         let proc_ = &k.processes[p];
         let ptl = Kernel::ptl(p);
         let (at, pte) = (regs[1], regs[2]);
+        // The zero page is not copied: the new page comes zeroed.
+        let zero = k.zero_page != 0 && pte & bits::ADDR_MASK == k.zero_page;
         self.push_then(
             Op::Alloc {
                 owner: FrameOwner::Data { space: proc_.space },
             },
-            "wp_page_copy: vma_alloc_folio",
+            if zero {
+                "wp_page_copy: vma_alloc_zeroed_movable_folio"
+            } else {
+                "wp_page_copy: vma_alloc_folio"
+            },
             After::Save,
         );
         let new = regs[0].wrapping_sub(1);
-        self.push(
-            Op::Rely(Rely::ReadOnly {
-                ctx: proc_.ctx,
-                va: Va(page),
-            }),
-            "wp_page_copy: __wp_page_copy_user",
-        );
+        if !zero {
+            self.push(
+                Op::Rely(Rely::ReadOnly {
+                    ctx: proc_.ctx,
+                    va: Va(page),
+                }),
+                "wp_page_copy: __wp_page_copy_user",
+            );
+        }
         self.range_start(p, page, page + PAGE_SIZE);
         self.push_then(
             Op::Sync(SyncOp::Lock(ptl)),
@@ -1612,6 +2256,7 @@ impl Planner<'_> {
                 SmmuOp::Sync => Op::SmmuSync {
                     words: sva::cmd_sync().encode(),
                 },
+                SmmuOp::Lockup => unreachable!("no range handed to the driver here runs away"),
             };
             self.push(op, func);
         }
@@ -1683,6 +2328,7 @@ impl Planner<'_> {
             "move_ptes: pte_offset_map_lock (old and new)",
             After::Snapshot,
         );
+        self.batched_pending(p, 56, regs);
         let src_l3 = ((regs[3] >> 32) & 0xffff) << 12;
         let dst_l3 = ((regs[3] >> 16) & 0xffff) << 12;
         let mut moved = false;
@@ -1741,25 +2387,47 @@ impl Planner<'_> {
     }
 
     /// `shrink_folio_list` -> `try_to_unmap` (v6.5, v6.6) for
-    /// [`KOp::Reclaim`].
-    fn reclaim(&mut self, p: usize, regs: &[u64; 4]) {
+    /// [`KOp::Reclaim`], or, with `migrate` (MIGRATE_ASYNC or not),
+    /// `migrate_pages_batch` -> `try_to_migrate` for [`KOp::Migrate`].
+    fn reclaim(&mut self, p: usize, regs: &[u64; 4], migrate: Option<bool>) {
         let k = self.k;
         let v = k.version;
         let proc_ = &k.processes[p];
         let ptl = Kernel::ptl(p);
+        // TTU_BATCH_FLUSH: always for reclaim, for MIGRATE_ASYNC only for
+        // migration; it batches only where arm64 has arch_tlbbatch_*.
+        let batch = v.tlbbatch() && migrate.unwrap_or(true);
+        let name = |unmap: &'static str, migration: &'static str| {
+            if migrate.is_some() {
+                migration
+            } else {
+                unmap
+            }
+        };
         // The page's identity is read once (folio_isolate_lru); the lock
         // pair only places the read.
-        self.push_then(
-            Op::Sync(SyncOp::Lock(ptl)),
+        let isolate = name(
             "shrink_folio_list: folio_isolate_lru",
-            After::Snapshot,
+            "migrate_pages: folio_isolate_lru",
         );
-        self.sync(SyncOp::Unlock(ptl), "shrink_folio_list: folio_isolate_lru");
+        self.push_then(Op::Sync(SyncOp::Lock(ptl)), isolate, After::Snapshot);
+        self.sync(SyncOp::Unlock(ptl), isolate);
         if regs[0] == 0 {
             return;
         }
         let frame = regs[0] - 1;
+        let new = (regs[3] >> 32) & 0xffff;
+        if migrate.is_some() {
+            self.push_then(
+                Op::Alloc {
+                    owner: FrameOwner::Data { space: proc_.space },
+                },
+                "migrate_folio_unmap: get_new_folio",
+                After::SaveNew,
+            );
+        }
         let found = ((regs[3] >> 8) & 0xff) as usize;
+        let mut mapped = None;
         for (n, vma) in proc_.vmas.iter().enumerate() {
             if found != 0 && n + 1 > found {
                 // The page is unmapped: the walk's `done` (folio_not_mapped)
@@ -1772,46 +2440,165 @@ impl Planner<'_> {
             self.range_start(p, vma.start, vma.end);
             self.push_then(
                 Op::Sync(SyncOp::Lock(ptl)),
-                "try_to_unmap_one: page_vma_mapped_walk",
+                name(
+                    "try_to_unmap_one: page_vma_mapped_walk",
+                    "try_to_migrate_one: page_vma_mapped_walk",
+                ),
                 After::RmapVma(n),
             );
-            if found == n + 1 {
-                let at = regs[1];
+            // The PTE's index in its level-3 table gives the address
+            // within the VMA's 2 MiB region.
+            let at = regs[1];
+            let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
+            if found == n + 1 && batch {
+                // TTU_BATCH_FLUSH: the TLBI now, its DSB later.
                 self.push(
                     Op::Store {
                         pa: Pa(at),
                         value: 0,
                     },
-                    "try_to_unmap_one: ptep_clear_flush",
+                    name(
+                        "try_to_unmap_one: ptep_get_and_clear",
+                        "try_to_migrate_one: ptep_get_and_clear",
+                    ),
                 );
-                // The PTE's index in its level-3 table gives the address
-                // within the VMA's 2 MiB region.
-                let page = (vma.start & !(L3_SPAN - 1)) + ((at & 0xfff) / 8) * PAGE_SIZE;
+                self.arch(
+                    p,
+                    arm64::tlbbatch_add_pending(v.arm64(), proc_.asid, page),
+                    "set_tlb_ubc_flush_pending: arch_tlbbatch_add_pending",
+                );
+                self.sync(
+                    SyncOp::AtomicAdd(k.flush_batched(p), 1),
+                    "set_tlb_ubc_flush_pending: mm->tlb_flush_batched (one more pending)",
+                );
+            } else if found == n + 1 {
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: 0,
+                    },
+                    name(
+                        "try_to_unmap_one: ptep_clear_flush",
+                        "try_to_migrate_one: ptep_clear_flush",
+                    ),
+                );
                 self.arch(
                     p,
                     arm64::flush_tlb_page(v.arm64(), proc_.asid, page),
-                    "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                    name(
+                        "try_to_unmap_one: ptep_clear_flush: flush_tlb_page",
+                        "try_to_migrate_one: ptep_clear_flush: flush_tlb_page",
+                    ),
                 );
-                if v.range_end_notifies() {
-                    self.secondary(
-                        p,
-                        page,
-                        page + PAGE_SIZE,
-                        "try_to_unmap_one: mmu_notifier_invalidate_range",
-                    );
-                }
+            }
+            if found == n + 1 && migrate.is_some() {
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: migration_entry(frame << 12, regs[2] & bits::AP_RO == 0),
+                    },
+                    "try_to_migrate_one: set_pte_at (migration entry)",
+                );
+            } else if found == n + 1 && !batch && v.range_end_notifies() {
+                // The anonymous page's swap entry is set (the model leaves
+                // the PTE empty), then, in v6.5, "invalidate as we cleared
+                // the pte".
+                self.secondary(
+                    p,
+                    page,
+                    page + PAGE_SIZE,
+                    "try_to_unmap_one: mmu_notifier_invalidate_range",
+                );
             }
             self.sync(
                 SyncOp::Unlock(ptl),
-                "try_to_unmap_one: page_vma_mapped_walk_done",
+                name(
+                    "try_to_unmap_one: page_vma_mapped_walk_done",
+                    "try_to_migrate_one: page_vma_mapped_walk_done",
+                ),
             );
+            // v6.5's mmu_notifier_invalidate_range_end (not _only_end)
+            // calls invalidate_range again, for the notifier range: the
+            // page's address to the end of the folio, within the VMA.
+            if found == n + 1 && v.range_end_notifies() {
+                self.secondary(
+                    p,
+                    page,
+                    (page + PAGE_SIZE).min(vma.end),
+                    name(
+                        "try_to_unmap_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                        "try_to_migrate_one: mmu_notifier_invalidate_range_end: invalidate_range",
+                    ),
+                );
+            }
             self.range_end(p);
+            if found == n + 1 {
+                mapped = Some((at, page));
+            }
         }
-        if found != 0 {
+        let Some((at, page)) = mapped else {
+            if migrate.is_some() {
+                self.push(
+                    Op::Free { frame: Pfn(new) },
+                    "migrate_folio_undo_dst: put_new_folio",
+                );
+            }
+            return;
+        };
+        if batch {
+            self.arch(
+                p,
+                arm64::tlbbatch_flush(),
+                name(
+                    "shrink_folio_list: try_to_unmap_flush: arch_tlbbatch_flush",
+                    "migrate_pages_batch: try_to_unmap_flush: arch_tlbbatch_flush",
+                ),
+            );
+        }
+        if migrate.is_some() {
+            // The copy: a write that reached the old page after it would
+            // be lost.
+            self.push(
+                Op::Rely(Rely::ReadOnly {
+                    ctx: proc_.ctx,
+                    va: Va(page),
+                }),
+                "migrate_folio_move: folio_copy",
+            );
+            self.push_then(
+                Op::Sync(SyncOp::Lock(ptl)),
+                "remove_migration_pte: page_vma_mapped_walk",
+                After::MigrationEntry,
+            );
+            let entry = regs[3] >> 48 & 1 != 0;
+            if entry {
+                self.push(
+                    Op::Store {
+                        pa: Pa(at),
+                        value: user_pte(new << 12, regs[3] >> 49 & 1 != 0),
+                    },
+                    "remove_migration_pte: set_pte_at",
+                );
+            }
+            self.sync(
+                SyncOp::Unlock(ptl),
+                "remove_migration_pte: page_vma_mapped_walk_done",
+            );
             self.push(
                 Op::Free { frame: Pfn(frame) },
-                "shrink_folio_list: free_unref_page_list",
+                "migrate_folio_done: folio_put",
             );
+            if !entry {
+                self.push(
+                    Op::Free { frame: Pfn(new) },
+                    "migrate_folio_move: folio_put (mapped nowhere)",
+                );
+            }
+            return;
         }
+        self.push(
+            Op::Free { frame: Pfn(frame) },
+            "shrink_folio_list: free_unref_page_list",
+        );
     }
 }

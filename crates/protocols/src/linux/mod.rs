@@ -24,6 +24,7 @@ pub enum Version {
     /// `tlb_finish_mmu` resets the range to (-1, -1) before that call.
     /// The SMMU SVA notifier computes `size = end - start` and has no
     /// whole-ASID path (the code that mainline 38b14e2e3de9 patches).
+    /// Reclaim flushes each page at once (no arm64 `arch_tlbbatch_*`).
     Linux6_5,
     /// Alistair Popple's "mmu_notifiers: Notify on pte permission upgrades"
     /// (22 May 2023, based on v6.2, never merged; seed 004): v6.5
@@ -39,7 +40,9 @@ pub enum Version {
     /// ec8832d007cb (`invalidate_range_end` no longer does). As merged,
     /// `__flush_tlb_range` hands the secondaries `(end, end)`: its loop had
     /// advanced `start` (fixed much later by f7edb07ad7c6), which the SMMU
-    /// turns into a whole-ASID invalidation.
+    /// turns into a whole-ASID invalidation. Also 43b3dfdd0455 (arm64
+    /// batches reclaim's flushes: [`Version::tlbbatch`]), merged in the
+    /// same window.
     Linux6_6,
 }
 
@@ -73,6 +76,20 @@ impl Version {
     /// the page-table lock (seed 004's patch).
     pub const fn upgrade_notifies(self) -> bool {
         matches!(self, Version::Popple2023_05)
+    }
+
+    /// Whether arm64 batches reclaim's TLB flushes
+    /// (`ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH`, 43b3dfdd0455 "arm64: support
+    /// batched/deferred tlb shootdown during page reclamation/migration").
+    /// It was reviewed as v10 in July 2023, after v6.5-rc1, and merged
+    /// for v6.6 through the mm tree in the same merge window as Popple's
+    /// series, so v6.5 and seed 004's patch (on v6.5 here) flush each page
+    /// at once with `ptep_clear_flush`. From v6.6, `try_to_unmap_one`
+    /// defers (`should_defer_flush`: arm64's `arch_tlbbatch_should_defer`
+    /// refuses only on ARM64_WORKAROUND_REPEAT_TLBI, whatever the CPU
+    /// count).
+    pub const fn tlbbatch(self) -> bool {
+        matches!(self, Version::Linux6_6)
     }
 
     /// The arm64 flush code of this version.

@@ -49,6 +49,62 @@ pub enum SmmuOp {
     Cmd(Command),
     /// A batch submitted with a `CMD_SYNC`, waited for.
     Sync,
+    /// The driver's range loop does not end, or runs for more than
+    /// [`MAX_RANGE_COMMANDS`] commands: its CPU is stuck there (a soft
+    /// lockup, as d5afb4b47e13 reports one), and nothing after it runs.
+    Lockup,
+}
+
+/// Most commands the model expands one range invalidation into; a loop
+/// that issues more is a [`SmmuOp::Lockup`]. (The kernel's own limit for
+/// an SVA range without RIL came after v6.6-rc2: d5afb4b47e13 caps it at
+/// 512 pages and issues a TLBI by ASID instead.)
+pub const MAX_RANGE_COMMANDS: u64 = 4096;
+
+/// How many commands `__arm_smmu_tlb_inv_range` issues for the range
+/// `[iova, iova + size)` with granule `PAGE_SIZE` (`size` > 0), or `None`
+/// when its loop never ends. The loop runs while `iova < end`, `end = iova + size`
+/// computed in 64 bits. Without RIL each command advances `iova` by one
+/// page, so a range reaching past the last page makes `iova` wrap and
+/// start again: (0, ULONG_MAX) loops forever. With RIL each command
+/// clears one 5-bit chunk of the page count; once the count is 0 while
+/// `iova < end` (a size that is not a page multiple, such as ULONG_MAX),
+/// the command covers nothing and `iova` stops moving; a SCALE beyond the
+/// command's 5-bit field builds no meaningful command either.
+pub fn range_commands(
+    feat: SmmuFeatures,
+    iova: u64,
+    size: u64,
+    leaf: bool,
+    bump: bool,
+) -> Option<u64> {
+    const PAGE: u64 = 4096;
+    let end = iova.wrapping_add(size);
+    if end <= iova {
+        return Some(0);
+    }
+    if !feat.ril {
+        let n = (end - iova).div_ceil(PAGE);
+        return iova.checked_add(n.checked_mul(PAGE)?).map(|_| n);
+    }
+    let mut num_pages = size >> 12;
+    if bump && !leaf && num_pages & 31 == 1 {
+        num_pages += 1;
+    }
+    let covered = iova.checked_add(num_pages.checked_mul(PAGE)?);
+    if covered.is_none_or(|c| c < end) {
+        return None;
+    }
+    let mut n = 0;
+    while num_pages > 0 {
+        let scale = num_pages.trailing_zeros();
+        if scale > 31 {
+            return None;
+        }
+        num_pages -= ((num_pages >> scale) & 31) << scale;
+        n += 1;
+    }
+    Some(n)
 }
 
 /// CMD_SYNC as the driver issues it without MSI polling
@@ -226,7 +282,9 @@ pub fn release(bond: &SvaBond) -> Vec<ReleaseOp> {
 ///
 /// `size = end - start`. v6.6 maps a ULONG_MAX size to 0 and a size of 0
 /// to a TLBI by ASID (38b14e2e3de9); v6.5 hands any size to the range
-/// invalidation, which does nothing for 0. Without BTM the TLBI is issued
+/// invalidation, which does nothing for 0 (so (-1, -1) invalidates no
+/// TLB entry) and never ends for (0, ULONG_MAX) ([`range_commands`]:
+/// the result ends in [`SmmuOp::Lockup`]). Without BTM the TLBI is issued
 /// and synced; then, with ATS, one `CMD_ATC_INV` for the device's
 /// StreamID (size 0: all) and a `CMD_SYNC` (`arm_smmu_atc_inv_domain`).
 /// With BTM the TLBI is skipped and the ATC still invalidated.
@@ -255,10 +313,16 @@ pub fn invalidate(
             }
         }
         Version::Linux6_5 | Version::Popple2023_05 => {
-            if !feat.btm {
-                out.extend(tlb_inv_range_asid(
-                    feat, bond.asid, start, size, false, false,
-                ));
+            if !feat.btm && size != 0 {
+                match range_commands(feat, start, size, false, false) {
+                    Some(n) if n <= MAX_RANGE_COMMANDS => out.extend(tlb_inv_range_asid(
+                        feat, bond.asid, start, size, false, false,
+                    )),
+                    _ => {
+                        out.push(SmmuOp::Lockup);
+                        return out;
+                    }
+                }
             }
         }
     }

@@ -626,7 +626,7 @@ pub struct VmaDecl {
     pub span: Span,
 }
 
-/// `page PROCESS VA rw|ro`: a data page mapped at set-up.
+/// `page PROCESS VA rw|ro|clean`: a data page mapped at set-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageDecl {
     /// The process.
@@ -635,6 +635,10 @@ pub struct PageDecl {
     pub va: Spanned<u64>,
     /// The PTE is writable (else read-only).
     pub writable: bool,
+    /// `clean`: writable for Linux but not yet written (arm64's
+    /// `pte_mkclean`: PTE_WRITE, the DBM bit, with PTE_RDONLY), so the
+    /// hardware grants reads only.
+    pub clean: bool,
     /// The statement.
     pub span: Span,
 }
@@ -671,6 +675,12 @@ pub enum KernelStepKind {
     Mprotect,
     /// `exit P`.
     Exit,
+    /// `mmap P ADDR LEN rw|ro`.
+    Mmap,
+    /// `touch P ADDR read|write`.
+    Touch,
+    /// `migrate P ADDR sync|async`.
+    Migrate,
 }
 
 /// A high-level step: a kernel operation on a process.
@@ -688,7 +698,9 @@ pub struct KernelStep {
     pub child: Option<Spanned<String>>,
     /// The new address, for `mremap`.
     pub to: Option<Spanned<u64>>,
-    /// The new protection, for `mprotect`: writable or read-only.
+    /// The new protection, for `mprotect` and `mmap`: writable or
+    /// read-only; for `touch`, whether the access is a write; for
+    /// `migrate`, whether the mode is MIGRATE_ASYNC.
     pub writable: Option<bool>,
 }
 

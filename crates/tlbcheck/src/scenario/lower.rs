@@ -103,6 +103,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         l.smmu_registers(decl, &mut mb)?;
     }
     let mut procs = l.processes(mb.mem_mut())?;
+    let zero_page = l.zero_page(mb.mem_mut())?;
     for w in &sc.writes {
         let (pa, value) = l.write(&w.at, &w.value)?;
         mb.write(Pa(pa), value).map_err(setup_at(w.span))?;
@@ -181,7 +182,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
             }
             e => Located::new(sc.name.span, e.to_string()),
         })?;
-    let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem)?;
+    let kernel = l.kernel(&mut procs, &device_names, &b.machine().mem, zero_page)?;
     if let Some(k) = &kernel {
         b.seqcounts(k.seqcounts());
     }
@@ -766,6 +767,7 @@ impl Lower<'_> {
                 start,
                 end: start + len,
                 writable: v.writable,
+                by_mmap: false,
             });
         }
         for pg in &sc.pages {
@@ -786,7 +788,11 @@ impl Lower<'_> {
             }
             mm::map_new_page(mem, out[p].root, out[p].space, va, pg.writable)
                 .map_err(oom(pg.span))?;
+            if pg.clean {
+                self.make_clean(mem, &out[p], pg)?;
+            }
         }
+        self.late_vmas(&mut out)?;
         self.fork_children(mem, &mut out)?;
         self.mirrors(mem, &mut out)?;
         self.mremap_targets(mem, &out)?;
@@ -931,6 +937,7 @@ impl Lower<'_> {
         procs: &mut [Process],
         dev_names: &[String],
         mem: &PhysMem,
+        zero_page: u64,
     ) -> R<Option<Arc<Kernel>>> {
         let sc = self.sc;
         let names: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
@@ -984,6 +991,7 @@ impl Lower<'_> {
                 ats: smmu.is_some_and(|d| d.ats),
             },
             processes: procs.to_vec(),
+            zero_page,
         })))
     }
 
@@ -1006,8 +1014,11 @@ impl Lower<'_> {
             ));
         }
         Ok(match ks.kind {
+            KernelStepKind::Mmap => self.mmap_kop(ks, p, k)?,
+            KernelStepKind::Touch => self.touch_kop(ks, p, k)?,
             KernelStepKind::WriteFault => KOp::WriteFault { p, va: addr },
             KernelStepKind::Reclaim => KOp::Reclaim { p, va: addr },
+            KernelStepKind::Migrate => self.migrate_kop(ks, p)?,
             KernelStepKind::Exit => {
                 let proc_ = &k.processes[p];
                 let pages: u64 = proc_.vmas.iter().map(|v| (v.end - v.start) / 4096).sum();
@@ -1046,6 +1057,12 @@ impl Lower<'_> {
                 KOp::MirrorFault { m: p, va: addr }
             }
             KernelStepKind::Fork => {
+                if k.processes[p].vmas.iter().any(|v| v.by_mmap) {
+                    return Err(Located::new(
+                        ks.process.span,
+                        "fork of a process with VMAs made by `mmap` steps is not modelled (the child's VMAs are fixed at set-up)",
+                    ));
+                }
                 let child = ks.child.as_ref().expect("fork has a child");
                 KOp::Fork {
                     p,
@@ -1098,6 +1115,18 @@ impl Lower<'_> {
                     });
                 }
                 if kind == KernelStepKind::Munmap {
+                    let end = addr + l;
+                    if k.processes[p].vmas.iter().any(|v| {
+                        v.by_mmap
+                            && v.start < end
+                            && addr < v.end
+                            && !(addr <= v.start && v.end <= end)
+                    }) {
+                        return Err(Located::new(
+                            len.span,
+                            "munmap of part of a VMA an `mmap` step makes is not modelled (VMAs do not split)",
+                        ));
+                    }
                     KOp::Munmap {
                         p,
                         start: addr,
@@ -1471,5 +1500,220 @@ impl Lower<'_> {
                 .map_err(here),
             _ => unreachable!("only SMMU steps come here"),
         }
+    }
+}
+
+impl Lower<'_> {
+    /// `page P VA clean`: the PTE `map_new_page` wrote, read-only to the
+    /// hardware, gets PTE_WRITE (DBM, bit 51): Linux's writable-but-clean
+    /// PTE. Only a writable VMA has one.
+    fn make_clean(&self, mem: &mut PhysMem, p: &Process, pg: &PageDecl) -> R<()> {
+        let va = pg.va.value;
+        if !p.vma(va).is_some_and(|v| v.writable) {
+            return Err(Located::new(
+                pg.span,
+                "a clean page is writable: it needs a writable VMA",
+            ));
+        }
+        let l3 = mm::tables(mem, p.root, va)[3].expect("map_new_page made the tables");
+        let at = Pa(l3 + 8 * mm::index(va, 3));
+        let pte = mem.read(at);
+        mem.write(at, pte | tlbcheck_hw::vmsa::desc::bits::DBM)
+            .map_err(|e| Located::new(pg.span, e.to_string()))
+    }
+
+    /// Every `mmap P ADDR LEN rw|ro` of the threads declares a VMA the
+    /// process has only once the step runs (`Vma::by_mmap`). Repeating
+    /// the same step names the same VMA; any other overlap with a VMA of
+    /// the process is an error. At most 8 per process.
+    fn late_vmas(&self, out: &mut [Process]) -> R<()> {
+        let names: Vec<String> = out.iter().map(|p| p.name.clone()).collect();
+        for t in &self.sc.threads {
+            for s in &t.steps {
+                let Step::Kernel(ks) = &s.value else { continue };
+                if ks.kind != KernelStepKind::Mmap {
+                    continue;
+                }
+                let p = proc_index(&names, &ks.process)?;
+                let (start, len) = (ks.addr.value, ks.len.as_ref().map_or(0, |l| l.value));
+                let writable = ks.writable == Some(true);
+                if start % 4096 != 0
+                    || len == 0
+                    || len % 4096 != 0
+                    || start.checked_add(len).is_none_or(|e| e > 1 << 48)
+                {
+                    return Err(Located::new(
+                        s.span,
+                        "mmap takes a page-aligned start and a non-zero multiple of 4 KiB inside the 48-bit user space",
+                    ));
+                }
+                let end = start + len;
+                let vmas = &mut out[p].vmas;
+                if vmas.iter().any(|v| {
+                    v.by_mmap && v.start == start && v.end == end && v.writable == writable
+                }) {
+                    continue;
+                }
+                if vmas.iter().any(|v| v.start < end && start < v.end) {
+                    return Err(Located::new(
+                        s.span,
+                        "this mmap overlaps another VMA of the process",
+                    )
+                    .with_help(
+                        "an mmap repeated with the same range and protection maps the same VMA",
+                    ));
+                }
+                if vmas.iter().filter(|v| v.by_mmap).count() >= 8 {
+                    return Err(Located::new(s.span, "at most 8 mmap'd VMAs per process"));
+                }
+                vmas.push(Vma {
+                    start,
+                    end,
+                    writable,
+                    by_mmap: true,
+                });
+            }
+        }
+        self.mmap_beside_munmap()
+    }
+
+    /// munmap's `mmap_write_downgrade` is an unlock and a read lock in the
+    /// model, which lets a writer in between that Linux keeps out. An
+    /// `mmap` there could make a VMA in the 2 MiB region whose tables the
+    /// munmap has decided to free, a race Linux does not have: such
+    /// scenarios are refused.
+    fn mmap_beside_munmap(&self) -> R<()> {
+        let region = |a: u64| a / mm::L3_SPAN;
+        let steps = |kind| {
+            self.sc.threads.iter().enumerate().flat_map(move |(t, th)| {
+                th.steps.iter().filter_map(move |s| match &s.value {
+                    Step::Kernel(ks) if ks.kind == kind => Some((t, ks, s.span)),
+                    _ => None,
+                })
+            })
+        };
+        for (t, mmap, span) in steps(KernelStepKind::Mmap) {
+            let len = mmap.len.as_ref().map_or(0, |l| l.value);
+            for (u, unmap, _) in steps(KernelStepKind::Munmap) {
+                let ulen = unmap.len.as_ref().map_or(0, |l| l.value);
+                let overlap = region(mmap.addr.value) <= region(unmap.addr.value + ulen.max(1) - 1)
+                    && region(unmap.addr.value) <= region(mmap.addr.value + len.max(1) - 1);
+                if t != u && mmap.process.value == unmap.process.value && overlap {
+                    return Err(Located::new(
+                        span,
+                        "an mmap concurrent with a munmap in the same 2 MiB region is not modelled (munmap's mmap_write_downgrade is not atomic here)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The zero page, claimed from the pool after the processes' frames
+    /// when some thread reads by `touch` (a read fault on an empty PTE maps
+    /// it); 0 otherwise.
+    fn zero_page(&self, mem: &mut PhysMem) -> R<u64> {
+        let read = self.sc.threads.iter().flat_map(|t| &t.steps).find(|s| {
+            matches!(&s.value, Step::Kernel(ks) if ks.kind == KernelStepKind::Touch && ks.writable == Some(false))
+        });
+        let Some(s) = read else { return Ok(0) };
+        let f = mem.alloc(FrameOwner::Data { space: 0 }).map_err(|e| {
+            Located::new(s.span, format!("cannot set up the zero page: {e}"))
+                .with_help("enlarge the pool with `pool base=PA frames=N`")
+        })?;
+        Ok(f.base().0)
+    }
+
+    /// `mmap P ADDR LEN rw|ro`: the VMA `late_vmas` declared for it.
+    fn mmap_kop(&self, ks: &KernelStep, p: usize, k: &Kernel) -> R<KOp> {
+        let (start, len) = (ks.addr.value, ks.len.as_ref().map_or(0, |l| l.value));
+        let n = k.processes[p]
+            .vmas
+            .iter()
+            .position(|v| v.by_mmap && v.start == start && v.end == start + len)
+            .ok_or_else(|| Located::new(ks.addr.span, "no VMA for this mmap"))?;
+        Ok(KOp::Mmap { p, n, start, len })
+    }
+
+    /// `touch P ADDR read|write`: inside a VMA (one declared, or one an
+    /// `mmap` step makes); a write needs a writable VMA (a write to a
+    /// read-only VMA is SIGSEGV, not a fault the kernel resolves).
+    fn touch_kop(&self, ks: &KernelStep, p: usize, k: &Kernel) -> R<KOp> {
+        let va = ks.addr.value;
+        let write = ks.writable == Some(true);
+        let proc_ = &k.processes[p];
+        let Some(vma) = proc_.vma(va) else {
+            return Err(Located::new(
+                ks.addr.span,
+                format!("{va:#x} is in no VMA of `{}`", proc_.name),
+            )
+            .with_help("declare one with `vma P START LEN rw` or map it with `mmap`"));
+        };
+        if write && !vma.writable {
+            return Err(Located::new(
+                ks.addr.span,
+                "a write to a read-only VMA is SIGSEGV, not a fault the kernel handles",
+            ));
+        }
+        // A declared VMA stays for the whole run, so a touch after a
+        // munmap of it would fault pages into tables the munmap frees:
+        // only an mmap'd VMA goes away with the munmap.
+        let unmapped = self.sc.threads.iter().flat_map(|t| &t.steps).any(|s| {
+            matches!(&s.value, Step::Kernel(u) if u.kind == KernelStepKind::Munmap
+                && u.process.value == ks.process.value
+                && u.addr.value <= va
+                && va < u.addr.value + u.len.as_ref().map_or(0, |l| l.value))
+        });
+        if unmapped && !vma.by_mmap {
+            return Err(Located::new(
+                ks.addr.span,
+                "a munmap removes this page's VMA, which is declared for the whole run",
+            )
+            .with_help("make the VMA with `mmap P ADDR LEN rw` so that the munmap removes it"));
+        }
+        Ok(KOp::Touch { p, va, write })
+    }
+
+    /// `migrate P ADDR sync|async`. The migration entry it leaves for a
+    /// while is met by mprotect and faults as Linux meets it; other
+    /// threads' operations that would zap, copy, move or reclaim it
+    /// (munmap, madvise-dontneed, exit, fork, mremap, reclaim, migrate of
+    /// the same process) are refused.
+    fn migrate_kop(&self, ks: &KernelStep, p: usize) -> R<KOp> {
+        let me = self.sc.threads.iter().position(|t| {
+            t.steps
+                .iter()
+                .any(|s| matches!(&s.value, Step::Kernel(x) if std::ptr::eq(x, ks)))
+        });
+        for (t, th) in self.sc.threads.iter().enumerate() {
+            if Some(t) == me {
+                continue;
+            }
+            for s in &th.steps {
+                let Step::Kernel(o) = &s.value else { continue };
+                let meets = matches!(
+                    o.kind,
+                    KernelStepKind::Munmap
+                        | KernelStepKind::MadviseDontneed
+                        | KernelStepKind::Exit
+                        | KernelStepKind::Fork
+                        | KernelStepKind::Mremap
+                        | KernelStepKind::Reclaim
+                        | KernelStepKind::Migrate
+                );
+                if meets && o.process.value == ks.process.value {
+                    return Err(Located::new(
+                        s.span,
+                        "this operation may meet the migration entry of another thread's migrate, which is not modelled for it",
+                    )
+                    .with_help("run it in the migrating thread, before or after the migrate"));
+                }
+            }
+        }
+        Ok(KOp::Migrate {
+            p,
+            va: ks.addr.value,
+            batch: ks.writable == Some(true),
+        })
     }
 }

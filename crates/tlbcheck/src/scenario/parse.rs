@@ -17,16 +17,7 @@ use tlbcheck_hw::vmsa::desc::bits;
 
 /// Words reserved for the high-level OS and hypervisor operations of a later
 /// version: using one is an error that says so, rather than "unknown".
-pub const RESERVED_STEPS: &[&str] = &[
-    "mmap",
-    "cow",
-    "touch",
-    "migrate",
-    "madvise",
-    "unbind-sva",
-    "guest-invalidate",
-    "dma",
-];
+pub const RESERVED_STEPS: &[&str] = &["cow", "madvise", "unbind-sva", "guest-invalidate", "dma"];
 
 /// Top-level words reserved for later set-up statements (protocol variants,
 /// processes and VMs, cost tables).
@@ -384,11 +375,21 @@ impl Parser {
                     let span = self.bump().span;
                     let process = self.word("a process name")?;
                     let va = self.number("the page's address")?;
-                    let writable = self.rw()?;
+                    let w = self.word("`rw`, `ro` or `clean`")?;
+                    let (writable, clean) = keyword(
+                        &w,
+                        "`rw`, `ro` or `clean`",
+                        &[
+                            (&["rw"], (true, false)),
+                            (&["ro"], (false, false)),
+                            (&["clean"], (false, true)),
+                        ],
+                    )?;
                     pages.push(PageDecl {
                         process,
                         va,
                         writable,
+                        clean,
                         span,
                     });
                     self.end_of_line()?;
@@ -1305,6 +1306,45 @@ impl Parser {
                             ..KernelStep::new(KernelStepKind::Mprotect, process, addr)
                         })
                     }
+                    "mmap" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let len = self.number("a length in bytes")?;
+                        let writable = self.rw()?;
+                        Step::Kernel(KernelStep {
+                            len: Some(len),
+                            writable: Some(writable),
+                            ..KernelStep::new(KernelStepKind::Mmap, process, addr)
+                        })
+                    }
+                    "touch" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("an address")?;
+                        let w = self.word("`read` or `write`")?;
+                        let write =
+                            keyword(&w, "`read` or `write`", &[(&["read"], false), (&["write"], true)])?;
+                        Step::Kernel(KernelStep {
+                            writable: Some(write),
+                            ..KernelStep::new(KernelStepKind::Touch, process, addr)
+                        })
+                    }
+                    "migrate" => {
+                        self.bump();
+                        let process = self.word("a process name")?;
+                        let addr = self.number("the page's address")?;
+                        let w = self.word("`sync` or `async`")?;
+                        let batch = keyword(
+                            &w,
+                            "`sync` or `async`",
+                            &[(&["sync"], false), (&["async"], true)],
+                        )?;
+                        Step::Kernel(KernelStep {
+                            writable: Some(batch),
+                            ..KernelStep::new(KernelStepKind::Migrate, process, addr)
+                        })
+                    }
                     "reclaim" => {
                         self.bump();
                         let process = self.word("a process name")?;
@@ -1342,7 +1382,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, s2)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2)",
                         &first,
                     )),
                 }
