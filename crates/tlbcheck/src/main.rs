@@ -98,6 +98,16 @@ enum Cmd {
         #[command(subcommand)]
         what: DecodeWhat,
     },
+    /// Read a trace recorded elsewhere and summarise it.
+    Import {
+        #[command(subcommand)]
+        what: cli::qemu::ImportWhat,
+    },
+    /// Check a recorded trace against the architecture's invalidation rules.
+    Audit {
+        #[command(subcommand)]
+        what: cli::qemu::AuditWhat,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -225,6 +235,8 @@ macro_rules! outln {
     ($($arg:tt)*) => {{ write_out(format_args!($($arg)*)); write_out(format_args!("\n")) }};
 }
 
+mod cli;
+
 const EXIT_MISMATCH: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_INCONCLUSIVE: u8 = 3;
@@ -283,6 +295,8 @@ fn main() -> ExitCode {
             DecodeWhat::Tlbi { op, operand, json } => decode_tlbi(&op, &operand, json),
             DecodeWhat::Smmu { dw0, dw1, json } => decode_smmu(&dw0, &dw1, json),
         },
+        Cmd::Import { what } => cli::qemu::import(&what),
+        Cmd::Audit { what } => cli::qemu::audit_cmd(&what),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,3 @@
+//! Subcommands that live outside main.rs: each in its own module.
+
+pub mod qemu;
