@@ -60,6 +60,10 @@ enum Cmd {
         /// Print the replayable trace as JSON (scenario source included).
         #[arg(long)]
         json: bool,
+        /// Also write the counterexample as one self-contained HTML page:
+        /// a lane per agent, a column per step.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -280,7 +284,15 @@ fn main() -> ExitCode {
     install_error_renderer();
     let code = match cli.cmd {
         Cmd::Check { paths, json, run } => cmd_check(&paths, json, &run.options()),
-        Cmd::Explain { file, json, run } => cmd_explain(&file, json, &run.options()),
+        Cmd::Explain {
+            file,
+            json: _,
+            html: Some(html),
+            run,
+        } => cli::html::explain_html(&file, &html, &run.options()),
+        Cmd::Explain {
+            file, json, run, ..
+        } => cmd_explain(&file, json, &run.options()),
         Cmd::Trace {
             file,
             schedule,

@@ -1,3 +1,4 @@
 //! Subcommands that live outside main.rs: each in its own module.
 
+pub mod html;
 pub mod qemu;
