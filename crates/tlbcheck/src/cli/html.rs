@@ -21,7 +21,7 @@ pub fn explain_html(file: &Path, html: &Path, opts: &Options) -> u8 {
         Err(e) => return bad_input(format!("rendering the report: {e}")),
     };
     if let Err(e) = std::fs::write(html, page) {
-        return bad_input(format!("{}: {e}", html.display()));
+        return bad_input(super::unix::io_message(html, &e));
     }
     let steps = outcome.verdict.trace.as_ref().map_or(0, |t| t.steps.len());
     outln!(

@@ -2,3 +2,4 @@
 
 pub mod html;
 pub mod qemu;
+pub mod unix;

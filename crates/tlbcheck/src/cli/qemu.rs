@@ -41,7 +41,7 @@ pub enum AuditWhat {
 
 /// Reads and parses a log, or says why not (exit code on error).
 fn load(path: &Path) -> Result<QemuTrace, u8> {
-    let bytes = std::fs::read(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| bad_input(super::unix::io_message(path, &e)))?;
     let text = String::from_utf8_lossy(&bytes);
     parse(&text).map_err(|e| bad_input(format!("{}:{}: {}", path.display(), e.line, e.message)))
 }
