@@ -26,10 +26,11 @@ use tlbcheck_hw::smmu::cmd::Command;
 /// architecture allows.
 ///
 /// Exit codes: 0 every expectation holds; 1 some expectation does not hold
-/// (or a replay does not reproduce); 2 bad input; 3 inconclusive: a depth,
-/// state, memory or time bound, or random mode, stopped a search before it
-/// proved the scenario clean or found a violation (`ok` is printed only for
-/// complete explorations).
+/// (or a replay does not reproduce, or an audit finds a forbidden IOTLB
+/// hit); 2 bad input; 3 inconclusive: a depth, state, memory or time bound,
+/// or random mode, stopped a search before it proved the scenario clean or
+/// found a violation (`ok` is printed only for complete explorations), or
+/// an audited trace has no lookups to audit.
 /// 141 when standard output was closed by its reader (as `| head` does).
 #[derive(Parser, Debug)]
 #[command(name = "tlbcheck", version, about, long_about)]
@@ -60,8 +61,8 @@ enum Cmd {
         /// Print the replayable trace as JSON (scenario source included).
         #[arg(long)]
         json: bool,
-        /// Also write the counterexample as one self-contained HTML page:
-        /// a lane per agent, a column per step.
+        /// Write the counterexample to FILE as one self-contained HTML page
+        /// (a lane per agent, a column per step) instead of printing it.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
         #[command(flatten)]
