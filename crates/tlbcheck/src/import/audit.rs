@@ -17,7 +17,9 @@
 //! VMID that differs. QEMU's insert event does not say whether an entry is
 //! global, which CMD_TLBI_NH_ASID leaves (4.4.2.2); the audit takes every
 //! entry as non-global, as Linux makes every stage-1 IOMMU leaf
-//! (`arm_lpae_prot_to_pte` sets nG for the stage-1 formats).
+//! (`arm_lpae_prot_to_pte` sets nG for the stage-1 formats). Stage-2-only
+//! translations (QEMU's `asid=-1` lookups) and stage-2 commands (`stage=2`)
+//! are counted and left alone: the audit follows stage-1 entries.
 
 use super::qemu::{Event, QemuTrace};
 use serde::Serialize;
@@ -89,6 +91,9 @@ pub struct Audit {
     pub syncs: usize,
     /// Invalidations still waiting for a CMD_SYNC at the end of the trace.
     pub uncompleted: usize,
+    /// Lookups of stage-2-only translations (no ASID), which the audit
+    /// does not judge: it follows stage-1 entries only.
+    pub unaudited: usize,
     /// Every forbidden hit, in trace order.
     pub forbidden: Vec<ForbiddenHit>,
 }
@@ -97,7 +102,7 @@ impl Audit {
     /// Whether the trace has the full-level events an audit needs
     /// (`smmu_iotlb_lookup_*`); without them nothing was decided.
     pub fn decided(&self) -> bool {
-        self.lookups > 0
+        self.lookups > self.unaudited
     }
 
     /// The findings as text.
@@ -118,10 +123,17 @@ impl Audit {
                 String::new()
             }
         );
+        if self.unaudited > 0 {
+            let _ = writeln!(
+                o,
+                "{} lookup(s) of stage-2-only translations not audited (stage-1 entries only)",
+                self.unaudited
+            );
+        }
         if !self.decided() {
             let _ = writeln!(
                 o,
-                "nothing to audit: the trace has no smmu_iotlb_lookup_hit/miss events \
+                "nothing to audit: the trace has no stage-1 smmu_iotlb_lookup_hit/miss events \
                  (run QEMU with -trace 'smmu*' -trace 'smmuv3*')"
             );
             return o;
@@ -276,6 +288,9 @@ pub fn audit(trace: &QemuTrace) -> Audit {
                     _ => {}
                 }
             }
+            // A stage-2 TLBI (CMD_TLBI_S2_IPA) names IPAs, not the input
+            // addresses of the stage-1 entries audited here.
+            Event::RangeInval { stage: Some(2), .. } => {}
             Event::RangeInval {
                 vmid,
                 asid,
@@ -298,8 +313,9 @@ pub fn audit(trace: &QemuTrace) -> Audit {
             }
             Event::InvalAsid { asid } => push(scope(Some(*asid), None, None, 0, 0), &mut a),
             Event::InvalVmid { vmid } => push(scope(None, Some(*vmid), None, 0, 0), &mut a),
+            Event::Insert { asid: None, .. } => a.inserts += 1,
             Event::Insert {
-                asid,
+                asid: Some(asid),
                 addr,
                 tg,
                 level,
@@ -327,6 +343,10 @@ pub fn audit(trace: &QemuTrace) -> Audit {
                 addr,
             } => {
                 a.lookups += 1;
+                let Some(asid) = *asid else {
+                    a.unaudited += 1;
+                    continue;
+                };
                 if !hit {
                     continue;
                 }
@@ -335,7 +355,7 @@ pub fn audit(trace: &QemuTrace) -> Audit {
                 // span contains the address.
                 let entry = (1..=3u8)
                     .flat_map(|tg| (0..=3u8).filter_map(move |l| entry_size(tg, l)))
-                    .filter_map(|size| inserted.get(&(*asid, addr & !(size - 1), size)))
+                    .filter_map(|size| inserted.get(&(asid, addr & !(size - 1), size)))
                     .max_by_key(|e| e.line)
                     .copied();
                 let since = entry.map_or(0, |e| e.line);
@@ -343,11 +363,11 @@ pub fn audit(trace: &QemuTrace) -> Audit {
                     .iter()
                     .rev()
                     .take_while(|c| c.line > since)
-                    .find(|c| covers(c, *asid, *vmid, *addr, entry.as_ref()));
+                    .find(|c| covers(c, asid, *vmid, *addr, entry.as_ref()));
                 if let Some(c) = found {
                     a.forbidden.push(ForbiddenHit {
                         hit_line: r.line,
-                        asid: *asid,
+                        asid,
                         addr: *addr,
                         entry,
                         covered_by: c.clone(),
@@ -435,6 +455,27 @@ smmu_iotlb_insert IOTLB ++ asid=1 addr=0x11000 tg=1 level=3
             ));
             assert!(a.forbidden.is_empty(), "{inv}");
         }
+    }
+
+    #[test]
+    fn stage_2_commands_and_lookups_are_left_alone() {
+        let a = hit_after(&format!(
+            "smmuv3_range_inval vmid=1 asid=-1 addr=0x10000 tg=1 num_pages=0x4 ttl=3 leaf=1 stage=2\n{SYNC}"
+        ));
+        assert!(a.forbidden.is_empty(), "{}", a.render_text());
+        let a = hit_after(&format!(
+            "smmuv3_range_inval vmid=1 asid=1 addr=0x10000 tg=1 num_pages=0x4 ttl=3 leaf=1 stage=1\n{SYNC}"
+        ));
+        assert_eq!(a.forbidden.len(), 1);
+        let a = audit(
+            &parse(&format!(
+                "smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NSNH_ALL\n{SYNC}\
+                 smmu_iotlb_lookup_hit IOTLB cache HIT asid=-1 vmid=1 addr=0x1000 hit=1 miss=0 hit rate=100\n"
+            ))
+            .unwrap(),
+        );
+        assert!(a.forbidden.is_empty());
+        assert_eq!(a.unaudited, 1);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! string from QEMU's `hw/arm/trace-events` filled in. Arguments are read
 //! by name (`asid=5`, `vmid =1`, `sid=0x8`, `iova:0x1000`), so the spellings
 //! of several QEMU releases load alike: `smmuv3_s1_range_inval` (QEMU 6.x)
-//! and `smmuv3_range_inval` (later), lookups with and without `vmid=`.
+//! and `smmuv3_range_inval` (later, with `stage=`), lookups with and
+//! without `vmid=`, `asid=-1` for stage-2-only translations.
 //!
 //! Lines that are not trace events (guest console, QEMU warnings) are
 //! counted and skipped, and so are events this module does not know. A
@@ -55,6 +56,9 @@ pub enum Event {
         ttl: u8,
         /// Leaf-only form.
         leaf: bool,
+        /// Translation stage the command is for, when the event says (later
+        /// QEMU: 1 = stage 1, 2 = stage 2, 3 = nested).
+        stage: Option<u8>,
     },
     /// `smmuv3_cmdq_tlbi_nh_asid`: every non-global entry of one ASID.
     InvalAsid {
@@ -89,8 +93,8 @@ pub enum Event {
     Lookup {
         /// Hit (else miss).
         hit: bool,
-        /// ASID.
-        asid: u16,
+        /// ASID; `None` for a stage-2-only translation (QEMU's `asid=-1`).
+        asid: Option<u16>,
         /// VMID, when the event names one.
         vmid: Option<u16>,
         /// The input address looked up.
@@ -98,8 +102,8 @@ pub enum Event {
     },
     /// `smmu_iotlb_insert`: a walk's result cached.
     Insert {
-        /// ASID.
-        asid: u16,
+        /// ASID; `None` for a stage-2-only translation (QEMU's `asid=-1`).
+        asid: Option<u16>,
         /// VMID, when the event names one.
         vmid: Option<u16>,
         /// The entry's input address (aligned to its size).
@@ -291,7 +295,8 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// An ASID where QEMU writes -1 for "every ASID".
+    /// An ASID where QEMU writes -1 for "every ASID" (commands) or "no
+    /// ASID" (stage-2-only lookups and inserts).
     fn asid_or_any(&self) -> Result<Option<u16>, String> {
         match self.num("asid")? {
             -1 => Ok(None),
@@ -355,6 +360,7 @@ fn event(name: &str, args: &str) -> Result<Option<Event>, String> {
             num_pages: a.opt_fit("num_pages", "a page count")?.unwrap_or(1),
             ttl: a.opt_fit("ttl", "a 2-bit TTL field")?.unwrap_or(0),
             leaf: a.opt("leaf")?.unwrap_or(0) != 0,
+            stage: a.opt_fit("stage", "a stage number")?,
         },
         // QEMU before range invalidation (5.x) traced the command itself.
         "smmuv3_cmdq_tlbi_nh_va" => Event::RangeInval {
@@ -365,6 +371,7 @@ fn event(name: &str, args: &str) -> Result<Option<Event>, String> {
             num_pages: 1,
             ttl: 0,
             leaf: a.opt("leaf")?.unwrap_or(0) != 0,
+            stage: None,
         },
         "smmuv3_cmdq_tlbi_nh_vaa" => Event::RangeInval {
             vmid: a.vmid()?,
@@ -374,6 +381,7 @@ fn event(name: &str, args: &str) -> Result<Option<Event>, String> {
             num_pages: 1,
             ttl: 0,
             leaf: false,
+            stage: None,
         },
         "smmuv3_cmdq_tlbi_nh_asid" => Event::InvalAsid {
             asid: a.fit("asid", ASID)?,
@@ -397,12 +405,12 @@ fn event(name: &str, args: &str) -> Result<Option<Event>, String> {
         },
         "smmu_iotlb_lookup_hit" | "smmu_iotlb_lookup_miss" => Event::Lookup {
             hit: name.ends_with("hit"),
-            asid: a.fit("asid", ASID)?,
+            asid: a.asid_or_any()?,
             vmid: a.vmid()?,
             addr: a.fit("addr", ADDR)?,
         },
         "smmu_iotlb_insert" => Event::Insert {
-            asid: a.fit("asid", ASID)?,
+            asid: a.asid_or_any()?,
             vmid: a.vmid()?,
             addr: a.fit("addr", ADDR)?,
             tg: a.fit("tg", "a 2-bit granule code")?,
@@ -507,6 +515,8 @@ pub struct Summary {
     pub asids: BTreeMap<u16, AsidUse>,
     /// Use by StreamID.
     pub streams: BTreeMap<u32, StreamUse>,
+    /// IOTLB lookups and inserts of stage-2-only translations (no ASID).
+    pub stage2_only_iotlb_events: usize,
     /// Emulator-side IOTLB invalidations (`smmu_iotlb_inv_*`).
     pub emulator_invalidations: usize,
     /// Page-table walk steps (`smmu_ptw_*`).
@@ -570,7 +580,14 @@ impl Summary {
                 Event::Cfgi { sid } => s.streams.entry(*sid).or_default().cfgi += 1,
                 Event::CfgiRange { .. } => {}
                 Event::EmulatorInval { .. } => s.emulator_invalidations += 1,
-                Event::Lookup { hit, asid, .. } => {
+                Event::Lookup { asid: None, .. } | Event::Insert { asid: None, .. } => {
+                    s.stage2_only_iotlb_events += 1
+                }
+                Event::Lookup {
+                    hit,
+                    asid: Some(asid),
+                    ..
+                } => {
                     let u = s.asids.entry(*asid).or_default();
                     if *hit {
                         u.hits += 1;
@@ -578,7 +595,9 @@ impl Summary {
                         u.misses += 1;
                     }
                 }
-                Event::Insert { asid, .. } => s.asids.entry(*asid).or_default().inserts += 1,
+                Event::Insert {
+                    asid: Some(asid), ..
+                } => s.asids.entry(*asid).or_default().inserts += 1,
                 Event::Translate { outcome, sid, .. } => {
                     let u = s.streams.entry(*sid).or_default();
                     match outcome.as_str() {
@@ -733,7 +752,8 @@ mod tests {
                 tg: 1,
                 num_pages: 4,
                 ttl: 3,
-                leaf: true
+                leaf: true,
+                stage: None
             }
         );
         assert_eq!(t.records[1].line, 2);
