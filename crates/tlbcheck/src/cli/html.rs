@@ -1,6 +1,6 @@
 //! `tlbcheck explain SCENARIO --html FILE`.
 
-use super::super::{bad_input, exit_code, load_file, progress_message, search_line, write_out};
+use crate::{bad_input, exit_code, load_file, progress_message, search_line, write_out};
 use std::path::Path;
 use tlbcheck::check::{check_with, Options};
 

@@ -1,6 +1,6 @@
 //! `tlbcheck import qemu-trace LOG` and `tlbcheck audit qemu-trace LOG`.
 
-use super::super::{bad_input, write_out, EXIT_INCONCLUSIVE, EXIT_MISMATCH};
+use crate::{bad_input, write_out, EXIT_INCONCLUSIVE, EXIT_MISMATCH};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use tlbcheck::import::audit::audit;

@@ -279,7 +279,8 @@ impl<'a> Args<'a> {
         })
     }
 
-    /// A required argument that must fit `T` (`bits` names its width).
+    /// A required argument that must fit `T` (`what` names the kind of
+    /// value, for the error).
     fn fit<T: TryFrom<i128>>(&self, key: &str, what: &str) -> Result<T, String> {
         let n = self.num(key)?;
         T::try_from(n).map_err(|_| format!("`{key}={n}` is out of range for {what}"))
@@ -536,11 +537,8 @@ impl Summary {
         let (mut since_sync, mut in_batch) = (0usize, 0usize);
         for r in &t.records {
             match &r.event {
-                Event::Consume | Event::Walk => {
-                    if r.event == Event::Walk {
-                        s.walk_steps += 1;
-                    }
-                }
+                Event::Consume => {}
+                Event::Walk => s.walk_steps += 1,
                 Event::ConsumeOut => {
                     if in_batch > 0 {
                         *s.commands_per_doorbell.entry(in_batch).or_default() += 1;
