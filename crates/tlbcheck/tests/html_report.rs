@@ -99,6 +99,11 @@ fn the_page_has_a_lane_per_agent_and_marks_the_stale_entry() {
         "{cpu0}"
     );
     assert!(page.contains("did not remove it: the ATC refilled from the SMMU TLB"));
+    // The blamed cell says why, in the ATC's lane.
+    assert!(
+        atc.contains("it did not: the ATC refilled from the SMMU TLB after it"),
+        "{atc}"
+    );
 }
 
 #[test]

@@ -94,6 +94,8 @@ pub struct ViolationView {
     pub should_have_removed: Option<String>,
     /// That invalidation's step.
     pub blamed_step: Option<u32>,
+    /// Why it did not remove the entry (the blame line's reason).
+    pub blamed_why: Option<String>,
 }
 
 /// Everything the template shows.
@@ -323,6 +325,11 @@ pub fn page(loaded: &Loaded, outcome: &Outcome) -> Page {
             since: v.provenance.map(|p| p.step),
             should_have_removed: t.should_have_removed.clone(),
             blamed_step: t.should_have_removed.as_deref().and_then(blamed_step),
+            blamed_why: t
+                .should_have_removed
+                .as_deref()
+                .and_then(|b| b.split_once("did not remove it: "))
+                .map(|(_, why)| why.to_string()),
         })
     });
     Page {
