@@ -219,8 +219,13 @@ pub struct Replayed {
     pub loaded: Loaded,
     /// The re-run.
     pub trace: Trace,
-    /// Whether the recorded violation happened again.
+    /// Whether the recorded run happened again: the same violation (kind,
+    /// step, agent, entry) and no difference in [`Replayed::differences`].
     pub reproduced: bool,
+    /// How the re-run differs from the recorded trace, step by step (ops,
+    /// actors, cache changes, the violation and its blame); empty when
+    /// they agree.
+    pub differences: Vec<String>,
 }
 
 /// Replays a trace file's JSON text.
@@ -240,13 +245,87 @@ pub fn replay(json: &str) -> Result<Replayed, ReplayFailure> {
         ));
     };
     let trace = replay_choices(&loaded.model, &recorded.choices, false, true)?;
-    let reproduced = match (&recorded.violation, &trace.violation) {
-        (Some(a), Some(b)) => a.kind == b.kind && a.step == b.step,
-        _ => false,
-    };
+    let differences = trace_differences(&recorded, &trace);
+    let reproduced = differences.is_empty() && recorded.violation.is_some();
     Ok(Replayed {
         loaded,
         trace,
         reproduced,
+        differences,
     })
+}
+
+/// What differs between a recorded trace and its re-run: each step's
+/// actor, op, origin and cache changes, the violation (kind, step, agent,
+/// entry, provenance) and the blame line. Empty when the whole run agrees.
+pub fn trace_differences(recorded: &Trace, replayed: &Trace) -> Vec<String> {
+    let mut out = Vec::new();
+    if recorded.steps.len() != replayed.steps.len() {
+        out.push(format!(
+            "the recorded trace has {} steps, the replay {}",
+            recorded.steps.len(),
+            replayed.steps.len()
+        ));
+    }
+    for (a, b) in recorded.steps.iter().zip(&replayed.steps) {
+        let n = a.step;
+        if a.actor != b.actor {
+            out.push(format!(
+                "step {n}: actor was `{}`, now `{}`",
+                a.actor, b.actor
+            ));
+        }
+        if a.op != b.op {
+            out.push(format!("step {n}: op was `{}`, now `{}`", a.op, b.op));
+        }
+        if a.origin != b.origin {
+            out.push(format!(
+                "step {n}: operation was `{}`, now `{}`",
+                a.origin.as_deref().unwrap_or("-"),
+                b.origin.as_deref().unwrap_or("-")
+            ));
+        }
+        for c in a.changes.iter().filter(|c| !b.changes.contains(c)) {
+            out.push(format!("step {n}: recorded `{c}`, not in the replay"));
+        }
+        for c in b.changes.iter().filter(|c| !a.changes.contains(c)) {
+            out.push(format!("step {n}: the replay has `{c}`, not recorded"));
+        }
+    }
+    let describe = |v: &Option<Violation>| match v {
+        None => "none".to_string(),
+        Some(v) => {
+            let entry = v.entry.map_or(String::new(), |e| format!(", entry {e}"));
+            let since = v.provenance.map_or(String::new(), |p| {
+                format!(", holdable since step {}", p.step)
+            });
+            format!("{} at step {} ({}{entry}{since})", v.kind, v.step, v.agent)
+        }
+    };
+    let same = match (&recorded.violation, &replayed.violation) {
+        (Some(a), Some(b)) => {
+            a.kind == b.kind
+                && a.step == b.step
+                && a.agent == b.agent
+                && a.entry == b.entry
+                && a.provenance == b.provenance
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        out.push(format!(
+            "violation: recorded {}, replay {}",
+            describe(&recorded.violation),
+            describe(&replayed.violation)
+        ));
+    }
+    if recorded.should_have_removed != replayed.should_have_removed {
+        out.push(format!(
+            "blame: recorded `{}`, replay `{}`",
+            recorded.should_have_removed.as_deref().unwrap_or("-"),
+            replayed.should_have_removed.as_deref().unwrap_or("-")
+        ));
+    }
+    out
 }

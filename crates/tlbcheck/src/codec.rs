@@ -382,7 +382,11 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
     let op: Opcode = name
         .parse()
         .map_err(|e: tlbcheck_hw::smmu::cmd::UnknownCommandName| {
-            FieldError::whole(e.to_string())
+            let names: Vec<&str> = Opcode::ALL.iter().map(|o| o.name()).collect();
+            FieldError::whole(format!(
+                "{e} (expected one of {}, or CMD_CFGI_ALL; the CMD_ prefix is optional)",
+                names.join(", ")
+            ))
         })?;
     // Opcode::from_str trims the name; so must this, or ` CFGI_ALL` would
     // parse as CFGI_STE_RANGE with RANGE 0 (one STE, not all).

@@ -6,6 +6,9 @@
 //!   back, shared by scenarios and the `encode` / `decode` commands;
 //! - [`check`]: running a loaded scenario and judging its expectation;
 //! - [`stream`]: one interleaving's instruction stream (`tlbcheck trace`);
+//! - [`import`]: traces recorded elsewhere (QEMU's SMMUv3 trace events)
+//!   and the audit of their invalidations;
+//! - [`report`]: a counterexample as a self-contained HTML timeline;
 //! - [`error`]: located errors (file, line, column) rendered by miette.
 //!
 //! The `tlbcheck` binary (src/main.rs) is a thin command line over these.
@@ -13,6 +16,8 @@
 pub mod check;
 pub mod codec;
 pub mod error;
+pub mod import;
+pub mod report;
 pub mod scenario;
 pub mod stream;
 

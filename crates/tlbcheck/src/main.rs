@@ -26,10 +26,11 @@ use tlbcheck_hw::smmu::cmd::Command;
 /// architecture allows.
 ///
 /// Exit codes: 0 every expectation holds; 1 some expectation does not hold
-/// (or a replay does not reproduce); 2 bad input; 3 inconclusive: a depth,
-/// state, memory or time bound, or random mode, stopped a search before it
-/// proved the scenario clean or found a violation (`ok` is printed only for
-/// complete explorations).
+/// (or a replay does not reproduce, or an audit finds a forbidden IOTLB
+/// hit); 2 bad input; 3 inconclusive: a depth, state, memory or time bound,
+/// or random mode, stopped a search before it proved the scenario clean or
+/// found a violation (`ok` is printed only for complete explorations), or
+/// an audited trace has no lookups to audit.
 /// 141 when standard output was closed by its reader (as `| head` does).
 #[derive(Parser, Debug)]
 #[command(name = "tlbcheck", version, about, long_about)]
@@ -60,6 +61,10 @@ enum Cmd {
         /// Print the replayable trace as JSON (scenario source included).
         #[arg(long)]
         json: bool,
+        /// Write the counterexample to FILE as one self-contained HTML page
+        /// (a lane per agent, a column per step) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -82,11 +87,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Re-run a trace saved by `explain --json` and check that it ends in
-    /// the same violation.
+    /// Re-run a trace saved by `explain --json` and check that the whole
+    /// run happens again: every step's actor, op and cache changes, and
+    /// the same violation. Says what differs when it does not.
     Replay {
         /// The trace file.
         trace: PathBuf,
+        /// One JSON object: reproduced, differences, the re-run trace.
+        #[arg(long)]
+        json: bool,
     },
     /// Encode an operand from fields.
     Encode {
@@ -97,6 +106,16 @@ enum Cmd {
     Decode {
         #[command(subcommand)]
         what: DecodeWhat,
+    },
+    /// Read a trace recorded elsewhere and summarise it.
+    Import {
+        #[command(subcommand)]
+        what: cli::qemu::ImportWhat,
+    },
+    /// Check a recorded trace against the architecture's invalidation rules.
+    Audit {
+        #[command(subcommand)]
+        what: cli::qemu::AuditWhat,
     },
 }
 
@@ -166,6 +185,9 @@ enum EncodeWhat {
         op: String,
         /// Fields: asid= va= ipa= ttl= tg= scale= num= base= ns=.
         fields: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// An SMMU command: `encode smmu CMD_TLBI_NH_VA vmid=3 asid=0x42 addr=0x7f1234567000 leaf=1`.
     Smmu {
@@ -173,6 +195,9 @@ enum EncodeWhat {
         opcode: String,
         /// Fields by lower-case specification name.
         fields: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -225,6 +250,8 @@ macro_rules! outln {
     ($($arg:tt)*) => {{ write_out(format_args!($($arg)*)); write_out(format_args!("\n")) }};
 }
 
+mod cli;
+
 const EXIT_MISMATCH: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_INCONCLUSIVE: u8 = 3;
@@ -268,21 +295,35 @@ fn main() -> ExitCode {
     install_error_renderer();
     let code = match cli.cmd {
         Cmd::Check { paths, json, run } => cmd_check(&paths, json, &run.options()),
-        Cmd::Explain { file, json, run } => cmd_explain(&file, json, &run.options()),
+        Cmd::Explain {
+            file,
+            json: _,
+            html: Some(html),
+            run,
+        } => cli::html::explain_html(&file, &html, &run.options()),
+        Cmd::Explain {
+            file, json, run, ..
+        } => cmd_explain(&file, json, &run.options()),
         Cmd::Trace {
             file,
             schedule,
             json,
         } => cmd_trace(&file, &schedule, json),
-        Cmd::Replay { trace } => cmd_replay(&trace),
+        Cmd::Replay { trace, json } => cmd_replay(&trace, json),
         Cmd::Encode { what } => match what {
-            EncodeWhat::Tlbi { op, fields } => encode_tlbi(&op, &fields),
-            EncodeWhat::Smmu { opcode, fields } => encode_smmu(&opcode, &fields),
+            EncodeWhat::Tlbi { op, fields, json } => encode_tlbi(&op, &fields, json),
+            EncodeWhat::Smmu {
+                opcode,
+                fields,
+                json,
+            } => encode_smmu(&opcode, &fields, json),
         },
         Cmd::Decode { what } => match what {
             DecodeWhat::Tlbi { op, operand, json } => decode_tlbi(&op, &operand, json),
             DecodeWhat::Smmu { dw0, dw1, json } => decode_smmu(&dw0, &dw1, json),
         },
+        Cmd::Import { what } => cli::qemu::import(&what),
+        Cmd::Audit { what } => cli::qemu::audit_cmd(&what),
     };
     ExitCode::from(code)
 }
@@ -316,39 +357,9 @@ fn bad_input(msg: impl std::fmt::Display) -> u8 {
     EXIT_BAD_INPUT
 }
 
-/// Every scenario file under `paths`, in a stable order.
-fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p.extension().is_some_and(|e| e == EXTENSION) {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out)?;
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", p.display()));
-        }
-    }
-    Ok(out)
-}
-
 fn load_file(path: &Path) -> Result<Loaded, u8> {
     let source =
-        std::fs::read_to_string(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+        std::fs::read_to_string(path).map_err(|e| bad_input(cli::unix::io_message(path, &e)))?;
     load(&path.display().to_string(), &source).map_err(|e| {
         report_error(e);
         EXIT_BAD_INPUT
@@ -376,12 +387,21 @@ fn progress(total: usize) -> ProgressBar {
 }
 
 fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
-    let files = match collect(paths) {
-        Ok(f) => f,
+    let files = match cli::unix::scenario_files(paths) {
+        Ok(found) => {
+            for note in &found.skipped {
+                eprintln!("note: {note}");
+            }
+            found.files
+        }
         Err(e) => return bad_input(e),
     };
     if files.is_empty() {
-        return bad_input(format!("no .{EXTENSION} scenario files found"));
+        let searched: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return bad_input(format!(
+            "no .{EXTENSION} scenario files found in {} (directories are searched recursively)",
+            searched.join(", ")
+        ));
     }
     let pb = progress(files.len());
     let (mut held, mut failed, mut open, mut bad) = (0, 0, 0, 0);
@@ -392,6 +412,9 @@ fn cmd_check(paths: &[PathBuf], json: bool, opts: &Options) -> u8 {
             Ok(l) => l,
             Err(_) => {
                 bad += 1;
+                if json {
+                    pb.suspend(|| outln!("{}", cli::unix::load_error_record(path)));
+                }
                 pb.inc(1);
                 continue;
             }
@@ -518,26 +541,51 @@ fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
     0
 }
 
-fn cmd_replay(path: &Path) -> u8 {
-    let json = match std::fs::read_to_string(path) {
+fn cmd_replay(path: &Path, json: bool) -> u8 {
+    let text = match std::fs::read_to_string(path) {
         Ok(j) => j,
-        Err(e) => return bad_input(format!("{}: {e}", path.display())),
+        Err(e) => return bad_input(cli::unix::io_message(path, &e)),
     };
-    match replay(&json) {
+    match replay(&text) {
+        Ok(r) if json => {
+            let v = serde_json::json!({
+                "scenario": r.loaded.model.name,
+                "file": r.loaded.file,
+                "reproduced": r.reproduced,
+                "differences": r.differences,
+                "trace": r.trace,
+            });
+            outln!("{v}");
+            if r.reproduced {
+                0
+            } else {
+                EXIT_MISMATCH
+            }
+        }
         Ok(r) => {
             outln!("scenario  {} ({})", r.loaded.model.name, r.loaded.file);
             outln!("replayed {} steps:\n", r.trace.steps.len());
             out!("{}", r.trace.render_text());
             if r.reproduced {
-                outln!("\nreproduced: the same violation at the same step");
+                outln!("\nreproduced: the same steps, cache changes and violation");
                 0
             } else {
-                outln!("\nNOT reproduced: the run does not end in the recorded violation");
+                outln!("\nNOT reproduced: the run differs from the recorded trace:");
+                for d in &r.differences {
+                    outln!("  {d}");
+                }
                 EXIT_MISMATCH
             }
         }
         Err(ReplayFailure::Diverged(e)) => {
-            outln!("NOT reproduced: {e}");
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"reproduced": false, "differences": [e.to_string()]})
+                );
+            } else {
+                outln!("NOT reproduced: {e}");
+            }
             EXIT_MISMATCH
         }
         Err(ReplayFailure::Scenario(e)) => {
@@ -564,7 +612,7 @@ fn parse_u64(s: &str, what: &str) -> Result<u64, String> {
     tlbcheck::scenario::lex::number(s).ok_or_else(|| format!("{what} `{s}` is not a number"))
 }
 
-fn encode_tlbi(op: &str, fields: &[String]) -> u8 {
+fn encode_tlbi(op: &str, fields: &[String], json: bool) -> u8 {
     let tlbi: Tlbi = match op.parse() {
         Ok(t) => t,
         Err(e) => return bad_input(e),
@@ -574,6 +622,13 @@ fn encode_tlbi(op: &str, fields: &[String]) -> u8 {
         Err(e) => return bad_input(e),
     };
     match tlbi_from_fields(tlbi, &kv, Granule::K4) {
+        Ok(b) if json => {
+            outln!(
+                "{}",
+                serde_json::json!({"op": tlbi.to_string(), "operand": format!("{:#018x}", b.raw)})
+            );
+            0
+        }
         Ok(b) => {
             outln!("{:#018x}", b.raw);
             0
@@ -633,7 +688,7 @@ fn decode_tlbi(op: &str, operand: &str, json: bool) -> u8 {
     0
 }
 
-fn encode_smmu(opcode: &str, fields: &[String]) -> u8 {
+fn encode_smmu(opcode: &str, fields: &[String], json: bool) -> u8 {
     let kv = match split_fields(fields) {
         Ok(kv) => kv,
         Err(e) => return bad_input(e),
@@ -641,7 +696,18 @@ fn encode_smmu(opcode: &str, fields: &[String]) -> u8 {
     match smmu_from_fields(opcode, &kv) {
         Ok(c) => {
             let [dw0, dw1] = c.encode();
-            outln!("{dw0:#018x} {dw1:#018x}");
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "opcode": c.name(),
+                        "dw0": format!("{dw0:#018x}"),
+                        "dw1": format!("{dw1:#018x}"),
+                    })
+                );
+            } else {
+                outln!("{dw0:#018x} {dw1:#018x}");
+            }
             0
         }
         Err(e) => bad_input(e.message),
