@@ -254,8 +254,7 @@ impl StateStore {
     /// equal stored state if there is one; otherwise `p` keeps the ids found,
     /// so that [`StateStore::insert`] interns only what is new.
     pub fn resolve(&self, p: &mut Parts) -> Option<u32> {
-        let mut found = std::mem::take(&mut p.found);
-        found.clear();
+        let mut found = Vec::with_capacity(5 + p.threads.len());
         found.extend([
             self.mems.find(&p.mem.0, p.mem.1),
             self.syncs.find(&p.sync.0, p.sync.1),
