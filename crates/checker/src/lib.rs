@@ -15,6 +15,8 @@
 //!   deduplication over compactly [`store`]d states, shortest
 //!   counterexamples, honest coverage (`ok` only when complete);
 //! - [`random`]: seeded random walks and ddmin shrinking;
+//! - [`cost`]: what one run costs: steps counted by kind, and an
+//!   estimated time from a table of per-item costs;
 //! - [`trace`]: counterexample traces (text, JSON) that replay exactly.
 //!
 //! ```text
@@ -23,6 +25,7 @@
 //! ```
 
 pub mod builder;
+pub mod cost;
 pub mod explore;
 pub mod model;
 pub mod op;

@@ -5,6 +5,8 @@
 //! - [`codec`]: TLBI operands and SMMU commands from `key=value` fields and
 //!   back, shared by scenarios and the `encode` / `decode` commands;
 //! - [`check`]: running a loaded scenario and judging its expectation;
+//! - [`cost`]: counts and estimated time of each variant beside its
+//!   verdict (`tlbcheck cost`);
 //! - [`stream`]: one interleaving's instruction stream (`tlbcheck trace`);
 //! - [`error`]: located errors (file, line, column) rendered by miette.
 //!
@@ -12,6 +14,7 @@
 
 pub mod check;
 pub mod codec;
+pub mod cost;
 pub mod error;
 pub mod scenario;
 pub mod stream;

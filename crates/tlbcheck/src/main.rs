@@ -82,6 +82,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What each variant costs: every step of one run counted by kind
+    /// (TLBIs, DSBs, SMMU commands, CMD_SYNCs, submissions, PTEs written,
+    /// frames freed), an estimated time from a cost table, and the
+    /// variant's verdict, one column per scenario file.
+    ///
+    /// The run is the one `trace` prints (each thread to completion in
+    /// declaration order). Times are estimates, labelled with the table
+    /// that produced them; counts are exact.
+    Cost {
+        /// Scenario files, one variant each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A JSON cost table overriding any of the defaults' fields
+        /// (`tlbi_va`, `dsb_ish` as `{"points": [[8, 300], [128, 900]]}`, ...).
+        #[arg(long, value_name = "FILE")]
+        table: Option<PathBuf>,
+        /// Skip checking each variant (counts and estimate only).
+        #[arg(long)]
+        no_verdict: bool,
+        /// One JSON array of variants instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-run a trace saved by `explain --json` and check that it ends in
     /// the same violation.
     Replay {
@@ -274,6 +297,12 @@ fn main() -> ExitCode {
             schedule,
             json,
         } => cmd_trace(&file, &schedule, json),
+        Cmd::Cost {
+            files,
+            table,
+            no_verdict,
+            json,
+        } => cmd_cost(&files, table.as_deref(), !no_verdict, json),
         Cmd::Replay { trace } => cmd_replay(&trace),
         Cmd::Encode { what } => match what {
             EncodeWhat::Tlbi { op, fields } => encode_tlbi(&op, &fields),
@@ -514,6 +543,37 @@ fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
         outln!("scenario  {} ({})", loaded.model.name, loaded.file);
         outln!();
         out!("{}", stream.render_text());
+    }
+    0
+}
+
+fn cmd_cost(files: &[PathBuf], table: Option<&Path>, verdict: bool, json: bool) -> u8 {
+    let table = match table {
+        Some(p) => match tlbcheck::cost::load_table(&p.display().to_string()) {
+            Ok(t) => t,
+            Err(e) => return bad_input(e),
+        },
+        None => tlbcheck_checker::cost::CostTable::default(),
+    };
+    let opts = Options::default();
+    let mut variants = Vec::new();
+    for f in files {
+        let loaded = match load_file(f) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        match tlbcheck::cost::variant(&loaded, &table, verdict.then_some(&opts)) {
+            Ok(v) => variants.push(v),
+            Err(e) => return bad_input(format!("{}: {e}", f.display())),
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&variants) {
+            Ok(s) => outln!("{s}"),
+            Err(e) => return bad_input(e),
+        }
+    } else {
+        out!("{}", tlbcheck::cost::render(&variants));
     }
     0
 }
