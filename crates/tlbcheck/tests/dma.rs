@@ -311,3 +311,35 @@ fn lazy_unmap_then_reuse_before_the_flush_is_freed_frame_mapped() {
 fn lazy_unmap_then_reuse_after_the_flush_is_safe() {
     assert_eq!(reuse(Mode::Lazy, true), None);
 }
+
+#[test]
+fn dma_statements_refuse_bad_input_with_a_location() {
+    let base = "scenario x\nmachine granule=4k cpus=1\nsmmu\nframe L0 s1-table process=1 level=0\nframe BUF data process=1\ncontext dom stage1 asid=1 root=L0\n";
+    let err = |tail: &str| {
+        let e = load("x.tlb", &format!("{base}{tail}expect ok\n")).unwrap_err();
+        format!("{e}")
+    };
+    let e = err("dma-domain dom eager\n");
+    assert!(e.contains("x.tlb:7:16"), "{e}");
+    assert!(e.contains("`strict` or `lazy`"), "{e}");
+    let e = err("dma-domain dom lazy linux-6.2\n");
+    assert!(
+        e.contains("x.tlb:7:21") && e.contains("unknown DMA kernel"),
+        "{e}"
+    );
+    let e = err("dma-domain dom lazy\ndma-map dom 0x800 0x1000 BUF\n");
+    assert!(
+        e.contains("x.tlb:8:13") && e.contains("multiple of 4 KiB"),
+        "{e}"
+    );
+    let e = err("dma-domain dom lazy\nthread t cpu=0 {\n  dma unmap other 0x0 0x1000\n}\n");
+    assert!(
+        e.contains("x.tlb:9:13") && e.contains("not a DMA domain"),
+        "{e}"
+    );
+    let e = err("dma-domain dom lazy\nthread t cpu=0 {\n  dma remap dom\n}\n");
+    assert!(
+        e.contains("x.tlb:9:7") && e.contains("`unmap` or `flush`"),
+        "{e}"
+    );
+}

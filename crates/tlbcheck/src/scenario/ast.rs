@@ -58,6 +58,10 @@ pub struct Scenario {
     pub pages: Vec<PageDecl>,
     /// `bind-sva DEVICE PROCESS`, in order.
     pub binds: Vec<BindDecl>,
+    /// `dma-domain CONTEXT ...`, in order.
+    pub dma_domains: Vec<DmaDomainDecl>,
+    /// `dma-map CONTEXT IOVA LEN FRAME`, in order.
+    pub dma_maps: Vec<DmaMapDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -497,6 +501,8 @@ pub struct DeviceAccess {
 /// One thread step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// `dma unmap CONTEXT IOVA LEN` or `dma flush CONTEXT`.
+    Dma(DmaStep),
     /// `[store] LOCATION = DESCRIPTOR`.
     Store {
         /// Where.
@@ -699,4 +705,43 @@ impl Expect {
             Expect::Violation(k) => k.name(),
         }
     }
+}
+
+/// `dma-domain CONTEXT strict|lazy [linux-6.1|linux-6.12]`: the stage-1
+/// context is a DMA domain's io-pgtable, walked by the SMMU only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaDomainDecl {
+    /// The context.
+    pub context: Spanned<String>,
+    /// Lazy (flush queue) rather than strict.
+    pub lazy: bool,
+    /// The kernel version (default linux-6.12).
+    pub kernel: tlbcheck_protocols::linux::dma::DmaKernel,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `dma-map CONTEXT IOVA LEN FRAME`: set-up maps `LEN` bytes of 4 KiB
+/// pages at `IOVA` to the frames of `FRAME`, allocating tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaMapDecl {
+    /// The domain's context.
+    pub context: Spanned<String>,
+    /// First IOVA.
+    pub iova: Spanned<u64>,
+    /// Bytes.
+    pub len: Spanned<u64>,
+    /// The data frame(s) mapped.
+    pub frame: Spanned<String>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// A DMA API step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaStep {
+    /// The domain's context.
+    pub context: Spanned<String>,
+    /// `unmap IOVA LEN`, or `None` for `flush` (the flush-queue timer).
+    pub unmap: Option<(Spanned<u64>, Spanned<u64>)>,
 }

@@ -32,6 +32,8 @@ use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
 use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
+mod dma;
+
 type R<T> = Result<T, Located>;
 
 /// A resolved store location: word address, the table it lies in (owner
@@ -111,6 +113,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         mem.write(Pa(pa), value)
             .map_err(|e| Located::new(w.span, e.to_string()))?;
     }
+    l.dma_maps(&mut mem)?;
     let (mut contexts, mut context_names) = l.contexts()?;
     for (p, d) in procs.iter_mut().zip(&sc.processes) {
         if context_names.contains(&p.name) {
@@ -146,6 +149,8 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         .iter()
         .zip(&context_names)
         .filter(|(_, n)| !procs.iter().any(|p| &p.name == *n && p.mirror.is_some()))
+        // A DMA domain's io-pgtable is walked by the SMMU alone.
+        .filter(|(_, n)| !l.is_dma_context(n))
         .map(|(c, _)| *c)
         .collect();
     let mut machine = Machine::new(mem, sc.machine.cpus, cpu_contexts);
@@ -168,7 +173,18 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         b.counters(k.counters());
         b.seqcounts(k.seqcounts());
     }
-    l.threads(&mut b, &context_names, &device_names, kernel.as_ref())?;
+    let dma_counters = kernel.as_ref().map_or(0, |k| k.counters());
+    let domains = l.dma_domains(dma_counters)?;
+    if !domains.is_empty() {
+        b.counters(dma_counters + 2 * domains.len());
+    }
+    l.threads(
+        &mut b,
+        &context_names,
+        &device_names,
+        kernel.as_ref(),
+        &domains,
+    )?;
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
@@ -547,6 +563,7 @@ impl Lower<'_> {
         ctx_names: &[String],
         dev_names: &[String],
         kernel: Option<&Arc<Kernel>>,
+        domains: &dma::Domains,
     ) -> R<()> {
         let sc = self.sc;
         if sc.threads.len() > MAX_THREADS {
@@ -578,6 +595,7 @@ impl Lower<'_> {
             })?;
             tb.vmid(t.vmid).owns(t.owns.clone());
             let mut kops: Vec<(usize, KOp)> = Vec::new();
+            let mut dmas: Vec<(usize, DmaStep)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 match &s.value {
@@ -628,9 +646,14 @@ impl Lower<'_> {
                         self.smmu_step(&mut tb, &s.value, s.span, dev_names)?
                     }
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
+                    Step::Dma(d) => dmas.push((tb.len(), d.clone())),
                 }
             }
-            if kops.is_empty() {
+            if !dmas.is_empty() {
+                let program = self.dma_program(t, domains, tb.into_ops(), dmas)?;
+                b.program(t.name.value.clone(), t.cpu.value, program, t.owns.clone())
+                    .map_err(at(t.cpu.span))?;
+            } else if kops.is_empty() {
                 tb.done();
             } else {
                 let kernel = Arc::clone(kernel.expect("kop checked the kernel"));

@@ -27,7 +27,6 @@ pub const RESERVED_STEPS: &[&str] = &[
     "s2map",
     "s2unmap",
     "guest-invalidate",
-    "dma",
 ];
 
 /// Top-level words reserved for later set-up statements (protocol variants,
@@ -35,7 +34,7 @@ pub const RESERVED_STEPS: &[&str] = &[
 pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "vm", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, FRAME[index] = ..., thread, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, dma-domain, dma-map, FRAME[index] = ..., thread, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -271,6 +270,8 @@ impl Parser {
         let mut vmas = Vec::new();
         let mut pages = Vec::new();
         let mut binds = Vec::new();
+        let mut dma_domains = Vec::new();
+        let mut dma_maps = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -377,6 +378,24 @@ impl Parser {
                     });
                     self.end_of_line()?;
                 }
+                "dma-domain" if self.peek2().tok != Tok::Punct('[') => {
+                    dma_domains.push(self.dma_domain()?)
+                }
+                "dma-map" if self.peek2().tok != Tok::Punct('[') => {
+                    let span = self.bump().span;
+                    let context = self.word("a DMA domain's context")?;
+                    let iova = self.number("the first IOVA")?;
+                    let len = self.number("a length in bytes")?;
+                    let frame = self.word("a data frame")?;
+                    dma_maps.push(DmaMapDecl {
+                        context,
+                        iova,
+                        len,
+                        frame,
+                        span,
+                    });
+                    self.end_of_line()?;
+                }
                 "bounds" => {
                     once(bounds.is_some())?;
                     bounds = Some(self.bounds()?);
@@ -424,6 +443,8 @@ impl Parser {
             vmas,
             pages,
             binds,
+            dma_domains,
+            dma_maps,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -1185,6 +1206,10 @@ impl Parser {
                             ..KernelStep::new(KernelStepKind::Fork, process, at)
                         })
                     }
+                    "dma" => {
+                        self.bump();
+                        self.dma_step()?
+                    }
                     r if RESERVED_STEPS.contains(&r) => {
                         return Err(Located::new(
                             first.span,
@@ -1193,7 +1218,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, dma)",
                         &first,
                     )),
                 }
@@ -1744,6 +1769,65 @@ impl Parser {
         };
         self.end_of_line()?;
         Ok(Spanned { value, span })
+    }
+}
+
+/// The DMA API statements and steps.
+impl Parser {
+    /// `dma-domain CONTEXT strict|lazy [linux-6.1|linux-6.12]`.
+    fn dma_domain(&mut self) -> R<DmaDomainDecl> {
+        let span = self.bump().span;
+        let context = self.word("a stage-1 context name")?;
+        let mode = self.word("`strict` or `lazy`")?;
+        let lazy = match mode.value.as_str() {
+            "strict" => false,
+            "lazy" => true,
+            _ => {
+                return Err(Located::new(
+                    mode.span,
+                    format!("expected `strict` or `lazy`, found `{}`", mode.value),
+                ))
+            }
+        };
+        let mut kernel = tlbcheck_protocols::linux::dma::DmaKernel::Linux6_12;
+        if let Tok::Word(_) = self.peek().tok {
+            let k = self.word("a kernel version")?;
+            kernel = k
+                .value
+                .parse()
+                .map_err(|e: String| Located::new(k.span, e))?;
+        }
+        self.end_of_line()?;
+        Ok(DmaDomainDecl {
+            context,
+            lazy,
+            kernel,
+            span,
+        })
+    }
+
+    /// `dma unmap CONTEXT IOVA LEN` or `dma flush CONTEXT`.
+    fn dma_step(&mut self) -> R<Step> {
+        let what = self.word("`unmap` or `flush`")?;
+        let unmap = match what.value.as_str() {
+            "unmap" => true,
+            "flush" => false,
+            _ => {
+                return Err(Located::new(
+                    what.span,
+                    format!("expected `unmap` or `flush`, found `{}`", what.value),
+                ))
+            }
+        };
+        let context = self.word("a DMA domain's context")?;
+        let unmap = if unmap {
+            let iova = self.number("the first IOVA")?;
+            let len = self.number("a length in bytes")?;
+            Some((iova, len))
+        } else {
+            None
+        };
+        Ok(Step::Dma(DmaStep { context, unmap }))
     }
 }
 
