@@ -129,3 +129,125 @@ pub fn render(variants: &[Variant]) -> String {
     );
     out
 }
+
+/// A sweep: each variant's estimate at each value of one variable.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sweep {
+    /// The variable (`PAGES` for `$PAGES` in the sources).
+    pub var: String,
+    /// Its values, in order.
+    pub values: Vec<u64>,
+    /// Per variant: its name and the estimated microseconds at each value.
+    pub series: Vec<(String, Vec<f64>)>,
+    /// The cost table used.
+    pub table: String,
+}
+
+/// Runs each source (file name, text) with every `$VAR` replaced by each
+/// value in turn, and estimates each run. Sources are templates: a value
+/// is pasted as decimal text wherever `$VAR` appears.
+pub fn sweep(
+    sources: &[(String, String)],
+    var: &str,
+    values: &[u64],
+    table: &CostTable,
+) -> Result<Sweep, String> {
+    let mut series = Vec::new();
+    let needle = format!("${var}");
+    for (file, text) in sources {
+        if !text.contains(&needle) {
+            return Err(format!("{file}: `{needle}` does not appear in it"));
+        }
+        let mut name = String::new();
+        let mut ys = Vec::new();
+        for &v in values {
+            let src = text.replace(&needle, &v.to_string());
+            let loaded = crate::scenario::load(file, &src)
+                .map_err(|e| format!("{var}={v}: {:?}", miette::Report::new(e)))?;
+            if name.is_empty() {
+                name = loaded.model.name.clone();
+            }
+            let one = variant(&loaded, table, None).map_err(|e| format!("{file}: {e}"))?;
+            ys.push(one.estimate.total_ns / 1e3);
+        }
+        series.push((name, ys));
+    }
+    Ok(Sweep {
+        var: var.to_string(),
+        values: values.to_vec(),
+        series,
+        table: table.name.clone(),
+    })
+}
+
+/// The sweep as text: one row per value, one column per variant (us).
+pub fn render_sweep(s: &Sweep) -> String {
+    let mut out = format!("{:>10}", s.var);
+    for (n, _) in &s.series {
+        let _ = write!(out, "  {n:>24}");
+    }
+    out.push('\n');
+    for (i, v) in s.values.iter().enumerate() {
+        let _ = write!(out, "{v:>10}");
+        for (_, ys) in &s.series {
+            let _ = write!(out, "  {:>24.3}", ys[i]);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\nEstimated microseconds from the cost table `{}` (estimates, not measurements).",
+        s.table
+    );
+    out
+}
+
+/// Draws the sweep as an SVG: estimated time against the variable, both
+/// on log scales, one line per variant.
+pub fn plot_svg(s: &Sweep, path: &std::path::Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let xs: Vec<f64> = s.values.iter().map(|&v| v.max(1) as f64).collect();
+    let ys = s.series.iter().flat_map(|(_, y)| y.iter().copied());
+    let floor = 1e-3;
+    let ymax = ys.clone().fold(floor, f64::max) * 2.0;
+    let ymin = ys.fold(f64::INFINITY, f64::min).max(floor) / 2.0;
+    let xmin = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let xmax = xs.iter().copied().fold(1.0, f64::max).max(xmin * 2.0);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("estimated time vs {} (cost table: {})", s.var, s.table),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(s.var.as_str())
+        .y_desc("estimated time (us)")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (name, ys)) in s.series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = xs.iter().zip(ys).map(|(&x, &y)| (x, y.max(ymin))).collect();
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

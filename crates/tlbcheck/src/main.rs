@@ -104,6 +104,15 @@ enum Cmd {
         /// One JSON array of variants instead of a table.
         #[arg(long)]
         json: bool,
+        /// Sweep a variable: each file is a template in which every `$VAR`
+        /// is replaced by each value in turn (e.g. `PAGES=1,16,256,4096`);
+        /// prints the estimate per value and variant.
+        #[arg(long, value_name = "VAR=V1,V2,...")]
+        sweep: Option<String>,
+        /// With --sweep: also draw estimated time against the variable
+        /// as an SVG, one line per variant.
+        #[arg(long, value_name = "FILE.svg", requires = "sweep")]
+        plot: Option<PathBuf>,
     },
     /// Re-run a trace saved by `explain --json` and check that it ends in
     /// the same violation.
@@ -302,7 +311,12 @@ fn main() -> ExitCode {
             table,
             no_verdict,
             json,
-        } => cmd_cost(&files, table.as_deref(), !no_verdict, json),
+            sweep,
+            plot,
+        } => match sweep {
+            Some(spec) => cmd_sweep(&files, table.as_deref(), &spec, plot.as_deref(), json),
+            None => cmd_cost(&files, table.as_deref(), !no_verdict, json),
+        },
         Cmd::Replay { trace } => cmd_replay(&trace),
         Cmd::Encode { what } => match what {
             EncodeWhat::Tlbi { op, fields } => encode_tlbi(&op, &fields),
@@ -547,13 +561,65 @@ fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
     0
 }
 
-fn cmd_cost(files: &[PathBuf], table: Option<&Path>, verdict: bool, json: bool) -> u8 {
-    let table = match table {
-        Some(p) => match tlbcheck::cost::load_table(&p.display().to_string()) {
-            Ok(t) => t,
+fn cost_table(table: Option<&Path>) -> Result<tlbcheck_checker::cost::CostTable, String> {
+    match table {
+        Some(p) => tlbcheck::cost::load_table(&p.display().to_string()),
+        None => Ok(tlbcheck_checker::cost::CostTable::default()),
+    }
+}
+
+fn cmd_sweep(
+    files: &[PathBuf],
+    table: Option<&Path>,
+    spec: &str,
+    plot: Option<&Path>,
+    json: bool,
+) -> u8 {
+    let table = match cost_table(table) {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
+    };
+    let Some((var, list)) = spec.split_once('=') else {
+        return bad_input(format!("--sweep `{spec}`: expected VAR=V1,V2,..."));
+    };
+    let mut values = Vec::new();
+    for v in list.split(',') {
+        match tlbcheck::scenario::lex::number(v.trim()) {
+            Some(n) => values.push(n),
+            None => return bad_input(format!("--sweep `{spec}`: `{v}` is not a number")),
+        }
+    }
+    let mut sources = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(f) {
+            Ok(t) => sources.push((f.display().to_string(), t)),
+            Err(e) => return bad_input(format!("{}: {e}", f.display())),
+        }
+    }
+    let s = match tlbcheck::cost::sweep(&sources, var.trim(), &values, &table) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&s) {
+            Ok(j) => outln!("{j}"),
             Err(e) => return bad_input(e),
-        },
-        None => tlbcheck_checker::cost::CostTable::default(),
+        }
+    } else {
+        out!("{}", tlbcheck::cost::render_sweep(&s));
+    }
+    if let Some(p) = plot {
+        if let Err(e) = tlbcheck::cost::plot_svg(&s, p) {
+            return bad_input(e);
+        }
+    }
+    0
+}
+
+fn cmd_cost(files: &[PathBuf], table: Option<&Path>, verdict: bool, json: bool) -> u8 {
+    let table = match cost_table(table) {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
     };
     let opts = Options::default();
     let mut variants = Vec::new();

@@ -272,3 +272,41 @@ fn cost_command_prints_json_and_refuses_a_bad_table() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.json:1:"), "{err}");
 }
+
+#[test]
+fn a_sweep_estimates_each_value_and_draws_an_svg() {
+    let dir = std::env::temp_dir().join(format!("tlbcheck-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("sweep.svg");
+    let o = tlbcheck(&[
+        "cost",
+        "--json",
+        "--sweep",
+        "LEN=0x1000,0x2000,0x200000",
+        "examples/sweep/dma-strict.tlbt",
+        "examples/sweep/dma-strict-ril.tlbt",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["values"], serde_json::json!([4096, 8192, 2097152]));
+    let per_page = &v["series"][0][1];
+    let ril = &v["series"][1][1];
+    // Without RIL, 2 pages cost one more command than 1; with RIL both
+    // are one command.
+    assert!(per_page[1].as_f64() > per_page[0].as_f64());
+    assert_eq!(ril[1], ril[0]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(80)]);
+    assert!(text.contains("dma-strict-ril"));
+    // A template without the variable is refused.
+    let o = tlbcheck(&["cost", "--sweep", "N=1", "examples/sweep/dma-strict.tlbt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`$N` does not appear"));
+}
