@@ -310,3 +310,48 @@ fn a_sweep_estimates_each_value_and_draws_an_svg() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("`$N` does not appear"));
 }
+
+fn bundled(file: &str) -> tlbcheck_checker::cost::Counts {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cost/");
+    let src = std::fs::read_to_string(format!("{path}{file}")).unwrap();
+    let r = run_of(&src);
+    assert_eq!(r.violation, None, "{file}");
+    r.counts
+}
+
+/// perf-anchors §7 S2, arm-smmu-v3 variants (d) and (f): 8192 / 16 and
+/// 16 / 16 invalidation commands / CMD_SYNCs, 128 submissions for (f).
+#[test]
+fn s2_bundled_scenarios_count_as_section_7() {
+    let f = bundled("s2-smmuv3-per-page.tlb");
+    assert_eq!(f.smmu_commands.get("CMD_TLBI_NH_VA"), Some(&8192));
+    assert_eq!(f.commands(), 8192);
+    assert_eq!((f.cmd_syncs, f.submissions), (16, 128));
+    assert_eq!(f.table_frames_freed, 16);
+    let d = bundled("s2-smmuv3-ril.tlb");
+    assert_eq!(d.smmu_commands.get("CMD_TLBI_NH_VA (range)"), Some(&16));
+    assert_eq!(d.commands(), 16);
+    assert_eq!((d.cmd_syncs, d.submissions), (16, 16));
+    assert_eq!(d.table_frames_freed, 16);
+}
+
+/// perf-anchors §7 S3 per MiB of 4 KiB buffers: strict 256 TLBI, 256
+/// ATC_INV per ATS master, and (following arm_smmu_atc_inv_domain, which
+/// submits its own batch) 256 + 256 CMD_SYNCs; lazy one ASID-wide TLBI and
+/// CMD_SYNC per flush, the flush every 255 unmaps plus the timer's.
+#[test]
+fn s3_bundled_scenarios_count_as_section_7() {
+    let s = bundled("s3-strict-ats.tlb");
+    assert_eq!(s.smmu_commands.get("CMD_TLBI_NH_VA"), Some(&256));
+    assert_eq!(s.atc_invs, 256);
+    assert_eq!(s.cmd_syncs, 512);
+    assert_eq!(s.ptes_written, 256);
+    let l = bundled("s3-lazy-ats.tlb");
+    assert_eq!(l.smmu_commands.get("CMD_TLBI_NH_ASID"), Some(&2));
+    assert_eq!(l.smmu_commands.get("CMD_TLBI_NH_VA"), None);
+    assert_eq!(l.atc_invs, 2);
+    assert_eq!(l.cmd_syncs, 4);
+    assert_eq!(l.ptes_written, 256);
+    // The sync ratio strict:lazy per MiB.
+    assert_eq!(s.cmd_syncs / l.cmd_syncs, 128);
+}

@@ -366,12 +366,23 @@ fn piece(regs: &[u64; 4]) -> Piece {
 pub struct DmaThread {
     domain: Arc<Domain>,
     items: Vec<Item>,
+    /// Index of the last `Alloc` item + 1 (0: none), so `may_allocate`
+    /// is O(1) however long the thread.
+    allocs_until: usize,
 }
 
 impl DmaThread {
     /// A thread running `items` on `domain`.
     pub fn new(domain: Arc<Domain>, items: Vec<Item>) -> DmaThread {
-        DmaThread { domain, items }
+        let allocs_until = items
+            .iter()
+            .rposition(|i| matches!(i, Item::Op(Op::Alloc { .. })))
+            .map_or(0, |i| i + 1);
+        DmaThread {
+            domain,
+            items,
+            allocs_until,
+        }
     }
 
     /// The item the thread is really at: a timer flush with an empty queue
@@ -605,8 +616,6 @@ impl Program for DmaThread {
     }
 
     fn may_allocate(&self, st: &ProgState) -> bool {
-        self.items[(st.pc as usize).min(self.items.len())..]
-            .iter()
-            .any(|i| matches!(i, Item::Op(Op::Alloc { .. })))
+        (st.pc as usize) < self.allocs_until
     }
 }

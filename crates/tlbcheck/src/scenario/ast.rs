@@ -744,4 +744,7 @@ pub struct DmaStep {
     pub context: Spanned<String>,
     /// `unmap IOVA LEN`, or `None` for `flush` (the flush-queue timer).
     pub unmap: Option<(Spanned<u64>, Spanned<u64>)>,
+    /// `each=N`: the range is unmapped as consecutive buffers of N bytes,
+    /// one `dma_unmap` each.
+    pub each: Option<Spanned<u64>>,
 }

@@ -1820,14 +1820,41 @@ impl Parser {
             }
         };
         let context = self.word("a DMA domain's context")?;
+        let mut each = None;
         let unmap = if unmap {
             let iova = self.number("the first IOVA")?;
             let len = self.number("a length in bytes")?;
+            for a in self.args()? {
+                match (a.key.value.as_str(), a.values.as_slice()) {
+                    ("each", [v]) => {
+                        let n = number(&v.value).ok_or_else(|| {
+                            Located::new(v.span, format!("`{}` is not a number", v.value))
+                        })?;
+                        each = Some(Spanned {
+                            value: n,
+                            span: v.span,
+                        });
+                    }
+                    _ => {
+                        return Err(Located::new(
+                            a.span,
+                            format!(
+                                "unknown dma unmap setting `{}` (expected each=N)",
+                                a.key.value
+                            ),
+                        ))
+                    }
+                }
+            }
             Some((iova, len))
         } else {
             None
         };
-        Ok(Step::Dma(DmaStep { context, unmap }))
+        Ok(Step::Dma(DmaStep {
+            context,
+            unmap,
+            each,
+        }))
     }
 }
 

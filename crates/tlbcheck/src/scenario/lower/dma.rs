@@ -176,10 +176,26 @@ impl Lower<'_> {
                     if iova.value.saturating_add(len.value) > IOVA_LIMIT {
                         return Err(Located::new(len.span, "the range ends above 2^44"));
                     }
-                    DmaOp::Unmap {
-                        iova: iova.value,
-                        size: len.value,
+                    let each = match s.each {
+                        Some(e) => {
+                            aligned(e.value, e.span, "buffer size")?;
+                            if e.value == 0 || len.value % e.value != 0 {
+                                return Err(Located::new(e.span, "each= must divide the length"));
+                            }
+                            e.value
+                        }
+                        None => len.value,
+                    };
+                    for i in 0..len.value.checked_div(each).unwrap_or(0) {
+                        lowered.push((
+                            at,
+                            DmaOp::Unmap {
+                                iova: iova.value + i * each,
+                                size: each,
+                            },
+                        ));
                     }
+                    continue;
                 }
                 None => DmaOp::FlushTimeout,
             };
