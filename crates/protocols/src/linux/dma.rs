@@ -63,8 +63,6 @@ use super::mm::{index, tables};
 
 /// `IOVA_FQ_SIZE`: slots of one CPU's flush queue (one stays empty).
 pub const IOVA_FQ_SIZE: u64 = 256;
-/// `IOVA_FQ_TIMEOUT`, in milliseconds.
-pub const IOVA_FQ_TIMEOUT_MS: u64 = 10;
 /// The io-pgtable granule (4 KiB pages).
 pub const GRANULE: u64 = 4096;
 /// A level-2 block: the span of one level-3 table.
@@ -73,14 +71,15 @@ pub const BLOCK: u64 = 2 << 20;
 /// A kernel version of the DMA path.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DmaKernel {
-    /// Linux v6.1: flush queue in dma-iommu.c since Robin Murphy's move
-    /// out of iova.c (v5.17), fixed `IOVA_FQ_SIZE` / `IOVA_FQ_TIMEOUT`;
+    /// Linux v6.1: the flush queue in dma-iommu.c with fixed
+    /// `IOVA_FQ_SIZE` (256) and `IOVA_FQ_TIMEOUT` (10 ms);
     /// a non-leaf range invalidation whose page count is 32k+1 is sent as
     /// is (before eb6c97647be2).
     Linux6_1,
-    /// Linux v6.12: the queue size and timeout became per-domain options
-    /// (defaults 256 and 10 ms for a per-CPU queue, which arm-smmu-v3
-    /// keeps), and eb6c97647be2 (v6.6) rounds a 32k+1-page non-leaf range
+    /// Linux v6.12: the queue size and timeout are per-cookie options
+    /// (`IOVA_DEFAULT_FQ_SIZE` 256 and `IOVA_DEFAULT_FQ_TIMEOUT` 10 ms for
+    /// a per-CPU queue, which arm-smmu-v3 keeps; the single 32768-entry
+    /// queue is for IOMMUs that shadow on flush), and eb6c97647be2 (v6.6) rounds a 32k+1-page non-leaf range
     /// up by one page so that no NUM = SCALE = TTL = 0 command is built.
     /// For every unmap this module can state the two versions issue the
     /// same commands: a table-freeing walk flush covers 512 pages.
@@ -212,14 +211,7 @@ pub fn atc_inv(sid: u32, iova: u64, size: u64) -> Command {
 pub fn inv_range_domain(d: &Domain, iova: u64, size: u64, leaf: bool) -> Vec<SmmuOp> {
     let bump = !leaf && d.kernel.rounds_nonleaf();
     let mut out = tlb_inv_range_asid(d.feat, d.asid, iova, size, leaf, bump);
-    if d.feat.ats && !d.ats_sids.is_empty() {
-        out.extend(
-            d.ats_sids
-                .iter()
-                .map(|&sid| SmmuOp::Cmd(atc_inv(sid, iova, size))),
-        );
-        out.push(SmmuOp::Sync);
-    }
+    out.extend(inv_range_domain_atc(d, iova, size));
     out
 }
 
@@ -254,13 +246,24 @@ fn group_len(n: usize) -> usize {
     n + n.div_ceil(64) + 1
 }
 
-/// Step `k` of the ATC invalidation of `[iova, iova + size)` for every ATS
-/// StreamID, if the domain has any.
-fn atc_nth(d: &Domain, iova: u64, size: u64, k: usize) -> Option<Step> {
-    if !d.feat.ats || d.ats_sids.is_empty() {
-        return None;
+/// Step `k` of a list of commands as the driver submits it: each run of
+/// commands up to a `CMD_SYNC` is one gathered batch list ([`batched`]).
+fn stepped(list: &[SmmuOp], mut k: usize) -> Option<Step> {
+    let mut cmds = Vec::new();
+    for o in list {
+        match o {
+            SmmuOp::Cmd(c) => cmds.push(*c),
+            SmmuOp::Sync => {
+                let len = group_len(cmds.len());
+                if k < len {
+                    return batched(cmds.len(), |i| cmds[i], k);
+                }
+                k -= len;
+                cmds.clear();
+            }
+        }
     }
-    batched(d.ats_sids.len(), |j| atc_inv(d.ats_sids[j], iova, size), k)
+    None
 }
 
 /// Step `k` of [`inv_range_domain`] as submitted. Without RIL each page is
@@ -273,26 +276,34 @@ pub fn inv_range_domain_nth(
     leaf: bool,
     k: usize,
 ) -> Option<Step> {
-    let (n, step) = if d.feat.ril {
-        let bump = !leaf && d.kernel.rounds_nonleaf();
-        let cmds: Vec<Command> = tlb_inv_range_asid(d.feat, d.asid, iova, size, leaf, bump)
-            .into_iter()
-            .filter_map(|o| match o {
-                SmmuOp::Cmd(c) => Some(c),
-                SmmuOp::Sync => None,
-            })
-            .collect();
-        (cmds.len(), batched(cmds.len(), |i| cmds[i], k))
-    } else {
-        let pages = (size / GRANULE) as usize;
-        let cmd = |i: usize| Command::TlbiNhVa {
-            vmid: 0,
-            asid: d.asid,
-            va: TlbiAddr::single(iova + i as u64 * GRANULE, leaf),
-        };
-        (pages, batched(pages, cmd, k))
+    if d.feat.ril {
+        return stepped(&inv_range_domain(d, iova, size, leaf), k);
+    }
+    let pages = (size / GRANULE) as usize;
+    let cmd = |i: usize| Command::TlbiNhVa {
+        vmid: 0,
+        asid: d.asid,
+        va: TlbiAddr::single(iova + i as u64 * GRANULE, leaf),
     };
-    step.or_else(|| atc_nth(d, iova, size, k - group_len(n)))
+    batched(pages, cmd, k).or_else(|| {
+        let atc: Vec<SmmuOp> = inv_range_domain_atc(d, iova, size);
+        stepped(&atc, k - group_len(pages))
+    })
+}
+
+/// The ATC part of [`inv_range_domain`]: one `CMD_ATC_INV` per ATS
+/// StreamID and a `CMD_SYNC`, or nothing.
+fn inv_range_domain_atc(d: &Domain, iova: u64, size: u64) -> Vec<SmmuOp> {
+    let mut out = Vec::new();
+    if d.feat.ats && !d.ats_sids.is_empty() {
+        out.extend(
+            d.ats_sids
+                .iter()
+                .map(|&sid| SmmuOp::Cmd(atc_inv(sid, iova, size))),
+        );
+        out.push(SmmuOp::Sync);
+    }
+    out
 }
 
 /// `arm_smmu_flush_iotlb_all` on a stage-1 domain
@@ -399,19 +410,14 @@ impl DmaThread {
     }
 
     /// The flush ops `fq_flush_iotlb` issues, by step: the start count,
-    /// `CMD_TLBI_NH_ASID` + `CMD_SYNC`, the ATC of everything + `CMD_SYNC`,
-    /// the finish count.
+    /// [`flush_iotlb_all`] as submitted, the finish count.
     fn flush_step(&self, k: usize) -> Option<Op> {
         let d = &self.domain;
-        let asid = |_| Command::TlbiNhAsid {
-            vmid: 0,
-            asid: d.asid,
-        };
-        let smmu = |k| batched(1, asid, k).or_else(|| atc_nth(d, 0, 0, k - group_len(1)));
-        let len = (0..).find(|&j| smmu(j).is_none()).unwrap_or(0);
+        let smmu = flush_iotlb_all(d);
+        let len = (0..).find(|&j| stepped(&smmu, j).is_none()).unwrap_or(0);
         match k {
             0 => Some(Op::Sync(SyncOp::AtomicAdd(d.counters.0, 1))),
-            k if k <= len => smmu(k - 1).map(step_op),
+            k if k <= len => stepped(&smmu, k - 1).map(step_op),
             k if k == len + 1 => Some(Op::Sync(SyncOp::AtomicAdd(d.counters.1, 1))),
             _ => None,
         }
