@@ -17,6 +17,8 @@
 //!   deduplication over compactly [`store`]d states, shortest
 //!   counterexamples, honest coverage (`ok` only when complete);
 //! - [`random`]: seeded random walks and ddmin shrinking;
+//! - [`cost`]: what one run costs: steps counted by kind, and an
+//!   estimated time from a table of per-item costs;
 //! - [`trace`]: counterexample traces (text, JSON) that replay exactly.
 //!
 //! ```text
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod builder;
+pub mod cost;
 pub mod explore;
 pub mod model;
 pub mod op;

@@ -5,6 +5,8 @@
 //! - [`codec`]: TLBI operands and SMMU commands from `key=value` fields and
 //!   back, shared by scenarios and the `encode` / `decode` commands;
 //! - [`check`]: running a loaded scenario and judging its expectation;
+//! - [`cost`]: counts and estimated time of each variant beside its
+//!   verdict (`tlbcheck cost`);
 //! - [`stream`]: one interleaving's instruction stream (`tlbcheck trace`);
 //! - [`import`]: traces recorded elsewhere (QEMU's SMMUv3 trace events)
 //!   and the audit of their invalidations;
@@ -15,6 +17,7 @@
 
 pub mod check;
 pub mod codec;
+pub mod cost;
 pub mod error;
 pub mod import;
 pub mod report;

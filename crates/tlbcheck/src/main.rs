@@ -87,6 +87,38 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What each variant costs: every step of one run counted by kind
+    /// (TLBIs, DSBs, SMMU commands, CMD_SYNCs, submissions, PTEs written,
+    /// frames freed), an estimated time from a cost table, and the
+    /// variant's verdict, one column per scenario file.
+    ///
+    /// The run is the one `trace` prints (each thread to completion in
+    /// declaration order). Times are estimates, labelled with the table
+    /// that produced them; counts are exact.
+    Cost {
+        /// Scenario files, one variant each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A JSON cost table overriding any of the defaults' fields
+        /// (`tlbi_va`, `dsb_ish` as `{"points": [[8, 300], [128, 900]]}`, ...).
+        #[arg(long, value_name = "FILE")]
+        table: Option<PathBuf>,
+        /// Skip checking each variant (counts and estimate only).
+        #[arg(long)]
+        no_verdict: bool,
+        /// One JSON array of variants instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Sweep a variable: each file is a template in which every `$VAR`
+        /// is replaced by each value in turn (e.g. `PAGES=1,16,256,4096`);
+        /// prints the estimate per value and variant.
+        #[arg(long, value_name = "VAR=V1,V2,...")]
+        sweep: Option<String>,
+        /// With --sweep: also draw estimated time against the variable
+        /// as an SVG, one line per variant.
+        #[arg(long, value_name = "FILE.svg", requires = "sweep")]
+        plot: Option<PathBuf>,
+    },
     /// Re-run a trace saved by `explain --json` and check that the whole
     /// run happens again: every step's actor, op and cache changes, and
     /// the same violation. Says what differs when it does not.
@@ -309,6 +341,17 @@ fn main() -> ExitCode {
             schedule,
             json,
         } => cmd_trace(&file, &schedule, json),
+        Cmd::Cost {
+            files,
+            table,
+            no_verdict,
+            json,
+            sweep,
+            plot,
+        } => match sweep {
+            Some(spec) => cmd_sweep(&files, table.as_deref(), &spec, plot.as_deref(), json),
+            None => cmd_cost(&files, table.as_deref(), !no_verdict, json),
+        },
         Cmd::Replay { trace, json } => cmd_replay(&trace, json),
         Cmd::Encode { what } => match what {
             EncodeWhat::Tlbi { op, fields, json } => encode_tlbi(&op, &fields, json),
@@ -537,6 +580,89 @@ fn cmd_trace(file: &Path, schedule: &[String], json: bool) -> u8 {
         outln!("scenario  {} ({})", loaded.model.name, loaded.file);
         outln!();
         out!("{}", stream.render_text());
+    }
+    0
+}
+
+fn cost_table(table: Option<&Path>) -> Result<tlbcheck_checker::cost::CostTable, String> {
+    match table {
+        Some(p) => tlbcheck::cost::load_table(&p.display().to_string()),
+        None => Ok(tlbcheck_checker::cost::CostTable::default()),
+    }
+}
+
+fn cmd_sweep(
+    files: &[PathBuf],
+    table: Option<&Path>,
+    spec: &str,
+    plot: Option<&Path>,
+    json: bool,
+) -> u8 {
+    let table = match cost_table(table) {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
+    };
+    let Some((var, list)) = spec.split_once('=') else {
+        return bad_input(format!("--sweep `{spec}`: expected VAR=V1,V2,..."));
+    };
+    let mut values = Vec::new();
+    for v in list.split(',') {
+        match tlbcheck::scenario::lex::number(v.trim()) {
+            Some(n) => values.push(n),
+            None => return bad_input(format!("--sweep `{spec}`: `{v}` is not a number")),
+        }
+    }
+    let mut sources = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(f) {
+            Ok(t) => sources.push((f.display().to_string(), t)),
+            Err(e) => return bad_input(format!("{}: {e}", f.display())),
+        }
+    }
+    let s = match tlbcheck::cost::sweep(&sources, var.trim(), &values, &table) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&s) {
+            Ok(j) => outln!("{j}"),
+            Err(e) => return bad_input(e),
+        }
+    } else {
+        out!("{}", tlbcheck::cost::render_sweep(&s));
+    }
+    if let Some(p) = plot {
+        if let Err(e) = tlbcheck::cost::plot_svg(&s, p) {
+            return bad_input(e);
+        }
+    }
+    0
+}
+
+fn cmd_cost(files: &[PathBuf], table: Option<&Path>, verdict: bool, json: bool) -> u8 {
+    let table = match cost_table(table) {
+        Ok(t) => t,
+        Err(e) => return bad_input(e),
+    };
+    let opts = Options::default();
+    let mut variants = Vec::new();
+    for f in files {
+        let loaded = match load_file(f) {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        match tlbcheck::cost::variant(&loaded, &table, verdict.then_some(&opts)) {
+            Ok(v) => variants.push(v),
+            Err(e) => return bad_input(format!("{}: {e}", f.display())),
+        }
+    }
+    if json {
+        match serde_json::to_string_pretty(&variants) {
+            Ok(s) => outln!("{s}"),
+            Err(e) => return bad_input(e),
+        }
+    } else {
+        out!("{}", tlbcheck::cost::render(&variants));
     }
     0
 }

@@ -6,6 +6,7 @@
 //! how arm64 splits a range flush into TLBI instructions.
 
 pub mod arm64;
+pub mod dma;
 pub mod mm;
 pub mod sva;
 

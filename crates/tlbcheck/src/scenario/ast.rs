@@ -69,6 +69,10 @@ pub struct Scenario {
     /// `s2-map VM IPA LEN PA rw|ro`: stage-2 mappings made at set-up, in
     /// order.
     pub s2_maps: Vec<S2MapDecl>,
+    /// `dma-domain CONTEXT ...`, in order.
+    pub dma_domains: Vec<DmaDomainDecl>,
+    /// `dma-map CONTEXT IOVA LEN FRAME`, in order.
+    pub dma_maps: Vec<DmaMapDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -513,6 +517,8 @@ pub struct DeviceAccess {
 /// One thread step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// `dma unmap CONTEXT IOVA LEN` or `dma flush CONTEXT`.
+    Dma(DmaStep),
     /// `[store] LOCATION = DESCRIPTOR`.
     Store {
         /// Where.
@@ -763,6 +769,20 @@ pub struct VmDecl {
     pub span: Span,
 }
 
+/// `dma-domain CONTEXT strict|lazy [linux-6.1|linux-6.12]`: the stage-1
+/// context is a DMA domain's io-pgtable, walked by the SMMU only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaDomainDecl {
+    /// The context.
+    pub context: Spanned<String>,
+    /// Lazy (flush queue) rather than strict.
+    pub lazy: bool,
+    /// The kernel version (default linux-6.12).
+    pub kernel: tlbcheck_protocols::linux::dma::DmaKernel,
+    /// The statement.
+    pub span: Span,
+}
+
 /// `s2-map VM IPA LEN PA rw|ro`: a stage-2 mapping made at set-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S2MapDecl {
@@ -776,6 +796,22 @@ pub struct S2MapDecl {
     pub pa: Spanned<u64>,
     /// Writable.
     pub write: bool,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `dma-map CONTEXT IOVA LEN FRAME`: set-up maps `LEN` bytes of 4 KiB
+/// pages at `IOVA` to the frames of `FRAME`, allocating tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaMapDecl {
+    /// The domain's context.
+    pub context: Spanned<String>,
+    /// First IOVA.
+    pub iova: Spanned<u64>,
+    /// Bytes.
+    pub len: Spanned<u64>,
+    /// The data frame(s) mapped.
+    pub frame: Spanned<String>,
     /// The statement.
     pub span: Span,
 }
@@ -810,4 +846,16 @@ pub struct S2Step {
     pub pa: Option<Spanned<u64>>,
     /// Writable, for `map`.
     pub write: bool,
+}
+
+/// A DMA API step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmaStep {
+    /// The domain's context.
+    pub context: Spanned<String>,
+    /// `unmap IOVA LEN`, or `None` for `flush` (the flush-queue timer).
+    pub unmap: Option<(Spanned<u64>, Spanned<u64>)>,
+    /// `each=N`: the range is unmapped as consecutive buffers of N bytes,
+    /// one `dma_unmap` each.
+    pub each: Option<Spanned<u64>>,
 }

@@ -31,6 +31,7 @@ use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
 mod kvm;
 mod nested;
+mod dma;
 
 type R<T> = Result<T, Located>;
 
@@ -108,6 +109,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         let (pa, value) = l.write(&w.at, &w.value)?;
         mb.write(Pa(pa), value).map_err(setup_at(w.span))?;
     }
+    l.dma_maps(mb.mem_mut())?;
     l.contexts(&mut mb)?;
     for (p, d) in procs.iter_mut().zip(&sc.processes) {
         // A process is a stage-1 context every CPU may walk; a mirror's
@@ -193,12 +195,17 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     let (kvm_locks, kvm_counters) = hyp.as_ref().map_or((0, 0), |h| (h.locks(), h.counters()));
     b.locks(locks + kvm_locks);
     b.counters(counters + kvm_counters);
+    let domains = l.dma_domains(counters + kvm_counters)?;
+    if !domains.is_empty() {
+        b.counters(counters + kvm_counters + 2 * domains.len());
+    }
     l.threads(
         &mut b,
         &context_names,
         &device_names,
         kernel.as_ref(),
         hyp.as_ref(),
+        &domains,
     )?;
     let model = b
         .build()
@@ -424,7 +431,13 @@ impl Lower<'_> {
                     s2root.span,
                 ),
             };
-            mb.context(&c.name.value, ctx).map_err(|e| {
+            // A DMA domain's io-pgtable is walked by the SMMU alone.
+            let added = if self.is_dma_context(&c.name.value) {
+                mb.device_context(&c.name.value, ctx)
+            } else {
+                mb.context(&c.name.value, ctx)
+            };
+            added.map_err(|e| {
                 let span = match e {
                     SetupError::ContextTwice(_) => c.name.span,
                     SetupError::RootLevel {
@@ -476,6 +489,7 @@ impl Lower<'_> {
         dev_names: &[String],
         kernel: Option<&Arc<Kernel>>,
         hyp: Option<&Arc<tlbcheck_protocols::kvm::mmu::Hyp>>,
+        domains: &dma::Domains,
     ) -> R<()> {
         let sc = self.sc;
         self.one_fault_thread_per_vm(hyp)?;
@@ -510,6 +524,7 @@ impl Lower<'_> {
             let mut kops: Vec<(usize, KOp)> = Vec::new();
             let mut batches = nested::Batches::default();
             let mut s2: Vec<(usize, tlbcheck_protocols::kvm::mmu::S2Call)> = Vec::new();
+            let mut dmas: Vec<(usize, DmaStep)> = Vec::new();
             for s in &t.steps {
                 let here = at(s.span);
                 if t.guest.is_some() && batches.take(&s.value, tb.len(), s.span) {
@@ -565,20 +580,31 @@ impl Lower<'_> {
                     Step::Kernel(ks) => kops.push((tb.len(), self.kop(ks, s.span, kernel)?)),
                     Step::S2(st) => s2.push((tb.len(), self.s2_call(st, s.span, hyp)?)),
                     Step::GuestCmd(_) => return Err(nested::outside_guest(s.span)),
+                    Step::Dma(d) => dmas.push((tb.len(), d.clone())),
                 }
             }
             if t.guest.is_some() {
-                if !kops.is_empty() || !s2.is_empty() {
+                if !kops.is_empty() || !s2.is_empty() || !dmas.is_empty() {
                     return Err(Located::new(
                         t.span,
-                        "a guest thread runs no kernel or stage-2 steps",
+                        "a guest thread runs no kernel, stage-2 or DMA steps",
                     ));
                 }
                 let ops = tb.into_ops();
                 self.guest_thread(b, t, ops, batches)?;
                 continue;
             }
-            if !s2.is_empty() {
+            if !dmas.is_empty() {
+                if !kops.is_empty() || !s2.is_empty() {
+                    return Err(Located::new(
+                        t.span,
+                        "a thread runs DMA steps alone, without kernel or stage-2 operations",
+                    ));
+                }
+                let program = self.dma_program(t, domains, tb.into_ops(), dmas)?;
+                b.program(t.name.value.clone(), t.cpu.value, program, t.owns.clone())
+                    .map_err(at(t.cpu.span))?;
+            } else if !s2.is_empty() {
                 if !kops.is_empty() {
                     return Err(Located::new(
                         t.span,

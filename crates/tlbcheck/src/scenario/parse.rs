@@ -17,14 +17,14 @@ use tlbcheck_hw::vmsa::desc::bits;
 
 /// Words reserved for the high-level OS and hypervisor operations of a later
 /// version: using one is an error that says so, rather than "unknown".
-pub const RESERVED_STEPS: &[&str] = &["cow", "madvise", "unbind-sva", "guest-invalidate", "dma"];
+pub const RESERVED_STEPS: &[&str] = &["cow", "madvise", "unbind-sva", "guest-invalidate"];
 
 /// Top-level words reserved for later set-up statements (protocol variants,
 /// processes and VMs, cost tables).
 pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, host, guest, vdevice, FRAME[index] = ..., thread, vcpu, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, host, guest, vdevice, dma-domain, dma-map, FRAME[index] = ..., thread, vcpu, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -272,6 +272,8 @@ impl Parser {
         let mut kvm = None;
         let mut vms = Vec::new();
         let mut s2_maps = Vec::new();
+        let mut dma_domains = Vec::new();
+        let mut dma_maps = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -411,6 +413,24 @@ impl Parser {
                 }
                 "guest" if self.peek2().tok != Tok::Punct('[') => guests.push(self.guest()?),
                 "vdevice" if self.peek2().tok != Tok::Punct('[') => self.vdevice(&mut guests)?,
+                "dma-domain" if self.peek2().tok != Tok::Punct('[') => {
+                    dma_domains.push(self.dma_domain()?)
+                }
+                "dma-map" if self.peek2().tok != Tok::Punct('[') => {
+                    let span = self.bump().span;
+                    let context = self.word("a DMA domain's context")?;
+                    let iova = self.number("the first IOVA")?;
+                    let len = self.number("a length in bytes")?;
+                    let frame = self.word("a data frame")?;
+                    dma_maps.push(DmaMapDecl {
+                        context,
+                        iova,
+                        len,
+                        frame,
+                        span,
+                    });
+                    self.end_of_line()?;
+                }
                 "bounds" => {
                     once(bounds.is_some())?;
                     bounds = Some(self.bounds()?);
@@ -463,6 +483,8 @@ impl Parser {
             kvm,
             vms,
             s2_maps,
+            dma_domains,
+            dma_maps,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -1374,6 +1396,10 @@ impl Parser {
                         self.bump();
                         self.s2_step()?
                     }
+                    "dma" => {
+                        self.bump();
+                        self.dma_step()?
+                    }
                     r if RESERVED_STEPS.contains(&r) => {
                         return Err(Located::new(
                             first.span,
@@ -1382,7 +1408,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2, dma)",
                         &first,
                     )),
                 }
@@ -2032,6 +2058,92 @@ impl Parser {
         };
         self.end_of_line()?;
         Ok(Spanned { value, span })
+    }
+}
+
+/// The DMA API statements and steps.
+impl Parser {
+    /// `dma-domain CONTEXT strict|lazy [linux-6.1|linux-6.12]`.
+    fn dma_domain(&mut self) -> R<DmaDomainDecl> {
+        let span = self.bump().span;
+        let context = self.word("a stage-1 context name")?;
+        let mode = self.word("`strict` or `lazy`")?;
+        let lazy = match mode.value.as_str() {
+            "strict" => false,
+            "lazy" => true,
+            _ => {
+                return Err(Located::new(
+                    mode.span,
+                    format!("expected `strict` or `lazy`, found `{}`", mode.value),
+                ))
+            }
+        };
+        let mut kernel = tlbcheck_protocols::linux::dma::DmaKernel::Linux6_12;
+        if let Tok::Word(_) = self.peek().tok {
+            let k = self.word("a kernel version")?;
+            kernel = k
+                .value
+                .parse()
+                .map_err(|e: String| Located::new(k.span, e))?;
+        }
+        self.end_of_line()?;
+        Ok(DmaDomainDecl {
+            context,
+            lazy,
+            kernel,
+            span,
+        })
+    }
+
+    /// `dma unmap CONTEXT IOVA LEN` or `dma flush CONTEXT`.
+    fn dma_step(&mut self) -> R<Step> {
+        let what = self.word("`unmap` or `flush`")?;
+        let unmap = match what.value.as_str() {
+            "unmap" => true,
+            "flush" => false,
+            _ => {
+                return Err(Located::new(
+                    what.span,
+                    format!("expected `unmap` or `flush`, found `{}`", what.value),
+                ))
+            }
+        };
+        let context = self.word("a DMA domain's context")?;
+        let mut each = None;
+        let unmap = if unmap {
+            let iova = self.number("the first IOVA")?;
+            let len = self.number("a length in bytes")?;
+            for a in self.args()? {
+                match (a.key.value.as_str(), a.values.as_slice()) {
+                    ("each", [v]) => {
+                        let n = number(&v.value).ok_or_else(|| {
+                            Located::new(v.span, format!("`{}` is not a number", v.value))
+                        })?;
+                        each = Some(Spanned {
+                            value: n,
+                            span: v.span,
+                        });
+                    }
+                    _ => {
+                        return Err(Located::new(
+                            a.span,
+                            format!(
+                                "unknown dma unmap setting `{}` (expected each=N)",
+                                a.key.value
+                            ),
+                        ))
+                    }
+                }
+            }
+            Some((iova, len))
+        } else {
+            None
+        };
+        Ok(Step::Dma(DmaStep {
+            context,
+            unmap,
+            each,
+        }))
     }
 }
 

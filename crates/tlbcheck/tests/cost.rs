@@ -1,0 +1,357 @@
+//! Counting and estimating one run (`tlbcheck cost`): counts computed by
+//! hand from the scenario's steps, the batching rule of
+//! `arm_smmu_cmdq_batch_add`, and cost tables from files.
+
+use tlbcheck::cost::{load_table, render, variant};
+use tlbcheck::load;
+use tlbcheck_checker::cost::{count, CostTable, PerCpus, CMDQ_BATCH_ENTRIES};
+
+const TABLES: &str = "\
+machine granule=4k cpus=2
+frame L0 s1-table process=1 level=0
+frame L1 s1-table process=1 level=1
+frame L2 s1-table process=1 level=2
+frame L3 s1-table process=1 level=3
+frame DATA data process=1
+context p1 stage1 asid=1 root=L0
+L0[0] = table L1
+L1[0] = table L2
+L2[0] = table L3
+L3[0] = page DATA rw user ng
+";
+
+fn run_of(src: &str) -> tlbcheck_checker::cost::Run {
+    let l = load("t.tlb", src).expect("loads");
+    let choices = tlbcheck::stream::choices(&l.model, &[]).expect("default schedule");
+    count(&l.model, &choices).expect("replays")
+}
+
+#[test]
+fn a_cpu_unmap_is_counted_by_kind() {
+    let src = format!(
+        "scenario unmap\n{TABLES}
+thread mm cpu=0 {{
+  L3[0] = invalid
+  L2[0] = invalid
+  dsb ishst
+  tlbi VALE1IS asid=1 va=0
+  tlbi VAE1IS asid=1 va=0
+  tlbi ASIDE1IS asid=1
+  dsb ish
+  free L3
+  free DATA
+}}
+expect ok
+"
+    );
+    let r = run_of(&src);
+    let c = &r.counts;
+    assert_eq!(r.violation, None);
+    assert_eq!(c.steps, 9);
+    assert_eq!(c.tlbi.get("VALE1IS"), Some(&1));
+    assert_eq!(c.tlbi.get("VAE1IS"), Some(&1));
+    assert_eq!(c.tlbi.get("ASIDE1IS"), Some(&1));
+    assert_eq!(c.tlbis(), 3);
+    assert_eq!(c.dsb.get("ISHST"), Some(&1));
+    assert_eq!(c.dsb.get("ISH"), Some(&1));
+    // Two descriptor stores, both into table frames.
+    assert_eq!((c.ptes_written, c.other_stores), (2, 0));
+    assert_eq!((c.table_frames_freed, c.data_frames_freed), (1, 1));
+    assert_eq!((c.cmd_syncs, c.submissions, c.commands()), (0, 0, 0));
+    assert_eq!(r.cpus, 2);
+}
+
+#[test]
+fn a_leaf_tlbi_removes_the_leaf_from_every_cpu() {
+    // Before the DSB, each of the 2 CPUs may hold the leaf of VA 0 and the
+    // three walk-cache entries above it; VALE1IS reaches only the leaf
+    // (Arm ARM D8.17.5.4), so the DSB ISH removes 2 entries.
+    let src = format!(
+        "scenario leaf\n{TABLES}
+thread mm cpu=0 {{
+  L3[0] = invalid
+  dsb ishst
+  tlbi VALE1IS asid=1 va=0
+  dsb ish
+}}
+expect ok
+"
+    );
+    assert_eq!(run_of(&src).counts.entries_removed, 2);
+}
+
+fn smmu_src(commands: usize, sync: bool) -> String {
+    let mut s =
+        String::from("scenario batch\nmachine granule=4k cpus=1\nsmmu\nthread drv cpu=0 {\n");
+    for i in 0..commands {
+        s.push_str(&format!(
+            "  smmu cmd CMD_TLBI_NH_VA vmid=0 asid=1 addr={:#x}\n",
+            i * 4096
+        ));
+    }
+    if sync {
+        s.push_str("  cmd_sync\n");
+    }
+    s.push_str("}\nexpect ok\n");
+    s
+}
+
+#[test]
+fn commands_are_submitted_a_batch_at_a_time() {
+    assert_eq!(CMDQ_BATCH_ENTRIES, 64);
+    // arm_smmu_cmdq_batch_add submits a full batch of 64 when the 65th
+    // command arrives; the CMD_SYNC goes with the last batch.
+    for (n, want) in [(1, 1), (64, 1), (65, 2), (128, 2), (129, 3), (512, 8)] {
+        let r = run_of(&smmu_src(n, true));
+        assert_eq!(
+            r.counts.smmu_commands.get("CMD_TLBI_NH_VA"),
+            Some(&(n as u64))
+        );
+        assert_eq!(r.counts.cmd_syncs, 1);
+        assert_eq!(r.counts.submissions, want, "{n} commands and a CMD_SYNC");
+    }
+    // Commands never synced still reach the queue once.
+    assert_eq!(run_of(&smmu_src(3, false)).counts.submissions, 1);
+}
+
+#[test]
+fn range_commands_and_atc_invalidations_are_counted_apart() {
+    let src = "scenario range\nmachine granule=4k cpus=1\nsmmu ril ats\nthread drv cpu=0 {
+  smmu cmd CMD_TLBI_NH_VA vmid=0 asid=1 addr=0x0 tg=1 num=1 scale=9
+  smmu cmd CMD_ATC_INV sid=3 addr=0x0 size=10
+  cmd_sync
+}
+expect ok
+";
+    let c = run_of(src).counts;
+    assert_eq!(c.smmu_commands.get("CMD_TLBI_NH_VA (range)"), Some(&1));
+    assert_eq!(c.smmu_commands.get("CMD_TLBI_NH_VA"), None);
+    assert_eq!(c.atc_invs, 1);
+    assert_eq!((c.cmd_syncs, c.submissions), (1, 1));
+}
+
+#[test]
+fn estimates_charge_each_item_from_the_table() {
+    let src = format!(
+        "scenario est\n{}
+thread mm cpu=0 {{
+  L3[0] = invalid
+  dsb ishst
+  tlbi VALE1IS asid=1 va=0
+  tlbi RVAE1IS asid=1 va=0 num=1 scale=0 tg=4k
+  dsb ish
+}}
+expect ok
+",
+        TABLES.replace("cpus=2", "cpus=2 tlbirange")
+    );
+    let r = run_of(&src);
+    let t = CostTable {
+        tlbi_va: 100.0,
+        tlbi_range: 1000.0,
+        dsb_ish: PerCpus::flat(10_000.0),
+        dsb_st: 1.0,
+        pte_write: 0.5,
+        ..CostTable::default()
+    };
+    let e = t.estimate(&r);
+    assert_eq!(e.total_ns, 100.0 + 1000.0 + 10_000.0 + 1.0 + 0.5);
+    assert_eq!(e.table, "defaults");
+}
+
+#[test]
+fn the_dsb_cost_depends_on_the_cpu_count() {
+    let d = CostTable::default().dsb_ish;
+    assert_eq!(d.at(2), 300.0);
+    assert_eq!(d.at(8), 300.0);
+    assert_eq!(d.at(68), 600.0);
+    assert_eq!(d.at(128), 900.0);
+    assert_eq!(d.at(1024), 900.0);
+}
+
+#[test]
+fn every_default_names_its_source() {
+    let fields = serde_json::to_value(CostTable::default()).unwrap();
+    let names: Vec<&str> = CostTable::sources().iter().map(|(k, _)| *k).collect();
+    for k in fields.as_object().unwrap().keys().filter(|k| *k != "name") {
+        assert!(names.contains(&k.as_str()), "{k} has no source");
+    }
+}
+
+#[test]
+fn a_table_file_overrides_some_fields_and_names_itself() {
+    let dir = std::env::temp_dir().join(format!("tlbcheck-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("fpga.json");
+    std::fs::write(
+        &p,
+        r#"{"tlbi_va": 530, "dsb_ish": {"points": [[1, 9650]]}}"#,
+    )
+    .unwrap();
+    let t = load_table(p.to_str().unwrap()).unwrap();
+    assert_eq!(t.tlbi_va, 530.0);
+    assert_eq!(t.dsb_ish.at(64), 9650.0);
+    assert_eq!(t.cmd_sync, CostTable::default().cmd_sync);
+    assert_eq!(t.name, p.to_str().unwrap());
+    std::fs::write(&p, "{\n  \"tlbi_va\": 530,\n  \"tlbi_vaa\": 1\n}").unwrap();
+    let e = load_table(p.to_str().unwrap()).unwrap_err();
+    assert!(e.contains("fpga.json:3:"), "{e}");
+    assert!(e.contains("tlbi_vaa"), "{e}");
+}
+
+#[test]
+fn the_side_by_side_table_labels_estimates_and_verdicts() {
+    let buggy = load(
+        "b.tlb",
+        &format!(
+            "scenario before-dsb\n{TABLES}
+thread mm cpu=0 {{
+  L3[0] = invalid
+  dsb ishst
+  tlbi VALE1IS asid=1 va=0
+  free DATA
+  dsb ish
+}}
+expect violation freed-frame-mapped
+"
+        ),
+    )
+    .unwrap();
+    let t = CostTable::default();
+    let opts = tlbcheck::check::Options::default();
+    let v = variant(&buggy, &t, Some(&opts)).unwrap();
+    assert_eq!(
+        v.run.violation.as_ref().map(|x| x.kind.name()),
+        Some("freed-frame-mapped")
+    );
+    assert_eq!(v.verdict.as_ref().unwrap().found, "freed-frame-mapped");
+    let text = render(&[v]);
+    assert!(text.contains("estimated time (us)"), "{text}");
+    assert!(text.contains("cost table `defaults`"), "{text}");
+    assert!(text.contains("TLBI VALE1IS"), "{text}");
+}
+
+fn tlbcheck(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn cost_command_prints_json_and_refuses_a_bad_table() {
+    let fixed = "examples/general/02-free-before-dsb-fixed.tlb";
+    let buggy = "examples/general/02-free-before-dsb-buggy.tlb";
+    let o = tlbcheck(&["cost", "--json", buggy, fixed]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 2);
+    // The fixed variant: one VALE1IS, a DSB ISHST before it and a DSB ISH
+    // after it, then the free.
+    let c = &v[1]["run"]["counts"];
+    assert_eq!(c["tlbi"]["VALE1IS"], 1);
+    assert_eq!(c["dsb"]["ISH"], 1);
+    assert_eq!(c["dsb"]["ISHST"], 1);
+    assert_eq!(v[1]["verdict"]["found"], "ok");
+    assert_eq!(v[0]["verdict"]["found"], "freed-frame-mapped");
+    assert_eq!(v[0]["estimate"]["table"], "defaults");
+
+    let dir = std::env::temp_dir().join(format!("tlbcheck-costcli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"tlbi_va\": \"fast\"}").unwrap();
+    let o = tlbcheck(&["cost", "--table", bad.to_str().unwrap(), fixed]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.json:1:"), "{err}");
+}
+
+#[test]
+fn a_sweep_estimates_each_value_and_draws_an_svg() {
+    let dir = std::env::temp_dir().join(format!("tlbcheck-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("sweep.svg");
+    let o = tlbcheck(&[
+        "cost",
+        "--json",
+        "--sweep",
+        "LEN=0x1000,0x2000,0x200000",
+        "examples/sweep/dma-strict.tlbt",
+        "examples/sweep/dma-strict-ril.tlbt",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["values"], serde_json::json!([4096, 8192, 2097152]));
+    let per_page = &v["series"][0][1];
+    let ril = &v["series"][1][1];
+    // Without RIL, 2 pages cost one more command than 1; with RIL both
+    // are one command.
+    assert!(per_page[1].as_f64() > per_page[0].as_f64());
+    assert_eq!(ril[1], ril[0]);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..text.len().min(80)]);
+    assert!(text.contains("dma-strict-ril"));
+    // A template without the variable is refused.
+    let o = tlbcheck(&["cost", "--sweep", "N=1", "examples/sweep/dma-strict.tlbt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`$N` does not appear"));
+}
+
+fn bundled(file: &str) -> tlbcheck_checker::cost::Counts {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cost/");
+    let src = std::fs::read_to_string(format!("{path}{file}")).unwrap();
+    let r = run_of(&src);
+    assert_eq!(r.violation, None, "{file}");
+    r.counts
+}
+
+/// perf-anchors §7 S2, arm-smmu-v3 variants (d) and (f): 8192 / 16 and
+/// 16 / 16 invalidation commands / CMD_SYNCs, 128 submissions for (f).
+#[test]
+fn s2_bundled_scenarios_count_as_section_7() {
+    let f = bundled("s2-smmuv3-per-page.tlb");
+    assert_eq!(f.smmu_commands.get("CMD_TLBI_NH_VA"), Some(&8192));
+    assert_eq!(f.commands(), 8192);
+    assert_eq!((f.cmd_syncs, f.submissions), (16, 128));
+    assert_eq!(f.table_frames_freed, 16);
+    let d = bundled("s2-smmuv3-ril.tlb");
+    assert_eq!(d.smmu_commands.get("CMD_TLBI_NH_VA (range)"), Some(&16));
+    assert_eq!(d.commands(), 16);
+    assert_eq!((d.cmd_syncs, d.submissions), (16, 16));
+    assert_eq!(d.table_frames_freed, 16);
+}
+
+/// perf-anchors §7 S3 per MiB of 4 KiB buffers: strict 256 TLBI, 256
+/// ATC_INV per ATS master, and (following arm_smmu_atc_inv_domain, which
+/// submits its own batch) 256 + 256 CMD_SYNCs; lazy one ASID-wide TLBI and
+/// CMD_SYNC per flush, the flush every 255 unmaps plus the timer's.
+#[test]
+fn s3_bundled_scenarios_count_as_section_7() {
+    let s = bundled("s3-strict-ats.tlb");
+    assert_eq!(s.smmu_commands.get("CMD_TLBI_NH_VA"), Some(&256));
+    assert_eq!(s.atc_invs, 256);
+    assert_eq!(s.cmd_syncs, 512);
+    assert_eq!(s.ptes_written, 256);
+    let l = bundled("s3-lazy-ats.tlb");
+    assert_eq!(l.smmu_commands.get("CMD_TLBI_NH_ASID"), Some(&2));
+    assert_eq!(l.smmu_commands.get("CMD_TLBI_NH_VA"), None);
+    assert_eq!(l.atc_invs, 2);
+    assert_eq!(l.cmd_syncs, 4);
+    assert_eq!(l.ptes_written, 256);
+    // The sync ratio strict:lazy per MiB.
+    assert_eq!(s.cmd_syncs / l.cmd_syncs, 128);
+}
