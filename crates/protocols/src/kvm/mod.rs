@@ -97,7 +97,8 @@ impl Version {
 
     /// `stage2_unmap_defer_tlb_flush`: FEAT_TLBIRANGE and FWB
     /// (7657ea920c54; the predicate did not exist before v6.6). Oliver
-    /// Upton's `!is_hyp_code()` is false for a kernel-managed VM.
+    /// Upton's added `!is_hyp_code()` is true in the kernel, so it does
+    /// not change the answer for a kernel-managed VM.
     pub fn defers_unmap(self, cpu: CpuFeatures, fwb: bool) -> bool {
         self != Version::Kvm6_5 && cpu.tlbirange && fwb
     }
@@ -113,6 +114,17 @@ impl Version {
                 (!deferring).then_some(Level::At(level))
             }
         }
+    }
+
+    /// Whether `kvm_pgtable_stage2_relax_perms` issues its local TLBI
+    /// when the walk returns `-EAGAIN` too (be097997a273, "Always
+    /// invalidate TLB for stage-2 permission faults", v6.7), as it does
+    /// when `stage2_attr_walker` meets an invalid entry. The walk then
+    /// never set the level: v6.9 passes an uninitialised `level`, which
+    /// the model reads as no hint (`TLBI_TTL_UNKNOWN`, the value a later
+    /// fix of be097997a273 gives it).
+    pub const fn relax_flushes_on_eagain(self) -> bool {
+        !matches!(self, Version::Kvm6_5 | Version::Kvm6_6)
     }
 
     /// Whether a table zapped by an unmap is freed through RCU
