@@ -388,7 +388,7 @@ impl KvmThread {
                 let ops = if v.has_range_flush() {
                     tlb::flush_vmid_range(code, hyp.cpu, ipa, len)
                 } else {
-                    tlb::flush_vmid()
+                    tlb::flush_vmid(code)
                 };
                 self.push_flush(
                     out,
@@ -432,7 +432,7 @@ impl KvmThread {
                     self.push_flush(
                         out,
                         vm.vmid,
-                        tlb::flush_vmid(),
+                        tlb::flush_vmid(code),
                         "kvm_mmu_notifier_clear_flush_young: kvm_flush_remote_tlbs",
                     );
                 }

@@ -67,8 +67,9 @@ pub enum Version {
     Kvm6_9,
     /// pKVM: the same v6.9 `pgtable.c`, compiled into the nVHE hypervisor
     /// for a stage 2 it owns. Its `kvm_pgtable_walk_begin` takes no RCU
-    /// read lock (and refuses shared walks), and its mm_ops free an
-    /// unlinked table in place, with no grace period.
+    /// read lock (and refuses shared walks), its mm_ops free an
+    /// unlinked table in place, with no grace period, and its flush
+    /// helpers are `hyp/nvhe/tlb.c`'s.
     Pkvm,
 }
 
@@ -152,6 +153,12 @@ impl Version {
         matches!(self, Version::Kvm6_9 | Version::Pkvm)
     }
 
+    /// Whether the flush helpers are the nVHE hypervisor's: pKVM's. The
+    /// kernel versions are taken on a VHE host.
+    pub const fn is_nvhe(self) -> bool {
+        matches!(self, Version::Pkvm)
+    }
+
     /// The flush helpers of this version.
     pub const fn flush_code(self) -> FlushCode {
         match self {
@@ -159,16 +166,19 @@ impl Version {
                 abi: LevelAbi::ZeroIsUnknown,
                 range_loop: RangeLoop::ScaleUp,
                 range_level: Level::At(0),
+                nvhe: false,
             },
             Version::Will2024V1 | Version::Rcu2024 => FlushCode {
                 abi: LevelAbi::Lpa2,
                 range_loop: RangeLoop::ScaleDown,
                 range_level: Level::At(0),
+                nvhe: false,
             },
             Version::Kvm6_9 | Version::Pkvm => FlushCode {
                 abi: LevelAbi::Lpa2,
                 range_loop: RangeLoop::ScaleDown,
                 range_level: Level::Unknown,
+                nvhe: self.is_nvhe(),
             },
         }
     }
