@@ -122,7 +122,8 @@ pub enum S2Kind {
     },
     /// A permission fault on a present page (`user_mem_abort` ->
     /// `kvm_pgtable_stage2_relax_perms`): set S2AP\[1\] under the read lock
-    /// and invalidate with the local `__kvm_tlb_flush_vmid_ipa_nsh`.
+    /// and invalidate with the local `__kvm_tlb_flush_vmid_ipa_nsh`; from
+    /// v6.7 also when the walk finds the entry invalid (`-EAGAIN`).
     Relax {
         /// The faulting IPA.
         ipa: u64,
@@ -209,6 +210,9 @@ const ZAP: u64 = 1;
 const YOUNG: u64 = 2;
 /// Register 3: the relaxed leaf's level plus one, at this shift.
 const RELAX_SHIFT: u32 = 8;
+/// Register 3, at [`RELAX_SHIFT`]: the relax walk met an invalid entry
+/// (`-EAGAIN`) and the version flushes anyway, with no level known.
+const RELAX_EAGAIN: u64 = 5;
 
 /// What `advance` does after an op.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -384,7 +388,7 @@ impl KvmThread {
                 let ops = if v.has_range_flush() {
                     tlb::flush_vmid_range(code, hyp.cpu, ipa, len)
                 } else {
-                    tlb::flush_vmid()
+                    tlb::flush_vmid(code)
                 };
                 self.push_flush(
                     out,
@@ -408,12 +412,12 @@ impl KvmThread {
             S2Kind::Relax { ipa } => {
                 let found = (regs[3] >> RELAX_SHIFT) & 7;
                 if found != 0 {
-                    let ops = tlb::flush_vmid_ipa_nsh(
-                        code,
-                        hyp.cpu,
-                        ipa,
-                        tlb::Level::At(found as u8 - 1),
-                    );
+                    let level = if found == RELAX_EAGAIN {
+                        tlb::Level::Unknown
+                    } else {
+                        tlb::Level::At(found as u8 - 1)
+                    };
+                    let ops = tlb::flush_vmid_ipa_nsh(code, hyp.cpu, ipa, level);
                     self.push_flush(
                         out,
                         vm.vmid,
@@ -428,7 +432,7 @@ impl KvmThread {
                     self.push_flush(
                         out,
                         vm.vmid,
-                        tlb::flush_vmid(),
+                        tlb::flush_vmid(code),
                         "kvm_mmu_notifier_clear_flush_young: kvm_flush_remote_tlbs",
                     );
                 }
@@ -582,6 +586,14 @@ impl KvmThread {
                     regs[3] |= ZAP;
                 }
                 S2Kind::Relax { .. } if leaf => regs[3] |= u64::from(c.level + 1) << RELAX_SHIFT,
+                // stage2_attr_walker's -EAGAIN on an invalid entry.
+                S2Kind::Relax { .. }
+                    if !c.post
+                        && !pgtable::is_table(old, c.level)
+                        && self.hyp.version.relax_flushes_on_eagain() =>
+                {
+                    regs[3] |= RELAX_EAGAIN << RELAX_SHIFT
+                }
                 S2Kind::Age { .. } if leaf && old & bits::AF != 0 => regs[3] |= YOUNG,
                 _ => {}
             }

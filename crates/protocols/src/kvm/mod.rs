@@ -67,8 +67,9 @@ pub enum Version {
     Kvm6_9,
     /// pKVM: the same v6.9 `pgtable.c`, compiled into the nVHE hypervisor
     /// for a stage 2 it owns. Its `kvm_pgtable_walk_begin` takes no RCU
-    /// read lock (and refuses shared walks), and its mm_ops free an
-    /// unlinked table in place, with no grace period.
+    /// read lock (and refuses shared walks), its mm_ops free an
+    /// unlinked table in place, with no grace period, and its flush
+    /// helpers are `hyp/nvhe/tlb.c`'s.
     Pkvm,
 }
 
@@ -97,7 +98,8 @@ impl Version {
 
     /// `stage2_unmap_defer_tlb_flush`: FEAT_TLBIRANGE and FWB
     /// (7657ea920c54; the predicate did not exist before v6.6). Oliver
-    /// Upton's `!is_hyp_code()` is false for a kernel-managed VM.
+    /// Upton's added `!is_hyp_code()` is true in the kernel, so it does
+    /// not change the answer for a kernel-managed VM.
     pub fn defers_unmap(self, cpu: CpuFeatures, fwb: bool) -> bool {
         self != Version::Kvm6_5 && cpu.tlbirange && fwb
     }
@@ -113,6 +115,17 @@ impl Version {
                 (!deferring).then_some(Level::At(level))
             }
         }
+    }
+
+    /// Whether `kvm_pgtable_stage2_relax_perms` issues its local TLBI
+    /// when the walk returns `-EAGAIN` too (be097997a273, "Always
+    /// invalidate TLB for stage-2 permission faults", v6.7), as it does
+    /// when `stage2_attr_walker` meets an invalid entry. The walk then
+    /// never set the level: v6.9 passes an uninitialised `level`, which
+    /// the model reads as no hint (`TLBI_TTL_UNKNOWN`, the value a later
+    /// fix of be097997a273 gives it).
+    pub const fn relax_flushes_on_eagain(self) -> bool {
+        !matches!(self, Version::Kvm6_5 | Version::Kvm6_6)
     }
 
     /// Whether a table zapped by an unmap is freed through RCU
@@ -140,6 +153,12 @@ impl Version {
         matches!(self, Version::Kvm6_9 | Version::Pkvm)
     }
 
+    /// Whether the flush helpers are the nVHE hypervisor's: pKVM's. The
+    /// kernel versions are taken on a VHE host.
+    pub const fn is_nvhe(self) -> bool {
+        matches!(self, Version::Pkvm)
+    }
+
     /// The flush helpers of this version.
     pub const fn flush_code(self) -> FlushCode {
         match self {
@@ -147,16 +166,19 @@ impl Version {
                 abi: LevelAbi::ZeroIsUnknown,
                 range_loop: RangeLoop::ScaleUp,
                 range_level: Level::At(0),
+                nvhe: false,
             },
             Version::Will2024V1 | Version::Rcu2024 => FlushCode {
                 abi: LevelAbi::Lpa2,
                 range_loop: RangeLoop::ScaleDown,
                 range_level: Level::At(0),
+                nvhe: false,
             },
             Version::Kvm6_9 | Version::Pkvm => FlushCode {
                 abi: LevelAbi::Lpa2,
                 range_loop: RangeLoop::ScaleDown,
                 range_level: Level::Unknown,
+                nvhe: self.is_nvhe(),
             },
         }
     }

@@ -349,7 +349,7 @@ impl Walker {
             } else {
                 Self::flush(
                     out,
-                    tlb::flush_vmid(),
+                    tlb::flush_vmid(self.code()),
                     "stage2_try_break_pte: __kvm_tlb_flush_vmid",
                 );
             }

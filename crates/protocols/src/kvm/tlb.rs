@@ -1,6 +1,6 @@
 //! KVM's stage-2 TLB maintenance: the hypervisor's flush helpers
-//! (`arch/arm64/kvm/hyp/vhe/tlb.c`, the same sequences as
-//! `hyp/nvhe/tlb.c` bar one barrier, see [`flush_vmid_range_hyp`]) and the
+//! (`arch/arm64/kvm/hyp/vhe/tlb.c`, and `hyp/nvhe/tlb.c`, whose helpers
+//! differ only in their opening barrier, see [`FlushCode::nvhe`]) and the
 //! kernel's `kvm_tlb_flush_vmid_range` (`arch/arm64/kvm/hyp/pgtable.c`,
 //! 117940aa6e5f), as functions that return the exact instruction sequence
 //! for their arguments and the CPU's features.
@@ -56,6 +56,21 @@ pub struct FlushCode {
     /// `__flush_s2_tlb_range_op`: 0 until 0f0ff097bf77, then
     /// `TLBI_TTL_UNKNOWN`.
     pub range_level: Level,
+    /// The nVHE helpers (`hyp/nvhe/tlb.c`): each opens with the DSB of
+    /// `__tlb_switch_to_guest(mmu, &cxt, nsh)`, DSB ISH (DSB NSH for the
+    /// local one), where the VHE helpers issue DSB ISHST (NSHST).
+    pub nvhe: bool,
+}
+
+/// The barrier a helper opens with: the page-table stores made visible
+/// in the invalidation's domain before its TLBIs.
+fn opening(code: FlushCode, local: bool) -> S2Op {
+    S2Op::Dsb(match (code.nvhe, local) {
+        (false, false) => Dsb::Ishst,
+        (false, true) => Dsb::Nshst,
+        (true, false) => Dsb::Ish,
+        (true, true) => Dsb::Nsh,
+    })
 }
 
 /// One step of a stage-2 flush.
@@ -124,7 +139,7 @@ fn ipa_level(abi: LevelAbi, cpu: CpuFeatures, broadcast: bool, ipa: u64, level: 
 /// the level hint, DSB ISH, VMALLE1IS, DSB ISH, ISB.
 pub fn flush_vmid_ipa(code: FlushCode, cpu: CpuFeatures, ipa: u64, level: Level) -> Vec<S2Op> {
     vec![
-        S2Op::Dsb(Dsb::Ishst),
+        opening(code, false),
         ipa_level(code.abi, cpu, true, ipa, level),
         S2Op::Dsb(Dsb::Ish),
         no_operand(TlbiOp::VMALLE1, true),
@@ -138,7 +153,7 @@ pub fn flush_vmid_ipa(code: FlushCode, cpu: CpuFeatures, ipa: u64, level: Level)
 /// the local CPU only, DSB NSHST, IPAS2E1, DSB NSH, VMALLE1, DSB NSH, ISB.
 pub fn flush_vmid_ipa_nsh(code: FlushCode, cpu: CpuFeatures, ipa: u64, level: Level) -> Vec<S2Op> {
     vec![
-        S2Op::Dsb(Dsb::Nshst),
+        opening(code, true),
         ipa_level(code.abi, cpu, false, ipa, level),
         S2Op::Dsb(Dsb::Nsh),
         no_operand(TlbiOp::VMALLE1, false),
@@ -148,9 +163,9 @@ pub fn flush_vmid_ipa_nsh(code: FlushCode, cpu: CpuFeatures, ipa: u64, level: Le
 }
 
 /// `__kvm_tlb_flush_vmid(mmu)`: DSB ISHST, VMALLS12E1IS, DSB ISH, ISB.
-pub fn flush_vmid() -> Vec<S2Op> {
+pub fn flush_vmid(code: FlushCode) -> Vec<S2Op> {
     vec![
-        S2Op::Dsb(Dsb::Ishst),
+        opening(code, false),
         no_operand(TlbiOp::VMALLS12E1, true),
         S2Op::Dsb(Dsb::Ish),
         S2Op::Isb,
@@ -160,9 +175,7 @@ pub fn flush_vmid() -> Vec<S2Op> {
 /// The hypervisor's `__kvm_tlb_flush_vmid_range(mmu, start, pages)`:
 /// start rounded down to a page, DSB ISHST, `__flush_s2_tlb_range_op`
 /// (RIPAS2E1IS range operations, IPAS2E1IS for a single page, with the
-/// version's level), DSB ISH, VMALLE1IS, DSB ISH, ISB. This is the VHE
-/// helper; the nVHE one of 117940aa6e5f as posted has no leading DSB
-/// ISHST.
+/// version's level), DSB ISH, VMALLE1IS, DSB ISH, ISB.
 pub fn flush_vmid_range_hyp(
     code: FlushCode,
     cpu: CpuFeatures,
@@ -170,7 +183,7 @@ pub fn flush_vmid_range_hyp(
     pages: u64,
 ) -> Vec<S2Op> {
     let start = start & !(PAGE_SIZE - 1);
-    let mut out = vec![S2Op::Dsb(Dsb::Ishst)];
+    let mut out = vec![opening(code, false)];
     // __TLBI_VADDR_RANGE keeps a TTL of 1..3 only: 0 and TLBI_TTL_UNKNOWN
     // give 0 (no hint).
     let range_ttl = match code.range_level {
@@ -215,7 +228,7 @@ pub fn flush_vmid_range_hyp(
 /// unmap inside 1 GiB.
 pub fn flush_vmid_range(code: FlushCode, cpu: CpuFeatures, addr: u64, size: u64) -> Vec<S2Op> {
     if !cpu.tlbirange {
-        return flush_vmid();
+        return flush_vmid(code);
     }
     let mut out = Vec::new();
     let mut addr = addr;
