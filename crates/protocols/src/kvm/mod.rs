@@ -65,11 +65,20 @@ pub enum Version {
     /// `TLBI_TTL_UNKNOWN`) and 4c36a1567388 (`stage2_try_break_pte` aligns
     /// the range flush to the table's granule).
     Kvm6_9,
-    /// pKVM: the same v6.9 `pgtable.c`, compiled into the nVHE hypervisor
-    /// for a stage 2 it owns. Its `kvm_pgtable_walk_begin` takes no RCU
-    /// read lock (and refuses shared walks), its mm_ops free an
-    /// unlinked table in place, with no grace period, and its flush
-    /// helpers are `hyp/nvhe/tlb.c`'s.
+    /// pKVM: v6.9's `pgtable.c` compiled into the nVHE hypervisor for a
+    /// stage 2 it owns. Its `kvm_pgtable_walk_begin` takes no RCU read
+    /// lock (and refuses shared walks), its mm_ops free an unlinked table
+    /// in place, with no grace period (`host_s2_free_unlinked_table`), and
+    /// its flush helpers are `hyp/nvhe/tlb.c`'s, opening with the DSB of
+    /// `__tlb_switch_to_guest`.
+    ///
+    /// At v6.9 the only stage 2 the hypervisor owned was the host's
+    /// (`host_stage2_idmap`, exclusive under `host_mmu.lock`, created with
+    /// NOFWB so it never defers); guests' stage 2 moved to EL2 with
+    /// d0bd3e6570ae (`__pkvm_host_share_guest`, v6.14). This version runs
+    /// the guest-shaped operations of the other versions (vCPU faults,
+    /// `s2 unmap`) with the hypervisor's freeing and flushes: the design
+    /// of a hypervisor-owned guest stage 2, not one release's code path.
     Pkvm,
 }
 
