@@ -29,9 +29,9 @@ use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
 use tlbcheck_protocols::linux::sva::{self, SvaBond};
 
+mod dma;
 mod kvm;
 mod nested;
-mod dma;
 
 type R<T> = Result<T, Located>;
 
