@@ -13,6 +13,7 @@ use crate::sync::{SyncDone, SyncOp, SyncState};
 use crate::violation::{Agent, Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tlbcheck_hw::addr::Pa;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::smmu::model::DeviceState;
 use tlbcheck_hw::vmsa::Context;
@@ -146,6 +147,11 @@ impl Model {
                     m.cmdq.cons_index()
                 )),
                 _ => Ok(()),
+            },
+            // The error handler runs once the SMMU has raised the error.
+            Op::SmmuCmdqRecover { .. } => match smmu {
+                Some(m) if m.cmdq.error.is_some() => Ok(()),
+                _ => Err("no command error has stopped the command queue".to_string()),
             },
             // Software writes a command only into a free slot (SMMUv3 3.5.1).
             Op::SmmuCmd { .. } => match smmu {
@@ -353,6 +359,19 @@ impl Model {
                 None
             }
             Op::AwaitFault { .. } => None,
+            Op::SmmuCmdqRecover { recover } => {
+                let m = &mut s.machine;
+                let Some(smmu) = m.smmu.as_mut() else {
+                    return misuse("recovers an SMMU, but the machine has no SMMU".into());
+                };
+                let Some(err) = smmu.cmdq.error else {
+                    return misuse("no command error to recover from".into());
+                };
+                let at = smmu.cmdq.ring.slot(smmu.cmdq.ring.cons);
+                let words = [m.mem.read(at), m.mem.read(Pa(at.0 + 8))];
+                smmu.acknowledge_error(&mut m.mem, recover(err, words), step);
+                None
+            }
             Op::DeviceResume { dev, respond } => rules::device_resume(s, *dev, *respond, step),
         };
         if done {

@@ -16,6 +16,7 @@ use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
 use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::model::Device;
+use tlbcheck_hw::smmu::queue::CmdqError;
 use tlbcheck_hw::tlb::InvalScope;
 
 /// What the software relies on at a point of its program: the checker's
@@ -109,6 +110,15 @@ pub enum Op {
         /// The CMD_SYNC's words (completion signal, MSI fields).
         words: [u64; 2],
     },
+    /// The driver's handler of the SMMU's global error interrupt: it waits
+    /// until a command error has stopped the Command queue
+    /// (SMMU_GERROR.CMDQ_ERR active, SMMUv3 7.1), lets `recover` choose what
+    /// to write over the command at CONS, then acknowledges the error
+    /// through SMMU_GERRORN; the SMMU resumes consuming at CONS.
+    SmmuCmdqRecover {
+        /// The driver's policy: what replaces the offending command.
+        recover: CmdqRecovery,
+    },
     /// Device `dev` issues a transaction. It waits while the device is
     /// stalled or waits for a PRI response.
     DeviceAccess {
@@ -142,6 +152,11 @@ pub enum Op {
 /// A driver's answer to a device fault, built from the device's state.
 pub type Responder = fn(&Device) -> Option<Command>;
 
+/// A driver's recovery from a command error: given the error and the
+/// offending command's words, the words to write over it (or `None` to
+/// leave it, so that the SMMU fetches it again).
+pub type CmdqRecovery = fn(CmdqError, [u64; 2]) -> Option<[u64; 2]>;
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rw = |w: bool| if w { "write" } else { "read" };
@@ -167,6 +182,9 @@ impl fmt::Display for Op {
                 write!(f, "device {dev} {} VA {:#x}", rw(*write), va.0)
             }
             Op::AwaitFault { dev } => write!(f, "await a fault of device {dev}"),
+            Op::SmmuCmdqRecover { .. } => {
+                f.write_str("recover the stopped command queue (GERRORN acknowledge)")
+            }
             Op::DeviceResume { dev, .. } => write!(f, "resume device {dev} (retry)"),
         }
     }

@@ -131,6 +131,7 @@ impl Footprint {
                     Op::AwaitFault { .. } => Footprint::new(SMMU, 0),
                     Op::SmmuCmd { .. }
                     | Op::SmmuSync { .. }
+                    | Op::SmmuCmdqRecover { .. }
                     | Op::DeviceAccess { .. }
                     | Op::DeviceResume { .. } => {
                         Footprint::new(MEM | PENDING_STORES | TLBS, SMMU | MEM)

@@ -349,10 +349,23 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 fn load_file(path: &Path) -> Result<Loaded, u8> {
     let source =
         std::fs::read_to_string(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    load(&path.display().to_string(), &source).map_err(|e| {
+    let loaded = load(&path.display().to_string(), &source).map_err(|e| {
         report_error(e);
         EXIT_BAD_INPUT
-    })
+    })?;
+    for w in &loaded.warnings {
+        report_warning(w);
+    }
+    Ok(loaded)
+}
+
+/// Prints a warning about what a scenario writes: `warning:
+/// file:line:col: message`, then its hint.
+fn report_warning(w: &tlbcheck::ScenarioError) {
+    eprintln!("warning: {w}");
+    if let Some(h) = &w.error.help {
+        eprintln!("  help: {h}");
+    }
 }
 
 /// A progress bar that stays hidden unless stderr is a terminal and the run

@@ -237,13 +237,28 @@ fn range_operand_decode_errors_point_at_the_operand() {
     let p = scratch("tg0.tlb", &with_range);
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2));
+    // Software can execute it: a warning at the operand naming the field,
+    // the value and the rule, and the TLBI removes nothing, so the free
+    // that relied on it is caught.
+    assert!(err.contains("warning: "), "{err}");
     assert!(err.contains("tg0.tlb:16:17:"), "{err}");
-    assert!(err.contains("TG"), "{err}");
+    assert!(err.contains("field TG = 0b00 is reserved"), "{err}");
+    assert!(err.contains("Table D8-122"), "{err}");
+    assert!(err.contains("invalidates nothing"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("freed-frame-mapped"), "{}", stdout(&o));
+    // `decode` still reports the finding as an error.
+    let o = tlbcheck(&["decode", "tlbi", "RVALE1IS", "0x0001000000000001"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("field TG = 0b00 is reserved"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
-fn smmu_steps_need_an_smmu_and_legal_commands() {
+fn smmu_steps_need_an_smmu_and_illegal_commands_warn() {
     let s = "scenario s\nthread t cpu=0 {\n  cmd_sync\n}\nexpect ok\n";
     let p = scratch("smmu.tlb", s);
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
@@ -251,12 +266,17 @@ fn smmu_steps_need_an_smmu_and_legal_commands() {
     let err = stderr(&o);
     assert!(err.contains("smmu.tlb:3:3:"), "{err}");
     assert!(err.contains("the machine has no SMMU"), "{err}");
-    // A command the SMMU would reject is a parse error naming the field.
+    // A command the SMMU would reject is written as it is, with a warning
+    // naming the field; the queue stops on it, and with no CMD_SYNC behind
+    // it nothing waits.
     let s = "scenario s\nsmmu\nthread t cpu=0 {\n  smmu cmd CMD_SYNC\n  smmu cmd TLBI_NH_VA tg=1 addr=0x1000\n}\nexpect ok\n";
     let p = scratch("smmu2.tlb", s);
-    let err = stderr(&tlbcheck(&["check", p.to_str().unwrap()]));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(err.contains("warning: "), "{err}");
     assert!(err.contains("smmu2.tlb:5:23:"), "{err}");
     assert!(err.contains("Reserved combination"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
 #[test]
@@ -467,6 +487,59 @@ fn a_resume_of_a_device_that_never_faults_is_stuck() {
         "crates/tlbcheck/benches/scale/long-dsb-chain-buggy.tlb",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// An illegal command is accepted with a warning that names the field and
+/// the rule, stops the queue, and the CMD_SYNC behind it is `stuck`.
+#[test]
+fn a_cmd_sync_behind_an_illegal_command_is_stuck() {
+    let p = "crates/tlbcheck/benches/scale/stuck-cmd-sync-behind-illegal-buggy.tlb";
+    let o = tlbcheck(&["explain", p]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("violation stuck"), "{out}");
+    assert!(
+        out.contains("command queue stopped, CONS.ERR = CERROR_ILL at index 0"),
+        "{out}"
+    );
+    assert!(out.contains("cannot run `smmu CMD_SYNC (wait)`"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("stuck-cmd-sync-behind-illegal-buggy.tlb:32:12: illegal command"),
+        "{err}"
+    );
+    assert!(err.contains("TG = 0b1 with NUM = 0, SCALE = 0"), "{err}");
+    assert!(err.contains("SMMUv3 4.1.3, 7.1"), "{err}");
+}
+
+/// Named fields that make an illegal command: the warning points at the
+/// field the decoder blames, and `encode smmu` still refuses them.
+#[test]
+fn an_illegal_named_command_warns_at_its_field() {
+    let p = "examples/smmu/01-illegal-range-cmd-buggy.tlb";
+    let o = tlbcheck(&["check", p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("01-illegal-range-cmd-buggy.tlb:35:43: illegal command 0x0001000000000012 0x0000000000000400"),
+        "{err}"
+    );
+    let o = tlbcheck(&[
+        "encode",
+        "smmu",
+        "CMD_TLBI_NH_VA",
+        "asid=1",
+        "addr=0",
+        "tg=1",
+        "scale=0",
+        "num=0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("Reserved combination"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// linux-reference.md §B.6: (mnemonic, fields, operand).

@@ -554,6 +554,20 @@ pub enum Step {
     SmmuCmd(Command),
     /// `cmd_sync` / `smmu cmd_sync`: a CMD_SYNC and a wait for it.
     CmdSync,
+    /// `smmu cmd ...` whose encoding the strict decoder refuses: the words
+    /// are written as they are, and the SMMU stops its queue on them
+    /// (CERROR_ILL). `blame` is the text responsible (the field, or the
+    /// raw words), where the warning points.
+    SmmuIllegal {
+        /// dw0, dw1.
+        words: [u64; 2],
+        /// Where the warning points.
+        blame: Span,
+    },
+    /// `smmu skip_err`: the driver's command-error handler
+    /// (`arm_smmu_cmdq_skip_err`), run once a command error stopped the
+    /// queue.
+    CmdqSkipErr,
     /// `device D access read|write ADDR [ssid=N]`.
     DeviceAccess(DeviceAccess),
     /// `resume D`: resume a stalled transaction of device D.

@@ -6,8 +6,9 @@
 //! be located in the source.
 
 use super::ast::*;
-use crate::codec::tlbi_from_fields;
+use crate::codec::{tlbi_error_field, tlbi_raw_from_fields};
 use crate::error::{Located, Span};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilder, MAX_THREADS};
@@ -84,14 +85,26 @@ struct Lower<'a> {
     sc: &'a Scenario,
     granule: Granule,
     frames: HashMap<String, Placed>,
+    /// What the scenario writes that the architecture accepts but that is
+    /// almost certainly a mistake (a malformed TLBI operand, an illegal
+    /// SMMU command), each with the effect the model gives it.
+    warnings: RefCell<Vec<Located>>,
 }
 
 /// Builds the model and the bounds the scenario asks for.
 pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
+    lower_with_warnings(sc).map(|(m, b, _)| (m, b))
+}
+
+/// [`lower`], with the warnings about what the scenario's threads write:
+/// malformed TLBI operands and illegal SMMU commands, accepted with the
+/// meaning the architecture gives them.
+pub fn lower_with_warnings(sc: &Scenario) -> R<(Model, Bounds, Vec<Located>)> {
     let mut l = Lower {
         sc,
         granule: sc.machine.granule,
         frames: HashMap::new(),
+        warnings: RefCell::new(Vec::new()),
     };
     let mut mb = MachineBuilder::new(l.granule, Pa(sc.pool.base), sc.pool.frames, sc.machine.cpus);
     l.place_frames(&mut mb)?;
@@ -201,7 +214,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
-    Ok((model, bounds))
+    Ok((model, bounds, l.warnings.into_inner()))
 }
 
 /// A builder refusal, located at the statement that caused it.
@@ -549,6 +562,8 @@ impl Lower<'_> {
                         })
                         .map_err(here)?,
                     Step::SmmuCmd(_)
+                    | Step::SmmuIllegal { .. }
+                    | Step::CmdqSkipErr
                     | Step::CmdSync
                     | Step::DeviceAccess(_)
                     | Step::Resume(_)
@@ -615,26 +630,47 @@ impl Lower<'_> {
             Located::new(tlbi.span, e.to_string())
                 .with_help("add `tlbirange` to the machine statement")
         })?;
-        let (op, written) = match &operand.value {
-            TlbiOperandExpr::None => (TlbiOperand::None, String::new()),
-            TlbiOperandExpr::Raw(x) => {
-                let op = ins
-                    .decode(*x)
-                    .map_err(|e| Located::new(operand.span, e.to_string()))?;
-                (op, format!(" {x:#018x}"))
-            }
+        // The operand as software would hold it in Xt, and where a finding
+        // of the decoder points.
+        let (xt, written, blame) = match &operand.value {
+            TlbiOperandExpr::None => (None, String::new(), operand.span),
+            TlbiOperandExpr::Raw(x) => (Some(*x), format!(" {x:#018x}"), operand.span),
             TlbiOperandExpr::Fields(fields) => {
                 let kv = Field::pairs(fields);
-                let built = tlbi_from_fields(ins, &kv, self.granule)
+                let raw = tlbi_raw_from_fields(ins, &kv, self.granule)
                     .map_err(|e| Field::locate(fields, e, operand.span))?;
                 let text: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let blame = |e| {
+                    tlbi_error_field(&kv, e).map_or(operand.span, |i| {
+                        fields[i].key.span.to(fields[i].value.span)
+                    })
+                };
+                let blame = match ins.decode(raw) {
+                    Err(e) => blame(&e),
+                    Ok(_) => operand.span,
+                };
                 (
-                    built.operand,
-                    format!(" {} ({:#018x})", text.join(" "), built.raw),
+                    Some(raw),
+                    format!(" {} ({raw:#018x})", text.join(" ")),
+                    blame,
                 )
             }
         };
-        tb.tlbi(ins, op, format!("{ins}{written}")).map_err(|e| {
+        let built = match xt {
+            None => tb
+                .tlbi(ins, TlbiOperand::None, format!("{ins}{written}"))
+                .map(|()| None),
+            Some(x) => tb.tlbi_raw(ins, x, format!("{ins}{written}")),
+        };
+        // A malformed operand is executed as the architecture allows: the
+        // scenario is accepted, with a warning naming the field and rule.
+        if let Ok(Some(e)) = &built {
+            self.warnings.borrow_mut().push(
+                Located::new(blame, format!("{e}; {}", e.effect()))
+                    .with_help("`tlbcheck decode tlbi` reports the same finding as an error"),
+            );
+        }
+        built.map(|_| ()).map_err(|e| {
             let span = match e {
                 BuildError::NoTlbiRange(_) => tlbi.span,
                 BuildError::Operand(..) if operand.value == TlbiOperandExpr::None => tlbi.span,
@@ -1426,6 +1462,29 @@ impl Lower<'_> {
                 here(e).with_help(help)
             }),
             Step::CmdSync => tb.smmu_sync(&sva::cmd_sync()).map_err(here),
+            Step::SmmuIllegal { words, blame } => {
+                if let Some(e) = tb.smmu_words(*words).map_err(here)? {
+                    let kind = if e.must_raise_cerror_ill() {
+                        "the SMMU must raise CERROR_ILL"
+                    } else {
+                        "the SMMU may raise CERROR_ILL, and the model takes it that it does"
+                    };
+                    self.warnings.borrow_mut().push(
+                        Located::new(
+                            *blame,
+                            format!(
+                                "illegal command {:#018x} {:#018x}: {e}; {kind}: the Command \
+                                 queue stops at it, SMMU_GERROR.CMDQ_ERR is raised and no later \
+                                 command is consumed until software recovers (SMMUv3 4.1.3, 7.1)",
+                                words[0], words[1]
+                            ),
+                        )
+                        .with_help("`smmu skip_err` in a handler thread recovers as Linux does"),
+                    );
+                }
+                Ok(())
+            }
+            Step::CmdqSkipErr => tb.smmu_cmdq_recover(sva::cmdq_skip_err).map_err(here),
             Step::DeviceAccess(a) => {
                 let dev = dev_index(dev_names, &a.device)?;
                 let declared = self.sc.devices[dev].ssid.as_ref().map(|s| s.value);

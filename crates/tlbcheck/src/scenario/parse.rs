@@ -5,7 +5,7 @@
 
 use super::ast::*;
 use super::lex::{lex, number, Tok, Token};
-use crate::codec::{granule_named, smmu_from_fields};
+use crate::codec::{granule_named, smmu_unchecked_from_fields, strict_smmu};
 use crate::error::{Located, Span};
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::Granule;
@@ -1408,17 +1408,24 @@ impl Parser {
     }
 
     fn smmu_step(&mut self) -> R<Step> {
-        let w = self.word("`cmd` or `cmd_sync`")?;
+        let w = self.word("`cmd`, `cmd_sync` or `skip_err`")?;
         match w.value.as_str() {
             "cmd_sync" => Ok(Step::CmdSync),
+            "skip_err" => Ok(Step::CmdqSkipErr),
             "cmd" => {
                 let head =
                     self.word("an SMMU command name (e.g. CMD_TLBI_NH_VA) or 0xDW0 0xDW1")?;
                 if let Some(dw0) = number(&head.value) {
                     let dw1 = self.number("the second command word (dw1)")?;
-                    return Command::decode([dw0, dw1.value])
-                        .map(Step::SmmuCmd)
-                        .map_err(|e| Located::new(head.span.to(dw1.span), e.to_string()));
+                    // Software can write any 16 bytes: words the decoder
+                    // refuses reach the queue, which stops on them.
+                    return Ok(match Command::decode([dw0, dw1.value]) {
+                        Ok(c) => Step::SmmuCmd(c),
+                        Err(_) => Step::SmmuIllegal {
+                            words: [dw0, dw1.value],
+                            blame: head.span.to(dw1.span),
+                        },
+                    });
                 }
                 if head.value.eq_ignore_ascii_case("CMD_SYNC")
                     || head.value.eq_ignore_ascii_case("SYNC")
@@ -1434,13 +1441,21 @@ impl Parser {
                     return Ok(Step::CmdSync);
                 }
                 let fields = self.fields()?;
-                smmu_from_fields(&head.value, &Field::pairs(&fields))
-                    .map(Step::SmmuCmd)
-                    .map_err(|e| Field::locate(&fields, e, head.span))
+                let pairs = Field::pairs(&fields);
+                let cmd = smmu_unchecked_from_fields(&head.value, &pairs)
+                    .map_err(|e| Field::locate(&fields, e, head.span))?;
+                Ok(match strict_smmu(cmd, &pairs) {
+                    Ok(c) => Step::SmmuCmd(c),
+                    Err((field, _)) => Step::SmmuIllegal {
+                        words: cmd.encode(),
+                        blame: field
+                            .map_or(head.span, |i| fields[i].key.span.to(fields[i].value.span)),
+                    },
+                })
             }
             other => Err(Located::new(
                 w.span,
-                format!("expected `cmd` or `cmd_sync` after `smmu`, found `{other}`"),
+                format!("expected `cmd`, `cmd_sync` or `skip_err` after `smmu`, found `{other}`"),
             )),
         }
     }
