@@ -247,7 +247,7 @@ impl Model {
             Choice::Thread(t) => self.thread_step(s, t as usize, step),
             Choice::RcuCallback(i) => {
                 let cb = s.sync.take_callback(i as usize);
-                rules::free(s, cb.frame, step)
+                rules::free(s, cb.frame, step, Agent::RcuCallback)
             }
         };
         self.canonicalize(s);
@@ -314,12 +314,7 @@ impl Model {
                 s.machine.dsb(step, cpu, *kind);
                 None
             }
-            Op::Free { frame } => {
-                if let Err(e) = s.machine.mem.check_free(*frame) {
-                    return misuse(format!("cannot free: {e}"));
-                }
-                rules::free(s, *frame, step)
-            }
+            Op::Free { frame } => rules::free(s, *frame, step, Agent::Thread { index: t as u8 }),
             Op::Alloc { owner } => match s.machine.mem.alloc(*owner) {
                 Ok(pfn) => {
                     result.value = pfn.0;

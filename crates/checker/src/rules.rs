@@ -10,7 +10,7 @@ use crate::model::{Model, State, Thread};
 use crate::op::{Rely, Responder};
 use crate::violation::{Agent, FrameFate, Violation, ViolationKind};
 use tlbcheck_hw::addr::{AddrRange, Va};
-use tlbcheck_hw::mem::{Pfn, FRAME_SHIFT};
+use tlbcheck_hw::mem::{FrameOwner, Pfn, FRAME_SHIFT};
 use tlbcheck_hw::smmu::config::CfgEntry;
 use tlbcheck_hw::smmu::model::DeviceState;
 use tlbcheck_hw::tlb::{Access, EntryKind, Holder, InvalScope, Provenance, Stage, TlbEntry};
@@ -20,8 +20,30 @@ use tlbcheck_hw::vmsa::{translate, Context};
 /// `frame` and reports an agent that may still hold a translation into it
 /// (a leaf to the data, a walk-cache entry to the table) or a configuration
 /// structure in or pointing into it.
-pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
+///
+/// A frame that is free already (freed twice, or never allocated) is
+/// `bad-free`, reported before anything else: `by` is who freed it.
+pub fn free(s: &mut State, frame: Pfn, step: u32, by: Agent) -> Option<Violation> {
     let was = s.machine.mem.owner(frame);
+    if was == FrameOwner::Free {
+        return Some(Violation {
+            kind: ViolationKind::BadFree,
+            step,
+            agent: by,
+            entry: None,
+            provenance: None,
+            frame: Some(FrameFate {
+                frame: frame.base().0,
+                was,
+                freed_at: step,
+            }),
+            detail: format!(
+                "frame {:#x} is freed but it is not allocated: it was freed already, or never \
+                 allocated",
+                frame.base().0
+            ),
+        });
+    }
     let range = AddrRange::span(frame.base().0, FRAME_SHIFT);
     let mut holders: Vec<(Holder, TlbEntry, Provenance)> = s
         .machine
@@ -34,8 +56,8 @@ pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
         holders.extend(smmu.holders(range));
         cfg_holders = smmu.config_holders(range);
     }
-    // A frame already free is a double free the caller reported; the
-    // allocator state stays as it was.
+    // Only pool frames reach here (the builder refuses others), and the
+    // frame is in use (checked above).
     let _ = s.machine.mem.free(frame);
     let fate = FrameFate {
         frame: frame.base().0,

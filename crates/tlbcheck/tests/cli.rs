@@ -542,6 +542,75 @@ fn an_illegal_named_command_warns_at_its_field() {
     );
 }
 
+/// Frees that are wrong whatever the interleaving are load errors at the
+/// free; where an allocation makes them depend on it, `bad-free`.
+#[test]
+fn wrong_frees_are_refused_or_reported() {
+    let base = VALID.replace("  free DATA\n", "  free DATA\n  FREE2\n");
+    for (second, at, text) in [
+        ("free DATA", "19:8:", "freed a second time here"),
+        ("call_rcu free DATA", "19:17:", "freed a second time here"),
+        ("free 0x13f000", "19:8:", "is never allocated"),
+        ("free 0x105008", "19:8:", "not the start of a frame"),
+    ] {
+        let src = base.replace("FREE2", second);
+        let p = scratch("frees.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{second}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("frees.tlb:{at}")), "{second}: {err}");
+        assert!(err.contains(text), "{second}: {err}");
+    }
+    // With an allocation in the program the second free depends on the
+    // interleaving: here it always comes first, so it is a bad free.
+    let src = base.replace("FREE2", "free DATA").replace(
+        "  L3[0] = invalid\n",
+        "  L3[0] = invalid\n  alloc data process=1\n",
+    );
+    let p = scratch(
+        "frees-dyn.tlb",
+        &src.replace("expect ok", "expect violation bad-free"),
+    );
+    let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("violation bad-free"), "{out}");
+    assert!(out.contains("is freed but it is not allocated"), "{out}");
+}
+
+/// A table descriptor must point at a table of its stage serving the next
+/// level: in the set-up and in a thread's store, at the target.
+#[test]
+fn a_table_descriptor_needs_a_next_level_table() {
+    for (from, to, at, text) in [
+        (
+            "L2[0] = table L3",
+            "L2[0] = table DATA",
+            "11:15:",
+            "frame `DATA` is data of process 1",
+        ),
+        (
+            "L1[0] = table L2",
+            "L1[0] = table L3",
+            "10:15:",
+            "must point at a stage-1 level-2 table",
+        ),
+        (
+            "  L3[0] = invalid\n",
+            "  L3[0] = invalid\n  L0[0] = table L2\n",
+            "15:17:",
+            "level-0 table must point at a stage-1 level-1 table",
+        ),
+    ] {
+        let p = scratch("tables.tlb", &VALID.replace(from, to));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{to}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("tables.tlb:{at}")), "{to}: {err}");
+        assert!(err.contains(text), "{to}: {err}");
+    }
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (

@@ -313,6 +313,52 @@ impl Lower<'_> {
         }
     }
 
+    /// A table descriptor in a table of some stage and level must point at
+    /// a table of the same stage serving the next level (Arm ARM D8.2.1:
+    /// the walk reads the next level's table at that address). Checked
+    /// where the target is a declared frame; in a scenario with nested
+    /// contexts a stage-1 table address may be an IPA, so stage-1 slots are
+    /// not checked there.
+    fn next_level_table(&self, slot: Slot, next: Pa, span: Span) -> R<()> {
+        let Some((owner, level)) = slot.table else {
+            return Ok(());
+        };
+        let stage1 = matches!(owner, TableOwner::Stage1 { .. });
+        let nested = self
+            .sc
+            .contexts
+            .iter()
+            .any(|c| matches!(c.kind, ContextKind::Nested { .. }));
+        if stage1 && nested {
+            return Ok(());
+        }
+        let Some((name, target)) = self
+            .frames
+            .iter()
+            .find(|(_, f)| next.0 >= f.base && next.0 < f.base + u64::from(f.frames) * FRAME_SIZE)
+        else {
+            return Ok(());
+        };
+        let stage = if stage1 { "stage-1" } else { "stage-2" };
+        let fits = match target.table() {
+            Some((o, l)) => matches!(o, TableOwner::Stage1 { .. }) == stage1 && l == level + 1,
+            None => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(Located::new(
+            span,
+            format!(
+                "a table descriptor in a {stage} level-{level} table must point at a {stage} \
+                 level-{} table, but frame `{name}` is {}",
+                level + 1,
+                target.owner
+            ),
+        )
+        .with_help("point it at a table frame of the next level, or declare the frame as one"))
+    }
+
     fn write(&self, at: &Location, value: &Spanned<DescExpr>) -> R<(u64, u64)> {
         let (slot, _) = self.location(at)?;
         let target = |r: &Spanned<AddrRef>| -> R<(Pa, Span)> { Ok((Pa(self.addr(r)?), r.span)) };
@@ -320,6 +366,7 @@ impl Lower<'_> {
             DescExpr::Raw(n) => return Ok((slot.pa.0, *n)),
             DescExpr::Table(t) => {
                 let (next, span) = target(t)?;
+                self.next_level_table(slot, next, span)?;
                 (Desc::Table(next), span)
             }
             DescExpr::S1 {
@@ -469,6 +516,13 @@ impl Lower<'_> {
             }
             _ => {
                 let a = self.addr(r)?;
+                // The allocator hands out and takes back whole frames.
+                if a % FRAME_SIZE != 0 {
+                    return Err(Located::new(
+                        r.span,
+                        format!("{a:#x} is not the start of a frame: frames are 4 KiB aligned"),
+                    ));
+                }
                 if !in_pool(a) {
                     return Err(Located::new(
                         r.span,
@@ -478,6 +532,52 @@ impl Lower<'_> {
                 Ok(vec![Pfn::of(Pa(a))])
             }
         }
+    }
+
+    /// Frees that are wrong whatever the interleaving, refused at load
+    /// time: when no step can allocate (no `alloc`, no kernel or
+    /// hypervisor operation), a frame free at set-up is never allocated,
+    /// and a frame freed twice (directly or through `call_rcu`) is a double
+    /// free. Where allocation makes it depend on the interleaving, the
+    /// checker reports `bad-free` with its trace instead.
+    fn static_frees(&self, mem: &PhysMem) -> R<()> {
+        let steps = || self.sc.threads.iter().flat_map(|t| &t.steps);
+        let may_allocate =
+            steps().any(|s| matches!(s.value, Step::Alloc(_) | Step::Kernel(_) | Step::S2(_)));
+        if may_allocate {
+            return Ok(());
+        }
+        let mut freed: Vec<Pfn> = Vec::new();
+        for s in steps() {
+            let (Step::Free(r) | Step::CallRcuFree(r)) = &s.value else {
+                continue;
+            };
+            for frame in self.frames_of(r)? {
+                if freed.contains(&frame) {
+                    return Err(Located::new(
+                        r.span,
+                        format!(
+                            "frame {:#x} is freed a second time here, and no step allocates \
+                             it in between: a double free",
+                            frame.base().0
+                        ),
+                    ));
+                }
+                if mem.owner(frame) == FrameOwner::Free {
+                    return Err(Located::new(
+                        r.span,
+                        format!(
+                            "frame {:#x} is never allocated: it is free at set-up and no step \
+                             allocates",
+                            frame.base().0
+                        ),
+                    )
+                    .with_help("declare it with a `frame` statement, or free a declared frame"));
+                }
+                freed.push(frame);
+            }
+        }
+        Ok(())
     }
 
     fn threads(
@@ -496,6 +596,7 @@ impl Lower<'_> {
                 format!("at most {MAX_THREADS} threads"),
             ));
         }
+        self.static_frees(&b.machine().mem)?;
         let free_now = b.machine().mem.free_frames();
         let mut allocs = 0usize;
         let mut frees = 0usize;
