@@ -39,11 +39,16 @@ pub enum ViolationKind {
     /// allocated (a program's own bookkeeping error, which the kernel's
     /// allocator would turn into memory corruption).
     BadFree,
+    /// A valid descriptor is replaced by another valid one in a way that
+    /// needs break-before-make: another output address, a table replaced
+    /// by a block or the reverse, the contiguous bit or the memory
+    /// attributes changed.
+    Bbm,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 9] = [
+    pub const ALL: [ViolationKind; 10] = [
         ViolationKind::FreedFrameMapped,
         ViolationKind::WalkCacheUaf,
         ViolationKind::StaleWrite,
@@ -53,6 +58,7 @@ impl ViolationKind {
         ViolationKind::MissedGuestInvalidation,
         ViolationKind::Stuck,
         ViolationKind::BadFree,
+        ViolationKind::Bbm,
     ];
 
     /// The name used in scenarios and reports.
@@ -67,6 +73,7 @@ impl ViolationKind {
             ViolationKind::MissedGuestInvalidation => "missed-guest-invalidation",
             ViolationKind::Stuck => "stuck",
             ViolationKind::BadFree => "bad-free",
+            ViolationKind::Bbm => "bbm",
         }
     }
 }
@@ -79,7 +86,7 @@ impl fmt::Display for ViolationKind {
 
 /// An unknown violation name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck, bad-free)")]
+#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck, bad-free, bbm)")]
 pub struct UnknownViolation(pub String);
 
 impl FromStr for ViolationKind {

@@ -611,6 +611,48 @@ fn a_table_descriptor_needs_a_next_level_table() {
     }
 }
 
+/// Valid -> valid stores that need break-before-make are `bbm`, with both
+/// descriptors and the reason; a permission change is not.
+#[test]
+fn valid_to_valid_changes_that_need_a_break() {
+    for (store, expect, why) in [
+        ("L3[0] = page DATA ro user ng", "ok", ""),
+        (
+            "L3[0] = page DATA rw user ng contig",
+            "violation bbm",
+            "the contiguous bit changes",
+        ),
+        (
+            "L3[0] = 0x0000000000104c4f",
+            "violation bbm",
+            "the memory attributes",
+        ),
+        (
+            "L2[0] = block 0x0 rw user ng",
+            "violation bbm",
+            "a table is replaced by a block",
+        ),
+    ] {
+        let src = VALID
+            .replace(
+                "  L3[0] = invalid\n",
+                &format!("  {store}\n  L3[0] = invalid\n"),
+            )
+            .replace("expect ok", &format!("expect {expect}"));
+        let p = scratch("bbm.tlb", &src);
+        let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{store}: {out}{}", stderr(&o));
+        assert!(out.contains(why), "{store}: {out}");
+        if !why.is_empty() {
+            assert!(
+                out.contains("needs break-before-make (Arm ARM D8.17.1)"),
+                "{out}"
+            );
+        }
+    }
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (
