@@ -653,6 +653,61 @@ fn valid_to_valid_changes_that_need_a_break() {
     }
 }
 
+/// `map` builds the tables VALID spells out, named CTX.Ln; its mistakes
+/// are errors at the statement.
+#[test]
+fn map_creates_the_intermediate_tables() {
+    let short = VALID
+        .replace("frame L1 s1-table process=1 level=1\n", "")
+        .replace("frame L2 s1-table process=1 level=2\n", "")
+        .replace("frame L3 s1-table process=1 level=3\n", "")
+        .replace(
+            "L0[0] = table L1\nL1[0] = table L2\nL2[0] = table L3\nL3[0] = page DATA rw user ng\n",
+            "map p1 0x0 DATA rw user ng\n",
+        )
+        .replace("  L3[0] = invalid", "  p1.L3[0] = invalid");
+    assert!(short.contains("map p1"), "{short}");
+    let p = scratch("map.tlb", &short);
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Without the TLBI the short form finds the same bug as the long one.
+    let p = scratch(
+        "map-bug.tlb",
+        &short
+            .replace("  tlbi VALE1IS asid=1 va=0\n", "")
+            .replace("expect ok", "expect violation freed-frame-mapped"),
+    );
+    assert_eq!(
+        tlbcheck(&["check", p.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    for (extra, at, text) in [
+        ("map p1 0x0 DATA ro", "7:8:", "is mapped already at level 3"),
+        (
+            "map p1 0x200000 0x201000 rw level=2",
+            "7:17:",
+            "not aligned",
+        ),
+        ("map p2 0x0 DATA rw", "7:5:", "unknown context `p2`"),
+        (
+            "map p1 0x1000 DATA rw level=0",
+            "7:29:",
+            "no S1 leaf at level 0",
+        ),
+    ] {
+        let src = short.replace(
+            "map p1 0x0 DATA rw user ng\n",
+            &format!("map p1 0x0 DATA rw user ng\n{extra}\n"),
+        );
+        let p = scratch("map-err.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("map-err.tlb:{at}")), "{extra}: {err}");
+        assert!(err.contains(text), "{extra}: {err}");
+    }
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (

@@ -65,6 +65,9 @@ pub struct Scenario {
     /// `s2-map VM IPA LEN PA rw|ro`: stage-2 mappings made at set-up, in
     /// order.
     pub s2_maps: Vec<S2MapDecl>,
+    /// `map CTX VA TARGET rw|ro ...`: leaves made at set-up with their
+    /// intermediate tables, in order.
+    pub maps: Vec<MapDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -737,6 +740,29 @@ pub struct VmDecl {
     /// A declared level-0 stage-2 table frame as its root; `None`: one
     /// is allocated from the pool.
     pub root: Option<Spanned<String>>,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `map CTX VA TARGET rw|ro [user] [ng] [level=N]`: a page (or a block at
+/// level N) of context CTX mapping VA to TARGET, with every missing
+/// intermediate table taken from the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapDecl {
+    /// The context (stage 1 or stage 2).
+    pub ctx: Spanned<String>,
+    /// The input address (VA, or IPA for a stage-2 context).
+    pub va: Spanned<u64>,
+    /// The output: a frame or an address.
+    pub target: Spanned<AddrRef>,
+    /// Writable.
+    pub writable: bool,
+    /// Stage 1: EL0 access (AP\[1\]).
+    pub user: bool,
+    /// Stage 1: not global.
+    pub ng: bool,
+    /// The leaf's level: 3 (a page) unless given.
+    pub level: Option<Spanned<u8>>,
     /// The statement.
     pub span: Span,
 }

@@ -25,6 +25,8 @@ use tlbcheck_hw::smmu::config::STRUCT_BYTES;
 use tlbcheck_hw::smmu::model::Device;
 use tlbcheck_hw::smmu::ste::{Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
+use tlbcheck_hw::vmsa::desc::bits::ADDR_MASK;
+use tlbcheck_hw::vmsa::walk::start_level;
 use tlbcheck_hw::vmsa::{Context, StageConfig, TableStage};
 use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
@@ -118,6 +120,9 @@ pub fn lower_with_warnings(sc: &Scenario) -> R<(Model, Bounds, Vec<Located>)> {
     for w in &sc.writes {
         let (pa, value) = l.write(&w.at, &w.value)?;
         mb.write(Pa(pa), value).map_err(setup_at(w.span))?;
+    }
+    for m in &sc.maps {
+        l.map(m, &mut mb)?;
     }
     l.contexts(&mut mb)?;
     for (p, d) in procs.iter_mut().zip(&sc.processes) {
@@ -311,6 +316,170 @@ impl Lower<'_> {
                 Ok((slot, frame.span.to(index.span)))
             }
         }
+    }
+
+    /// `map`: walks the context's tables from its root for `va`, taking a
+    /// table of the next level from the pool wherever a slot above the
+    /// leaf's level is invalid, and writes the leaf (a page at level 3, or
+    /// a block) with the Access flag set. Descriptors are checked as
+    /// written ones are.
+    fn map(&mut self, m: &MapDecl, mb: &mut MachineBuilder) -> R<()> {
+        let g = self.granule;
+        let c = self
+            .sc
+            .contexts
+            .iter()
+            .find(|c| c.name.value == m.ctx.value)
+            .ok_or_else(|| {
+                Located::new(m.ctx.span, format!("unknown context `{}`", m.ctx.value))
+            })?;
+        let (root, stage) = match &c.kind {
+            ContextKind::Stage1 { root, .. } => (root, TableStage::S1),
+            ContextKind::Stage2 { root, .. } => (root, TableStage::S2),
+            ContextKind::Nested { .. } => return Err(Located::new(
+                m.ctx.span,
+                "`map` builds stage-1 or stage-2 tables; a nested context's stage-1 \
+                     tables lie at IPAs",
+            )
+            .with_help(
+                "map through a `stage2` context of the same VM, and write the stage-1 descriptors",
+            )),
+        };
+        if stage == TableStage::S2 && (m.user || m.ng) {
+            return Err(Located::new(
+                m.span,
+                "`user` and `ng` are stage-1 attributes; a stage-2 context takes rw or ro",
+            ));
+        }
+        let start = start_level(stage, g);
+        let leaf = m.level.as_ref().map_or(3, |l| l.value);
+        let level_span = m.level.as_ref().map_or(m.span, |l| l.span);
+        if leaf < start || (leaf < 3 && !g.block_allowed(leaf)) {
+            return Err(Located::new(
+                level_span,
+                format!("the {g} granule has no {stage:?} leaf at level {leaf}"),
+            ));
+        }
+        let va = m.va.value;
+        if va >> g.level_shift(start) >= g.table_entries(start, start) {
+            return Err(Located::new(
+                m.va.span,
+                format!("{va:#x} is beyond the context's 48-bit input range"),
+            ));
+        }
+        let out = self.addr(&m.target)?;
+        let mut table = self.addr(root)?;
+        for level in start..=leaf {
+            let (name, placed) = self
+                .frames
+                .iter()
+                .find(|(_, f)| table >= f.base && table < f.base + u64::from(f.frames) * FRAME_SIZE)
+                .map(|(n, f)| {
+                    let copy = Placed {
+                        base: f.base,
+                        frames: f.frames,
+                        owner: f.owner,
+                    };
+                    (n.clone(), copy)
+                })
+                .ok_or_else(|| {
+                    Located::new(
+                        m.span,
+                        format!("the level-{level} table at {table:#x} is not a declared frame"),
+                    )
+                })?;
+            let entries = g.table_entries(start, level);
+            let index = (va >> g.level_shift(level)) % entries;
+            let slot = placed
+                .frame(&name)
+                .slot(g, index)
+                .map_err(setup_at(m.span))?;
+            let current = mb.mem().read(slot.pa);
+            let desc = if level == leaf {
+                if current & 1 != 0 {
+                    return Err(Located::new(
+                        m.va.span,
+                        format!("{va:#x} is mapped already at level {level} ({current:#x})"),
+                    ));
+                }
+                match stage {
+                    TableStage::S1 => Desc::S1 {
+                        block: leaf < 3,
+                        out: Pa(out),
+                        writable: m.writable,
+                        user: m.user,
+                        global: !m.ng,
+                        extra: 0,
+                        af: true,
+                    },
+                    TableStage::S2 => Desc::S2 {
+                        block: leaf < 3,
+                        out: Pa(out),
+                        read: true,
+                        write: m.writable,
+                        extra: 0,
+                        af: true,
+                    },
+                }
+            } else if current & 0b11 == 0b11 {
+                table = current & ADDR_MASK;
+                continue;
+            } else if current & 1 != 0 {
+                return Err(Located::new(
+                    m.va.span,
+                    format!("{va:#x} lies in a block mapped at level {level}"),
+                ));
+            } else {
+                let owner = match placed.table() {
+                    Some((owner, _)) => owner,
+                    None => unreachable!("slots are taken in table frames only"),
+                };
+                // Named CTX.Ln (then CTX.Ln.2, ...) so that steps can
+                // store into it like a declared frame.
+                let base = format!("{}.L{}", m.ctx.value, level + 1);
+                let name = (1..)
+                    .map(|k| {
+                        if k == 1 {
+                            base.clone()
+                        } else {
+                            format!("{base}.{k}")
+                        }
+                    })
+                    .find(|n| !self.frames.contains_key(n))
+                    .unwrap_or(base);
+                let next = mb
+                    .frame(
+                        &name,
+                        FrameOwner::Table {
+                            owner,
+                            level: level + 1,
+                        },
+                        None,
+                        None,
+                    )
+                    .map_err(|e| located(m.span, &e, Some(ENLARGE.to_string())))?
+                    .clone();
+                self.frames.insert(
+                    name,
+                    Placed {
+                        base: next.base.0,
+                        frames: next.frames,
+                        owner: next.owner,
+                    },
+                );
+                table = next.base.0;
+                Desc::Table(next.base)
+            };
+            let value = slot.descriptor(g, &desc).map_err(|e| {
+                let span = match e {
+                    SetupError::Misaligned { .. } => m.target.span,
+                    _ => m.span,
+                };
+                located(span, &e, None)
+            })?;
+            mb.write(slot.pa, value).map_err(setup_at(m.span))?;
+        }
+        Ok(())
     }
 
     /// A table descriptor in a table of some stage and level must point at

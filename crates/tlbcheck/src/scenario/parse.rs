@@ -33,7 +33,7 @@ pub const RESERVED_STEPS: &[&str] = &[
 pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, FRAME[index] = ..., thread, vcpu, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, map, FRAME[index] = ..., thread, vcpu, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -272,6 +272,7 @@ impl Parser {
         let mut kvm = None;
         let mut vms = Vec::new();
         let mut s2_maps = Vec::new();
+        let mut maps = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -340,6 +341,7 @@ impl Parser {
                 }
                 "vm" if self.peek2().tok != Tok::Punct('[') => vms.push(self.vm()?),
                 "s2-map" if self.peek2().tok != Tok::Punct('[') => s2_maps.push(self.s2_map()?),
+                "map" if self.peek2().tok != Tok::Punct('[') => maps.push(self.map()?),
                 "kernel" if self.peek2().tok != Tok::Punct('[') => {
                     once(kernel.is_some())?;
                     self.bump();
@@ -445,6 +447,7 @@ impl Parser {
             kvm,
             vms,
             s2_maps,
+            maps,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -1286,6 +1289,50 @@ impl Parser {
     }
 
     /// `s2-map VM IPA LEN PA rw|ro`.
+    /// `map CTX VA TARGET rw|ro [user] [ng] [level=N]`.
+    fn map(&mut self) -> R<MapDecl> {
+        let kw = self.bump().span;
+        let ctx = self.word("a context name")?;
+        let va = self.number("the input address")?;
+        let target = self.addr_ref("the output frame or address")?;
+        let writable = self.rw()?;
+        let (mut user, mut ng, mut level) = (false, false, None);
+        for a in self.args()? {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("user", []) => user = true,
+                ("ng", []) => ng = true,
+                ("level", [v]) => match number(&v.value) {
+                    Some(n @ 0..=3) => {
+                        level = Some(Spanned {
+                            value: n as u8,
+                            span: v.span,
+                        })
+                    }
+                    _ => return Err(Located::new(v.span, "expected a level 0..3")),
+                },
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown `map` attribute `{}`", a.key.value),
+                    )
+                    .with_help("`map` takes `user`, `ng` and `level=N`"))
+                }
+            }
+        }
+        let span = kw.to(self.toks[self.pos.saturating_sub(1)].span);
+        self.end_of_line()?;
+        Ok(MapDecl {
+            ctx,
+            va,
+            target,
+            writable,
+            user,
+            ng,
+            level,
+            span,
+        })
+    }
+
     fn s2_map(&mut self) -> R<S2MapDecl> {
         let kw = self.bump().span;
         let vm = self.word("a VM name")?;
