@@ -340,6 +340,11 @@ impl ThreadBuilder<'_> {
         }
     }
 
+    /// A DMB or ISB (no effect in the model; see [`Op::Barrier`]).
+    pub fn barrier(&mut self, text: String) {
+        self.ops.push(Op::Barrier { text });
+    }
+
     /// A DSB.
     pub fn dsb(&mut self, kind: Dsb) {
         self.ops.push(Op::Dsb { kind });

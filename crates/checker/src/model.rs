@@ -356,7 +356,7 @@ impl Model {
                 smmu.device_access(&mut m.mem, *dev, *va, *write);
                 None
             }
-            Op::AwaitFault { .. } => None,
+            Op::AwaitFault { .. } | Op::Barrier { .. } => None,
             Op::SmmuCmdqRecover { recover } => {
                 let m = &mut s.machine;
                 let Some(smmu) = m.smmu.as_mut() else {

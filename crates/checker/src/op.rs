@@ -80,6 +80,17 @@ pub enum Op {
         /// Which one.
         kind: Dsb,
     },
+    /// A DMB or an ISB: in the model they change nothing. A DMB orders the
+    /// issuer's explicit accesses but neither makes a store visible to the
+    /// table walkers nor completes a TLBI (Arm ARM D8.2.6.1, RSPVBD, and
+    /// D8.17.8, RPSMWS, ask for a DSB); an ISB is a context synchronization
+    /// event, which completes no TLBI either (D8.17.8). The issuer's own
+    /// later walks, which an ISB after the completing DSB orders, are not
+    /// modelled apart from other walks.
+    Barrier {
+        /// `dmb ish`, `isb`, ... as written.
+        text: String,
+    },
     /// Returns a frame to the allocator (its contents stay until reuse).
     Free {
         /// The frame.
@@ -164,6 +175,7 @@ impl fmt::Display for Op {
             Op::Store { pa, value } => write!(f, "store {pa} = {value:#x}"),
             Op::Tlbi { text, .. } => write!(f, "tlbi {text}"),
             Op::Dsb { kind } => write!(f, "dsb {}", format!("{kind:?}").to_lowercase()),
+            Op::Barrier { text } => f.write_str(text),
             Op::Free { frame } => write!(f, "free frame {:#x}", frame.base().0),
             Op::Alloc { owner } => write!(f, "alloc frame as {owner}"),
             Op::Sync(s) => s.fmt(f),

@@ -129,6 +129,8 @@ impl Footprint {
                     },
                     Op::Rely(_) => Footprint::new(TLBS | MEM | PENDING_STORES | smmu, 0),
                     Op::AwaitFault { .. } => Footprint::new(SMMU, 0),
+                    // No effect: independent of everything.
+                    Op::Barrier { .. } => Footprint::new(0, 0),
                     Op::SmmuCmd { .. }
                     | Op::SmmuSync { .. }
                     | Op::SmmuCmdqRecover { .. }

@@ -143,7 +143,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
         // (what to replace, replacement, expected "line:col", expected text)
         (
             "  dsb ishst\n",
-            "  dsb sy\n",
+            "  dsb ld\n",
             ":15:7:",
             "expected a DSB kind",
         ),
@@ -705,6 +705,36 @@ fn map_creates_the_intermediate_tables() {
         let err = stderr(&o);
         assert!(err.contains(&format!("map-err.tlb:{at}")), "{extra}: {err}");
         assert!(err.contains(text), "{extra}: {err}");
+    }
+}
+
+/// What each barrier completes: DSB OSH and SY complete the TLBI as DSB
+/// ISH does, their store-only forms publish the store but complete no
+/// TLBI, and neither DMB nor ISB completes anything.
+#[test]
+fn barriers_and_what_they_complete() {
+    for (first, second, expect) in [
+        ("dsb oshst", "dsb osh", "ok"),
+        ("dsb st", "dsb sy", "ok"),
+        ("dsb ishst", "dsb st", "violation freed-frame-mapped"),
+        ("dsb ishst", "dsb oshst", "violation freed-frame-mapped"),
+        ("dsb ishst", "isb", "violation freed-frame-mapped"),
+        ("dsb ishst", "dmb ish", "violation freed-frame-mapped"),
+        ("dmb ishst", "dsb ish", "violation freed-frame-mapped"),
+    ] {
+        let src = VALID
+            .replace("  dsb ishst\n", &format!("  {first}\n"))
+            .replace("  dsb ish\n", &format!("  {second}\n"))
+            .replace("expect ok", &format!("expect {expect}"));
+        let p = scratch("barrier.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{first} / {second}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
     }
 }
 

@@ -557,6 +557,8 @@ pub enum Step {
     SmmuCmd(Command),
     /// `cmd_sync` / `smmu cmd_sync`: a CMD_SYNC and a wait for it.
     CmdSync,
+    /// `dmb KIND` or `isb`: barriers that complete nothing, as written.
+    Barrier(String),
     /// `smmu cmd ...` whose encoding the strict decoder refuses: the words
     /// are written as they are, and the SMMU stops its queue on them
     /// (CERROR_ILL). `blame` is the text responsible (the field, or the

@@ -799,6 +799,7 @@ impl Lower<'_> {
                     }
                     Step::Tlbi { tlbi, operand } => self.tlbi(&mut tb, tlbi, operand)?,
                     Step::Dsb(kind) => tb.dsb(*kind),
+                    Step::Barrier(text) => tb.barrier(text.clone()),
                     Step::Free(r) => {
                         for frame in self.frames_of(r)? {
                             frees += 1;

@@ -1049,9 +1049,32 @@ impl Parser {
                         self.bump();
                         self.tlbi()?
                     }
+                    "isb" => {
+                        self.bump();
+                        Step::Barrier("isb".to_string())
+                    }
+                    "dmb" => {
+                        self.bump();
+                        const WHAT: &str =
+                            "a DMB kind (ish, ishst, ishld, nsh, nshst, nshld, osh, oshst, oshld, sy, st, ld)";
+                        let mut k = self.word(WHAT)?;
+                        k.value.make_ascii_lowercase();
+                        const KINDS: &[&str] = &[
+                            "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
+                            "sy", "st", "ld",
+                        ];
+                        if !KINDS.contains(&k.value.as_str()) {
+                            return Err(Located::new(
+                                k.span,
+                                format!("expected {WHAT}, found `{}`", k.value),
+                            ));
+                        }
+                        Step::Barrier(format!("dmb {}", k.value))
+                    }
                     "dsb" => {
                         self.bump();
-                        const WHAT: &str = "a DSB kind (ish, ishst, nsh, nshst)";
+                        const WHAT: &str =
+                            "a DSB kind (ish, ishst, nsh, nshst, osh, oshst, sy, st)";
                         let mut k = self.word(WHAT)?;
                         k.value.make_ascii_lowercase();
                         Step::Dsb(keyword(
@@ -1062,6 +1085,10 @@ impl Parser {
                                 (&["ishst"], Dsb::Ishst),
                                 (&["nsh"], Dsb::Nsh),
                                 (&["nshst"], Dsb::Nshst),
+                                (&["osh"], Dsb::Osh),
+                                (&["oshst"], Dsb::Oshst),
+                                (&["sy"], Dsb::Sy),
+                                (&["st"], Dsb::St),
                             ],
                         )?)
                     }
@@ -1970,8 +1997,8 @@ mod tests {
             ("stream x", "expected `linear` or `2-level`, found `x`"),
             ("queue x", "expected `cmdq` or `eventq`, found `x`"),
             (
-                "thread t cpu=0 {\n dsb SY\n}",
-                "expected a DSB kind (ish, ishst, nsh, nshst), found `sy`",
+                "thread t cpu=0 {\n dsb LD\n}",
+                "expected a DSB kind (ish, ishst, nsh, nshst, osh, oshst, sy, st), found `ld`",
             ),
             (
                 "thread t cpu=0 {\n retry x c 0\n}",
