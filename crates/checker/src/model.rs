@@ -298,7 +298,9 @@ impl Model {
         let misuse = |what: String| Some(self.stuck_violation(t, step, what));
         let v = match &*op {
             Op::Store { pa, value } => {
-                if let Some(v) = rules::bbm(self, s, t, *pa, *value, step) {
+                if let Some(v) = rules::bbm(self, s, t, *pa, *value, step)
+                    .or_else(|| rules::table_target(self, s, t, *pa, *value, step))
+                {
                     return Some(v);
                 }
                 if let Err(e) = s.machine.store(step, cpu, *pa, *value) {

@@ -415,3 +415,64 @@ pub fn bbm(model: &Model, s: &State, t: usize, pa: Pa, new: u64, step: u32) -> O
         ),
     })
 }
+
+/// A store of a table descriptor `new` into the table at `pa` whose target
+/// is not, now, a table of the same stage serving the next level: the walk
+/// would read whatever the frame holds as that level's descriptors (Arm
+/// ARM D8.2.1). `bad-table`. Stage-1 tables are not checked when a context
+/// is nested, since its stage-1 table addresses are IPAs; targets outside
+/// the pool are not checked.
+pub fn table_target(
+    model: &Model,
+    s: &State,
+    t: usize,
+    pa: Pa,
+    new: u64,
+    step: u32,
+) -> Option<Violation> {
+    let FrameOwner::Table { owner, level } = s.machine.mem.owner(Pfn::of(pa)) else {
+        return None;
+    };
+    if level == 3 || new & 0b11 != 0b11 {
+        return None;
+    }
+    let stage1 = matches!(owner, TableOwner::Stage1 { .. });
+    let nested = model
+        .contexts
+        .iter()
+        .any(|c| c.s1.is_some() && c.s2.is_some());
+    if stage1 && nested {
+        return None;
+    }
+    let next = Pa(new & desc::bits::ADDR_MASK);
+    let target = s.machine.mem.owner(Pfn::of(next));
+    let fits = match target {
+        FrameOwner::Table { owner: o, level: l } => {
+            matches!(o, TableOwner::Stage1 { .. }) == stage1 && l == level + 1
+        }
+        FrameOwner::Reserved => return None,
+        _ => false,
+    };
+    if fits {
+        return None;
+    }
+    let th = &model.threads[t];
+    Some(Violation {
+        kind: ViolationKind::BadTable,
+        step,
+        agent: Agent::Thread { index: t as u8 },
+        entry: None,
+        provenance: None,
+        frame: None,
+        detail: format!(
+            "thread {} (CPU {}) links {:#x} into the level-{level} table at {:#x}, but that frame \
+             is {target}, not a {} level-{} table",
+            th.name,
+            th.cpu,
+            next.0,
+            pa.0,
+            if stage1 { "stage-1" } else { "stage-2" },
+            level + 1
+        ),
+    })
+}

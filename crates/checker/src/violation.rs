@@ -44,11 +44,15 @@ pub enum ViolationKind {
     /// by a block or the reverse, the contiguous bit or the memory
     /// attributes changed.
     Bbm,
+    /// A table descriptor is stored that points at a frame that is not,
+    /// at that moment, a table of the same stage serving the next level
+    /// (freed, data, or another level).
+    BadTable,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 10] = [
+    pub const ALL: [ViolationKind; 11] = [
         ViolationKind::FreedFrameMapped,
         ViolationKind::WalkCacheUaf,
         ViolationKind::StaleWrite,
@@ -59,6 +63,7 @@ impl ViolationKind {
         ViolationKind::Stuck,
         ViolationKind::BadFree,
         ViolationKind::Bbm,
+        ViolationKind::BadTable,
     ];
 
     /// The name used in scenarios and reports.
@@ -74,6 +79,7 @@ impl ViolationKind {
             ViolationKind::Stuck => "stuck",
             ViolationKind::BadFree => "bad-free",
             ViolationKind::Bbm => "bbm",
+            ViolationKind::BadTable => "bad-table",
         }
     }
 }
@@ -86,7 +92,7 @@ impl fmt::Display for ViolationKind {
 
 /// An unknown violation name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck, bad-free, bbm)")]
+#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck, bad-free, bbm, bad-table)")]
 pub struct UnknownViolation(pub String);
 
 impl FromStr for ViolationKind {

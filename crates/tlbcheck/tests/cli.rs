@@ -738,6 +738,27 @@ fn barriers_and_what_they_complete() {
     }
 }
 
+/// Linking a table that is no longer one (freed here) is found when it
+/// happens, with its trace: `bad-table`.
+#[test]
+fn relinking_a_freed_table_is_bad_table() {
+    let src = VALID
+        .replace(
+            "  free DATA\n",
+            "  L2[0] = invalid\n  dsb ishst\n  tlbi VAE1IS asid=1 va=0\n  dsb ish\n  free DATA\n  free L3\n  L2[0] = table L3\n",
+        )
+        .replace("expect ok", "expect violation bad-table");
+    let p = scratch("relink.tlb", &src);
+    let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("violation bad-table"), "{out}");
+    assert!(
+        out.contains("links 0x103000 into the level-2 table at 0x102000, but that frame is free"),
+        "{out}"
+    );
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (
