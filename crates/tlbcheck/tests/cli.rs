@@ -759,6 +759,46 @@ fn relinking_a_freed_table_is_bad_table() {
     );
 }
 
+/// Each malformed-operand warning points at the field responsible and
+/// names its value and rule; the TTLs the Arm ARM treats as no hint are
+/// accepted silently.
+#[test]
+fn malformed_operand_warnings_name_field_value_and_rule() {
+    let with = |tlbi: &str| {
+        VALID
+            .replace("machine cpus=2", "machine cpus=2 tlbirange ttl")
+            .replace("tlbi VALE1IS asid=1 va=0", tlbi)
+    };
+    for (tlbi, at, text) in [
+        (
+            "tlbi RVALE1IS asid=1 va=0x1000 ttl=2 scale=0 num=0",
+            "16:24:",
+            "field BaseADDR = 0x1 is not aligned to the 2 MiB 4k level-2 block",
+        ),
+        (
+            "tlbi VAAE1IS 0x0001000000000000",
+            "16:16:",
+            "field RES0 bits [63:48] = 0x1 is not zero",
+        ),
+    ] {
+        let p = scratch("warn.tlb", &with(tlbi));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert!(err.contains(&format!("warning: {}", p.display())), "{err}");
+        assert!(err.contains(&format!("warn.tlb:{at}")), "{tlbi}: {err}");
+        assert!(err.contains(text), "{tlbi}: {err}");
+        assert!(err.contains("Arm ARM"), "{tlbi}: {err}");
+        // The TLBI removed nothing, so the free is caught.
+        assert_eq!(o.status.code(), Some(1), "{tlbi}: {}", stdout(&o));
+    }
+    // 4K with TTL 0b0100 (level 0 without FEAT_LPA2) is no hint: no
+    // warning, and the TLBI covers every level.
+    let p = scratch("nohint.tlb", &with("tlbi VALE1IS 0x0001400000000000"));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (

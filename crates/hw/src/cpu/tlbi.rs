@@ -877,8 +877,8 @@ impl TlbiDecodeError {
             // With a level-1 or level-2 TTL the base must be aligned to that
             // level's block, else the range is UNPREDICTABLE (D8.17.5.2).
             "BaseADDR" => {
-                "the invalidated range is UNPREDICTABLE (Arm ARM D8.17.5.2), so it may \
-                 miss every entry: taken as invalidating nothing"
+                "an UNPREDICTABLE range may miss every entry: taken as invalidating \
+                 nothing"
             }
             // Software must write RES0 fields as zero (Arm ARM Glossary,
             // RES0); a non-zero value has no architected meaning here and a
