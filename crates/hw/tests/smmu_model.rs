@@ -663,6 +663,29 @@ fn stage1_ste_translates_and_enforces_permissions() {
 }
 
 #[test]
+fn epd0_is_a_translation_fault_not_a_bypass() {
+    // CD.EPD0 = 1: TTB0 walks are disabled, so an access through TTB0 is
+    // F_TRANSLATION (SMMUv3 5.4), never PA = VA.
+    let mut quiet = cd(1);
+    quiet.epd0 = true;
+    let mut fx = Fx::new(
+        SmmuOptions::default(),
+        sva_ste(),
+        Some(quiet),
+        vec![dev()],
+        ro_leaf(),
+    );
+    match fx.access(0, 0x10, false) {
+        AccessOutcome::Fault {
+            record: Some(r),
+            stalled: false,
+            ..
+        } => assert_eq!(r.kind(), EventKind::FTranslation),
+        o => panic!("EPD0 must fault, got {o:?}"),
+    }
+}
+
+#[test]
 fn stage2_ste_translates_ipa() {
     let ste = Ste::stage2(5, S2_L0, Granule::K4);
     let mut fx = Fx::new(SmmuOptions::default(), ste, None, vec![dev()], ro_leaf());

@@ -1006,6 +1006,23 @@ impl Smmu {
         let mut denial: Option<(ResolvedConfig, Option<TlbEntry>, Fault)> = None;
         let mut granted_pa = None;
         for c in &configs {
+            // CD.EPD0 = 1 disables TTB0 walks: a miss is a stage-1
+            // Translation fault (SMMUv3 5.4, CD.EPD0), neither a bypass nor
+            // a stage-2-only translation. A TLB hit could still translate,
+            // but a fault is the worst outcome for the software.
+            if c.ste.config.stage1() && c.cd.is_some_and(|cd| cd.epd0) {
+                let fault = Fault {
+                    kind: FaultKind::Translation,
+                    stage: TableStage::S1,
+                    level: c
+                        .cd
+                        .and_then(|cd| cd.granule0())
+                        .map_or(0, |g| g.start_level()),
+                    s1ptw: false,
+                };
+                denial.get_or_insert((*c, None, fault));
+                continue;
+            }
             // Bypass: the address goes out as the PA.
             let Some(ctx) = self.context_of(c) else {
                 granted_pa.get_or_insert(va.flat_ipa().flat_pa());
