@@ -439,6 +439,15 @@ impl ThreadBuilder<'_> {
         if matches!(cmd, Command::AtcInv { .. }) && !smmu.opts.features.ats {
             return Err(BuildError::Command(format!("{cmd} needs ATS")));
         }
+        // Global = 1 also reaches the Global entries of every other PASID
+        // of the function (SMMUv3 4.5.1); the model gives each device one
+        // SubstreamID and no Global ATC entries, so it refuses the bit
+        // rather than ignore it.
+        if matches!(cmd, Command::AtcInv { global: true, .. }) {
+            return Err(BuildError::Command(format!(
+                "{cmd}: Global = 1 is not modelled (one SubstreamID per device, no Global ATC entries)"
+            )));
+        }
         self.ops.push(Op::SmmuCmd {
             text: cmd.to_string(),
             words: cmd.encode(),

@@ -277,6 +277,14 @@ fn smmu_steps_need_an_smmu_and_illegal_commands_warn() {
     assert!(err.contains("smmu2.tlb:5:23:"), "{err}");
     assert!(err.contains("Reserved combination"), "{err}");
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // ATC_INV's Global bit is refused, not ignored.
+    let s = "scenario s\nsmmu ats\nthread t cpu=0 {\n  smmu cmd CMD_ATC_INV sid=1 ssv=1 ssid=2 global=1 size=52\n}\nexpect ok\n";
+    let p = scratch("smmu3.tlb", s);
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("smmu3.tlb:4:3:"), "{err}");
+    assert!(err.contains("Global = 1 is not modelled"), "{err}");
 }
 
 #[test]

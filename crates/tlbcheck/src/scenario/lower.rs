@@ -1725,12 +1725,18 @@ impl Lower<'_> {
         let here = at(span);
         match step {
             Step::SmmuCmd(c) => tb.smmu_cmd(c).map_err(|e| {
-                let help = if matches!(c, Command::AtcInv { .. }) {
-                    "add `ats` to the smmu statement"
+                let text = e.to_string();
+                let help = if matches!(c, Command::AtcInv { .. }) && text.ends_with("needs ATS") {
+                    Some("add `ats` to the smmu statement")
+                } else if text.ends_with("lacks RIL") {
+                    Some("add `ril` to the smmu statement (SMMU_IDR3.RIL)")
                 } else {
-                    "add `ril` to the smmu statement (SMMU_IDR3.RIL)"
+                    None
                 };
-                here(e).with_help(help)
+                match help {
+                    Some(h) => here(e).with_help(h),
+                    None => here(e),
+                }
             }),
             Step::CmdSync => tb.smmu_sync(&sva::cmd_sync()).map_err(here),
             Step::SmmuIllegal { words, blame } => {
