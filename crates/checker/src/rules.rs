@@ -351,7 +351,11 @@ fn memory_attributes(raw: u64, stage: TableStage) -> u64 {
 /// the contiguous bit, or of the memory type or shareability; otherwise
 /// the TLBs may hold both, with TLB conflict aborts or an amalgamation of
 /// the two as the result. Permission and Access-flag changes need no break.
-/// FEAT_BBM, which relaxes the block-size case, is not modelled.
+/// The old descriptor is the latest value in memory: a break whose TLBI
+/// has not completed is not this rule's (the stale entry it leaves is
+/// found by the rules that use it). A table descriptor replaced by one
+/// pointing at another table is not checked. FEAT_BBM, which relaxes the
+/// block-size case, is not modelled.
 pub fn bbm(model: &Model, s: &State, t: usize, pa: Pa, new: u64, step: u32) -> Option<Violation> {
     let FrameOwner::Table { owner, level } = s.machine.mem.owner(Pfn::of(pa)) else {
         return None;
