@@ -17,16 +17,16 @@
 //! ```
 
 use crate::model::{Model, Thread};
-use crate::op::{Op, Rely, Responder};
+use crate::op::{CmdqRecovery, Op, Rely, Responder};
 use crate::program::{Program, Script};
 use crate::sync::{SyncOp, SyncState};
 use std::sync::Arc;
 use thiserror::Error;
 use tlbcheck_hw::addr::{Pa, Va};
-use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOperand};
+use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiDecodeError, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
-use tlbcheck_hw::smmu::cmd::Command;
+use tlbcheck_hw::smmu::cmd::{CmdError, Command};
 use tlbcheck_hw::vmsa::Context;
 
 /// Most threads a model may have (thread sets are 32-bit masks).
@@ -304,6 +304,47 @@ impl ThreadBuilder<'_> {
         Ok(())
     }
 
+    /// A TLBI with the operand `xt` exactly as software wrote it. An
+    /// operand the decoder refuses (RES0 bits set, a reserved TG, a base
+    /// the TTL makes UNPREDICTABLE) is still executed, with the worst
+    /// effect the architecture allows for it: it removes nothing
+    /// ([`Tlbi::malformed_scope`]). The refusal is returned so that the
+    /// caller can warn about it.
+    pub fn tlbi_raw(
+        &mut self,
+        ins: Tlbi,
+        xt: u64,
+        text: String,
+    ) -> Result<Option<TlbiDecodeError>, BuildError> {
+        match ins.decode(xt) {
+            Ok(operand) => {
+                self.tlbi(ins, operand, text)?;
+                // Keep the operand as written: a TTL that means "no hint"
+                // is not re-encoded as 0b0000.
+                if let Some(Op::Tlbi { raw, .. }) = self.ops.last_mut() {
+                    *raw = ins.takes_operand().then_some(xt);
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                self.tlbi_exists(ins)?;
+                self.ops.push(Op::Tlbi {
+                    text: format!("{text} (malformed: removes nothing)"),
+                    ins,
+                    raw: Some(xt),
+                    scope: ins.malformed_scope(self.vmid),
+                    broadcast: ins.broadcast,
+                });
+                Ok(Some(e))
+            }
+        }
+    }
+
+    /// A DMB or ISB (no effect in the model; see [`Op::Barrier`]).
+    pub fn barrier(&mut self, text: String) {
+        self.ops.push(Op::Barrier { text });
+    }
+
     /// A DSB.
     pub fn dsb(&mut self, kind: Dsb) {
         self.ops.push(Op::Dsb { kind });
@@ -401,10 +442,47 @@ impl ThreadBuilder<'_> {
         if matches!(cmd, Command::AtcInv { .. }) && !smmu.opts.features.ats {
             return Err(BuildError::Command(format!("{cmd} needs ATS")));
         }
+        // Global = 1 also reaches the Global entries of every other PASID
+        // of the function (SMMUv3 4.5.1); the model gives each device one
+        // SubstreamID and no Global ATC entries, so it refuses the bit
+        // rather than ignore it.
+        if matches!(cmd, Command::AtcInv { global: true, .. }) {
+            return Err(BuildError::Command(format!(
+                "{cmd}: Global = 1 is not modelled (one SubstreamID per device, no Global ATC entries)"
+            )));
+        }
         self.ops.push(Op::SmmuCmd {
             text: cmd.to_string(),
             words: cmd.encode(),
         });
+        Ok(())
+    }
+
+    /// A command given as its 16 bytes, exactly as software wrote them.
+    /// Words the strict decoder accepts are [`ThreadBuilder::smmu_cmd`];
+    /// any others still reach the queue, where the SMMU stops on them with
+    /// CERROR_ILL (SMMUv3 4.1.3, 7.1), and the decoder's finding is
+    /// returned so that the caller can warn about it.
+    pub fn smmu_words(&mut self, words: [u64; 2]) -> Result<Option<CmdError>, BuildError> {
+        self.b.machine.smmu.as_ref().ok_or(BuildError::NoSmmu)?;
+        match Command::decode(words) {
+            Ok(cmd) => self.smmu_cmd(&cmd).map(|()| None),
+            Err(e) => {
+                self.ops.push(Op::SmmuCmd {
+                    text: format!("{:#018x} {:#018x} (illegal: {e})", words[0], words[1]),
+                    words,
+                });
+                Ok(Some(e))
+            }
+        }
+    }
+
+    /// The driver's command-error handler: waits for a command error, then
+    /// writes what `recover` returns over the offending command and
+    /// acknowledges the error (SMMUv3 7.1).
+    pub fn smmu_cmdq_recover(&mut self, recover: CmdqRecovery) -> Result<(), BuildError> {
+        self.b.machine.smmu.as_ref().ok_or(BuildError::NoSmmu)?;
+        self.ops.push(Op::SmmuCmdqRecover { recover });
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use crate::sync::{SyncDone, SyncOp, SyncState};
 use crate::violation::{Agent, Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tlbcheck_hw::addr::Pa;
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::smmu::model::DeviceState;
 use tlbcheck_hw::vmsa::Context;
@@ -147,6 +148,11 @@ impl Model {
                 )),
                 _ => Ok(()),
             },
+            // The error handler runs once the SMMU has raised the error.
+            Op::SmmuCmdqRecover { .. } => match smmu {
+                Some(m) if m.cmdq.error.is_some() => Ok(()),
+                _ => Err("no command error has stopped the command queue".to_string()),
+            },
             // Software writes a command only into a free slot (SMMUv3 3.5.1).
             Op::SmmuCmd { .. } => match smmu {
                 Some(m) if m.cmdq.ring.is_full() => {
@@ -241,7 +247,7 @@ impl Model {
             Choice::Thread(t) => self.thread_step(s, t as usize, step),
             Choice::RcuCallback(i) => {
                 let cb = s.sync.take_callback(i as usize);
-                rules::free(s, cb.frame, step)
+                rules::free(s, cb.frame, step, Agent::RcuCallback)
             }
         };
         self.canonicalize(s);
@@ -292,6 +298,11 @@ impl Model {
         let misuse = |what: String| Some(self.stuck_violation(t, step, what));
         let v = match &*op {
             Op::Store { pa, value } => {
+                if let Some(v) = rules::bbm(self, s, t, *pa, *value, step)
+                    .or_else(|| rules::table_target(self, s, t, *pa, *value, step))
+                {
+                    return Some(v);
+                }
                 if let Err(e) = s.machine.store(step, cpu, *pa, *value) {
                     return misuse(format!("cannot store: {e}"));
                 }
@@ -308,12 +319,7 @@ impl Model {
                 s.machine.dsb(step, cpu, *kind);
                 None
             }
-            Op::Free { frame } => {
-                if let Err(e) = s.machine.mem.check_free(*frame) {
-                    return misuse(format!("cannot free: {e}"));
-                }
-                rules::free(s, *frame, step)
-            }
+            Op::Free { frame } => rules::free(s, *frame, step, Agent::Thread { index: t as u8 }),
             Op::Alloc { owner } => match s.machine.mem.alloc(*owner) {
                 Ok(pfn) => {
                     result.value = pfn.0;
@@ -352,7 +358,20 @@ impl Model {
                 smmu.device_access(&mut m.mem, *dev, *va, *write);
                 None
             }
-            Op::AwaitFault { .. } => None,
+            Op::AwaitFault { .. } | Op::Barrier { .. } => None,
+            Op::SmmuCmdqRecover { recover } => {
+                let m = &mut s.machine;
+                let Some(smmu) = m.smmu.as_mut() else {
+                    return misuse("recovers an SMMU, but the machine has no SMMU".into());
+                };
+                let Some(err) = smmu.cmdq.error else {
+                    return misuse("no command error to recover from".into());
+                };
+                let at = smmu.cmdq.ring.slot(smmu.cmdq.ring.cons);
+                let words = [m.mem.read(at), m.mem.read(Pa(at.0 + 8))];
+                smmu.acknowledge_error(&mut m.mem, recover(err, words), step);
+                None
+            }
             Op::DeviceResume { dev, respond } => rules::device_resume(s, *dev, *respond, step),
         };
         if done {

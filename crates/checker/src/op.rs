@@ -16,6 +16,7 @@ use tlbcheck_hw::machine::Dsb;
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
 use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::model::Device;
+use tlbcheck_hw::smmu::queue::CmdqError;
 use tlbcheck_hw::tlb::InvalScope;
 
 /// What the software relies on at a point of its program: the checker's
@@ -121,6 +122,17 @@ pub enum Op {
         /// Which one.
         kind: Dsb,
     },
+    /// A DMB or an ISB: in the model they change nothing. A DMB orders the
+    /// issuer's explicit accesses but neither makes a store visible to the
+    /// table walkers nor completes a TLBI (Arm ARM D8.2.6.1, RSPVBD, and
+    /// D8.17.8, RPSMWS, ask for a DSB); an ISB is a context synchronization
+    /// event, which completes no TLBI either (D8.17.8). The issuer's own
+    /// later walks, which an ISB after the completing DSB orders, are not
+    /// modelled apart from other walks.
+    Barrier {
+        /// `dmb ish`, `isb`, ... as written.
+        text: String,
+    },
     /// Returns a frame to the allocator (its contents stay until reuse).
     Free {
         /// The frame.
@@ -150,6 +162,15 @@ pub enum Op {
     SmmuSync {
         /// The CMD_SYNC's words (completion signal, MSI fields).
         words: [u64; 2],
+    },
+    /// The driver's handler of the SMMU's global error interrupt: it waits
+    /// until a command error has stopped the Command queue
+    /// (SMMU_GERROR.CMDQ_ERR active, SMMUv3 7.1), lets `recover` choose what
+    /// to write over the command at CONS, then acknowledges the error
+    /// through SMMU_GERRORN; the SMMU resumes consuming at CONS.
+    SmmuCmdqRecover {
+        /// The driver's policy: what replaces the offending command.
+        recover: CmdqRecovery,
     },
     /// Device `dev` issues a transaction. It waits while the device is
     /// stalled or waits for a PRI response.
@@ -184,6 +205,11 @@ pub enum Op {
 /// A driver's answer to a device fault, built from the device's state.
 pub type Responder = fn(&Device) -> Option<Command>;
 
+/// A driver's recovery from a command error: given the error and the
+/// offending command's words, the words to write over it (or `None` to
+/// leave it, so that the SMMU fetches it again).
+pub type CmdqRecovery = fn(CmdqError, [u64; 2]) -> Option<[u64; 2]>;
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rw = |w: bool| if w { "write" } else { "read" };
@@ -191,6 +217,7 @@ impl fmt::Display for Op {
             Op::Store { pa, value } => write!(f, "store {pa} = {value:#x}"),
             Op::Tlbi { text, .. } => write!(f, "tlbi {text}"),
             Op::Dsb { kind } => write!(f, "dsb {}", format!("{kind:?}").to_lowercase()),
+            Op::Barrier { text } => f.write_str(text),
             Op::Free { frame } => write!(f, "free frame {:#x}", frame.base().0),
             Op::Alloc { owner } => write!(f, "alloc frame as {owner}"),
             Op::Sync(s) => s.fmt(f),
@@ -218,6 +245,9 @@ impl fmt::Display for Op {
                 write!(f, "device {dev} {} VA {:#x}", rw(*write), va.0)
             }
             Op::AwaitFault { dev } => write!(f, "await a fault of device {dev}"),
+            Op::SmmuCmdqRecover { .. } => {
+                f.write_str("recover the stopped command queue (GERRORN acknowledge)")
+            }
             Op::DeviceResume { dev, .. } => write!(f, "resume device {dev} (retry)"),
         }
     }

@@ -129,8 +129,11 @@ impl Footprint {
                     },
                     Op::Rely(_) => Footprint::new(TLBS | MEM | PENDING_STORES | smmu, 0),
                     Op::AwaitFault { .. } => Footprint::new(SMMU, 0),
+                    // No effect: independent of everything.
+                    Op::Barrier { .. } => Footprint::new(0, 0),
                     Op::SmmuCmd { .. }
                     | Op::SmmuSync { .. }
+                    | Op::SmmuCmdqRecover { .. }
                     | Op::DeviceAccess { .. }
                     | Op::DeviceResume { .. } => {
                         Footprint::new(MEM | PENDING_STORES | TLBS, SMMU | MEM)

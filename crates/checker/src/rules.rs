@@ -9,20 +9,43 @@
 use crate::model::{Model, State, Thread};
 use crate::op::{GuestBatch, GuestEntry, Rely, Responder};
 use crate::violation::{Agent, FrameFate, Violation, ViolationKind};
-use tlbcheck_hw::addr::{AddrRange, Va};
-use tlbcheck_hw::mem::{Pfn, FRAME_SHIFT};
+use tlbcheck_hw::addr::{AddrRange, Granule, Pa, Va};
+use tlbcheck_hw::mem::{FrameOwner, Pfn, TableOwner, FRAME_SHIFT};
 use tlbcheck_hw::smmu::cmd::Command;
 use tlbcheck_hw::smmu::config::CfgEntry;
 use tlbcheck_hw::smmu::model::{cfgi_scope, tlbi_scope, DeviceState, Smmu};
 use tlbcheck_hw::tlb::{Access, EntryKind, Holder, InvalScope, Provenance, Stage, TlbEntry};
-use tlbcheck_hw::vmsa::{translate, Context};
+use tlbcheck_hw::vmsa::desc::{self, Descriptor};
+use tlbcheck_hw::vmsa::{translate, Context, TableStage};
 
 /// `freed-frame-mapped`, `walk-cache-uaf` and `stale-config` (a): frees
 /// `frame` and reports an agent that may still hold a translation into it
 /// (a leaf to the data, a walk-cache entry to the table) or a configuration
 /// structure in or pointing into it.
-pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
+///
+/// A frame that is free already (freed twice, or never allocated) is
+/// `bad-free`, reported before anything else: `by` is who freed it.
+pub fn free(s: &mut State, frame: Pfn, step: u32, by: Agent) -> Option<Violation> {
     let was = s.machine.mem.owner(frame);
+    if was == FrameOwner::Free {
+        return Some(Violation {
+            kind: ViolationKind::BadFree,
+            step,
+            agent: by,
+            entry: None,
+            provenance: None,
+            frame: Some(FrameFate {
+                frame: frame.base().0,
+                was,
+                freed_at: step,
+            }),
+            detail: format!(
+                "frame {:#x} is freed but it is not allocated: it was freed already, or never \
+                 allocated",
+                frame.base().0
+            ),
+        });
+    }
     let range = AddrRange::span(frame.base().0, FRAME_SHIFT);
     let mut holders: Vec<(Holder, TlbEntry, Provenance)> = s
         .machine
@@ -35,8 +58,8 @@ pub fn free(s: &mut State, frame: Pfn, step: u32) -> Option<Violation> {
         holders.extend(smmu.holders(range));
         cfg_holders = smmu.config_holders(range);
     }
-    // A frame already free is a double free the caller reported; the
-    // allocator state stays as it was.
+    // Only pool frames reach here (the builder refuses others), and the
+    // frame is in use (checked above).
     let _ = s.machine.mem.free(frame);
     let fate = FrameFate {
         frame: frame.base().0,
@@ -538,4 +561,153 @@ fn candidate_leaves(
         )
         .map(|(e, p)| (*e, *p))
         .collect()
+}
+
+/// Memory-attribute bits of a leaf: stage-1 AttrIndx\[4:2\] and SH\[9:8\],
+/// stage-2 MemAttr\[5:2\] and SH\[9:8\] (Arm ARM D8.3.2, D8.4).
+fn memory_attributes(raw: u64, stage: TableStage) -> u64 {
+    let attr = match stage {
+        TableStage::S1 => 0b111 << 2,
+        TableStage::S2 => 0b1111 << 2,
+    };
+    raw & (attr | 0b11 << 8)
+}
+
+/// A store of `new` over the valid descriptor at `pa` (in a translation
+/// table) that needs break-before-make: `bbm`. Arm ARM D8.17.1, "Using
+/// break-before-make when updating translation table entries": replacing
+/// one valid entry with another valid one needs the old one made invalid,
+/// invalidated and the invalidation completed first when the change is of
+/// the output address, between a table and a block (the block size), of
+/// the contiguous bit, or of the memory type or shareability; otherwise
+/// the TLBs may hold both, with TLB conflict aborts or an amalgamation of
+/// the two as the result. Permission and Access-flag changes need no break.
+/// The old descriptor is the latest value in memory: a break whose TLBI
+/// has not completed is not this rule's (the stale entry it leaves is
+/// found by the rules that use it). A table descriptor replaced by one
+/// pointing at another table is not checked. FEAT_BBM, which relaxes the
+/// block-size case, is not modelled.
+pub fn bbm(model: &Model, s: &State, t: usize, pa: Pa, new: u64, step: u32) -> Option<Violation> {
+    let FrameOwner::Table { owner, level } = s.machine.mem.owner(Pfn::of(pa)) else {
+        return None;
+    };
+    let stage = match owner {
+        TableOwner::Stage1 { .. } => TableStage::S1,
+        TableOwner::Stage2 { .. } => TableStage::S2,
+    };
+    let granule = model
+        .contexts
+        .iter()
+        .find_map(|c| match stage {
+            TableStage::S1 => c.s1,
+            TableStage::S2 => c.s2,
+        })
+        .map_or(Granule::K4, |c| c.granule);
+    let old = s.machine.mem.read(pa);
+    let decode = |raw| desc::decode(raw, stage, granule, level, 48).ok();
+    let why = match (decode(old)?, decode(new)?) {
+        (Descriptor::Leaf { output: a, .. }, Descriptor::Leaf { output: b, .. }) if a != b => {
+            "the output address changes"
+        }
+        (Descriptor::Leaf { attrs: a, .. }, Descriptor::Leaf { attrs: b, .. })
+            if a.contiguous != b.contiguous =>
+        {
+            "the contiguous bit changes"
+        }
+        (Descriptor::Leaf { .. }, Descriptor::Leaf { .. })
+            if memory_attributes(old, stage) != memory_attributes(new, stage) =>
+        {
+            "the memory attributes (AttrIndx/MemAttr or shareability) change"
+        }
+        (Descriptor::Leaf { .. }, Descriptor::Table { .. }) => {
+            "a block is replaced by a table (the block size changes)"
+        }
+        (Descriptor::Table { .. }, Descriptor::Leaf { .. }) => {
+            "a table is replaced by a block (the block size changes)"
+        }
+        _ => return None,
+    };
+    let th = &model.threads[t];
+    Some(Violation {
+        kind: ViolationKind::Bbm,
+        step,
+        agent: Agent::Thread { index: t as u8 },
+        entry: None,
+        provenance: None,
+        frame: None,
+        detail: format!(
+            "thread {} (CPU {}) replaces the valid descriptor {old:#018x} at {:#x} (level {level} \
+             of a {} table) with the valid {new:#018x}: {why}, which needs break-before-make \
+             (Arm ARM D8.17.1): write an invalid descriptor, complete its TLBI, then write the \
+             new one",
+            th.name,
+            th.cpu,
+            pa.0,
+            match stage {
+                TableStage::S1 => "stage-1",
+                TableStage::S2 => "stage-2",
+            }
+        ),
+    })
+}
+
+/// A store of a table descriptor `new` into the table at `pa` whose target
+/// is not, now, a table of the same stage serving the next level: the walk
+/// would read whatever the frame holds as that level's descriptors (Arm
+/// ARM D8.2.1). `bad-table`. Stage-1 tables are not checked when a context
+/// is nested, since its stage-1 table addresses are IPAs; targets outside
+/// the pool are not checked.
+pub fn table_target(
+    model: &Model,
+    s: &State,
+    t: usize,
+    pa: Pa,
+    new: u64,
+    step: u32,
+) -> Option<Violation> {
+    let FrameOwner::Table { owner, level } = s.machine.mem.owner(Pfn::of(pa)) else {
+        return None;
+    };
+    if level == 3 || new & 0b11 != 0b11 {
+        return None;
+    }
+    let stage1 = matches!(owner, TableOwner::Stage1 { .. });
+    let nested = model
+        .contexts
+        .iter()
+        .any(|c| c.s1.is_some() && c.s2.is_some());
+    if stage1 && nested {
+        return None;
+    }
+    let next = Pa(new & desc::bits::ADDR_MASK);
+    let target = s.machine.mem.owner(Pfn::of(next));
+    let fits = match target {
+        FrameOwner::Table { owner: o, level: l } => {
+            matches!(o, TableOwner::Stage1 { .. }) == stage1 && l == level + 1
+        }
+        FrameOwner::Reserved => return None,
+        _ => false,
+    };
+    if fits {
+        return None;
+    }
+    let th = &model.threads[t];
+    Some(Violation {
+        kind: ViolationKind::BadTable,
+        step,
+        agent: Agent::Thread { index: t as u8 },
+        entry: None,
+        provenance: None,
+        frame: None,
+        detail: format!(
+            "thread {} (CPU {}) links {:#x} into the level-{level} table at {:#x}, but that frame \
+             is {target}, not a {} level-{} table",
+            th.name,
+            th.cpu,
+            next.0,
+            pa.0,
+            if stage1 { "stage-1" } else { "stage-2" },
+            level + 1
+        ),
+    })
 }

@@ -389,7 +389,13 @@ fn smmu_diff(b: &Smmu, a: &Smmu, out: &mut Vec<String>) {
     }
     if a.cmdq.error.is_some() && b.cmdq.error.is_none() {
         out.push(format!(
-            "SMMU: command queue stopped, CONS.ERR = CERROR_ILL at index {}",
+            "SMMU: command queue stopped, CONS.ERR = CERROR_ILL at index {}, GERROR.CMDQ_ERR active",
+            a.cmdq.cons_index()
+        ));
+    }
+    if a.cmdq.error.is_none() && b.cmdq.error.is_some() {
+        out.push(format!(
+            "SMMU: GERRORN acknowledged the command error; consumption resumed, CONS = {}",
             a.cmdq.cons_index()
         ));
     }

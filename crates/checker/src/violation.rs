@@ -35,11 +35,24 @@ pub enum ViolationKind {
     /// queue, a grace period that waits for its own reader, a lock never
     /// released).
     Stuck,
+    /// A frame is freed that is not allocated: freed twice, or never
+    /// allocated (a program's own bookkeeping error, which the kernel's
+    /// allocator would turn into memory corruption).
+    BadFree,
+    /// A valid descriptor is replaced by another valid one in a way that
+    /// needs break-before-make: another output address, a table replaced
+    /// by a block or the reverse, the contiguous bit or the memory
+    /// attributes changed.
+    Bbm,
+    /// A table descriptor is stored that points at a frame that is not,
+    /// at that moment, a table of the same stage serving the next level
+    /// (freed, data, or another level).
+    BadTable,
 }
 
 impl ViolationKind {
     /// Every kind, in report order.
-    pub const ALL: [ViolationKind; 8] = [
+    pub const ALL: [ViolationKind; 11] = [
         ViolationKind::FreedFrameMapped,
         ViolationKind::WalkCacheUaf,
         ViolationKind::StaleWrite,
@@ -48,6 +61,9 @@ impl ViolationKind {
         ViolationKind::Isolation,
         ViolationKind::MissedGuestInvalidation,
         ViolationKind::Stuck,
+        ViolationKind::BadFree,
+        ViolationKind::Bbm,
+        ViolationKind::BadTable,
     ];
 
     /// The name used in scenarios and reports.
@@ -61,6 +77,9 @@ impl ViolationKind {
             ViolationKind::Isolation => "isolation",
             ViolationKind::MissedGuestInvalidation => "missed-guest-invalidation",
             ViolationKind::Stuck => "stuck",
+            ViolationKind::BadFree => "bad-free",
+            ViolationKind::Bbm => "bbm",
+            ViolationKind::BadTable => "bad-table",
         }
     }
 }
@@ -73,7 +92,7 @@ impl fmt::Display for ViolationKind {
 
 /// An unknown violation name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck)")]
+#[error("unknown violation `{0}` (expected one of: freed-frame-mapped, walk-cache-uaf, stale-write, fault-livelock, stale-config, isolation, missed-guest-invalidation, stuck, bad-free, bbm, bad-table)")]
 pub struct UnknownViolation(pub String);
 
 impl FromStr for ViolationKind {
@@ -113,6 +132,8 @@ pub enum Agent {
         /// Its index.
         index: u8,
     },
+    /// An RCU callback (a `call_rcu` free run after its grace period).
+    RcuCallback,
 }
 
 impl Agent {
@@ -137,6 +158,7 @@ impl fmt::Display for Agent {
             Agent::Cache { holder } => holder.fmt(f),
             Agent::SmmuConfig => f.write_str("SMMU config cache"),
             Agent::Thread { index } => write!(f, "thread {index}"),
+            Agent::RcuCallback => f.write_str("RCU callback"),
         }
     }
 }

@@ -48,6 +48,16 @@ pub enum Dsb {
     Nsh,
     /// Stores only, non-shareable.
     Nshst,
+    /// Full barrier, Outer Shareable. The model's CPUs form one Inner
+    /// Shareable domain, which the Outer Shareable domain contains, so it
+    /// completes what DSB ISH completes.
+    Osh,
+    /// Stores only, Outer Shareable.
+    Oshst,
+    /// Full barrier, full system (`DSB SY`): contains every domain.
+    Sy,
+    /// Stores only, full system (`DSB ST`).
+    St,
 }
 
 impl Dsb {
@@ -55,11 +65,16 @@ impl Dsb {
     /// the IS form (`broadcast`) or the local form: DSB ISH completes both,
     /// DSB NSH only the local form, the store-only forms neither (Arm ARM
     /// D8.17.8, RPSMWS).
+    ///
+    /// A DSB of a domain that contains the TLBI's completes it too: DSB OSH
+    /// and DSB SY complete both forms (D8.17.8: the DSB must apply to the
+    /// Shareability domain of the maintenance); their store-only forms
+    /// complete no TLBI.
     pub const fn completes_tlbi(self, broadcast: bool) -> bool {
         match self {
-            Dsb::Ish => true,
+            Dsb::Ish | Dsb::Osh | Dsb::Sy => true,
             Dsb::Nsh => !broadcast,
-            Dsb::Ishst | Dsb::Nshst => false,
+            Dsb::Ishst | Dsb::Nshst | Dsb::Oshst | Dsb::St => false,
         }
     }
 }
@@ -365,7 +380,7 @@ impl Machine {
             completed.push(Completed { tlbi, removed });
         }
         let reach = match kind {
-            Dsb::Ish | Dsb::Ishst => ALL_AGENTS,
+            Dsb::Ish | Dsb::Ishst | Dsb::Osh | Dsb::Oshst | Dsb::Sy | Dsb::St => ALL_AGENTS,
             Dsb::Nsh | Dsb::Nshst => 1 << cpu,
         };
         // Windows of TLBIs in flight settle when their values become

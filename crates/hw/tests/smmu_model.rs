@@ -118,6 +118,13 @@ fn sva_ste() -> Ste {
     Ste::stage1(CD)
 }
 
+/// An SVA STE that answers ATS Translation Requests (EATS = 0b01).
+fn ats_ste() -> Ste {
+    let mut ste = sva_ste();
+    ste.eats = 1;
+    ste
+}
+
 fn cd(asid: u16) -> Cd {
     Cd::new(asid, S1_L0, Granule::K4)
 }
@@ -663,6 +670,29 @@ fn stage1_ste_translates_and_enforces_permissions() {
 }
 
 #[test]
+fn epd0_is_a_translation_fault_not_a_bypass() {
+    // CD.EPD0 = 1: TTB0 walks are disabled, so an access through TTB0 is
+    // F_TRANSLATION (SMMUv3 5.4), never PA = VA.
+    let mut quiet = cd(1);
+    quiet.epd0 = true;
+    let mut fx = Fx::new(
+        SmmuOptions::default(),
+        sva_ste(),
+        Some(quiet),
+        vec![dev()],
+        ro_leaf(),
+    );
+    match fx.access(0, 0x10, false) {
+        AccessOutcome::Fault {
+            record: Some(r),
+            stalled: false,
+            ..
+        } => assert_eq!(r.kind(), EventKind::FTranslation),
+        o => panic!("EPD0 must fault, got {o:?}"),
+    }
+}
+
+#[test]
 fn stage2_ste_translates_ipa() {
     let ste = Ste::stage2(5, S2_L0, Granule::K4);
     let mut fx = Fx::new(SmmuOptions::default(), ste, None, vec![dev()], ro_leaf());
@@ -745,7 +775,7 @@ fn btm_completes_only_at_the_issuers_dsb_ish_and_never_touches_the_atc() {
         ..SmmuOptions::default()
     };
     let ats = Device::new(SID, None, true, false);
-    let mut fx = Fx::new(opts, sva_ste(), Some(cd(1)), vec![ats], ro_leaf());
+    let mut fx = Fx::new(opts, ats_ste(), Some(cd(1)), vec![ats], ro_leaf());
     fx.upgrade_to_rw();
     fx.cpu_tlbi(va_scope(1));
     fx.dsb(Dsb::Ishst);
@@ -773,7 +803,7 @@ fn atc_case(order: &[&str]) -> usize {
     let ats = Device::new(SID, None, true, false);
     let mut fx = Fx::new(
         SmmuOptions::default(),
-        sva_ste(),
+        ats_ste(),
         Some(cd(1)),
         vec![ats],
         ro_leaf(),
@@ -1088,11 +1118,34 @@ fn resumed_retry_faults_again_on_a_stale_read_only_entry() {
 }
 
 #[test]
+fn eats_zero_gives_the_atc_nothing() {
+    // STE.EATS = 0b00: ATS Translation Requests are aborted (SMMUv3 5.2),
+    // so the device's ATC can hold nothing from this stream; with 0b01 it
+    // may hold the IOTLB's leaf.
+    for (ste, filled) in [(sva_ste(), false), (ats_ste(), true)] {
+        let ats = Device::new(SID, None, true, false);
+        let fx = Fx::new(
+            SmmuOptions::default(),
+            ste,
+            Some(cd(1)),
+            vec![ats],
+            ro_leaf(),
+        );
+        assert_eq!(
+            !fx.smmu.devices[0].atc.is_empty(),
+            filled,
+            "EATS {}",
+            ste.eats
+        );
+    }
+}
+
+#[test]
 fn pri_page_request_then_response_retries() {
     let d = Device::new(SID, None, true, true);
     let mut fx = Fx::new(
         SmmuOptions::default(),
-        sva_ste(),
+        ats_ste(),
         Some(cd(1)),
         vec![d],
         ro_leaf(),

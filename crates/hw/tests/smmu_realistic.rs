@@ -66,12 +66,16 @@ fn l1cd(l2: u64) -> u64 {
     .encode()
 }
 
+/// The streams of ATS devices answer ATS requests (EATS = 0b01).
 fn ste_single_cd() -> [u64; 8] {
-    Ste::stage1(CDA).encode()
+    let mut s = Ste::stage1(CDA);
+    s.eats = 1;
+    s.encode()
 }
 
 fn ste_two_level_cd() -> [u64; 8] {
     let mut s = Ste::stage1(L1CDT);
+    s.eats = 1;
     s.s1_fmt = S1Fmt::TwoLevel4K;
     s.s1_cd_max = 4;
     s.encode()

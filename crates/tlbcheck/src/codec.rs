@@ -10,8 +10,8 @@
 
 use crate::scenario::lex::number;
 use tlbcheck_hw::addr::Granule;
-use tlbcheck_hw::cpu::tlbi::{OperandKind, Tlbi, TlbiOperand};
-use tlbcheck_hw::smmu::cmd::{Command, Opcode, PriResp, SyncCs, TlbiAddr};
+use tlbcheck_hw::cpu::tlbi::{OperandKind, Tlbi, TlbiDecodeError, TlbiOperand};
+use tlbcheck_hw::smmu::cmd::{CmdError, Command, Opcode, PriResp, SyncCs, TlbiAddr};
 
 /// A field that cannot be used: which one (index into the fields given,
 /// `None` when the problem is the whole operand) and why.
@@ -164,6 +164,27 @@ pub fn tlbi_from_fields(
     fields: &[(String, String)],
     granule: Granule,
 ) -> Result<BuiltOperand, FieldError> {
+    let raw = tlbi_raw_from_fields(tlbi, fields, granule)?;
+    let operand = TlbiOperand::decode(tlbi, raw).map_err(|e| FieldError {
+        field: tlbi_error_field(fields, &e),
+        message: e.to_string(),
+    })?;
+    Ok(BuiltOperand { raw, operand })
+}
+
+/// The index of the field a decode finding is about, when it was given.
+pub fn tlbi_error_field(fields: &[(String, String)], e: &TlbiDecodeError) -> Option<usize> {
+    let keys = field_for(e.field);
+    fields.iter().position(|(k, _)| keys.contains(&k.as_str()))
+}
+
+/// Packs the fields into `Xt` as [`tlbi_from_fields`] does, without judging
+/// the result: software can execute a TLBI with a malformed operand.
+pub fn tlbi_raw_from_fields(
+    tlbi: Tlbi,
+    fields: &[(String, String)],
+    granule: Granule,
+) -> Result<u64, FieldError> {
     let kind = tlbi.op.operand_kind();
     let asid_key: &[&str] = if tlbi.uses_asid() { &["asid"] } else { &[] };
     let allowed: Vec<&str> = match kind {
@@ -277,15 +298,7 @@ pub fn tlbi_from_fields(
                 | base
         }
     };
-    let operand = TlbiOperand::decode(tlbi, raw).map_err(|e| {
-        let keys = field_for(e.field);
-        let field = fields.iter().position(|(k, _)| keys.contains(&k.as_str()));
-        FieldError {
-            field,
-            message: e.to_string(),
-        }
-    })?;
-    Ok(BuiltOperand { raw, operand })
+    Ok(raw)
 }
 
 /// The fields of a decoded TLBI operand, as `decode tlbi` prints them.
@@ -379,6 +392,39 @@ fn smmu_allowed(op: Opcode) -> &'static [&'static str] {
 /// `tlbi_nh_va`, `CFGI_ALL`) and its fields; the result has been through
 /// the strict decoder, so the command is one the SMMU accepts.
 pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Command, FieldError> {
+    let cmd = smmu_unchecked_from_fields(name, fields)?;
+    strict_smmu(cmd, fields).map_err(|(field, e)| FieldError {
+        field,
+        message: e.to_string(),
+    })
+}
+
+/// The strict decoder's verdict on `cmd` as encoded: the command, or the
+/// finding with the index of the field it is about (when one was given).
+pub fn strict_smmu(
+    cmd: Command,
+    fields: &[(String, String)],
+) -> Result<Command, (Option<usize>, CmdError)> {
+    // The strict decoder is the authority on what is reserved (e.g. TG != 0
+    // with NUM = SCALE = TTL = 0).
+    Command::decode(cmd.encode()).map_err(|e| {
+        let field = e.field().and_then(|name| {
+            let lower = name.to_ascii_lowercase();
+            fields
+                .iter()
+                .position(|(k, _)| lower.split('/').any(|n| n == k))
+        });
+        (field, e)
+    })
+}
+
+/// The command the fields name, packed as given, before the strict
+/// decoder has judged its encoding: what software could write, illegal
+/// combinations included (a scenario's queue stops on them).
+pub fn smmu_unchecked_from_fields(
+    name: &str,
+    fields: &[(String, String)],
+) -> Result<Command, FieldError> {
     let op: Opcode = name
         .parse()
         .map_err(|e: tlbcheck_hw::smmu::cmd::UnknownCommandName| {
@@ -524,24 +570,7 @@ pub fn smmu_from_fields(name: &str, fields: &[(String, String)]) -> Result<Comma
             },
         },
     };
-    // The strict decoder is the authority on what is reserved (e.g. TG != 0
-    // with NUM = SCALE = TTL = 0).
-    let words = cmd.encode();
-    match Command::decode(words) {
-        Ok(back) => Ok(back),
-        Err(e) => {
-            let field = e.field().and_then(|name| {
-                let lower = name.to_ascii_lowercase();
-                fields
-                    .iter()
-                    .position(|(k, _)| lower.split('/').any(|n| n == k))
-            });
-            Err(FieldError {
-                field,
-                message: e.to_string(),
-            })
-        }
-    }
+    Ok(cmd)
 }
 
 /// An error blamed on the field `key` (if it was given).

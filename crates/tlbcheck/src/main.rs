@@ -403,10 +403,23 @@ fn bad_input(msg: impl std::fmt::Display) -> u8 {
 fn load_file(path: &Path) -> Result<Loaded, u8> {
     let source =
         std::fs::read_to_string(path).map_err(|e| bad_input(cli::unix::io_message(path, &e)))?;
-    load(&path.display().to_string(), &source).map_err(|e| {
+    let loaded = load(&path.display().to_string(), &source).map_err(|e| {
         report_error(e);
         EXIT_BAD_INPUT
-    })
+    })?;
+    for w in &loaded.warnings {
+        report_warning(w);
+    }
+    Ok(loaded)
+}
+
+/// Prints a warning about what a scenario writes: `warning:
+/// file:line:col: message`, then its hint.
+fn report_warning(w: &tlbcheck::ScenarioError) {
+    eprintln!("warning: {w}");
+    if let Some(h) = &w.error.help {
+        eprintln!("  help: {h}");
+    }
 }
 
 /// A progress bar that stays hidden unless stderr is a terminal and the run

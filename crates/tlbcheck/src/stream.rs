@@ -251,6 +251,8 @@ fn line(step: u32, thread: String, origin: Option<String>, op: &Op) -> Line {
         Op::Sync(_) => "sync",
         Op::Rely(_) => "rely",
         Op::DeviceAccess { .. } | Op::AwaitFault { .. } | Op::DeviceResume { .. } => "device",
+        Op::SmmuCmdqRecover { .. } => "cmdq-recover",
+        Op::Barrier { .. } => "barrier",
     };
     l
 }

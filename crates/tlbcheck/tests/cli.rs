@@ -143,7 +143,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
         // (what to replace, replacement, expected "line:col", expected text)
         (
             "  dsb ishst\n",
-            "  dsb sy\n",
+            "  dsb ld\n",
             ":15:7:",
             "expected a DSB kind",
         ),
@@ -237,13 +237,28 @@ fn range_operand_decode_errors_point_at_the_operand() {
     let p = scratch("tg0.tlb", &with_range);
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2));
+    // Software can execute it: a warning at the operand naming the field,
+    // the value and the rule, and the TLBI removes nothing, so the free
+    // that relied on it is caught.
+    assert!(err.contains("warning: "), "{err}");
     assert!(err.contains("tg0.tlb:16:17:"), "{err}");
-    assert!(err.contains("TG"), "{err}");
+    assert!(err.contains("field TG = 0b00 is reserved"), "{err}");
+    assert!(err.contains("Table D8-122"), "{err}");
+    assert!(err.contains("invalidates nothing"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("freed-frame-mapped"), "{}", stdout(&o));
+    // `decode` still reports the finding as an error.
+    let o = tlbcheck(&["decode", "tlbi", "RVALE1IS", "0x0001000000000001"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("field TG = 0b00 is reserved"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
-fn smmu_steps_need_an_smmu_and_legal_commands() {
+fn smmu_steps_need_an_smmu_and_illegal_commands_warn() {
     let s = "scenario s\nthread t cpu=0 {\n  cmd_sync\n}\nexpect ok\n";
     let p = scratch("smmu.tlb", s);
     let o = tlbcheck(&["check", p.to_str().unwrap()]);
@@ -251,12 +266,25 @@ fn smmu_steps_need_an_smmu_and_legal_commands() {
     let err = stderr(&o);
     assert!(err.contains("smmu.tlb:3:3:"), "{err}");
     assert!(err.contains("the machine has no SMMU"), "{err}");
-    // A command the SMMU would reject is a parse error naming the field.
+    // A command the SMMU would reject is written as it is, with a warning
+    // naming the field; the queue stops on it, and with no CMD_SYNC behind
+    // it nothing waits.
     let s = "scenario s\nsmmu\nthread t cpu=0 {\n  smmu cmd CMD_SYNC\n  smmu cmd TLBI_NH_VA tg=1 addr=0x1000\n}\nexpect ok\n";
     let p = scratch("smmu2.tlb", s);
-    let err = stderr(&tlbcheck(&["check", p.to_str().unwrap()]));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(err.contains("warning: "), "{err}");
     assert!(err.contains("smmu2.tlb:5:23:"), "{err}");
     assert!(err.contains("Reserved combination"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // ATC_INV's Global bit is refused, not ignored.
+    let s = "scenario s\nsmmu ats\nthread t cpu=0 {\n  smmu cmd CMD_ATC_INV sid=1 ssv=1 ssid=2 global=1 size=52\n}\nexpect ok\n";
+    let p = scratch("smmu3.tlb", s);
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.contains("smmu3.tlb:4:3:"), "{err}");
+    assert!(err.contains("Global = 1 is not modelled"), "{err}");
 }
 
 #[test]
@@ -466,6 +494,316 @@ fn a_resume_of_a_device_that_never_faults_is_stuck() {
         "check",
         "crates/tlbcheck/benches/scale/long-dsb-chain-buggy.tlb",
     ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// An illegal command is accepted with a warning that names the field and
+/// the rule, stops the queue, and the CMD_SYNC behind it is `stuck`.
+#[test]
+fn a_cmd_sync_behind_an_illegal_command_is_stuck() {
+    let p = "crates/tlbcheck/benches/scale/stuck-cmd-sync-behind-illegal-buggy.tlb";
+    let o = tlbcheck(&["explain", p]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("violation stuck"), "{out}");
+    assert!(
+        out.contains("command queue stopped, CONS.ERR = CERROR_ILL at index 0"),
+        "{out}"
+    );
+    assert!(out.contains("cannot run `smmu CMD_SYNC (wait)`"), "{out}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("stuck-cmd-sync-behind-illegal-buggy.tlb:32:12: illegal command"),
+        "{err}"
+    );
+    assert!(err.contains("TG = 0b1 with NUM = 0, SCALE = 0"), "{err}");
+    assert!(err.contains("SMMUv3 4.1.3, 7.1"), "{err}");
+}
+
+/// Named fields that make an illegal command: the warning points at the
+/// field the decoder blames, and `encode smmu` still refuses them.
+#[test]
+fn an_illegal_named_command_warns_at_its_field() {
+    let p = "examples/smmu/01-illegal-range-cmd-buggy.tlb";
+    let o = tlbcheck(&["check", p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("01-illegal-range-cmd-buggy.tlb:35:43: illegal command 0x0001000000000012 0x0000000000000400"),
+        "{err}"
+    );
+    let o = tlbcheck(&[
+        "encode",
+        "smmu",
+        "CMD_TLBI_NH_VA",
+        "asid=1",
+        "addr=0",
+        "tg=1",
+        "scale=0",
+        "num=0",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("Reserved combination"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Frees that are wrong whatever the interleaving are load errors at the
+/// free; where an allocation makes them depend on it, `bad-free`.
+#[test]
+fn wrong_frees_are_refused_or_reported() {
+    let base = VALID.replace("  free DATA\n", "  free DATA\n  FREE2\n");
+    for (second, at, text) in [
+        ("free DATA", "19:8:", "freed a second time here"),
+        ("call_rcu free DATA", "19:17:", "freed a second time here"),
+        ("free 0x13f000", "19:8:", "is never allocated"),
+        ("free 0x105008", "19:8:", "not the start of a frame"),
+    ] {
+        let src = base.replace("FREE2", second);
+        let p = scratch("frees.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{second}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("frees.tlb:{at}")), "{second}: {err}");
+        assert!(err.contains(text), "{second}: {err}");
+    }
+    // With an allocation in the program the second free depends on the
+    // interleaving: here it always comes first, so it is a bad free.
+    let src = base.replace("FREE2", "free DATA").replace(
+        "  L3[0] = invalid\n",
+        "  L3[0] = invalid\n  alloc data process=1\n",
+    );
+    let p = scratch(
+        "frees-dyn.tlb",
+        &src.replace("expect ok", "expect violation bad-free"),
+    );
+    let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("violation bad-free"), "{out}");
+    assert!(out.contains("is freed but it is not allocated"), "{out}");
+}
+
+/// A table descriptor must point at a table of its stage serving the next
+/// level: in the set-up and in a thread's store, at the target.
+#[test]
+fn a_table_descriptor_needs_a_next_level_table() {
+    for (from, to, at, text) in [
+        (
+            "L2[0] = table L3",
+            "L2[0] = table DATA",
+            "11:15:",
+            "frame `DATA` is data of process 1",
+        ),
+        (
+            "L1[0] = table L2",
+            "L1[0] = table L3",
+            "10:15:",
+            "must point at a stage-1 level-2 table",
+        ),
+        (
+            "  L3[0] = invalid\n",
+            "  L3[0] = invalid\n  L0[0] = table L2\n",
+            "15:17:",
+            "level-0 table must point at a stage-1 level-1 table",
+        ),
+    ] {
+        let p = scratch("tables.tlb", &VALID.replace(from, to));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{to}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("tables.tlb:{at}")), "{to}: {err}");
+        assert!(err.contains(text), "{to}: {err}");
+    }
+}
+
+/// Valid -> valid stores that need break-before-make are `bbm`, with both
+/// descriptors and the reason; a permission change is not.
+#[test]
+fn valid_to_valid_changes_that_need_a_break() {
+    for (store, expect, why) in [
+        ("L3[0] = page DATA ro user ng", "ok", ""),
+        (
+            "L3[0] = page DATA rw user ng contig",
+            "violation bbm",
+            "the contiguous bit changes",
+        ),
+        (
+            "L3[0] = 0x0000000000104c4f",
+            "violation bbm",
+            "the memory attributes",
+        ),
+        (
+            "L2[0] = block 0x0 rw user ng",
+            "violation bbm",
+            "a table is replaced by a block",
+        ),
+    ] {
+        let src = VALID
+            .replace(
+                "  L3[0] = invalid\n",
+                &format!("  {store}\n  L3[0] = invalid\n"),
+            )
+            .replace("expect ok", &format!("expect {expect}"));
+        let p = scratch("bbm.tlb", &src);
+        let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{store}: {out}{}", stderr(&o));
+        assert!(out.contains(why), "{store}: {out}");
+        if !why.is_empty() {
+            assert!(
+                out.contains("needs break-before-make (Arm ARM D8.17.1)"),
+                "{out}"
+            );
+        }
+    }
+}
+
+/// `map` builds the tables VALID spells out, named CTX.Ln; its mistakes
+/// are errors at the statement.
+#[test]
+fn map_creates_the_intermediate_tables() {
+    let short = VALID
+        .replace("frame L1 s1-table process=1 level=1\n", "")
+        .replace("frame L2 s1-table process=1 level=2\n", "")
+        .replace("frame L3 s1-table process=1 level=3\n", "")
+        .replace(
+            "L0[0] = table L1\nL1[0] = table L2\nL2[0] = table L3\nL3[0] = page DATA rw user ng\n",
+            "map p1 0x0 DATA rw user ng\n",
+        )
+        .replace("  L3[0] = invalid", "  p1.L3[0] = invalid");
+    assert!(short.contains("map p1"), "{short}");
+    let p = scratch("map.tlb", &short);
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Without the TLBI the short form finds the same bug as the long one.
+    let p = scratch(
+        "map-bug.tlb",
+        &short
+            .replace("  tlbi VALE1IS asid=1 va=0\n", "")
+            .replace("expect ok", "expect violation freed-frame-mapped"),
+    );
+    assert_eq!(
+        tlbcheck(&["check", p.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+    for (extra, at, text) in [
+        ("map p1 0x0 DATA ro", "7:8:", "is mapped already at level 3"),
+        (
+            "map p1 0x200000 0x201000 rw level=2",
+            "7:17:",
+            "not aligned",
+        ),
+        ("map p2 0x0 DATA rw", "7:5:", "unknown context `p2`"),
+        (
+            "map p1 0x1000 DATA rw level=0",
+            "7:29:",
+            "no S1 leaf at level 0",
+        ),
+    ] {
+        let src = short.replace(
+            "map p1 0x0 DATA rw user ng\n",
+            &format!("map p1 0x0 DATA rw user ng\n{extra}\n"),
+        );
+        let p = scratch("map-err.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("map-err.tlb:{at}")), "{extra}: {err}");
+        assert!(err.contains(text), "{extra}: {err}");
+    }
+}
+
+/// What each barrier completes: DSB OSH and SY complete the TLBI as DSB
+/// ISH does, their store-only forms publish the store but complete no
+/// TLBI, and neither DMB nor ISB completes anything.
+#[test]
+fn barriers_and_what_they_complete() {
+    for (first, second, expect) in [
+        ("dsb oshst", "dsb osh", "ok"),
+        ("dsb st", "dsb sy", "ok"),
+        ("dsb ishst", "dsb st", "violation freed-frame-mapped"),
+        ("dsb ishst", "dsb oshst", "violation freed-frame-mapped"),
+        ("dsb ishst", "isb", "violation freed-frame-mapped"),
+        ("dsb ishst", "dmb ish", "violation freed-frame-mapped"),
+        ("dmb ishst", "dsb ish", "violation freed-frame-mapped"),
+    ] {
+        let src = VALID
+            .replace("  dsb ishst\n", &format!("  {first}\n"))
+            .replace("  dsb ish\n", &format!("  {second}\n"))
+            .replace("expect ok", &format!("expect {expect}"));
+        let p = scratch("barrier.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{first} / {second}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+}
+
+/// Linking a table that is no longer one (freed here) is found when it
+/// happens, with its trace: `bad-table`.
+#[test]
+fn relinking_a_freed_table_is_bad_table() {
+    let src = VALID
+        .replace(
+            "  free DATA\n",
+            "  L2[0] = invalid\n  dsb ishst\n  tlbi VAE1IS asid=1 va=0\n  dsb ish\n  free DATA\n  free L3\n  L2[0] = table L3\n",
+        )
+        .replace("expect ok", "expect violation bad-table");
+    let p = scratch("relink.tlb", &src);
+    let o = tlbcheck(&["explain", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("violation bad-table"), "{out}");
+    assert!(
+        out.contains("links 0x103000 into the level-2 table at 0x102000, but that frame is free"),
+        "{out}"
+    );
+}
+
+/// Each malformed-operand warning points at the field responsible and
+/// names its value and rule; the TTLs the Arm ARM treats as no hint are
+/// accepted silently.
+#[test]
+fn malformed_operand_warnings_name_field_value_and_rule() {
+    let with = |tlbi: &str| {
+        VALID
+            .replace("machine cpus=2", "machine cpus=2 tlbirange ttl")
+            .replace("tlbi VALE1IS asid=1 va=0", tlbi)
+    };
+    for (tlbi, at, text) in [
+        (
+            "tlbi RVALE1IS asid=1 va=0x1000 ttl=2 scale=0 num=0",
+            "16:24:",
+            "field BaseADDR = 0x1 is not aligned to the 2 MiB 4k level-2 block",
+        ),
+        (
+            "tlbi VAAE1IS 0x0001000000000000",
+            "16:16:",
+            "field RES0 bits [63:48] = 0x1 is not zero",
+        ),
+    ] {
+        let p = scratch("warn.tlb", &with(tlbi));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert!(err.contains(&format!("warning: {}", p.display())), "{err}");
+        assert!(err.contains(&format!("warn.tlb:{at}")), "{tlbi}: {err}");
+        assert!(err.contains(text), "{tlbi}: {err}");
+        assert!(err.contains("Arm ARM"), "{tlbi}: {err}");
+        // The TLBI removed nothing, so the free is caught.
+        assert_eq!(o.status.code(), Some(1), "{tlbi}: {}", stdout(&o));
+    }
+    // 4K with TTL 0b0100 (level 0 without FEAT_LPA2) is no hint: no
+    // warning, and the TLBI covers every level.
+    let p = scratch("nohint.tlb", &with("tlbi VALE1IS 0x0001400000000000"));
+    let o = tlbcheck(&["check", p.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 

@@ -318,6 +318,25 @@ impl Tlbi {
         TlbiOperand::decode(*self, xt)
     }
 
+    /// What this instruction removes when [`TlbiOperand::decode`] refused
+    /// its operand `xt`: nothing. Software can execute such an instruction,
+    /// and the model takes the worst effect the architecture allows for it
+    /// (see [`TlbiDecodeError::effect`] for each case), which is that no
+    /// entry need be removed. The scope keeps the instruction's regime and
+    /// VMID and reaches no stage.
+    pub fn malformed_scope(&self, vmid: u16) -> InvalScope {
+        InvalScope {
+            regime: Regime::El10,
+            stages: StageSel::NONE,
+            vmid: Some(vmid),
+            asid: AsidSel::Any,
+            range: None,
+            granule: None,
+            leaf_only: self.op.is_leaf_only(),
+            ttl_level: None,
+        }
+    }
+
     /// What this instruction, issued by a CPU whose current VMID is `vmid`,
     /// is required to remove (EL1&0 regime; Arm ARM D8.17.5.4 and the
     /// per-instruction "Purpose" texts in C5.5).
@@ -513,32 +532,15 @@ impl TtlHint {
         (self.granule.tg() << 2) | (self.level & 3)
     }
 
-    /// Decodes a 4-bit TTL field. `Ok(None)`: no hint. `Err(reason)`: a
-    /// reserved encoding. Hardware treats every reserved TTL "as if
-    /// TTL<3:2> is 0b00", i.e. as no hint (Table D8-123), so using one is not
-    /// unsafe in itself; the model rejects it because software that writes
-    /// it has computed the hint wrongly.
-    fn decode(ttl: u8) -> Result<Option<TtlHint>, &'static str> {
-        let Some(granule) = Granule::from_tg(ttl >> 2) else {
-            return if ttl == 0 {
-                Ok(None)
-            } else {
-                Err("is reserved: with TTL[3:2] = 0b00 (no hint), TTL[1:0] is RES0")
-            };
-        };
-        let level = ttl & 3;
-        TtlHint::new(granule, level)
-            .map(Some)
-            .ok_or(match (granule, level) {
-                (Granule::K4, 0) => {
-                    "is reserved: a 4K level-0 leaf needs FEAT_LPA2, which the model lacks"
-                }
-                (Granule::K16, 1) => {
-                    "is reserved: a 16K level-1 leaf needs FEAT_LPA2, which the model lacks"
-                }
-                (Granule::K16, _) => "is reserved: 16K has no level-0 leaf",
-                _ => "is reserved: 64K has no level-0 leaf",
-            })
+    /// Decodes a 4-bit TTL field: the hint, or `None` for no hint. Every
+    /// encoding has a meaning (Arm ARM C5.5, the TTL field of each TLBI by
+    /// VA or IPA; Table D8-123): TTL\[3:2\] = 0b00 is "no information" whatever
+    /// TTL\[1:0\] holds, and the level-0 encodings of 4K and 16K without
+    /// FEAT_LPA2, 16K level 1 without FEAT_LPA2 and 64K level 0 are to be
+    /// treated "as if TTL<3:2> is 0b00", so they are no hint too.
+    fn decode(ttl: u8) -> Option<TtlHint> {
+        let granule = Granule::from_tg(ttl >> 2)?;
+        TtlHint::new(granule, ttl & 3)
     }
 
     fn encode_opt(t: Option<TtlHint>) -> u64 {
@@ -772,7 +774,7 @@ impl TlbiOperand {
             }
             OperandKind::Va => {
                 let asid = d.asid_or_res0(op)?;
-                let ttl = d.ttl4()?;
+                let ttl = d.ttl4();
                 Ok(TlbiOperand::Va {
                     asid,
                     ttl,
@@ -782,7 +784,7 @@ impl TlbiOperand {
             OperandKind::Ipa => {
                 let ns = d.ns();
                 d.res0(62, 48)?;
-                let ttl = d.ttl4()?;
+                let ttl = d.ttl4();
                 // IPA[55:52] needs FEAT_D128 (C5.5.13).
                 d.res0(43, 40)?;
                 // IPA[51:48] needs FEAT_LPA (52-bit IPAs); the model has 48.
@@ -860,6 +862,36 @@ pub struct TlbiDecodeError {
     pub reason: String,
 }
 
+impl TlbiDecodeError {
+    /// What the architecture allows the instruction to do with this
+    /// operand, with the rule: the effect the model takes (nothing
+    /// removed, [`Tlbi::malformed_scope`]) and why that is allowed.
+    pub fn effect(&self) -> &'static str {
+        match self.field {
+            // TLBIRange returns "not valid" for TG = 0b00 and the
+            // instruction invalidates nothing (J1.1.3.451; Table D8-122).
+            "TG" => {
+                "a range with a reserved TG is not valid and invalidates nothing \
+                 (Arm ARM D8.17.5.2, Table D8-122; TLBIRange pseudocode)"
+            }
+            // With a level-1 or level-2 TTL the base must be aligned to that
+            // level's block, else the range is UNPREDICTABLE (D8.17.5.2).
+            "BaseADDR" => {
+                "an UNPREDICTABLE range may miss every entry: taken as invalidating \
+                 nothing"
+            }
+            // Software must write RES0 fields as zero (Arm ARM Glossary,
+            // RES0); a non-zero value has no architected meaning here and a
+            // later feature gives the bits one (IPA[51:48] is FEAT_LPA's).
+            _ => {
+                "a RES0 field written non-zero has no architected meaning (Arm ARM \
+                 Glossary, RES0) and may name other entries under a later feature: \
+                 taken as invalidating nothing"
+            }
+        }
+    }
+}
+
 struct Decoder {
     tlbi: Tlbi,
     xt: u64,
@@ -907,17 +939,10 @@ impl Decoder {
         self.xt >> 63 != 0
     }
 
-    /// The 4-bit TTL of a non-range operation, bits \[47:44\].
-    fn ttl4(&self) -> Result<Option<TtlHint>, TlbiDecodeError> {
-        let raw = bits(self.xt, 44, 4) as u8;
-        TtlHint::decode(raw).map_err(|why| {
-            self.err(
-                "TTL",
-                u64::from(raw),
-                4,
-                format!("{why} (Arm ARM D8.17.5.3, Table D8-123)"),
-            )
-        })
+    /// The 4-bit TTL of a non-range operation, bits \[47:44\]: never an
+    /// error (see [`TtlHint::decode`]).
+    fn ttl4(&self) -> Option<TtlHint> {
+        TtlHint::decode(bits(self.xt, 44, 4) as u8)
     }
 
     /// The range fields, bits \[47:0\].
@@ -935,16 +960,14 @@ impl Decoder {
             )
         })?;
         let ttl_raw = bits(xt, 37, 2) as u8;
-        if granule == Granule::K16 && ttl_raw == 1 {
-            return Err(self.err(
-                "TTL",
-                u64::from(ttl_raw),
-                2,
-                "is reserved: a 16K level-1 leaf needs FEAT_LPA2, which the model lacks \
-                 (Arm ARM D8.17.5.3, Table D8-124)"
-                    .into(),
-            ));
-        }
+        // 16K with TTL = 0b01 names level 1 only with FEAT_LPA2; without it
+        // the range is treated as if TTL were 0b00, leaves at any level (Arm
+        // ARM C5.5, the TTL field of RVAE1 and the other range forms).
+        let ttl_raw = if granule == Granule::K16 && ttl_raw == 1 {
+            0
+        } else {
+            ttl_raw
+        };
         let ttl = (ttl_raw != 0).then_some(ttl_raw);
         let base = bits(xt, 0, BASE_FIELD_BITS);
         // With a level-1 or level-2 hint, BaseADDR must be aligned to that
@@ -1385,52 +1408,84 @@ mod tests {
     }
 
     #[test]
-    fn reserved_non_range_ttl() {
-        // (TTL, why): TTL[1:0] with no granule; 4K L0 and 16K L1 need LPA2;
-        // 16K L0 and 64K L0 do not exist.
-        for (ttl, why) in [
-            (0b0001, "RES0"),
-            (0b0011, "RES0"),
-            (0b0100, "4K level-0"),
-            (0b1000, "16K has no level-0"),
-            (0b1001, "16K level-1"),
-            (0b1100, "64K has no level-0"),
-        ] {
-            for op in [
-                "VAE1IS",
-                "VALE1",
-                "VAAE1",
-                "VAALE1IS",
-                "IPAS2E1",
-                "IPAS2LE1IS",
-            ] {
-                let e = decode_err(op, ttl << 44 | 0x1234);
-                assert_eq!(e.field, "TTL", "{op} {ttl:#06b}");
+    fn ttl_without_a_level_is_no_hint() {
+        // TTL[3:2] = 0b00 is "no information" whatever TTL[1:0] holds; 4K L0
+        // and 16K L1 without FEAT_LPA2, 16K L0 and 64K L0 are treated as if
+        // TTL[3:2] were 0b00 (Arm ARM C5.5). Page 0x1234 stays the address.
+        for ttl in [0b0001u64, 0b0011, 0b0100, 0b1000, 0b1001, 0b1100] {
+            for op in ["VAE1IS", "VALE1", "VAAE1", "VAALE1IS"] {
+                let d = TlbiOperand::decode(t(op), ttl << 44 | 0x1234).unwrap();
                 assert_eq!(
-                    e.value,
-                    FieldValue {
-                        value: ttl,
-                        width: 4
+                    d,
+                    TlbiOperand::Va {
+                        asid: 0,
+                        ttl: None,
+                        page: 0x1234
+                    },
+                    "{op} {ttl:#06b}"
+                );
+                let scope = t(op).scope(&d, 0);
+                assert_eq!((scope.ttl_level, scope.granule), (None, None));
+            }
+            for op in ["IPAS2E1", "IPAS2LE1IS"] {
+                let d = TlbiOperand::decode(t(op), ttl << 44 | 0x1234).unwrap();
+                assert_eq!(
+                    d,
+                    TlbiOperand::Ipa {
+                        ns: false,
+                        ttl: None,
+                        page: 0x1234
                     }
                 );
-                assert!(e.reason.contains(why), "{e}");
-                assert!(
-                    e.to_string()
-                        .contains(&format!("field TTL = 0b{ttl:04b} is reserved")),
-                    "{e}"
-                );
             }
+        }
+        // The levels that exist keep their hint: 4K L1 = 0b0101.
+        let d = TlbiOperand::decode(t("VAE1"), 0b0101 << 44).unwrap();
+        assert_eq!(
+            d,
+            TlbiOperand::Va {
+                asid: 0,
+                ttl: ttl(Granule::K4, 1),
+                page: 0
+            }
+        );
+    }
+
+    #[test]
+    fn range_ttl_16k_level_1_is_no_hint() {
+        // TG 16K (2<<46) with TTL 0b01 (1<<37): level 1 needs LPA2, so the
+        // range is treated as TTL 0b00.
+        let d = TlbiOperand::decode(t("RVALE1IS"), 2 << 46 | 1 << 37).unwrap();
+        let TlbiOperand::VaRange { range, .. } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!((range.granule, range.ttl), (Granule::K16, None));
+        // The same TTL is level 1 for 4K and 64K (aligned base 0).
+        for tg in [1u64, 3] {
+            let d = TlbiOperand::decode(t("RVALE1IS"), tg << 46 | 1 << 37).unwrap();
+            let TlbiOperand::VaRange { range, .. } = d else {
+                panic!("{d:?}")
+            };
+            assert_eq!(range.ttl, Some(1));
         }
     }
 
     #[test]
-    fn reserved_range_ttl_for_16k() {
-        // TG 16K (2<<46) with TTL 0b01 (1<<37): level 1 needs LPA2.
-        let e = decode_err("RVALE1IS", 2 << 46 | 1 << 37);
-        assert_eq!((e.field, e.value.value), ("TTL", 1));
-        // The same TTL is valid for 4K and 64K (aligned base 0).
-        assert!(TlbiOperand::decode(t("RVALE1IS"), 1 << 46 | 1 << 37).is_ok());
-        assert!(TlbiOperand::decode(t("RVALE1IS"), 3 << 46 | 1 << 37).is_ok());
+    fn malformed_operand_removes_nothing() {
+        // RES0 bits [47:0] of ASIDE1 set: refused by decode, and the scope
+        // the model takes for it reaches no entry.
+        let e = decode_err("ASIDE1IS", 1 << 48 | 1);
+        assert_eq!(e.field, "RES0 bits [47:0]");
+        assert!(e.effect().contains("RES0"), "{}", e.effect());
+        let scope = t("ASIDE1IS").malformed_scope(0);
+        let map = Mapping::of_stage(Stage::S1, 0, 0x8000_0000);
+        let leaf =
+            TlbEntry::new(EntryKind::Leaf, map, 3, Granule::K4).tagged(Regime::El10, 0, Some(1));
+        assert_eq!(scope.reach(&leaf), Err(crate::tlb::entry::Miss::Stage));
+        // A reserved range TG: "not valid", nothing invalidated.
+        let e = decode_err("RVAE1IS", 1 << 48);
+        assert_eq!(e.field, "TG");
+        assert!(e.effect().contains("invalidates nothing"));
     }
 
     #[test]
@@ -1594,7 +1649,11 @@ mod tests {
             match TlbiOperand::decode(tlbi, xt) {
                 Ok(operand) => {
                     if tlbi.takes_operand() {
-                        prop_assert_eq!(operand.encode(), xt);
+                        // A TTL that means "no hint" encodes back as 0b00;
+                        // every other bit round-trips.
+                        let ttl = if tlbi.is_range() { 3 << 37 } else { 0xf << 44 };
+                        prop_assert_eq!(operand.encode() & !ttl, xt & !ttl);
+                        prop_assert_eq!(TlbiOperand::decode(tlbi, operand.encode()), Ok(operand));
                     }
                     let _ = tlbi.scope(&operand, 7);
                 }

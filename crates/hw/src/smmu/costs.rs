@@ -486,7 +486,15 @@ impl SmmuCosts {
         let Some(ctx) = smmu.context_of(&cfg) else {
             return cost;
         };
-        let leaf = match self.atc.get_mut(dev).and_then(Option::as_mut) {
+        // STE.EATS = 0b00 aborts ATS Translation Requests (SMMUv3 5.2): the
+        // ATC gets nothing and the transaction goes untranslated through
+        // the IOTLB.
+        let ats = self
+            .atc
+            .get_mut(dev)
+            .and_then(Option::as_mut)
+            .filter(|_| cfg.ste.eats != 0);
+        let leaf = match ats {
             Some(atc) => {
                 let stage = ctx.access_stage();
                 let asid = (stage != Stage::S2).then_some(ctx.asid);

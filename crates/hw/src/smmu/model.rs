@@ -428,6 +428,22 @@ impl Smmu {
         })
     }
 
+    /// The contexts whose translations device `dev` may obtain through
+    /// ATS: those of the held configurations whose STE.EATS is not 0b00
+    /// (SMMUv3 5.2, EATS: with 0b00 ATS Translation Requests are aborted,
+    /// so the ATC gets nothing from that configuration).
+    fn ats_contexts(&self, dev: usize) -> Vec<Context> {
+        let d = &self.devices[dev];
+        let mut v: Vec<Context> = held_configs(&self.config, &self.opts.features, d.sid, d.ssid)
+            .iter()
+            .filter(|c| c.ste.eats != 0)
+            .filter_map(|c| self.context_of(c))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Every context device `dev` may translate with: one per configuration
     /// the config cache may hold for its stream.
     pub fn contexts(&self, dev: usize) -> Vec<Context> {
@@ -488,11 +504,11 @@ impl Smmu {
         ctxs.sort();
         ctxs.dedup();
         close(&mut self.iotlb, mem, SMMU_AGENT, &ctxs, step);
-        for (d, dev_ctxs) in per_dev.iter().enumerate() {
+        for d in 0..per_dev.len() {
             if !self.devices[d].ats {
                 continue;
             }
-            let mut fill = self.atc_source_held(dev_ctxs);
+            let mut fill = self.atc_source_held(&self.ats_contexts(d));
             for (dev, win) in atc_windows {
                 if *dev == d {
                     fill.extend(win.iter().map(|e| (*e, Provenance { step, source: 0 })));
@@ -675,7 +691,7 @@ impl Smmu {
 
     /// IOTLB leaves the SMMU may return to device `dev`'s ATS requests now.
     fn atc_source(&self, dev: usize) -> Vec<TlbEntry> {
-        self.atc_source_held(&self.contexts(dev))
+        self.atc_source_held(&self.ats_contexts(dev))
             .into_iter()
             .map(|(e, _)| e)
             .collect()
@@ -1006,6 +1022,23 @@ impl Smmu {
         let mut denial: Option<(ResolvedConfig, Option<TlbEntry>, Fault)> = None;
         let mut granted_pa = None;
         for c in &configs {
+            // CD.EPD0 = 1 disables TTB0 walks: a miss is a stage-1
+            // Translation fault (SMMUv3 5.4, CD.EPD0), neither a bypass nor
+            // a stage-2-only translation. A TLB hit could still translate,
+            // but a fault is the worst outcome for the software.
+            if c.ste.config.stage1() && c.cd.is_some_and(|cd| cd.epd0) {
+                let fault = Fault {
+                    kind: FaultKind::Translation,
+                    stage: TableStage::S1,
+                    level: c
+                        .cd
+                        .and_then(|cd| cd.granule0())
+                        .map_or(0, |g| g.start_level()),
+                    s1ptw: false,
+                };
+                denial.get_or_insert((*c, None, fault));
+                continue;
+            }
             // Bypass: the address goes out as the PA.
             let Some(ctx) = self.context_of(c) else {
                 granted_pa.get_or_insert(va.flat_ipa().flat_pa());

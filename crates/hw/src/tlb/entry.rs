@@ -511,6 +511,13 @@ impl StageSel {
         s2: true,
         combined: false,
     };
+    /// Nothing: the scope of an invalidation taken to remove no entry (a
+    /// malformed TLBI operand, see `Tlbi::malformed_scope`).
+    pub const NONE: StageSel = StageSel {
+        s1: false,
+        s2: false,
+        combined: false,
+    };
     /// Everything.
     pub const ALL: StageSel = StageSel {
         s1: true,

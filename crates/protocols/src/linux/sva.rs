@@ -13,6 +13,7 @@ use super::Version;
 use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::smmu::cmd::{Command, PriResp, TlbiAddr};
 use tlbcheck_hw::smmu::model::{Device, DeviceState};
+use tlbcheck_hw::smmu::queue::CmdqError;
 
 /// The SMMU features the driver tests.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -112,6 +113,22 @@ pub fn range_commands(
 /// Shareable, MSIAttr Inner+Outer Write-Back.
 pub fn cmd_sync() -> Command {
     Command::SYNC_SEV
+}
+
+/// The driver's recovery from a command error (`arm_smmu_cmdq_skip_err`,
+/// called from `arm_smmu_gerror_handler` when SMMU_GERROR.CMDQ_ERR is
+/// active, present since the driver's first version, 48ec83bcbcf5): for
+/// CERROR_ILL it writes a CMD_SYNC, built as [`cmd_sync`], over the
+/// command at CONS; for CERROR_ABT (the fetch is retried) and
+/// CERROR_ATC_INV_SYNC (CONS still names the CMD_SYNC, which is repeated) it
+/// leaves the queue alone. The handler then acknowledges through
+/// SMMU_GERRORN and the SMMU resumes at CONS (SMMUv3 7.1). The skipped
+/// command never takes effect: an illegal invalidation is lost.
+pub fn cmdq_skip_err(err: CmdqError, _offending: [u64; 2]) -> Option<[u64; 2]> {
+    match err {
+        CmdqError::Ill => Some(cmd_sync().encode()),
+        CmdqError::Abt | CmdqError::AtcInvSync => None,
+    }
 }
 
 /// How the driver answers a device's fault once the kernel handled it

@@ -227,6 +227,7 @@ fn layout(loaded: &Loaded, trace: Option<&Trace>) -> (Vec<Column>, Vec<Lane>) {
             .threads
             .get(index as usize)
             .and_then(|th| lanes_ix.cpu(th.cpu as usize)),
+        Agent::RcuCallback => Some(lanes_ix.rcu()),
     });
     // The stale entry is marked in its own lane only: the same entry in
     // another cache is another copy, not the one that broke the rule.

@@ -73,6 +73,9 @@ pub struct Scenario {
     pub dma_domains: Vec<DmaDomainDecl>,
     /// `dma-map CONTEXT IOVA LEN FRAME`, in order.
     pub dma_maps: Vec<DmaMapDecl>,
+    /// `map CTX VA TARGET rw|ro ...`: leaves made at set-up with their
+    /// intermediate tables, in order.
+    pub maps: Vec<MapDecl>,
     /// `bounds ...`.
     pub bounds: BoundsDecl,
     /// `expect ...`.
@@ -570,6 +573,22 @@ pub enum Step {
     GuestCmd([u64; 2]),
     /// `cmd_sync` / `smmu cmd_sync`: a CMD_SYNC and a wait for it.
     CmdSync,
+    /// `dmb KIND` or `isb`: barriers that complete nothing, as written.
+    Barrier(String),
+    /// `smmu cmd ...` whose encoding the strict decoder refuses: the words
+    /// are written as they are, and the SMMU stops its queue on them
+    /// (CERROR_ILL). `blame` is the text responsible (the field, or the
+    /// raw words), where the warning points.
+    SmmuIllegal {
+        /// dw0, dw1.
+        words: [u64; 2],
+        /// Where the warning points.
+        blame: Span,
+    },
+    /// `smmu skip_err`: the driver's command-error handler
+    /// (`arm_smmu_cmdq_skip_err`), run once a command error stopped the
+    /// queue.
+    CmdqSkipErr,
     /// `device D access read|write ADDR [ssid=N]`.
     DeviceAccess(DeviceAccess),
     /// `resume D`: resume a stalled transaction of device D.
@@ -779,6 +798,29 @@ pub struct DmaDomainDecl {
     pub lazy: bool,
     /// The kernel version (default linux-6.12).
     pub kernel: tlbcheck_protocols::linux::dma::DmaKernel,
+    /// The statement.
+    pub span: Span,
+}
+
+/// `map CTX VA TARGET rw|ro [user] [ng] [level=N]`: a page (or a block at
+/// level N) of context CTX mapping VA to TARGET, with every missing
+/// intermediate table taken from the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapDecl {
+    /// The context (stage 1 or stage 2).
+    pub ctx: Spanned<String>,
+    /// The input address (VA, or IPA for a stage-2 context).
+    pub va: Spanned<u64>,
+    /// The output: a frame or an address.
+    pub target: Spanned<AddrRef>,
+    /// Writable.
+    pub writable: bool,
+    /// Stage 1: EL0 access (AP\[1\]).
+    pub user: bool,
+    /// Stage 1: not global.
+    pub ng: bool,
+    /// The leaf's level: 3 (a page) unless given.
+    pub level: Option<Spanned<u8>>,
     /// The statement.
     pub span: Span,
 }

@@ -6,8 +6,9 @@
 //! be located in the source.
 
 use super::ast::*;
-use crate::codec::tlbi_from_fields;
+use crate::codec::{tlbi_error_field, tlbi_raw_from_fields};
 use crate::error::{Located, Span};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlbcheck_checker::builder::{BuildError, Features, ModelBuilder, ThreadBuilder, MAX_THREADS};
@@ -24,6 +25,8 @@ use tlbcheck_hw::smmu::config::STRUCT_BYTES;
 use tlbcheck_hw::smmu::model::Device;
 use tlbcheck_hw::smmu::ste::{Ste, StreamConfig};
 use tlbcheck_hw::tlb::Regime;
+use tlbcheck_hw::vmsa::desc::bits::ADDR_MASK;
+use tlbcheck_hw::vmsa::walk::start_level;
 use tlbcheck_hw::vmsa::{Context, StageConfig, TableStage};
 use tlbcheck_protocols::linux::arm64::CpuFeatures;
 use tlbcheck_protocols::linux::mm::{self, Item, KOp, Kernel, KernelThread, Process, Vma};
@@ -86,14 +89,26 @@ struct Lower<'a> {
     sc: &'a Scenario,
     granule: Granule,
     frames: HashMap<String, Placed>,
+    /// What the scenario writes that the architecture accepts but that is
+    /// almost certainly a mistake (a malformed TLBI operand, an illegal
+    /// SMMU command), each with the effect the model gives it.
+    warnings: RefCell<Vec<Located>>,
 }
 
 /// Builds the model and the bounds the scenario asks for.
 pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
+    lower_with_warnings(sc).map(|(m, b, _)| (m, b))
+}
+
+/// [`lower`], with the warnings about what the scenario's threads write:
+/// malformed TLBI operands and illegal SMMU commands, accepted with the
+/// meaning the architecture gives them.
+pub fn lower_with_warnings(sc: &Scenario) -> R<(Model, Bounds, Vec<Located>)> {
     let mut l = Lower {
         sc,
         granule: sc.machine.granule,
         frames: HashMap::new(),
+        warnings: RefCell::new(Vec::new()),
     };
     let mut mb = MachineBuilder::new(l.granule, Pa(sc.pool.base), sc.pool.frames, sc.machine.cpus);
     l.place_frames(&mut mb)?;
@@ -110,6 +125,9 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
         mb.write(Pa(pa), value).map_err(setup_at(w.span))?;
     }
     l.dma_maps(mb.mem_mut())?;
+    for m in &sc.maps {
+        l.map(m, &mut mb)?;
+    }
     l.contexts(&mut mb)?;
     for (p, d) in procs.iter_mut().zip(&sc.processes) {
         // A process is a stage-1 context every CPU may walk; a mirror's
@@ -210,7 +228,7 @@ pub fn lower(sc: &Scenario) -> R<(Model, Bounds)> {
     let model = b
         .build()
         .map_err(|e| Located::new(sc.name.span, e.to_string()))?;
-    Ok((model, bounds))
+    Ok((model, bounds, l.warnings.into_inner()))
 }
 
 /// A builder refusal, located at the statement that caused it.
@@ -309,6 +327,216 @@ impl Lower<'_> {
         }
     }
 
+    /// `map`: walks the context's tables from its root for `va`, taking a
+    /// table of the next level from the pool wherever a slot above the
+    /// leaf's level is invalid, and writes the leaf (a page at level 3, or
+    /// a block) with the Access flag set. Descriptors are checked as
+    /// written ones are.
+    fn map(&mut self, m: &MapDecl, mb: &mut MachineBuilder) -> R<()> {
+        let g = self.granule;
+        let c = self
+            .sc
+            .contexts
+            .iter()
+            .find(|c| c.name.value == m.ctx.value)
+            .ok_or_else(|| {
+                Located::new(m.ctx.span, format!("unknown context `{}`", m.ctx.value))
+            })?;
+        let (root, stage) = match &c.kind {
+            ContextKind::Stage1 { root, .. } => (root, TableStage::S1),
+            ContextKind::Stage2 { root, .. } => (root, TableStage::S2),
+            ContextKind::Nested { .. } => return Err(Located::new(
+                m.ctx.span,
+                "`map` builds stage-1 or stage-2 tables; a nested context's stage-1 \
+                     tables lie at IPAs",
+            )
+            .with_help(
+                "map through a `stage2` context of the same VM, and write the stage-1 descriptors",
+            )),
+        };
+        if stage == TableStage::S2 && (m.user || m.ng) {
+            return Err(Located::new(
+                m.span,
+                "`user` and `ng` are stage-1 attributes; a stage-2 context takes rw or ro",
+            ));
+        }
+        let start = start_level(stage, g);
+        let leaf = m.level.as_ref().map_or(3, |l| l.value);
+        let level_span = m.level.as_ref().map_or(m.span, |l| l.span);
+        if leaf < start || (leaf < 3 && !g.block_allowed(leaf)) {
+            return Err(Located::new(
+                level_span,
+                format!("the {g} granule has no {stage:?} leaf at level {leaf}"),
+            ));
+        }
+        let va = m.va.value;
+        if va >> g.level_shift(start) >= g.table_entries(start, start) {
+            return Err(Located::new(
+                m.va.span,
+                format!("{va:#x} is beyond the context's 48-bit input range"),
+            ));
+        }
+        let out = self.addr(&m.target)?;
+        let mut table = self.addr(root)?;
+        for level in start..=leaf {
+            let (name, placed) = self
+                .frames
+                .iter()
+                .find(|(_, f)| table >= f.base && table < f.base + u64::from(f.frames) * FRAME_SIZE)
+                .map(|(n, f)| {
+                    let copy = Placed {
+                        base: f.base,
+                        frames: f.frames,
+                        owner: f.owner,
+                    };
+                    (n.clone(), copy)
+                })
+                .ok_or_else(|| {
+                    Located::new(
+                        m.span,
+                        format!("the level-{level} table at {table:#x} is not a declared frame"),
+                    )
+                })?;
+            let entries = g.table_entries(start, level);
+            let index = (va >> g.level_shift(level)) % entries;
+            let slot = placed
+                .frame(&name)
+                .slot(g, index)
+                .map_err(setup_at(m.span))?;
+            let current = mb.mem().read(slot.pa);
+            let desc = if level == leaf {
+                if current & 1 != 0 {
+                    return Err(Located::new(
+                        m.va.span,
+                        format!("{va:#x} is mapped already at level {level} ({current:#x})"),
+                    ));
+                }
+                match stage {
+                    TableStage::S1 => Desc::S1 {
+                        block: leaf < 3,
+                        out: Pa(out),
+                        writable: m.writable,
+                        user: m.user,
+                        global: !m.ng,
+                        extra: 0,
+                        af: true,
+                    },
+                    TableStage::S2 => Desc::S2 {
+                        block: leaf < 3,
+                        out: Pa(out),
+                        read: true,
+                        write: m.writable,
+                        extra: 0,
+                        af: true,
+                    },
+                }
+            } else if current & 0b11 == 0b11 {
+                table = current & ADDR_MASK;
+                continue;
+            } else if current & 1 != 0 {
+                return Err(Located::new(
+                    m.va.span,
+                    format!("{va:#x} lies in a block mapped at level {level}"),
+                ));
+            } else {
+                let owner = match placed.table() {
+                    Some((owner, _)) => owner,
+                    None => unreachable!("slots are taken in table frames only"),
+                };
+                // Named CTX.Ln (then CTX.Ln.2, ...) so that steps can
+                // store into it like a declared frame.
+                let base = format!("{}.L{}", m.ctx.value, level + 1);
+                let name = (1..)
+                    .map(|k| {
+                        if k == 1 {
+                            base.clone()
+                        } else {
+                            format!("{base}.{k}")
+                        }
+                    })
+                    .find(|n| !self.frames.contains_key(n))
+                    .unwrap_or(base);
+                let next = mb
+                    .frame(
+                        &name,
+                        FrameOwner::Table {
+                            owner,
+                            level: level + 1,
+                        },
+                        None,
+                        None,
+                    )
+                    .map_err(|e| located(m.span, &e, Some(ENLARGE.to_string())))?
+                    .clone();
+                self.frames.insert(
+                    name,
+                    Placed {
+                        base: next.base.0,
+                        frames: next.frames,
+                        owner: next.owner,
+                    },
+                );
+                table = next.base.0;
+                Desc::Table(next.base)
+            };
+            let value = slot.descriptor(g, &desc).map_err(|e| {
+                let span = match e {
+                    SetupError::Misaligned { .. } => m.target.span,
+                    _ => m.span,
+                };
+                located(span, &e, None)
+            })?;
+            mb.write(slot.pa, value).map_err(setup_at(m.span))?;
+        }
+        Ok(())
+    }
+
+    /// A table descriptor in a table of some stage and level must point at
+    /// a table of the same stage serving the next level (Arm ARM D8.2.1:
+    /// the walk reads the next level's table at that address). Checked
+    /// where the target is a declared frame; in a scenario with nested
+    /// contexts a stage-1 table address may be an IPA, so stage-1 slots are
+    /// not checked there.
+    fn next_level_table(&self, slot: Slot, next: Pa, span: Span) -> R<()> {
+        let Some((owner, level)) = slot.table else {
+            return Ok(());
+        };
+        let stage1 = matches!(owner, TableOwner::Stage1 { .. });
+        let nested = self
+            .sc
+            .contexts
+            .iter()
+            .any(|c| matches!(c.kind, ContextKind::Nested { .. }));
+        if stage1 && nested {
+            return Ok(());
+        }
+        let Some((name, target)) = self
+            .frames
+            .iter()
+            .find(|(_, f)| next.0 >= f.base && next.0 < f.base + u64::from(f.frames) * FRAME_SIZE)
+        else {
+            return Ok(());
+        };
+        let stage = if stage1 { "stage-1" } else { "stage-2" };
+        let fits = match target.table() {
+            Some((o, l)) => matches!(o, TableOwner::Stage1 { .. }) == stage1 && l == level + 1,
+            None => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(Located::new(
+            span,
+            format!(
+                "a table descriptor in a {stage} level-{level} table must point at a {stage} \
+                 level-{} table, but frame `{name}` is {}",
+                level + 1,
+                target.owner
+            ),
+        )
+        .with_help("point it at a table frame of the next level, or declare the frame as one"))
+    }
+
     fn write(&self, at: &Location, value: &Spanned<DescExpr>) -> R<(u64, u64)> {
         let (slot, _) = self.location(at)?;
         let target = |r: &Spanned<AddrRef>| -> R<(Pa, Span)> { Ok((Pa(self.addr(r)?), r.span)) };
@@ -316,6 +544,7 @@ impl Lower<'_> {
             DescExpr::Raw(n) => return Ok((slot.pa.0, *n)),
             DescExpr::Table(t) => {
                 let (next, span) = target(t)?;
+                self.next_level_table(slot, next, span)?;
                 (Desc::Table(next), span)
             }
             DescExpr::S1 {
@@ -471,6 +700,13 @@ impl Lower<'_> {
             }
             _ => {
                 let a = self.addr(r)?;
+                // The allocator hands out and takes back whole frames.
+                if a % FRAME_SIZE != 0 {
+                    return Err(Located::new(
+                        r.span,
+                        format!("{a:#x} is not the start of a frame: frames are 4 KiB aligned"),
+                    ));
+                }
                 if !in_pool(a) {
                     return Err(Located::new(
                         r.span,
@@ -480,6 +716,52 @@ impl Lower<'_> {
                 Ok(vec![Pfn::of(Pa(a))])
             }
         }
+    }
+
+    /// Frees that are wrong whatever the interleaving, refused at load
+    /// time: when no step can allocate (no `alloc`, no kernel or
+    /// hypervisor operation), a frame free at set-up is never allocated,
+    /// and a frame freed twice (directly or through `call_rcu`) is a double
+    /// free. Where allocation makes it depend on the interleaving, the
+    /// checker reports `bad-free` with its trace instead.
+    fn static_frees(&self, mem: &PhysMem) -> R<()> {
+        let steps = || self.sc.threads.iter().flat_map(|t| &t.steps);
+        let may_allocate =
+            steps().any(|s| matches!(s.value, Step::Alloc(_) | Step::Kernel(_) | Step::S2(_)));
+        if may_allocate {
+            return Ok(());
+        }
+        let mut freed: Vec<Pfn> = Vec::new();
+        for s in steps() {
+            let (Step::Free(r) | Step::CallRcuFree(r)) = &s.value else {
+                continue;
+            };
+            for frame in self.frames_of(r)? {
+                if freed.contains(&frame) {
+                    return Err(Located::new(
+                        r.span,
+                        format!(
+                            "frame {:#x} is freed a second time here, and no step allocates \
+                             it in between: a double free",
+                            frame.base().0
+                        ),
+                    ));
+                }
+                if mem.owner(frame) == FrameOwner::Free {
+                    return Err(Located::new(
+                        r.span,
+                        format!(
+                            "frame {:#x} is never allocated: it is free at set-up and no step \
+                             allocates",
+                            frame.base().0
+                        ),
+                    )
+                    .with_help("declare it with a `frame` statement, or free a declared frame"));
+                }
+                freed.push(frame);
+            }
+        }
+        Ok(())
     }
 
     fn threads(
@@ -499,6 +781,7 @@ impl Lower<'_> {
                 format!("at most {MAX_THREADS} threads"),
             ));
         }
+        self.static_frees(&b.machine().mem)?;
         let free_now = b.machine().mem.free_frames();
         let mut allocs = 0usize;
         let mut frees = 0usize;
@@ -537,6 +820,7 @@ impl Lower<'_> {
                     }
                     Step::Tlbi { tlbi, operand } => self.tlbi(&mut tb, tlbi, operand)?,
                     Step::Dsb(kind) => tb.dsb(*kind),
+                    Step::Barrier(text) => tb.barrier(text.clone()),
                     Step::Free(r) => {
                         for frame in self.frames_of(r)? {
                             frees += 1;
@@ -570,6 +854,8 @@ impl Lower<'_> {
                         })
                         .map_err(here)?,
                     Step::SmmuCmd(_)
+                    | Step::SmmuIllegal { .. }
+                    | Step::CmdqSkipErr
                     | Step::CmdSync
                     | Step::DeviceAccess(_)
                     | Step::Resume(_)
@@ -659,26 +945,47 @@ impl Lower<'_> {
             Located::new(tlbi.span, e.to_string())
                 .with_help("add `tlbirange` to the machine statement")
         })?;
-        let (op, written) = match &operand.value {
-            TlbiOperandExpr::None => (TlbiOperand::None, String::new()),
-            TlbiOperandExpr::Raw(x) => {
-                let op = ins
-                    .decode(*x)
-                    .map_err(|e| Located::new(operand.span, e.to_string()))?;
-                (op, format!(" {x:#018x}"))
-            }
+        // The operand as software would hold it in Xt, and where a finding
+        // of the decoder points.
+        let (xt, written, blame) = match &operand.value {
+            TlbiOperandExpr::None => (None, String::new(), operand.span),
+            TlbiOperandExpr::Raw(x) => (Some(*x), format!(" {x:#018x}"), operand.span),
             TlbiOperandExpr::Fields(fields) => {
                 let kv = Field::pairs(fields);
-                let built = tlbi_from_fields(ins, &kv, self.granule)
+                let raw = tlbi_raw_from_fields(ins, &kv, self.granule)
                     .map_err(|e| Field::locate(fields, e, operand.span))?;
                 let text: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let blame = |e| {
+                    tlbi_error_field(&kv, e).map_or(operand.span, |i| {
+                        fields[i].key.span.to(fields[i].value.span)
+                    })
+                };
+                let blame = match ins.decode(raw) {
+                    Err(e) => blame(&e),
+                    Ok(_) => operand.span,
+                };
                 (
-                    built.operand,
-                    format!(" {} ({:#018x})", text.join(" "), built.raw),
+                    Some(raw),
+                    format!(" {} ({raw:#018x})", text.join(" ")),
+                    blame,
                 )
             }
         };
-        tb.tlbi(ins, op, format!("{ins}{written}")).map_err(|e| {
+        let built = match xt {
+            None => tb
+                .tlbi(ins, TlbiOperand::None, format!("{ins}{written}"))
+                .map(|()| None),
+            Some(x) => tb.tlbi_raw(ins, x, format!("{ins}{written}")),
+        };
+        // A malformed operand is executed as the architecture allows: the
+        // scenario is accepted, with a warning naming the field and rule.
+        if let Ok(Some(e)) = &built {
+            self.warnings.borrow_mut().push(
+                Located::new(blame, format!("{e}; {}", e.effect()))
+                    .with_help("`tlbcheck decode tlbi` reports the same finding as an error"),
+            );
+        }
+        built.map(|_| ()).map_err(|e| {
             let span = match e {
                 BuildError::NoTlbiRange(_) => tlbi.span,
                 BuildError::Operand(..) if operand.value == TlbiOperandExpr::None => tlbi.span,
@@ -1490,14 +1797,43 @@ impl Lower<'_> {
         let here = at(span);
         match step {
             Step::SmmuCmd(c) => tb.smmu_cmd(c).map_err(|e| {
-                let help = if matches!(c, Command::AtcInv { .. }) {
-                    "add `ats` to the smmu statement"
+                let text = e.to_string();
+                let help = if matches!(c, Command::AtcInv { .. }) && text.ends_with("needs ATS") {
+                    Some("add `ats` to the smmu statement")
+                } else if text.ends_with("lacks RIL") {
+                    Some("add `ril` to the smmu statement (SMMU_IDR3.RIL)")
                 } else {
-                    "add `ril` to the smmu statement (SMMU_IDR3.RIL)"
+                    None
                 };
-                here(e).with_help(help)
+                match help {
+                    Some(h) => here(e).with_help(h),
+                    None => here(e),
+                }
             }),
             Step::CmdSync => tb.smmu_sync(&sva::cmd_sync()).map_err(here),
+            Step::SmmuIllegal { words, blame } => {
+                if let Some(e) = tb.smmu_words(*words).map_err(here)? {
+                    let kind = if e.must_raise_cerror_ill() {
+                        "the SMMU must raise CERROR_ILL"
+                    } else {
+                        "the SMMU may raise CERROR_ILL, and the model takes it that it does"
+                    };
+                    self.warnings.borrow_mut().push(
+                        Located::new(
+                            *blame,
+                            format!(
+                                "illegal command {:#018x} {:#018x}: {e}; {kind}: the Command \
+                                 queue stops at it, SMMU_GERROR.CMDQ_ERR is raised and no later \
+                                 command is consumed until software recovers (SMMUv3 4.1.3, 7.1)",
+                                words[0], words[1]
+                            ),
+                        )
+                        .with_help("`smmu skip_err` in a handler thread recovers as Linux does"),
+                    );
+                }
+                Ok(())
+            }
+            Step::CmdqSkipErr => tb.smmu_cmdq_recover(sva::cmdq_skip_err).map_err(here),
             Step::DeviceAccess(a) => {
                 let dev = dev_index(dev_names, &a.device)?;
                 let declared = self.sc.devices[dev].ssid.as_ref().map(|s| s.value);

@@ -28,6 +28,10 @@ pub struct Loaded {
     pub model: Model,
     /// Bounds from the scenario (before command-line overrides).
     pub bounds: Bounds,
+    /// What the scenario writes that the architecture accepts with a
+    /// meaning its author probably did not intend (a malformed TLBI
+    /// operand, an illegal SMMU command), located.
+    pub warnings: Vec<ScenarioError>,
 }
 
 impl Loaded {
@@ -46,13 +50,18 @@ pub fn parse_str(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
 /// built: the error names file, line and column.
 pub fn load(file: &str, source: &str) -> Result<Loaded, ScenarioError> {
     let scenario = parse_str(file, source)?;
-    let (model, bounds) =
-        lower::lower(&scenario).map_err(|e| ScenarioError::new(file, source, e))?;
+    let (model, bounds, warnings) =
+        lower::lower_with_warnings(&scenario).map_err(|e| ScenarioError::new(file, source, e))?;
+    let warnings = warnings
+        .into_iter()
+        .map(|w| ScenarioError::new(file, source, w))
+        .collect();
     Ok(Loaded {
         file: file.to_string(),
         source: source.to_string(),
         scenario,
         model,
         bounds,
+        warnings,
     })
 }

@@ -5,7 +5,7 @@
 
 use super::ast::*;
 use super::lex::{lex, number, Tok, Token};
-use crate::codec::{granule_named, smmu_from_fields};
+use crate::codec::{granule_named, smmu_unchecked_from_fields, strict_smmu};
 use crate::error::{Located, Span};
 use tlbcheck_checker::violation::ViolationKind;
 use tlbcheck_hw::addr::Granule;
@@ -24,7 +24,7 @@ pub const RESERVED_STEPS: &[&str] = &["cow", "madvise", "unbind-sva", "guest-inv
 pub const RESERVED_STATEMENTS: &[&str] = &["protocol", "cost", "workload"];
 
 const STATEMENTS: &str =
-    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, host, guest, vdevice, dma-domain, dma-map, FRAME[index] = ..., thread, vcpu, bounds or expect";
+    "scenario, machine, smmu, stream, queue, ste, cd, device, pool, frame, context, kernel, process, vma, page, bind-sva, kvm, vm, s2-map, host, guest, vdevice, dma-domain, dma-map, map, FRAME[index] = ..., thread, vcpu, bounds or expect";
 
 /// One `key` or `key=value[,value...]` item of a statement.
 #[derive(Clone, Debug)]
@@ -274,6 +274,7 @@ impl Parser {
         let mut s2_maps = Vec::new();
         let mut dma_domains = Vec::new();
         let mut dma_maps = Vec::new();
+        let mut maps = Vec::new();
         loop {
             self.skip_newlines();
             let t = self.peek().clone();
@@ -342,6 +343,7 @@ impl Parser {
                 }
                 "vm" if self.peek2().tok != Tok::Punct('[') => vms.push(self.vm()?),
                 "s2-map" if self.peek2().tok != Tok::Punct('[') => s2_maps.push(self.s2_map()?),
+                "map" if self.peek2().tok != Tok::Punct('[') => maps.push(self.map()?),
                 "kernel" if self.peek2().tok != Tok::Punct('[') => {
                     once(kernel.is_some())?;
                     self.bump();
@@ -485,6 +487,7 @@ impl Parser {
             s2_maps,
             dma_domains,
             dma_maps,
+            maps,
             bounds: bounds.unwrap_or_default(),
             expect,
         })
@@ -1177,9 +1180,32 @@ impl Parser {
                         self.bump();
                         self.tlbi()?
                     }
+                    "isb" => {
+                        self.bump();
+                        Step::Barrier("isb".to_string())
+                    }
+                    "dmb" => {
+                        self.bump();
+                        const WHAT: &str =
+                            "a DMB kind (ish, ishst, ishld, nsh, nshst, nshld, osh, oshst, oshld, sy, st, ld)";
+                        let mut k = self.word(WHAT)?;
+                        k.value.make_ascii_lowercase();
+                        const KINDS: &[&str] = &[
+                            "ish", "ishst", "ishld", "nsh", "nshst", "nshld", "osh", "oshst", "oshld",
+                            "sy", "st", "ld",
+                        ];
+                        if !KINDS.contains(&k.value.as_str()) {
+                            return Err(Located::new(
+                                k.span,
+                                format!("expected {WHAT}, found `{}`", k.value),
+                            ));
+                        }
+                        Step::Barrier(format!("dmb {}", k.value))
+                    }
                     "dsb" => {
                         self.bump();
-                        const WHAT: &str = "a DSB kind (ish, ishst, nsh, nshst)";
+                        const WHAT: &str =
+                            "a DSB kind (ish, ishst, nsh, nshst, osh, oshst, sy, st)";
                         let mut k = self.word(WHAT)?;
                         k.value.make_ascii_lowercase();
                         Step::Dsb(keyword(
@@ -1190,6 +1216,10 @@ impl Parser {
                                 (&["ishst"], Dsb::Ishst),
                                 (&["nsh"], Dsb::Nsh),
                                 (&["nshst"], Dsb::Nshst),
+                                (&["osh"], Dsb::Osh),
+                                (&["oshst"], Dsb::Oshst),
+                                (&["sy"], Dsb::Sy),
+                                (&["st"], Dsb::St),
                             ],
                         )?)
                     }
@@ -1460,6 +1490,50 @@ impl Parser {
     }
 
     /// `s2-map VM IPA LEN PA rw|ro`.
+    /// `map CTX VA TARGET rw|ro [user] [ng] [level=N]`.
+    fn map(&mut self) -> R<MapDecl> {
+        let kw = self.bump().span;
+        let ctx = self.word("a context name")?;
+        let va = self.number("the input address")?;
+        let target = self.addr_ref("the output frame or address")?;
+        let writable = self.rw()?;
+        let (mut user, mut ng, mut level) = (false, false, None);
+        for a in self.args()? {
+            match (a.key.value.as_str(), a.values.as_slice()) {
+                ("user", []) => user = true,
+                ("ng", []) => ng = true,
+                ("level", [v]) => match number(&v.value) {
+                    Some(n @ 0..=3) => {
+                        level = Some(Spanned {
+                            value: n as u8,
+                            span: v.span,
+                        })
+                    }
+                    _ => return Err(Located::new(v.span, "expected a level 0..3")),
+                },
+                _ => {
+                    return Err(Located::new(
+                        a.span,
+                        format!("unknown `map` attribute `{}`", a.key.value),
+                    )
+                    .with_help("`map` takes `user`, `ng` and `level=N`"))
+                }
+            }
+        }
+        let span = kw.to(self.toks[self.pos.saturating_sub(1)].span);
+        self.end_of_line()?;
+        Ok(MapDecl {
+            ctx,
+            va,
+            target,
+            writable,
+            user,
+            ng,
+            level,
+            span,
+        })
+    }
+
     fn s2_map(&mut self) -> R<S2MapDecl> {
         let kw = self.bump().span;
         let vm = self.word("a VM name")?;
@@ -1582,9 +1656,10 @@ impl Parser {
     }
 
     fn smmu_step(&mut self) -> R<Step> {
-        let w = self.word("`cmd` or `cmd_sync`")?;
+        let w = self.word("`cmd`, `cmd_sync` or `skip_err`")?;
         match w.value.as_str() {
             "cmd_sync" => Ok(Step::CmdSync),
+            "skip_err" => Ok(Step::CmdqSkipErr),
             "cmd" => {
                 let head =
                     self.word("an SMMU command name (e.g. CMD_TLBI_NH_VA) or 0xDW0 0xDW1")?;
@@ -1593,9 +1668,15 @@ impl Parser {
                     if self.in_guest {
                         return Ok(Step::GuestCmd([dw0, dw1.value]));
                     }
-                    return Command::decode([dw0, dw1.value])
-                        .map(Step::SmmuCmd)
-                        .map_err(|e| Located::new(head.span.to(dw1.span), e.to_string()));
+                    // Software can write any 16 bytes: words the decoder
+                    // refuses reach the queue, which stops on them.
+                    return Ok(match Command::decode([dw0, dw1.value]) {
+                        Ok(c) => Step::SmmuCmd(c),
+                        Err(_) => Step::SmmuIllegal {
+                            words: [dw0, dw1.value],
+                            blame: head.span.to(dw1.span),
+                        },
+                    });
                 }
                 if head.value.eq_ignore_ascii_case("CMD_SYNC")
                     || head.value.eq_ignore_ascii_case("SYNC")
@@ -1611,13 +1692,21 @@ impl Parser {
                     return Ok(Step::CmdSync);
                 }
                 let fields = self.fields()?;
-                smmu_from_fields(&head.value, &Field::pairs(&fields))
-                    .map(Step::SmmuCmd)
-                    .map_err(|e| Field::locate(&fields, e, head.span))
+                let pairs = Field::pairs(&fields);
+                let cmd = smmu_unchecked_from_fields(&head.value, &pairs)
+                    .map_err(|e| Field::locate(&fields, e, head.span))?;
+                Ok(match strict_smmu(cmd, &pairs) {
+                    Ok(c) => Step::SmmuCmd(c),
+                    Err((field, _)) => Step::SmmuIllegal {
+                        words: cmd.encode(),
+                        blame: field
+                            .map_or(head.span, |i| fields[i].key.span.to(fields[i].value.span)),
+                    },
+                })
             }
             other => Err(Located::new(
                 w.span,
-                format!("expected `cmd` or `cmd_sync` after `smmu`, found `{other}`"),
+                format!("expected `cmd`, `cmd_sync` or `skip_err` after `smmu`, found `{other}`"),
             )),
         }
     }
@@ -2171,8 +2260,8 @@ mod tests {
             ("stream x", "expected `linear` or `2-level`, found `x`"),
             ("queue x", "expected `cmdq` or `eventq`, found `x`"),
             (
-                "thread t cpu=0 {\n dsb SY\n}",
-                "expected a DSB kind (ish, ishst, nsh, nshst), found `sy`",
+                "thread t cpu=0 {\n dsb LD\n}",
+                "expected a DSB kind (ish, ishst, nsh, nshst, osh, oshst, sy, st), found `ld`",
             ),
             (
                 "thread t cpu=0 {\n retry x c 0\n}",
