@@ -8,8 +8,10 @@
 //! stage-2 manager the same way ([`kvm::Version`]). [`nested`] holds the
 //! host service that replays a guest's SMMUv3 invalidation commands on the
 //! physical SMMU, in the versions a scenario names with `host`
-//! ([`nested::Version`]).
+//! ([`nested::Version`]). [`version`] is what every kind of version shares:
+//! its name in scenarios and the error that lists the names.
 
 pub mod kvm;
 pub mod linux;
 pub mod nested;
+pub mod version;

@@ -199,30 +199,17 @@ impl fmt::Display for Version {
     }
 }
 
-/// A KVM version name no [`Version`] has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownVersion(pub String);
-
-impl fmt::Display for UnknownVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Version::ALL.iter().map(|v| v.name()).collect();
-        write!(
-            f,
-            "unknown KVM version `{}`: expected one of {}",
-            self.0,
-            names.join(", ")
-        )
+impl crate::version::Named for Version {
+    const WHAT: &'static str = "KVM version";
+    const ALL: &'static [Version] = &Version::ALL;
+    fn name(self) -> &'static str {
+        Version::name(self)
     }
 }
 
-impl std::error::Error for UnknownVersion {}
-
 impl FromStr for Version {
-    type Err = UnknownVersion;
-    fn from_str(s: &str) -> Result<Version, UnknownVersion> {
-        Version::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| UnknownVersion(s.to_string()))
+    type Err = crate::version::UnknownName;
+    fn from_str(s: &str) -> Result<Version, Self::Err> {
+        crate::version::parse(s)
     }
 }

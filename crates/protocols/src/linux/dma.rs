@@ -111,13 +111,18 @@ impl fmt::Display for DmaKernel {
     }
 }
 
+impl crate::version::Named for DmaKernel {
+    const WHAT: &'static str = "DMA kernel";
+    const ALL: &'static [DmaKernel] = &DmaKernel::ALL;
+    fn name(self) -> &'static str {
+        DmaKernel::name(self)
+    }
+}
+
 impl FromStr for DmaKernel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<DmaKernel, String> {
-        DmaKernel::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown DMA kernel `{s}`: expected linux-6.1 or linux-6.12"))
+    type Err = crate::version::UnknownName;
+    fn from_str(s: &str) -> Result<DmaKernel, Self::Err> {
+        crate::version::parse(s)
     }
 }
 

@@ -103,31 +103,18 @@ impl fmt::Display for Version {
     }
 }
 
-/// A host service name no [`Version`] has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownHost(pub String);
-
-impl fmt::Display for UnknownHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = Version::ALL.iter().map(|v| v.name()).collect();
-        write!(
-            f,
-            "unknown host `{}`: expected one of {}",
-            self.0,
-            names.join(", ")
-        )
+impl crate::version::Named for Version {
+    const WHAT: &'static str = "host";
+    const ALL: &'static [Version] = &Version::ALL;
+    fn name(self) -> &'static str {
+        Version::name(self)
     }
 }
 
-impl std::error::Error for UnknownHost {}
-
 impl FromStr for Version {
-    type Err = UnknownHost;
-    fn from_str(s: &str) -> Result<Version, UnknownHost> {
-        Version::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| UnknownHost(s.to_string()))
+    type Err = crate::version::UnknownName;
+    fn from_str(s: &str) -> Result<Version, Self::Err> {
+        crate::version::parse(s)
     }
 }
 

@@ -2173,7 +2173,9 @@ impl Parser {
             kernel = k
                 .value
                 .parse()
-                .map_err(|e: String| Located::new(k.span, e))?;
+                .map_err(|e: tlbcheck_protocols::version::UnknownName| {
+                    Located::new(k.span, e.to_string())
+                })?;
         }
         self.end_of_line()?;
         Ok(DmaDomainDecl {
