@@ -2,37 +2,10 @@
 //! errors, counterexample round trips, and the operand codecs against the
 //! worked vectors of linux-reference.md §B.6 and §C.8.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::{repo, scratch, stderr, stdout, tlbcheck};
+
 use std::process::{Command, Output};
-
-fn tlbcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the binary runs")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A scratch file unique to this process and test.
-fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tlbcheck-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
-}
 
 /// `tlbcheck check` on `src`, written to a scratch file `name`.
 fn check_src(name: &str, src: &str) -> Output {

@@ -4,7 +4,10 @@
 //! page's script writes the lanes and the computed colours of the
 //! violation cell into `#render-check`); otherwise it reads the HTML.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::repo;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The ATC of device 0 refills from the SMMU TLB after the ATC_INV (step
@@ -14,10 +17,6 @@ const ATC: &str = "examples/seed000/04-atc-inv-after-tlbi-completes-buggy.tlb";
 /// Kernel-level: the steps come from the memory manager's operations.
 const KERNEL: &str = "examples/seed000/05-kernel-upgrade-buggy.tlb";
 const FIXED: &str = "examples/seed000/04-atc-inv-after-tlbi-completes-fixed.tlb";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn out_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("tlbcheck-html-{}", std::process::id()));

@@ -1,28 +1,8 @@
 //! Guests with a virtual SMMU, end to end: the statements' errors, the
 //! trace of a replayed batch, and the reports of the two guest rules.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn tlbcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .output()
-        .expect("the binary runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tlbcheck-nested-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
-}
+mod support;
+use support::{out, scratch, tlbcheck};
 
 const SETUP: &str = "scenario s
 machine cpus=1

@@ -2,41 +2,14 @@
 //! log-backend traces written by hand (examples/qemu/): a correct
 //! emulator, and one whose range invalidation removes only the first page.
 
+mod support;
+use support::{repo, scratch, stderr, stdout, tlbcheck};
+
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use tlbcheck::import::qemu::parse;
 
 const CORRECT: &str = "examples/qemu/smmuv3-range-inval-correct.log";
 const FIRST_PAGE_ONLY: &str = "examples/qemu/smmuv3-range-inval-first-page-only.log";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tlbcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn scratch(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tlbcheck-qemu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p
-}
 
 #[test]
 fn import_counts_commands_batches_and_uses() {

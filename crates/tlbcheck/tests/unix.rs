@@ -3,31 +3,14 @@
 //! failed to load too), `replay` comparing the whole recorded run, and the
 //! same error worded the same way in every subcommand.
 
-use std::path::{Path, PathBuf};
+mod support;
+use support::{repo, stderr, stdout, tlbcheck};
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 const BUGGY: &str = "examples/general/01-leaf-only-tlbi-frees-table-buggy.tlb";
 const FIXED: &str = "examples/general/01-leaf-only-tlbi-frees-table-fixed.tlb";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tlbcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tlbcheck"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A fresh scratch directory for one test.
 fn scratch_dir(name: &str) -> PathBuf {
