@@ -5,7 +5,7 @@
 //! worked encodings of docs/design.md's reference notes on Linux.
 
 use tlbcheck_hw::addr::Granule;
-use tlbcheck_hw::cpu::tlbi::TlbiOp;
+use tlbcheck_hw::cpu::tlbi::{TlbiOp, TlbiOperand};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_protocols::linux::arm64::*;
 
@@ -483,4 +483,43 @@ fn feat_ttl_names_the_kernels_granule_in_ttl_3_2() {
         Some(2),
     );
     assert_eq!(tlbis(&ops), vec![(TlbiOp::VALE1, 0x0002_e000_0002_0000)]);
+}
+
+/// Every operand of a 16K or 64K range flush decodes as the Arm ARM
+/// defines it (no reserved TG, TTL or RES0 bit), and the operations tile
+/// the flushed range in order: each range operand, read back through the
+/// decoder's TG and BaseADDR, starts where the previous one ended.
+#[test]
+fn granule_range_operands_decode_and_tile_the_range() {
+    for granule in [Granule::K16, Granule::K64] {
+        for code in [FlushCode::V6_5, FlushCode::V6_14] {
+            let code = code.with_granule(granule);
+            let page = code.page_size();
+            for pages in [1, 2, 3, 33, 1000, 2049] {
+                let start = 0x4000_0000;
+                let mut next = start;
+                for op in granule_range(code, RANGE_TTL, 7, start, pages) {
+                    let ArchOp::Tlbi { tlbi, operand } = op else {
+                        continue;
+                    };
+                    let back = tlbi.decode(operand.encode()).expect("a valid operand");
+                    assert_eq!(back, operand);
+                    match back {
+                        TlbiOperand::VaRange { asid, range } => {
+                            assert_eq!((asid, range.granule), (7, granule));
+                            assert_eq!(range.start(), next);
+                            next = range.range().last + 1;
+                        }
+                        TlbiOperand::Va { .. } => {
+                            let a = back.address().expect("an address").get();
+                            assert_eq!(a, next);
+                            next += page;
+                        }
+                        other => panic!("unexpected operand {other:?}"),
+                    }
+                }
+                assert_eq!(next, start + pages * page, "{granule:?} {pages} pages");
+            }
+        }
+    }
 }

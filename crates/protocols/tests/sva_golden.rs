@@ -420,3 +420,37 @@ fn a_64k_range_with_ril_takes_5_bit_windows_of_64k_pages() {
         ]
     );
 }
+
+/// Every command of a 16K or 64K invalidation decodes as SMMUv3 defines
+/// it, and its range (TG's granule, `(NUM+1) << SCALE` pages) starts where
+/// the previous one ended and the last ends at or past the range's end.
+#[test]
+fn granule_range_commands_decode_and_tile_the_range() {
+    let ril = SmmuFeatures {
+        btm: false,
+        ril: true,
+        ats: false,
+    };
+    for granule in [Granule::K16, Granule::K64] {
+        for pages in [1, 2, 33, 1000] {
+            let start = 0x7f00_0000_0000;
+            let size = pages << granule.shift();
+            let mut next = start;
+            for w in words(&tlb_inv_range_asid(
+                ril, granule, 0x42, start, size, false, true,
+            ))
+            .into_iter()
+            .flatten()
+            {
+                let Ok(Command::TlbiNhVa { asid: 0x42, va, .. }) = Command::decode(w) else {
+                    panic!("not a valid TLBI_NH_VA: {w:x?}");
+                };
+                assert_eq!(va.granule(), Some(granule));
+                let r = va.range_covered();
+                assert_eq!(r.first, next);
+                next = r.last + 1;
+            }
+            assert!(next >= start + size, "{granule:?} {pages} pages");
+        }
+    }
+}
