@@ -9,7 +9,8 @@
 //!
 //! Model choices: the page size is the kernel's build-time granule
 //! (`CONFIG_ARM64_{4K,16K,64K}_PAGES`, `PAGE_SHIFT` 12, 14 or 16), carried
-//! by [`FlushCode::granule`] and 4K unless a scenario says otherwise; no
+//! by [`FlushCode::granule`]: 4K in the version constants, another page
+//! size through [`FlushCode::with_granule`]; no
 //! KPTI, so the `__tlbi_user` duplicates for the user ASID are not issued;
 //! no LPA2.
 //!
