@@ -4,7 +4,8 @@
 //! D8.17.5.2), not from this crate's output. Several vectors are the
 //! worked encodings of docs/design.md's reference notes on Linux.
 
-use tlbcheck_hw::cpu::tlbi::TlbiOp;
+use tlbcheck_hw::addr::Granule;
+use tlbcheck_hw::cpu::tlbi::{TlbiOp, TlbiOperand};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_protocols::linux::arm64::*;
 
@@ -265,4 +266,260 @@ fn v6_6_batched_pending_tells_the_secondaries_with_no_dsb_ish() {
     assert_eq!(ops[1].raw(), Some(0x0001_0000_0000_0005));
     // v6.5's function has no hook.
     assert_eq!(tlbbatch_add_pending(FlushCode::V6_5, 1, 0x5123).len(), 2);
+}
+
+// 16K and 64K kernels (`CONFIG_ARM64_16K_PAGES`, `CONFIG_ARM64_64K_PAGES`):
+// PAGE_SHIFT 14 and 16, MAX_TLBI_OPS = PTRS_PER_PTE = 2048 and 8192,
+// get_trans_granule() = 0b10 and 0b11. The by-VA operand still holds
+// VA[55:12]; the range operand's BaseADDR is VA[50:14] or VA[52:16] and
+// its TG names the granule (Arm ARM D8.17.5.1, D8.17.5.2).
+
+const TTL: CpuFeatures = CpuFeatures {
+    tlbirange: false,
+    ttl: true,
+};
+const RANGE_TTL: CpuFeatures = CpuFeatures {
+    tlbirange: true,
+    ttl: true,
+};
+
+/// A non-leaf `__flush_tlb_range` of `pages` pages of the code's granule.
+fn granule_range(
+    code: FlushCode,
+    cpu: CpuFeatures,
+    asid: u16,
+    start: u64,
+    pages: u64,
+) -> Vec<ArchOp> {
+    let page = code.page_size();
+    flush_tlb_range(
+        code,
+        cpu,
+        asid,
+        start,
+        start + pages * page,
+        page,
+        false,
+        None,
+    )
+}
+
+#[test]
+fn the_granule_sets_page_size_and_max_tlbi_ops() {
+    let k16 = FlushCode::V6_5.with_granule(Granule::K16);
+    let k64 = FlushCode::V6_5.with_granule(Granule::K64);
+    assert_eq!((k16.page_shift(), k16.page_size()), (14, 0x4000));
+    assert_eq!((k64.page_shift(), k64.page_size()), (16, 0x1_0000));
+    // PTRS_PER_PTE: a page of 8-byte entries.
+    assert_eq!(FlushCode::V6_5.max_tlbi_ops(), MAX_TLBI_OPS);
+    assert_eq!(k16.max_tlbi_ops(), 0x4000 / 8);
+    assert_eq!(k64.max_tlbi_ops(), 0x1_0000 / 8);
+}
+
+#[test]
+fn a_16k_page_flush_shifts_by_12_and_hooks_the_16k_page() {
+    let code = FlushCode::V6_6.with_granule(Granule::K16);
+    // __TLBI_VADDR(0x45123, 1): VA[55:12] = 0x45, ASID 1 in [63:48].
+    let ops = flush_tlb_page(code, 1, 0x4_5123);
+    assert_eq!(tlbis(&ops), vec![(TlbiOp::VALE1, 0x0001_0000_0000_0045)]);
+    // The secondaries get the 16K page around it: 0x44000..0x48000.
+    assert_eq!(
+        ops[2],
+        ArchOp::Secondary {
+            start: 0x4_4000,
+            end: 0x4_8000
+        }
+    );
+    assert_eq!(ops[3], ArchOp::Dsb(Dsb::Ish));
+}
+
+#[test]
+fn a_64k_page_flush_shifts_by_12_and_hooks_the_64k_page() {
+    let code = FlushCode::V6_6.with_granule(Granule::K64);
+    let ops = flush_tlb_page(code, 2, 0x7_1234);
+    assert_eq!(tlbis(&ops), vec![(TlbiOp::VALE1, 0x0002_0000_0000_0071)]);
+    assert_eq!(
+        ops[2],
+        ArchOp::Secondary {
+            start: 0x7_0000,
+            end: 0x8_0000
+        }
+    );
+}
+
+#[test]
+fn a_16k_range_without_tlbirange_steps_by_16k_up_to_2048_pages() {
+    let code = FlushCode::V6_5.with_granule(Granule::K16);
+    // Three pages from 1 MiB: VAE1IS at 0x100000, 0x104000, 0x108000.
+    let ops = granule_range(code, NO_RANGE, 1, 0x10_0000, 3);
+    assert_eq!(ops[0], ArchOp::Dsb(Dsb::Ishst));
+    assert_eq!(
+        tlbis(&ops),
+        vec![
+            (TlbiOp::VAE1, (1 << 48) | 0x100),
+            (TlbiOp::VAE1, (1 << 48) | 0x104),
+            (TlbiOp::VAE1, (1 << 48) | 0x108),
+        ]
+    );
+    assert_eq!(ops.last(), Some(&ArchOp::Dsb(Dsb::Ish)));
+    // 2047 pages stay per page (a 4K kernel would give up at 512)...
+    let t = tlbis(&granule_range(code, NO_RANGE, 1, 0x10_0000, 2047));
+    assert_eq!(t.len(), 2047);
+    // ...the last one at 0x100000 + 2046 * 16K, VA[55:12] = 0x100 + 2046 * 4.
+    assert_eq!(t[2046], (TlbiOp::VAE1, (1 << 48) | (0x100 + 2046 * 4)));
+    // 2048 pages reach MAX_TLBI_OPS * stride: the whole ASID.
+    assert_eq!(
+        tlbis(&granule_range(code, NO_RANGE, 1, 0x10_0000, 2048)),
+        vec![(TlbiOp::ASIDE1, 1 << 48)]
+    );
+}
+
+#[test]
+fn a_64k_range_without_tlbirange_falls_back_at_8192_pages() {
+    let code = FlushCode::V6_5.with_granule(Granule::K64);
+    let t = tlbis(&granule_range(code, NO_RANGE, 2, 0x4000_0000, 8191));
+    assert_eq!(t.len(), 8191);
+    assert_eq!(t[0], (TlbiOp::VAE1, (2 << 48) | 0x4_0000));
+    // 0x40000000 + 8190 * 64K: VA[55:12] = 0x40000 + 8190 * 16.
+    assert_eq!(t[8190], (TlbiOp::VAE1, (2 << 48) | (0x4_0000 + 8190 * 16)));
+    assert_eq!(
+        tlbis(&granule_range(code, NO_RANGE, 2, 0x4000_0000, 8192)),
+        vec![(TlbiOp::ASIDE1, 2 << 48)]
+    );
+}
+
+#[test]
+fn a_16k_range_with_tlbirange_uses_tg_16k_and_16k_base() {
+    let code = FlushCode::V6_5.with_granule(Granule::K16);
+    // Three pages, scale-up loop: the odd page first (by VA), then two
+    // pages as SCALE 0, NUM 0 from 0x104000: BaseADDR = VA[50:14] = 0x41,
+    // TG = 0b10 in [47:46].
+    assert_eq!(
+        tlbis(&granule_range(code, RANGE, 1, 0x10_0000, 3)),
+        vec![
+            (TlbiOp::VAE1, (1 << 48) | 0x100),
+            (TlbiOp::RVAE1, (1 << 48) | (0b10 << 46) | 0x41),
+        ]
+    );
+    // MAX_TLBI_OPS pages = 2048 = 1 << 11: SCALE 2, NUM 0 (the masked
+    // NUM is -1 at SCALE 0 and 1), BaseADDR 0x100000 >> 14 = 0x40.
+    assert_eq!(
+        tlbis(&granule_range(code, RANGE, 1, 0x10_0000, 2048)),
+        vec![(TlbiOp::RVAE1, (1 << 48) | (0b10 << 46) | (2 << 44) | 0x40)]
+    );
+    // 2049 pages at v6.14 (scale down): SCALE 2 NUM 0, then the last page
+    // singly at 0x100000 + 2048 * 16K = 0x2100000.
+    let v6_14 = FlushCode::V6_14.with_granule(Granule::K16);
+    assert_eq!(
+        tlbis(&granule_range(v6_14, RANGE, 1, 0x10_0000, 2049)),
+        vec![
+            (TlbiOp::RVAE1, (1 << 48) | (0b10 << 46) | (2 << 44) | 0x40),
+            (TlbiOp::VAE1, (1 << 48) | 0x2100),
+        ]
+    );
+}
+
+#[test]
+fn a_64k_range_with_tlbirange_uses_tg_64k_and_64k_base() {
+    let code = FlushCode::V6_5.with_granule(Granule::K64);
+    // 8192 = 4 << 11 pages: SCALE 2, NUM 3; BaseADDR = VA[52:16] = 0x4000.
+    assert_eq!(
+        tlbis(&granule_range(code, RANGE, 2, 0x4000_0000, 8192)),
+        vec![(
+            TlbiOp::RVAE1,
+            (2 << 48) | (0b11 << 46) | (2 << 44) | (3 << 39) | 0x4000
+        )]
+    );
+    // 8193 pages at v6.5: the odd page first, then 8192 pages from
+    // 0x40010000 (BaseADDR 0x4001) as SCALE 2, NUM 3.
+    assert_eq!(
+        tlbis(&granule_range(code, RANGE, 2, 0x4000_0000, 8193)),
+        vec![
+            (TlbiOp::VAE1, (2 << 48) | 0x4_0000),
+            (
+                TlbiOp::RVAE1,
+                (2 << 48) | (0b11 << 46) | (2 << 44) | (3 << 39) | 0x4001
+            ),
+        ]
+    );
+}
+
+#[test]
+fn feat_ttl_names_the_kernels_granule_in_ttl_3_2() {
+    // 16K, level 3, no range: TTL = 0b10:0b11 = 0xb in [47:44].
+    let k16 = FlushCode::V6_5.with_granule(Granule::K16);
+    let ops = flush_tlb_range(k16, TTL, 1, 0x10_0000, 0x10_4000, 0x4000, true, Some(3));
+    assert_eq!(tlbis(&ops), vec![(TlbiOp::VALE1, 0x0001_b000_0000_0100)]);
+    // 64K, level 3, three pages at v6.14 with ranges: SCALE 0 NUM 0 with
+    // range TTL 0b11 in [38:37] and TG 0b11, then the last page with TTL
+    // 0b11:0b11 = 0xf.
+    let k64 = FlushCode::V6_14.with_granule(Granule::K64);
+    let ops = flush_tlb_range(
+        k64,
+        RANGE_TTL,
+        2,
+        0x4000_0000,
+        0x4003_0000,
+        0x1_0000,
+        true,
+        Some(3),
+    );
+    assert_eq!(
+        tlbis(&ops),
+        vec![
+            (TlbiOp::RVALE1, 0x0002_c060_0000_4000),
+            (TlbiOp::VALE1, 0x0002_f000_0004_0020),
+        ]
+    );
+    // 64K level 2 (a 512 MiB block), no range: TTL 0b11:0b10 = 0xe.
+    let ops = flush_tlb_range(
+        k64,
+        TTL,
+        2,
+        0x2000_0000,
+        0x4000_0000,
+        0x2000_0000,
+        true,
+        Some(2),
+    );
+    assert_eq!(tlbis(&ops), vec![(TlbiOp::VALE1, 0x0002_e000_0002_0000)]);
+}
+
+/// Every operand of a 16K or 64K range flush decodes as the Arm ARM
+/// defines it (no reserved TG, TTL or RES0 bit), and the operations tile
+/// the flushed range in order: each range operand, read back through the
+/// decoder's TG and BaseADDR, starts where the previous one ended.
+#[test]
+fn granule_range_operands_decode_and_tile_the_range() {
+    for granule in [Granule::K16, Granule::K64] {
+        for code in [FlushCode::V6_5, FlushCode::V6_14] {
+            let code = code.with_granule(granule);
+            let page = code.page_size();
+            for pages in [1, 2, 3, 33, 1000, 2049] {
+                let start = 0x4000_0000;
+                let mut next = start;
+                for op in granule_range(code, RANGE_TTL, 7, start, pages) {
+                    let ArchOp::Tlbi { tlbi, operand } = op else {
+                        continue;
+                    };
+                    let back = tlbi.decode(operand.encode()).expect("a valid operand");
+                    assert_eq!(back, operand);
+                    match back {
+                        TlbiOperand::VaRange { asid, range } => {
+                            assert_eq!((asid, range.granule), (7, granule));
+                            assert_eq!(range.start(), next);
+                            next = range.range().last + 1;
+                        }
+                        TlbiOperand::Va { .. } => {
+                            let a = back.address().expect("an address").get();
+                            assert_eq!(a, next);
+                            next += page;
+                        }
+                        other => panic!("unexpected operand {other:?}"),
+                    }
+                }
+                assert_eq!(next, start + pages * page, "{granule:?} {pages} pages");
+            }
+        }
+    }
 }

@@ -190,7 +190,7 @@ pub fn flush_vmid_range_hyp(
         Level::At(l) if (1..=3).contains(&l) => Some(l),
         _ => None,
     };
-    for step in range_steps(code.range_loop, true, start, pages, PAGE_SIZE) {
+    for step in range_steps(code.range_loop, true, Granule::K4, start, pages, PAGE_SIZE) {
         out.push(match step {
             RangeStep::Single(a) => ipa_level(code.abi, cpu, true, a, code.range_level),
             RangeStep::Range { addr, scale, num } => {

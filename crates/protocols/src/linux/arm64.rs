@@ -7,12 +7,19 @@
 //! `mmu_notifier_arch_invalidate_secondary_tlbs` ([`ArchOp::Secondary`]);
 //! the caller expands that point into the secondary TLB's own commands.
 //!
-//! Model choices: 4K pages (`PAGE_SHIFT` = 12); no KPTI, so the
-//! `__tlbi_user` duplicates for the user ASID are not issued; no LPA2.
+//! Model choices: the page size is the kernel's build-time granule
+//! (`CONFIG_ARM64_{4K,16K,64K}_PAGES`, `PAGE_SHIFT` 12, 14 or 16), carried
+//! by [`FlushCode::granule`]: 4K in the version constants, another page
+//! size through [`FlushCode::with_granule`]; no
+//! KPTI, so the `__tlbi_user` duplicates for the user ASID are not issued;
+//! no LPA2.
 //!
-//! Architecture: the by-VA operand is VA\[55:12\] in bits \[43:0\], ASID in
-//! \[63:48\], TTL in \[47:44\] (Arm ARM D8.17.5.1); a range operand covers
-//! `(NUM+1) * 2^(5*SCALE+1)` pages (D8.17.5.2, RQKRKL); a TLBI IS completes
+//! Architecture: the by-VA operand is VA\[55:12\] in bits \[43:0\] whatever
+//! the granule (`__TLBI_VADDR` shifts by 12), ASID in \[63:48\], TTL in
+//! \[47:44\] with the granule's TG in TTL\[3:2\] (Arm ARM D8.17.5.1,
+//! D8.17.5.3); a range operand names its granule in TG\[47:46\], its base in
+//! units of that granule, and covers `(NUM+1) * 2^(5*SCALE+1)` pages of it
+//! (D8.17.5.2, RQKRKL); a TLBI IS completes
 //! at the issuer's DSB ISH, and a DSB ISHST orders the table stores before
 //! it (D8.2.6.1, RSPVBD; D8.17.8).
 
@@ -20,12 +27,12 @@ use tlbcheck_hw::addr::{Granule, Va};
 use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiOp, TlbiOperand, TlbiRange, TtlHint};
 use tlbcheck_hw::machine::Dsb;
 
-/// `PAGE_SHIFT` of the 4K-page kernel modelled here.
+/// `PAGE_SHIFT` of a 4K-page kernel, the default granule.
 pub const PAGE_SHIFT: u32 = 12;
-/// `PAGE_SIZE`.
+/// `PAGE_SIZE` of a 4K-page kernel.
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-/// `MAX_TLBI_OPS` (`PTRS_PER_PTE`, renamed `MAX_DVM_OPS` later): most
-/// non-range TLBIs a range flush issues before it flushes the whole ASID.
+/// `MAX_TLBI_OPS` of a 4K-page kernel; [`FlushCode::max_tlbi_ops`] gives
+/// it for the other granules.
 pub const MAX_TLBI_OPS: u64 = 512;
 /// `MAX_TLBI_RANGE_PAGES` = `__TLBI_RANGE_PAGES(31, 3)`: 2,097,152 pages.
 pub const MAX_TLBI_RANGE_PAGES: u64 = tlbi_range_pages(31, 3);
@@ -75,31 +82,59 @@ pub enum SecondaryHook {
     Fixed,
 }
 
-/// One version of the flush code.
+/// One version of the flush code, built for one page size.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlushCode {
     /// The range loop.
     pub range_loop: RangeLoop,
     /// The secondary-TLB hook.
     pub hook: SecondaryHook,
+    /// The kernel's page size (`CONFIG_ARM64_{4K,16K,64K}_PAGES`): it sets
+    /// `PAGE_SHIFT`, `MAX_TLBI_OPS` and the TG of `get_trans_granule`.
+    pub granule: Granule,
 }
 
 impl FlushCode {
-    /// v6.5: scale-up loop, no hook.
+    /// v6.5: scale-up loop, no hook (4K pages).
     pub const V6_5: FlushCode = FlushCode {
         range_loop: RangeLoop::ScaleUp,
         hook: SecondaryHook::None,
+        granule: Granule::K4,
     };
-    /// v6.6: scale-up loop, the hook as 6bbd42e2df8f merged it.
+    /// v6.6: scale-up loop, the hook as 6bbd42e2df8f merged it (4K pages).
     pub const V6_6: FlushCode = FlushCode {
         range_loop: RangeLoop::ScaleUp,
         hook: SecondaryHook::AsMerged,
+        granule: Granule::K4,
     };
-    /// v6.14 (the reference's reading at f7edb07ad7c6).
+    /// v6.14 (the reference's reading at f7edb07ad7c6; 4K pages).
     pub const V6_14: FlushCode = FlushCode {
         range_loop: RangeLoop::ScaleDown,
         hook: SecondaryHook::Fixed,
+        granule: Granule::K4,
     };
+
+    /// The same code built with `granule` pages.
+    pub const fn with_granule(self, granule: Granule) -> FlushCode {
+        FlushCode { granule, ..self }
+    }
+
+    /// `PAGE_SHIFT`: 12, 14 or 16.
+    pub const fn page_shift(self) -> u32 {
+        self.granule.shift()
+    }
+
+    /// `PAGE_SIZE`.
+    pub const fn page_size(self) -> u64 {
+        self.granule.size()
+    }
+
+    /// `MAX_TLBI_OPS` = `PTRS_PER_PTE` = `1 << (PAGE_SHIFT - 3)` (renamed
+    /// `MAX_DVM_OPS` later): the most non-range TLBIs a range flush issues
+    /// before it flushes the whole ASID; 512, 2048 or 8192.
+    pub const fn max_tlbi_ops(self) -> u64 {
+        1 << (self.page_shift() - 3)
+    }
 }
 
 /// One step of a flush.
@@ -153,10 +188,19 @@ fn tlbi(op: TlbiOp, operand: TlbiOperand) -> ArchOp {
 
 /// `__TLBI_VADDR(addr, asid)` with `__tlbi_level`'s hint: the TTL field is
 /// set only with FEAT_TTL and a known level 1..3 (level 0 meant "unknown"
-/// before LPA2, and a 4K level-0 hint is reserved without it).
-fn va_operand(cpu: CpuFeatures, asid: u16, va: u64, level: Option<u8>) -> TlbiOperand {
+/// before LPA2, and a 4K level-0 hint is reserved without it), and is
+/// `get_trans_granule() << 2 | level`. The kernel never passes level 1 at
+/// 16K, whose level-1 leaves need LPA2, so the model's refusal of that
+/// reserved hint never drops one the kernel would write.
+fn va_operand(
+    granule: Granule,
+    cpu: CpuFeatures,
+    asid: u16,
+    va: u64,
+    level: Option<u8>,
+) -> TlbiOperand {
     let ttl = match level {
-        Some(l) if cpu.ttl => TtlHint::new(Granule::K4, l),
+        Some(l) if cpu.ttl => TtlHint::new(granule, l),
         _ => None,
     };
     TlbiOperand::va(asid, Va(va), ttl)
@@ -180,7 +224,7 @@ pub fn flush_tlb_mm(code: FlushCode, asid: u16) -> Vec<ArchOp> {
 }
 
 /// `__flush_tlb_page_nosync`: DSB ISHST, TLBI VALE1IS of the page (no
-/// level hint), and with the hook the secondaries for the page. The
+/// level hint; `__TLBI_VADDR` shifts by 12 at every page size), and with the hook the secondaries for the page. The
 /// caller owes the DSB ISH.
 pub fn flush_tlb_page_nosync(code: FlushCode, asid: u16, uaddr: u64) -> Vec<ArchOp> {
     let mut out = vec![
@@ -188,10 +232,11 @@ pub fn flush_tlb_page_nosync(code: FlushCode, asid: u16, uaddr: u64) -> Vec<Arch
         tlbi(TlbiOp::VALE1, TlbiOperand::va(asid, Va(uaddr), None)),
     ];
     if code.hook != SecondaryHook::None {
-        let page = uaddr & !(PAGE_SIZE - 1);
+        let size = code.page_size();
+        let page = uaddr & !(size - 1);
         out.push(ArchOp::Secondary {
             start: page,
-            end: page + PAGE_SIZE,
+            end: page + size,
         });
     }
     out
@@ -241,7 +286,8 @@ fn range_num(range_loop: RangeLoop, pages: u64, scale: u32) -> i64 {
 pub enum RangeStep {
     /// A non-range operation on the page at this address.
     Single(u64),
-    /// A range operation: `(num + 1) << (5 * scale + 1)` pages from `addr`.
+    /// A range operation: `(num + 1) << (5 * scale + 1)` pages of the
+    /// loop's granule from `addr`.
     Range {
         /// First address.
         addr: u64,
@@ -253,13 +299,13 @@ pub enum RangeStep {
 }
 
 impl RangeStep {
-    /// One past the last address the step covers (a single operation
-    /// advances by the stride).
-    pub fn end(self, stride: u64) -> u64 {
+    /// One past the last address the step covers with `granule` pages (a
+    /// single operation advances by the stride).
+    pub fn end(self, granule: Granule, stride: u64) -> u64 {
         match self {
             RangeStep::Single(a) => a + stride,
             RangeStep::Range { addr, scale, num } => {
-                addr + (tlbi_range_pages(u64::from(num), u32::from(scale)) << PAGE_SHIFT)
+                addr + (tlbi_range_pages(u64::from(num), u32::from(scale)) << granule.shift())
             }
         }
     }
@@ -267,8 +313,8 @@ impl RangeStep {
 
 /// The loop of `__flush_tlb_range_op(op, start, pages, stride, ...)`
 /// that the CPU flushes and KVM's `__flush_s2_tlb_range_op` share: which
-/// operations it issues for `pages` pages from `start`, with or without
-/// FEAT_TLBIRANGE, in the loop of `range_loop`.
+/// operations it issues for `pages` pages of `granule` from `start`, with
+/// or without FEAT_TLBIRANGE, in the loop of `range_loop`.
 ///
 /// # Panics
 ///
@@ -278,10 +324,12 @@ impl RangeStep {
 pub fn range_steps(
     range_loop: RangeLoop,
     tlbirange: bool,
+    granule: Granule,
     start: u64,
     mut pages: u64,
     stride: u64,
 ) -> Vec<RangeStep> {
+    let page_shift = granule.shift();
     let mut out = Vec::new();
     let mut addr = start;
     let range = |out: &mut Vec<RangeStep>, addr: &mut u64, pages: &mut u64, num: i64, scale| {
@@ -291,7 +339,7 @@ pub fn range_steps(
             scale: scale as u8,
             num: n as u8,
         });
-        *addr += tlbi_range_pages(n, scale) << PAGE_SHIFT;
+        *addr += tlbi_range_pages(n, scale) << page_shift;
         *pages -= tlbi_range_pages(n, scale);
     };
     match range_loop {
@@ -301,7 +349,7 @@ pub fn range_steps(
                 if !tlbirange || pages % 2 == 1 {
                     out.push(RangeStep::Single(addr));
                     addr += stride;
-                    pages -= stride >> PAGE_SHIFT;
+                    pages -= stride >> page_shift;
                     continue;
                 }
                 assert!(
@@ -321,7 +369,7 @@ pub fn range_steps(
                 if !tlbirange || pages == 1 {
                     out.push(RangeStep::Single(addr));
                     addr += stride;
-                    pages -= stride >> PAGE_SHIFT;
+                    pages -= stride >> page_shift;
                     continue;
                 }
                 assert!(
@@ -344,7 +392,8 @@ pub fn range_steps(
 /// `TLBI_TTL_UNKNOWN`.
 ///
 /// Rounds to the stride; falls back to [`flush_tlb_mm`] past the limit
-/// (without range operations: `end - start >= MAX_TLBI_OPS * stride`;
+/// (without range operations: `end - start >= MAX_TLBI_OPS * stride`, with
+/// the granule's [`FlushCode::max_tlbi_ops`];
 /// with them: beyond `MAX_TLBI_RANGE_PAGES`); otherwise DSB ISHST, the
 /// TLBI loop (VALE1IS/RVALE1IS when `last_level`, VAE1IS/RVAE1IS
 /// otherwise), DSB ISH, with the hook where the version has it.
@@ -361,12 +410,12 @@ pub fn flush_tlb_range(
 ) -> Vec<ArchOp> {
     let start0 = start & !(stride - 1);
     let end0 = end.div_ceil(stride) * stride;
-    let pages = (end0 - start0) >> PAGE_SHIFT;
+    let pages = (end0 - start0) >> code.page_shift();
     let over = match code.range_loop {
         RangeLoop::ScaleUp => pages >= MAX_TLBI_RANGE_PAGES,
         RangeLoop::ScaleDown => pages > MAX_TLBI_RANGE_PAGES,
     };
-    if (!cpu.tlbirange && end0 - start0 >= MAX_TLBI_OPS * stride) || over {
+    if (!cpu.tlbirange && end0 - start0 >= code.max_tlbi_ops() * stride) || over {
         return flush_tlb_mm(code, asid);
     }
     let (single, range) = if last_level {
@@ -374,13 +423,24 @@ pub fn flush_tlb_range(
     } else {
         (TlbiOp::VAE1, TlbiOp::RVAE1)
     };
-    // The range TTL is the level when it is 1..3, else 0 (no hint).
+    // The range TTL is the level when it is 1..3, else 0 (no hint); TG is
+    // the kernel's granule (`get_trans_granule`).
     let range_ttl = level.filter(|l| (1..=3).contains(l));
     let mut out = vec![ArchOp::Dsb(Dsb::Ishst)];
     let mut addr = start0;
-    for step in range_steps(code.range_loop, cpu.tlbirange, start0, pages, stride) {
+    let granule = code.granule;
+    for step in range_steps(
+        code.range_loop,
+        cpu.tlbirange,
+        granule,
+        start0,
+        pages,
+        stride,
+    ) {
         match step {
-            RangeStep::Single(a) => out.push(tlbi(single, va_operand(cpu, asid, a, level))),
+            RangeStep::Single(a) => {
+                out.push(tlbi(single, va_operand(granule, cpu, asid, a, level)))
+            }
             RangeStep::Range {
                 addr: a,
                 scale,
@@ -389,11 +449,11 @@ pub fn flush_tlb_range(
                 range,
                 TlbiOperand::VaRange {
                     asid,
-                    range: TlbiRange::new(Granule::K4, a, scale, num, range_ttl),
+                    range: TlbiRange::new(granule, a, scale, num, range_ttl),
                 },
             )),
         }
-        addr = step.end(stride);
+        addr = step.end(granule, stride);
     }
     match code.hook {
         SecondaryHook::None => out.push(ArchOp::Dsb(Dsb::Ish)),

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use tlbcheck_checker::op::{Op, Rely};
 use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
 use tlbcheck_checker::sync::{SyncId, SyncOp};
-use tlbcheck_hw::addr::{Pa, Va};
+use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, MemError, Pfn, PhysMem, TableOwner};
 use tlbcheck_hw::smmu::cmd::Command;
@@ -1225,7 +1225,10 @@ impl Planner<'_> {
             // 2 MiB region, (-1, -1) or, from v6.6's hooks, (0, -1UL),
             // which v6.6's driver turns into a TLBI by ASID: no driver
             // loop runs away.
-            self.smmu_ops(sva::invalidate(k.version, k.smmu, bond, start, end), func);
+            self.smmu_ops(
+                sva::invalidate(k.version, k.smmu, Granule::K4, bond, start, end),
+                func,
+            );
         }
     }
 
@@ -2208,6 +2211,7 @@ impl Planner<'_> {
                 self.smmu_ops(
                     sva::tlb_inv_range_asid(
                         k.smmu,
+                        Granule::K4,
                         mp.asid,
                         start,
                         end - start,

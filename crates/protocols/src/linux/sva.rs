@@ -8,6 +8,13 @@
 //! 4.4.2.2) take effect at a later `CMD_SYNC` (4.7.3); an ATC is
 //! invalidated only by `CMD_ATC_INV` (4.5.1), which must follow the
 //! completed TLBI of the same range, and BTM never reaches an ATC (3.17).
+//!
+//! The kernel's page size (`PAGE_SIZE`, a [`Granule`]) is an argument:
+//! the notifier passes it as the invalidation granule, and it is the leaf
+//! size of the domain's page table (`arm_smmu_sva_supported` refuses an
+//! SMMU without it, and io-pgtable picks it), so it is the range commands'
+//! TG and the step of the per-page loop. ATC invalidations count 4 KiB
+//! units whatever the granule (`arm_smmu_atc_inv_to_cmd`; SMMUv3 4.5.1).
 
 use super::Version;
 use tlbcheck_hw::addr::Granule;
@@ -63,7 +70,7 @@ pub enum SmmuOp {
 pub const MAX_RANGE_COMMANDS: u64 = 4096;
 
 /// How many commands `__arm_smmu_tlb_inv_range` issues for the range
-/// `[iova, iova + size)` with granule `PAGE_SIZE` (`size` > 0), or `None`
+/// `[iova, iova + size)` with granule `PAGE_SIZE` = `page` (`size` > 0), or `None`
 /// when its loop never ends. The loop runs while `iova < end`, `end = iova + size`
 /// computed in 64 bits. Without RIL each command advances `iova` by one
 /// page, so a range reaching past the last page makes `iova` wrap and
@@ -74,25 +81,26 @@ pub const MAX_RANGE_COMMANDS: u64 = 4096;
 /// command's 5-bit field builds no meaningful command either.
 pub fn range_commands(
     feat: SmmuFeatures,
+    page: Granule,
     iova: u64,
     size: u64,
     leaf: bool,
     bump: bool,
 ) -> Option<u64> {
-    const PAGE: u64 = 4096;
+    let page_size = page.size();
     let end = iova.wrapping_add(size);
     if end <= iova {
         return Some(0);
     }
     if !feat.ril {
-        let n = (end - iova).div_ceil(PAGE);
-        return iova.checked_add(n.checked_mul(PAGE)?).map(|_| n);
+        let n = (end - iova).div_ceil(page_size);
+        return iova.checked_add(n.checked_mul(page_size)?).map(|_| n);
     }
-    let mut num_pages = size >> 12;
+    let mut num_pages = size >> page.shift();
     if bump && !leaf && num_pages & 31 == 1 {
         num_pages += 1;
     }
-    let covered = iova.checked_add(num_pages.checked_mul(PAGE)?);
+    let covered = iova.checked_add(num_pages.checked_mul(page_size)?);
     if covered.is_none_or(|c| c < end) {
         return None;
     }
@@ -155,9 +163,11 @@ pub fn page_response(d: &Device) -> Option<Command> {
 }
 
 /// `__arm_smmu_tlb_inv_range` for a stage-1 ASID with granule `PAGE_SIZE`
-/// and Leaf as given: nothing for size 0; without RIL one `CMD_TLBI_NH_VA`
-/// per page (TG = 0); with RIL, chunks of `(num << scale)` pages taken
-/// from the lowest set bit of the remaining count; then a `CMD_SYNC`.
+/// = `page` and Leaf as given: nothing for size 0; without RIL one
+/// `CMD_TLBI_NH_VA` per page (TG = 0, the address advancing by the page
+/// size); with RIL, TG = `(page_shift - 10) / 2` and chunks of
+/// `(num << scale)` pages taken from the lowest set bit of the remaining
+/// count; then a `CMD_SYNC`.
 ///
 /// With `bump`, a non-leaf count of the form 32k+1 is rounded up by one
 /// page so that no NUM = SCALE = TTL = 0 chunk is built (eb6c97647be2,
@@ -166,22 +176,24 @@ pub fn page_response(d: &Device) -> Option<Command> {
 /// it with CERROR_ILL (SMMUv3 4.4.1.1).
 pub fn tlb_inv_range_asid(
     feat: SmmuFeatures,
+    page: Granule,
     asid: u16,
     iova: u64,
     size: u64,
     leaf: bool,
     bump: bool,
 ) -> Vec<SmmuOp> {
-    const PAGE: u64 = 4096;
+    let shift = page.shift();
     if size == 0 {
         return Vec::new();
     }
     let mut out = Vec::new();
     let end = iova.wrapping_add(size);
     if feat.ril {
-        // TTL for a leaf invalidation of 4K leaves is 3 (6833b8f2e199).
+        // TTL for a leaf invalidation with the leaf page size as granule:
+        // 4 - ((ilog2(granule) - 3) / (tg - 3)) = 3 (6833b8f2e199).
         let ttl = if leaf { 3 } else { 0 };
-        let mut num_pages = size >> 12;
+        let mut num_pages = size >> shift;
         if bump && !leaf && num_pages & 31 == 1 {
             num_pages += 1;
         }
@@ -192,9 +204,9 @@ pub fn tlb_inv_range_asid(
             out.push(SmmuOp::Cmd(Command::TlbiNhVa {
                 vmid: 0,
                 asid,
-                va: TlbiAddr::range(addr, leaf, Granule::K4, ttl, (num - 1) as u8, scale as u8),
+                va: TlbiAddr::range(addr, leaf, page, ttl, (num - 1) as u8, scale as u8),
             }));
-            addr += num << (scale + 12);
+            addr += num << (scale + shift);
             num_pages -= num << scale;
         }
     } else {
@@ -205,7 +217,7 @@ pub fn tlb_inv_range_asid(
                 asid,
                 va: TlbiAddr::single(addr, leaf),
             }));
-            addr += PAGE;
+            addr += page.size();
         }
     }
     out.push(SmmuOp::Sync);
@@ -297,7 +309,8 @@ pub fn release(bond: &SvaBond) -> Vec<ReleaseOp> {
 /// `arm_smmu_mm_invalidate_range` (v6.5, seed 004's patch) or
 /// `arm_smmu_mm_arch_invalidate_secondary_tlbs` (v6.6).
 ///
-/// `size = end - start`. v6.6 maps a ULONG_MAX size to 0 and a size of 0
+/// `size = end - start`, invalidated with granule `page` (the kernel's
+/// `PAGE_SIZE`). v6.6 maps a ULONG_MAX size to 0 and a size of 0
 /// to a TLBI by ASID (38b14e2e3de9); v6.5 hands any size to the range
 /// invalidation, which does nothing for 0 (so (-1, -1) invalidates no
 /// TLB entry) and never ends for (0, ULONG_MAX) ([`range_commands`]:
@@ -308,6 +321,7 @@ pub fn release(bond: &SvaBond) -> Vec<ReleaseOp> {
 pub fn invalidate(
     version: Version,
     feat: SmmuFeatures,
+    page: Granule,
     bond: &SvaBond,
     start: u64,
     end: u64,
@@ -324,16 +338,16 @@ pub fn invalidate(
                     out.extend(tlb_inv_asid(bond.asid));
                 } else {
                     out.extend(tlb_inv_range_asid(
-                        feat, bond.asid, start, size, false, true,
+                        feat, page, bond.asid, start, size, false, true,
                     ));
                 }
             }
         }
         Version::Linux6_5 | Version::Popple2023_05 => {
             if !feat.btm && size != 0 {
-                match range_commands(feat, start, size, false, false) {
+                match range_commands(feat, page, start, size, false, false) {
                     Some(n) if n <= MAX_RANGE_COMMANDS => out.extend(tlb_inv_range_asid(
-                        feat, bond.asid, start, size, false, false,
+                        feat, page, bond.asid, start, size, false, false,
                     )),
                     _ => {
                         out.push(SmmuOp::Lockup);
