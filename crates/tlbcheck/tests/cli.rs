@@ -20,6 +20,27 @@ fn refused(name: &str, src: &str, needle: &str) {
     assert!(stderr(&o).contains(needle), "{}", stderr(&o));
 }
 
+/// Each `(from, to, at, text)` edit of the valid scenario `valid` is
+/// refused as bad input (exit 2) at `at` (`:line:col:`) with a message
+/// containing `text`; `valid` itself passes, so each refusal is the edit's.
+fn each_edit_is_refused_where_it_is(tag: &str, valid: &str, cases: &[(&str, &str, &str, &str)]) {
+    let broken = format!("{tag}-broken.tlb");
+    for &(from, to, at, text) in cases {
+        assert!(valid.contains(from), "{from}");
+        let p = scratch(&broken, &valid.replacen(from, to, 1));
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
+        assert!(
+            err.contains(&format!("{broken}{at}")),
+            "{to}: want {at} in\n{err}"
+        );
+        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
+    }
+    let o = check_src(&format!("{tag}-valid.tlb"), valid);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
 const BUGGY: &str = "examples/general/01-leaf-only-tlbi-frees-table-buggy.tlb";
 const FIXED: &str = "examples/general/01-leaf-only-tlbi-frees-table-fixed.tlb";
 
@@ -179,24 +200,7 @@ fn broken_scenarios_exit_two_with_line_and_column() {
             "unexpected character",
         ),
     ];
-    for (from, to, at, text) in cases {
-        assert!(VALID.contains(from), "{from}");
-        let p = scratch("broken.tlb", &VALID.replacen(from, to, 1));
-        let o = tlbcheck(&["check", p.to_str().unwrap()]);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
-        assert!(
-            err.contains(&format!("broken.tlb{at}")),
-            "{to}: want {at} in\n{err}"
-        );
-        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
-    }
-    // The valid base really is valid, so each failure above is the edit's.
-    let p = scratch("valid.tlb", VALID);
-    assert_eq!(
-        tlbcheck(&["check", p.to_str().unwrap()]).status.code(),
-        Some(0)
-    );
+    each_edit_is_refused_where_it_is("base", VALID, cases);
 }
 
 #[test]
@@ -1153,21 +1157,7 @@ fn broken_smmu_setups_exit_two_with_line_and_column() {
         ),
         ("smmu stall\n", "", ":14:1:", "the machine has no SMMU"),
     ];
-    for (from, to, at, text) in cases {
-        assert!(VALID_SMMU.contains(from), "{from}");
-        let p = scratch("smmu-broken.tlb", &VALID_SMMU.replacen(from, to, 1));
-        let o = tlbcheck(&["check", p.to_str().unwrap()]);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
-        assert!(
-            err.contains(&format!("smmu-broken.tlb{at}")),
-            "{to}: want {at} in\n{err}"
-        );
-        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
-    }
-    let p = scratch("smmu-valid.tlb", VALID_SMMU);
-    let o = tlbcheck(&["check", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    each_edit_is_refused_where_it_is("smmu", VALID_SMMU, cases);
 }
 
 /// `explain` on an SMMU counterexample names the SMMU agent that holds the
@@ -2116,20 +2106,7 @@ fn kvm_statements_report_errors_with_line_and_column() {
         ),
         ("kvm kvm-6.9\n", "", ":3:1:", "needs a `kvm VERSION`"),
     ];
-    for (from, to, at, text) in cases {
-        assert!(KVM_VALID.contains(from), "{from}");
-        let p = scratch("kvm-broken.tlb", &KVM_VALID.replacen(from, to, 1));
-        let o = tlbcheck(&["check", p.to_str().unwrap()]);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{to}: {err}");
-        assert!(
-            err.contains(&format!("kvm-broken.tlb{at}")),
-            "{to}: want {at} in\n{err}"
-        );
-        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
-    }
-    let o = check_src("kvm-valid.tlb", KVM_VALID);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    each_edit_is_refused_where_it_is("kvm", KVM_VALID, cases);
 }
 
 /// `trace` prints the deferred range TLBI with its operand under the KVM
