@@ -53,7 +53,7 @@ use std::sync::Arc;
 use tlbcheck_checker::op::Op;
 use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
 use tlbcheck_checker::sync::{SyncId, SyncOp};
-use tlbcheck_hw::addr::Pa;
+use tlbcheck_hw::addr::{Granule, Pa};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::Pfn;
 use tlbcheck_hw::smmu::cmd::{Command, TlbiAddr};
@@ -215,7 +215,7 @@ pub fn atc_inv(sid: u32, iova: u64, size: u64) -> Command {
 /// invalidation of every ATS StreamID and its `CMD_SYNC`.
 pub fn inv_range_domain(d: &Domain, iova: u64, size: u64, leaf: bool) -> Vec<SmmuOp> {
     let bump = !leaf && d.kernel.rounds_nonleaf();
-    let mut out = tlb_inv_range_asid(d.feat, d.asid, iova, size, leaf, bump);
+    let mut out = tlb_inv_range_asid(d.feat, Granule::K4, d.asid, iova, size, leaf, bump);
     out.extend(inv_range_domain_atc(d, iova, size));
     out
 }
