@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tlbcheck_checker::builder::{Features, ModelBuilder};
 use tlbcheck_checker::model::{Choice, Model};
 use tlbcheck_checker::op::Op;
+use tlbcheck_checker::program::Frame;
 use tlbcheck_hw::addr::{Granule, Pa};
 use tlbcheck_hw::machine::Machine;
 use tlbcheck_hw::mem::{FrameOwner, Pfn, PhysMem, TableOwner};
@@ -194,6 +195,8 @@ fn a_one_page_munmap_unmaps_the_ipa_it_backs_with_one_deferred_tlbi() {
     let leaf = |ipa| entry_addr(mem, s2, ipa, 3).unwrap();
     assert_eq!(mem.read(Pa(leaf(SLOT_IPA + HVA))), 0);
     assert_ne!(mem.read(Pa(leaf(SLOT_IPA))), 0);
+    // The call's frame is empty again once KVM has returned.
+    assert_eq!(end.threads[0].callee, Frame::default());
 }
 
 #[test]
