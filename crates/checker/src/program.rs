@@ -21,12 +21,50 @@ pub const REGS: usize = 4;
 /// A program's position and registers: all a program may remember between
 /// steps. It is part of the explored state, so it must say nothing about
 /// history a later step cannot observe.
+///
+/// `callee` is one level of call: a program that runs another program for
+/// a span of its steps (an mm operation whose mmu-notifier call runs
+/// KVM's stage-2 unmap) keeps its own position and registers unchanged
+/// meanwhile and lends the callee this frame. It is all zeros when no
+/// call is under way, so programs that make none hash as before.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProgState {
     /// Position in the program.
     pub pc: u32,
     /// Values the program keeps (addresses, counts, frames it allocated).
     pub regs: [u64; REGS],
+    /// The called program's frame.
+    #[serde(default)]
+    pub callee: Frame,
+}
+
+/// A called program's position and registers ([`ProgState::callee`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// Position in the called program.
+    pub pc: u32,
+    /// Its registers.
+    pub regs: [u64; REGS],
+}
+
+impl ProgState {
+    /// The state the called program runs from: the callee frame, with no
+    /// call of its own (calls nest one level).
+    pub fn callee_state(&self) -> ProgState {
+        ProgState {
+            pc: self.callee.pc,
+            regs: self.callee.regs,
+            callee: Frame::default(),
+        }
+    }
+
+    /// Keeps the called program's state `st` in the callee frame.
+    pub fn set_callee(&mut self, st: &ProgState) {
+        self.callee = Frame {
+            pc: st.pc,
+            regs: st.regs,
+        };
+    }
 }
 
 /// What an executed op gave back to its program.

@@ -63,6 +63,7 @@ fn model(version: Version) -> (Model, [u64; 2]) {
         smmu: SmmuFeatures::default(),
         processes: vec![p1, c1],
         zero_page: 0,
+        slots: Vec::new(),
     });
     let mut b = ModelBuilder::new("fork-cow", machine, Features::default());
     for (i, c) in contexts.into_iter().enumerate() {
@@ -154,6 +155,7 @@ fn touch_model(late: bool, threads: Vec<Vec<KOp>>) -> (Model, u64, u64) {
         smmu: SmmuFeatures::default(),
         processes: vec![p1],
         zero_page: zero,
+        slots: Vec::new(),
     });
     let mut b = ModelBuilder::new("touch", machine, Features::default());
     b.context("p1".to_string(), ctx);

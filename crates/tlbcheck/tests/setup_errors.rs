@@ -177,3 +177,59 @@ fn set_up_refusals_point_at_what_was_wrong() {
     // The valid base really is valid, so each refusal above is the edit's.
     assert!(tlbcheck::load("t.tlb", VALID).is_ok());
 }
+
+const MEMSLOT: &str = "scenario s
+machine granule=4k cpus=2 ttl tlbirange fwb
+pool frames=24
+kernel linux-6.6
+kvm kvm-6.9
+process p asid=1
+vma p 0x0 0x1000 rw
+page p 0x0 rw
+vm g vmid=1 backs=p ipa=0x0 hva=0x0 len=0x1000
+s2-map g 0x0 0x1000 0x40000000 rw
+thread t cpu=0 {
+  munmap p 0x0 0x1000
+}
+expect ok
+";
+
+#[test]
+fn memslot_refusals_point_at_what_was_wrong() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "vm g vmid=1 backs=p ipa=0x0 hva=0x0",
+            "vm g",
+            "a memslot needs backs=PROCESS, ipa=, hva= and len= together",
+        ),
+        (
+            "vm g vmid=1 backs=q ipa=0x0 hva=0x0 len=0x1000",
+            "q ipa",
+            "unknown process `q`",
+        ),
+        (
+            "vm g vmid=1 backs=p ipa=0x3ffff000 hva=0x0 len=0x2000",
+            "0x2000",
+            "inside one 1 GiB region",
+        ),
+        (
+            "vm g vmid=1 backs=p ipa=0x0 hva=0x800 len=0x1000",
+            "0x800",
+            "aligned",
+        ),
+    ];
+    let line = "vm g vmid=1 backs=p ipa=0x0 hva=0x0 len=0x1000";
+    for (to, at, text) in cases {
+        let src = MEMSLOT.replacen(line, to, 1);
+        let start = src.find(to).expect("the edit");
+        let pos = start + src[start..].find(at).expect("the marker is in the edit");
+        let err = match tlbcheck::load("t.tlb", &src) {
+            Ok(_) => panic!("{to}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        let want = format!("t.tlb{}", line_col(&src, pos));
+        assert!(err.starts_with(&want), "{to}: want {want} in\n{err}");
+        assert!(err.contains(text), "{to}: want `{text}` in\n{err}");
+    }
+    assert!(tlbcheck::load("t.tlb", MEMSLOT).is_ok());
+}

@@ -34,11 +34,12 @@
 use super::arm64::{self, ArchOp, CpuFeatures, PAGE_SIZE};
 use super::sva::{self, SmmuFeatures, SmmuOp, SvaBond};
 use super::Version;
+use crate::kvm::mmu::{Hyp, Item as KvmItem, KvmThread, S2Call, S2Kind};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use tlbcheck_checker::op::{Op, Rely};
-use tlbcheck_checker::program::{Emit, OpResult, ProgState, Program};
+use tlbcheck_checker::program::{Emit, Frame, OpResult, ProgState, Program};
 use tlbcheck_checker::sync::{SyncId, SyncOp};
 use tlbcheck_hw::addr::{Granule, Pa, Va};
 use tlbcheck_hw::machine::{Dsb, Machine};
@@ -165,6 +166,55 @@ pub struct Kernel {
     /// read fault on an empty anonymous PTE maps read-only; 0 when no
     /// operation can map it.
     pub zero_page: u64,
+    /// KVM memslots backed by the processes: VMs subscribed to their mmu
+    /// notifiers.
+    pub slots: Vec<VmSlot>,
+}
+
+/// A KVM memslot backed by a process (`KVM_SET_USER_MEMORY_REGION`): the
+/// VM maps `[ipa, ipa + len)` onto the process's `[hva, hva + len)`, and
+/// KVM is subscribed to the process's mmu notifier
+/// (`kvm_init_mmu_notifier`). Its `invalidate_range_start`
+/// (`kvm_mmu_notifier_invalidate_range_start` -> `kvm_unmap_gfn_range`)
+/// runs the stage-2 manager's unmap of the IPAs the invalidated HVAs back,
+/// as a called program ([`ProgState::callee`]) inside the mm operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSlot {
+    /// The process whose memory backs the slot.
+    pub of: usize,
+    /// The stage-2 manager.
+    pub hyp: Arc<Hyp>,
+    /// The VM's index in `hyp`.
+    pub vm: usize,
+    /// First IPA (`base_gfn << PAGE_SHIFT`).
+    pub ipa: u64,
+    /// First HVA (`userspace_addr`).
+    pub hva: u64,
+    /// Length.
+    pub len: u64,
+}
+
+impl VmSlot {
+    /// The stage-2 unmap `kvm_unmap_gfn_range` makes for an invalidation
+    /// of `[start, end)`: the slot's part of it, as IPAs
+    /// (`kvm_handle_hva_range` clips the range to each memslot, then
+    /// `hva_to_gfn_memslot`); `None` when they do not meet.
+    pub fn unmap_for(&self, start: u64, end: u64) -> Option<S2Call> {
+        let s = start.max(self.hva);
+        let e = end.min(self.hva + self.len);
+        (s < e).then(|| S2Call {
+            vm: self.vm,
+            kind: S2Kind::Unmap {
+                ipa: self.ipa + (s - self.hva),
+                len: e - s,
+            },
+        })
+    }
+
+    /// The called program that runs `call`.
+    fn program(&self, call: S2Call) -> KvmThread {
+        KvmThread::new(self.hyp.clone(), vec![KvmItem::S2(call)])
+    }
 }
 
 impl Kernel {
@@ -714,6 +764,10 @@ enum After {
     /// `flush_tlb_batched_pending` read `mm->tlb_flush_batched`: the
     /// count (at most 15) in the 4 bits of register 3 from this one.
     Batched(u8),
+    /// Run `call` as memslot number `slot`'s called program: the step
+    /// stands for all of its steps, which run in the callee frame while
+    /// this program's position and registers wait.
+    Call(usize, S2Call),
 }
 
 struct Step {
@@ -1038,7 +1092,7 @@ impl KernelThread {
 }
 
 impl Program for KernelThread {
-    fn next<'a>(&'a self, st: &ProgState, _: &Machine) -> Option<Emit<'a>> {
+    fn next<'a>(&'a self, st: &ProgState, m: &Machine) -> Option<Emit<'a>> {
         let (item, micro) = Self::split(st);
         match self.items.get(item)? {
             Item::Op(op) => Some(Emit {
@@ -1047,6 +1101,19 @@ impl Program for KernelThread {
             }),
             Item::Kernel(k) => {
                 let step = self.plan(k, &st.regs).into_iter().nth(micro)?;
+                if let After::Call(slot, call) = step.after {
+                    let sub = self.kernel.slots[slot].program(call);
+                    let e = sub.next(&st.callee_state(), m)?;
+                    return Some(Emit {
+                        op: Cow::Owned(e.op.into_owned()),
+                        origin: Some(Cow::Owned(format!(
+                            "{} {k}: {}: {}",
+                            self.kernel.processes[k.process()].name,
+                            step.func,
+                            e.origin.unwrap_or_default()
+                        ))),
+                    });
+                }
                 Some(Emit {
                     op: Cow::Owned(step.op),
                     origin: Some(Cow::Owned(format!(
@@ -1131,6 +1198,16 @@ impl Program for KernelThread {
                     After::Batched(at) => {
                         st.regs[3] &= !(15 << at);
                         st.regs[3] |= result.value.min(15) << at;
+                    }
+                    After::Call(slot, call) => {
+                        let sub = self.kernel.slots[slot].program(call);
+                        let mut sub_st = st.callee_state();
+                        sub.advance(&mut sub_st, m, result);
+                        if sub.next(&sub_st, m).is_some() {
+                            st.set_callee(&sub_st);
+                            return;
+                        }
+                        st.callee = Frame::default();
                     }
                     After::PteRaced => {
                         let l3 = ((st.regs[1] >> 32) & 0xffff) << 12;
@@ -2225,6 +2302,22 @@ impl Planner<'_> {
                 SyncOp::Unlock(lock),
                 "invalidate_range_start: mirror unlock",
             );
+        }
+        for (n, slot) in k.slots.iter().enumerate() {
+            if slot.of != p {
+                continue;
+            }
+            if let Some(call) = slot.unmap_for(start, end) {
+                // The op is never issued: `next` runs the called
+                // program's ops in its place.
+                self.push_then(
+                    Op::Barrier {
+                        text: String::new(),
+                    },
+                    "invalidate_range_start: kvm_mmu_notifier",
+                    After::Call(n, call),
+                );
+            }
         }
     }
 

@@ -784,8 +784,24 @@ pub struct VmDecl {
     /// A declared level-0 stage-2 table frame as its root; `None`: one
     /// is allocated from the pool.
     pub root: Option<Spanned<String>>,
+    /// `backs=PROCESS ipa=IPA hva=HVA len=LEN`: a memslot backed by the
+    /// process, whose mmu notifier unmaps the VM's stage 2.
+    pub slot: Option<SlotDecl>,
     /// The statement.
     pub span: Span,
+}
+
+/// A VM's memslot backed by a process (`vm ... backs=P ipa= hva= len=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotDecl {
+    /// The process.
+    pub process: Spanned<String>,
+    /// First IPA.
+    pub ipa: Spanned<u64>,
+    /// First HVA.
+    pub hva: Spanned<u64>,
+    /// Length.
+    pub len: Spanned<u64>,
 }
 
 /// `dma-domain CONTEXT strict|lazy [linux-6.1|linux-6.12]`: the stage-1

@@ -210,6 +210,8 @@ pub fn lower_with_warnings(sc: &Scenario) -> R<(Model, Bounds, Vec<Located>)> {
         .as_ref()
         .map_or((0, 0), |k| (k.locks(), k.counters()));
     let hyp = l.hyp(vms, locks, counters);
+    let slots = l.slots(&procs, hyp.as_ref())?;
+    let kernel = kernel.map(|k| Arc::new(Kernel { slots, ..k }));
     let (kvm_locks, kvm_counters) = hyp.as_ref().map_or((0, 0), |h| (h.locks(), h.counters()));
     b.locks(locks + kvm_locks);
     b.counters(counters + kvm_counters);
@@ -1271,7 +1273,7 @@ impl Lower<'_> {
         dev_names: &[String],
         mem: &PhysMem,
         zero_page: u64,
-    ) -> R<Option<Arc<Kernel>>> {
+    ) -> R<Option<Kernel>> {
         let sc = self.sc;
         let names: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
         for bd in &sc.binds {
@@ -1312,7 +1314,7 @@ impl Lower<'_> {
             return Ok(None);
         };
         let smmu = sc.smmu.as_ref();
-        Ok(Some(Arc::new(Kernel {
+        Ok(Some(Kernel {
             version: version.value,
             cpu: CpuFeatures {
                 tlbirange: sc.machine.tlbirange,
@@ -1325,7 +1327,8 @@ impl Lower<'_> {
             },
             processes: procs.to_vec(),
             zero_page,
-        })))
+            slots: Vec::new(),
+        }))
     }
 
     /// A high-level step, checked against the kernel's restrictions.
@@ -1477,7 +1480,7 @@ impl Lower<'_> {
     }
 }
 
-fn proc_index(names: &[String], p: &Spanned<String>) -> R<usize> {
+pub(super) fn proc_index(names: &[String], p: &Spanned<String>) -> R<usize> {
     index_of(names, p, "process", "process NAME asid=N")
 }
 

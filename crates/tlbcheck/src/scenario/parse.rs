@@ -1458,6 +1458,7 @@ impl Parser {
         let mut span = kw.to(name.span);
         let mut vmid = None;
         let mut root = None;
+        let (mut backs, mut ipa, mut hva, mut len) = (None, None, None, None);
         for a in self.args()? {
             span = span.to(a.span);
             match (a.key.value.as_str(), a.values.as_slice()) {
@@ -1468,23 +1469,52 @@ impl Parser {
                     })
                 }
                 ("root", [v]) => root = Some(v.clone()),
+                ("backs", [v]) => backs = Some(v.clone()),
+                (k @ ("ipa" | "hva" | "len"), [v]) => {
+                    let n = Spanned {
+                        value: num_of(v, k)?,
+                        span: v.span,
+                    };
+                    match k {
+                        "ipa" => ipa = Some(n),
+                        "hva" => hva = Some(n),
+                        _ => len = Some(n),
+                    }
+                }
                 _ => {
                     return Err(Located::new(
                         a.span,
                         format!("unknown vm setting `{}`", a.key.value),
                     )
-                    .with_help("expected vmid=N and root=FRAME"))
+                    .with_help("expected vmid=N, root=FRAME, backs=PROCESS, ipa=, hva= and len="))
                 }
             }
         }
         let vmid = vmid.ok_or_else(|| {
             Located::new(span, "a vm needs vmid=N").with_help("e.g. `vm g vmid=1`")
         })?;
+        let slot = match (backs, ipa, hva, len) {
+            (None, None, None, None) => None,
+            (Some(process), Some(ipa), Some(hva), Some(len)) => Some(SlotDecl {
+                process,
+                ipa,
+                hva,
+                len,
+            }),
+            _ => {
+                return Err(Located::new(
+                    span,
+                    "a memslot needs backs=PROCESS, ipa=, hva= and len= together",
+                )
+                .with_help("e.g. `vm g vmid=1 backs=p ipa=0x0 hva=0x10000 len=0x1000`"))
+            }
+        };
         self.end_of_line()?;
         Ok(VmDecl {
             name,
             vmid,
             root,
+            slot,
             span,
         })
     }

@@ -2,7 +2,7 @@
 //! `s2-map`, `vcpu` threads and `s2` steps (docs/scenario-format.md,
 //! "KVM: the stage-2 manager runs the operations").
 
-use super::{at, index_of, Lower, R};
+use super::{at, index_of, proc_index, Lower, R};
 use crate::error::{Located, Span};
 use crate::scenario::ast::*;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use tlbcheck_hw::vmsa::{Context, StageConfig};
 use tlbcheck_protocols::kvm::mmu::{Hyp, Item, KvmThread, S2Call, S2Kind, Vm};
 use tlbcheck_protocols::kvm::pgtable::{self, IPA_BITS};
 use tlbcheck_protocols::linux::arm64::CpuFeatures;
+use tlbcheck_protocols::linux::mm::{Process, VmSlot};
 
 /// Frames must lie below this address: `KvmThread` keeps an allocated
 /// table's frame number in 24 bits of a register.
@@ -167,6 +168,55 @@ impl Lower<'_> {
             lock_base,
             counter_base,
         }))
+    }
+
+    /// The memslots `vm ... backs=PROCESS` declares: KVM subscribed to
+    /// the process's mmu notifier.
+    pub(super) fn slots(&self, procs: &[Process], hyp: Option<&Arc<Hyp>>) -> R<Vec<VmSlot>> {
+        let mut out = Vec::new();
+        let names: Vec<String> = procs.iter().map(|p| p.name.clone()).collect();
+        for (vm, d) in self.sc.vms.iter().enumerate() {
+            let (Some(s), Some(hyp)) = (&d.slot, hyp) else {
+                continue;
+            };
+            if self.sc.kernel.is_none() {
+                return Err(Located::new(
+                    s.process.span,
+                    "a memslot backed by a process needs a `kernel VERSION` statement",
+                ));
+            }
+            let of = proc_index(&names, &s.process)?;
+            if procs[of].mirror.is_some() {
+                return Err(Located::new(
+                    s.process.span,
+                    "a memslot is backed by a process, not a mirror",
+                ));
+            }
+            page_aligned(&s.ipa, "the IPA")?;
+            page_aligned(&s.hva, "the HVA")?;
+            let (ipa, hva, len) = (s.ipa.value, s.hva.value, s.len.value);
+            let ipa_end = ipa.checked_add(len).filter(|&e| e <= 1 << IPA_BITS);
+            if len == 0
+                || len % 4096 != 0
+                || hva.checked_add(len).is_none()
+                || ipa_end.is_none_or(|e| ipa / UNMAP_SPAN != (e - 1) / UNMAP_SPAN)
+            {
+                return Err(Located::new(
+                    s.len.span,
+                    "the length is a non-zero multiple of 4 KiB, its IPAs inside one 1 GiB region",
+                )
+                .with_help("the notifier's unmap runs as one `kvm_pgtable_stage2_unmap`"));
+            }
+            out.push(VmSlot {
+                of,
+                hyp: hyp.clone(),
+                vm,
+                ipa,
+                hva,
+                len,
+            });
+        }
+        Ok(out)
     }
 
     /// A `vcpu` thread's VMID: its VM's.
