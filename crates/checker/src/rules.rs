@@ -309,12 +309,17 @@ impl Held {
 }
 
 /// Applies `cmds` and a CMD_SYNC to a copy of the SMMU, as a correct SMMU
-/// would for the guest.
+/// would for the guest. They are performed directly, not queued: the
+/// physical queue may be full or stopped by the host's own commands, and
+/// the guest's expectation must not shrink with it. Words that do not
+/// decode are none of a correct SMMU's commands and change nothing.
 fn ideal<'a>(s: &State, cmds: impl Iterator<Item = &'a [u64; 2]>, step: u32) -> Option<Box<Smmu>> {
     let mut smmu = s.machine.smmu.clone()?;
     let mut mem = s.machine.mem.clone();
     for w in cmds.copied().chain([Command::SYNC_SEV.encode()]) {
-        let _ = smmu.submit(&mut mem, w, step);
+        if let Ok(c) = Command::decode(w) {
+            smmu.perform(&mut mem, &c, step);
+        }
     }
     Some(smmu)
 }

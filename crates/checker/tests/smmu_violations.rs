@@ -624,3 +624,43 @@ fn a_guest_command_the_host_drops_is_missed() {
     );
     assert_eq!(check(&other), Some(ViolationKind::Isolation));
 }
+
+/// The guest's expectation is what a correct SMMU does for its commands,
+/// whatever the physical queue's state: a host that stopped the queue with
+/// an illegal command (and never issued the guest's TLBI) has still missed
+/// it, although the stopped queue would consume nothing more.
+#[test]
+fn a_stopped_physical_queue_does_not_shrink_the_guests_expectation() {
+    let mine = Command::TlbiNhVa {
+        vmid: 0,
+        asid: 1,
+        va: TlbiAddr::single(0, false),
+    };
+    // CMD_TLBI_NH_ALL with RES0 bit 10 of dw0 set: CERROR_ILL.
+    let illegal = [0x410, 0];
+    let ops = vec![
+        store(L3, 0),
+        dsb(Dsb::Ish),
+        Op::SmmuCmd {
+            text: "illegal".into(),
+            words: illegal,
+        },
+        Op::Rely(Rely::GuestBatch(Box::new(GuestBatch {
+            guest: "g".into(),
+            vmid: 0,
+            sids: vec![SID],
+            batch: 0,
+            host: "test".into(),
+            entries: vec![GuestEntry {
+                index: 0,
+                words: mine.encode(),
+                believed: true,
+                expect: vec![mine.encode()],
+                host: vec![illegal],
+            }],
+            refused: None,
+        }))),
+    ];
+    let m = model("stopped queue", Setup::default(), vec![cpu(ops)]);
+    assert_eq!(check(&m), Some(ViolationKind::MissedGuestInvalidation));
+}

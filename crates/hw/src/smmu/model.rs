@@ -556,6 +556,18 @@ impl Smmu {
         out
     }
 
+    /// Performs `cmd` as the SMMU would on consuming it, outside the
+    /// Command queue: what a correct SMMU does for a command whatever state
+    /// the physical queue is in (a stopped or full queue consumes nothing).
+    /// A CMD_SYNC completes what was performed before it.
+    pub fn perform(&mut self, mem: &mut PhysMem, cmd: &Command, step: u32) -> Consumed {
+        let mut out = Consumed::default();
+        let index = self.cmdq.cons_index();
+        self.execute(mem, cmd, index, step, &mut out);
+        out.commands.push(*cmd);
+        out
+    }
+
     fn execute(
         &mut self,
         mem: &mut PhysMem,
