@@ -23,7 +23,7 @@ use crate::sync::{SyncOp, SyncState};
 use std::sync::Arc;
 use thiserror::Error;
 use tlbcheck_hw::addr::{Pa, Va};
-use tlbcheck_hw::cpu::tlbi::{Tlbi, TlbiDecodeError, TlbiOperand};
+use tlbcheck_hw::cpu::tlbi::{FieldValue, Tlbi, TlbiDecodeError, TlbiOperand};
 use tlbcheck_hw::machine::{Dsb, Machine};
 use tlbcheck_hw::mem::{FrameOwner, Pfn};
 use tlbcheck_hw::smmu::cmd::{CmdError, Command};
@@ -316,7 +316,29 @@ impl ThreadBuilder<'_> {
         xt: u64,
         text: String,
     ) -> Result<Option<TlbiDecodeError>, BuildError> {
-        match ins.decode(xt) {
+        // Without FEAT_TTL bits [47:44] of a by-VA or by-IPA operand are
+        // RES0 (Arm ARM C5.5, the TLBI operand descriptions): a value there,
+        // even one that would read as "no hint", is a RES0 field written
+        // non-zero, taken like the decoder's own RES0 refusals.
+        let ttl_field = matches!(
+            ins.decode(xt),
+            Ok(TlbiOperand::Va { .. } | TlbiOperand::Ipa { .. })
+        ) && (xt >> 44) & 0xf != 0;
+        let decoded = if ttl_field && !self.b.features.ttl {
+            Err(TlbiDecodeError {
+                tlbi: ins,
+                operand: xt,
+                field: "TTL",
+                value: FieldValue {
+                    value: (xt >> 44) & 0xf,
+                    width: 4,
+                },
+                reason: "is RES0 on a machine without FEAT_TTL (Arm ARM C5.5)".into(),
+            })
+        } else {
+            ins.decode(xt)
+        };
+        match decoded {
             Ok(operand) => {
                 self.tlbi(ins, operand, text)?;
                 // Keep the operand as written: a TTL that means "no hint"

@@ -784,6 +784,29 @@ fn malformed_operand_warnings_name_field_value_and_rule() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
+/// Without FEAT_TTL the TTL field of a raw by-VA operand is RES0: any value
+/// there, a real level hint or one that would read as "no hint", is taken
+/// as invalidating nothing, with a warning naming the field.
+#[test]
+fn a_ttl_on_a_machine_without_feat_ttl_is_a_res0_field() {
+    for operand in ["0x0001300000000000", "0x0001400000000000"] {
+        let src = VALID.replace(
+            "tlbi VALE1IS asid=1 va=0",
+            &format!("tlbi VALE1IS {operand}"),
+        );
+        let p = scratch("nottl.tlb", &src);
+        let o = tlbcheck(&["check", p.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert!(err.contains("nottl.tlb:16:16:"), "{operand}: {err}");
+        assert!(
+            err.contains("field TTL") && err.contains("without FEAT_TTL"),
+            "{err}"
+        );
+        // The TLBI removed nothing, so the free is caught.
+        assert_eq!(o.status.code(), Some(1), "{operand}: {}", stdout(&o));
+    }
+}
+
 /// linux-reference.md §B.6: (mnemonic, fields, operand).
 const ARM64_VECTORS: &[(&str, &str, u64)] = &[
     (
