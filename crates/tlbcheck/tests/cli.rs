@@ -906,6 +906,27 @@ fn tlbi_encode_decode_round_trips_the_worked_vectors() {
 }
 
 #[test]
+fn tlbi_codec_takes_the_outer_shareable_forms() {
+    // VAE1OS, ASID 1 in [63:48], VA 0x4000 >> 12 = 4 in [43:0]: the
+    // operand layout of VAE1IS (FEAT_TLBIOS changes only the domain).
+    let o = tlbcheck(&["encode", "tlbi", "vae1os", "asid=1", "va=0x4000", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["op"], "VAE1OS");
+    assert_eq!(v["operand"], "0x0001000000000004");
+    // RVAE1OS: ASID 5, TG 4K, SCALE 1, NUM 7 = 512 pages from 1 GiB.
+    let o = tlbcheck(&["decode", "tlbi", "RVAE1OS", "0x0005538000040000", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["va_start"], 0x4000_0000u64);
+    assert_eq!(v["va_end"], 0x4000_0000u64 + 512 * 4096 - 1);
+    // An OS suffix on an IS mnemonic names nothing.
+    let o = tlbcheck(&["decode", "tlbi", "VAE1ISOS", "0x1"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("VAE1ISOS"), "{}", stderr(&o));
+}
+
+#[test]
 fn tlbi_decode_errors_name_the_field() {
     let o = tlbcheck(&["decode", "tlbi", "RVAE1IS", "0x0001000000000001"]);
     assert_eq!(o.status.code(), Some(2));

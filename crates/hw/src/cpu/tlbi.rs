@@ -3,7 +3,8 @@
 //! Three layers:
 //!
 //! 1. [`TlbiOp`] / [`Tlbi`]: the operation and its shareability (the `IS`
-//!    suffix), parsed from and printed as the architectural mnemonic.
+//!    or, with FEAT_TLBIOS, `OS` suffix), parsed from and printed as the
+//!    architectural mnemonic.
 //! 2. [`TlbiOperand`]: the decoded `Xt` register. [`TlbiOperand::encode`]
 //!    and [`TlbiOperand::decode`] are exact inverses on valid operands, and
 //!    every reserved, RES0-violating or UNPREDICTABLE encoding is a
@@ -18,7 +19,7 @@
 //! the pseudocode in J1.1.3 (`TLBIRange`, `ResTLBITTL`, `ResTLBIRTTL`,
 //! `TLBIMatch`).
 //!
-//! Model assumptions: FEAT_TTL and FEAT_TLBIRANGE are implemented;
+//! Model assumptions: FEAT_TTL, FEAT_TLBIRANGE and FEAT_TLBIOS are implemented;
 //! FEAT_LPA, FEAT_LPA2 and FEAT_D128 are not (48-bit VAs and PAs, see
 //! [`crate::addr`]); the hypervisor runs in Non-secure state.
 
@@ -258,7 +259,7 @@ impl fmt::Display for TlbiOp {
 
 /// A mnemonic that names no operation the model implements.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, optionally with an IS suffix)")]
+#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, optionally with an IS or OS suffix)")]
 pub struct ParseTlbiError(pub String);
 
 impl FromStr for TlbiOp {
@@ -277,15 +278,38 @@ impl FromStr for TlbiOp {
 pub struct Tlbi {
     /// The operation.
     pub op: TlbiOp,
-    /// The Inner Shareable form (`IS` suffix): applies to every PE in the
-    /// Inner Shareable domain, not only the issuing one (D8.17.5).
+    /// A broadcast form (`IS` or `OS` suffix): applies to every PE in the
+    /// instruction's Shareability domain, not only the issuing one (D8.17.5).
     pub broadcast: bool,
+    /// The Outer Shareable form (`OS` suffix, FEAT_TLBIOS), which implies
+    /// `broadcast`. Its effect is "as the IS form, but for the Outer
+    /// Shareable domain" (D8.17.5, C5.5 "...OS" descriptions). The model's
+    /// CPUs and SMMUs form a single Shareability domain, which is both the
+    /// Inner and the Outer Shareable domain, so an OS form removes exactly
+    /// what its IS form removes, and the same DSBs complete it
+    /// ([`crate::machine::Dsb::completes_tlbi`]: DSB ISH suffices because
+    /// the Inner domain is the whole Outer one). The flag only keeps the
+    /// mnemonic the software wrote.
+    pub outer: bool,
 }
 
 impl Tlbi {
-    /// An instruction.
+    /// An instruction: the IS form when `broadcast`, else the local form.
     pub const fn new(op: TlbiOp, broadcast: bool) -> Tlbi {
-        Tlbi { op, broadcast }
+        Tlbi {
+            op,
+            broadcast,
+            outer: false,
+        }
+    }
+
+    /// The Outer Shareable form of `op` (`...OS`, FEAT_TLBIOS).
+    pub const fn outer_shareable(op: TlbiOp) -> Tlbi {
+        Tlbi {
+            op,
+            broadcast: true,
+            outer: true,
+        }
     }
 
     /// See [`TlbiOp::is_range`].
@@ -456,7 +480,9 @@ impl From<TlbiOp> for Tlbi {
 impl fmt::Display for Tlbi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.op.mnemonic())?;
-        if self.broadcast {
+        if self.outer {
+            f.write_str("OS")?;
+        } else if self.broadcast {
             f.write_str("IS")?;
         }
         Ok(())
@@ -466,18 +492,23 @@ impl fmt::Display for Tlbi {
 impl FromStr for Tlbi {
     type Err = ParseTlbiError;
 
-    /// Parses a mnemonic with an optional `IS` suffix, case-insensitively
-    /// (`"vae1is"`, `"RVALE1"`, `"ipas2le1is"`). No base mnemonic ends in
-    /// `IS`, so stripping the suffix is unambiguous.
+    /// Parses a mnemonic with an optional `IS` or `OS` suffix,
+    /// case-insensitively (`"vae1is"`, `"RVALE1"`, `"ipas2le1os"`). No base
+    /// mnemonic ends in `IS` or `OS`, so stripping the suffix is unambiguous.
+    /// Every EL1&0 operation the model knows has an OS form (FEAT_TLBIOS,
+    /// C5.5: VAE1OS ... RIPAS2LE1OS).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
         if let Some(op) = TlbiOp::from_mnemonic(&upper) {
             return Ok(Tlbi::new(op, false));
         }
+        if let Some(op) = upper.strip_suffix("IS").and_then(TlbiOp::from_mnemonic) {
+            return Ok(Tlbi::new(op, true));
+        }
         upper
-            .strip_suffix("IS")
+            .strip_suffix("OS")
             .and_then(TlbiOp::from_mnemonic)
-            .map(|op| Tlbi::new(op, true))
+            .map(Tlbi::outer_shareable)
             .ok_or_else(|| ParseTlbiError(s.to_string()))
     }
 }
@@ -1546,14 +1577,26 @@ mod tests {
         assert_eq!(t("ipas2le1is"), Tlbi::new(TlbiOp::IPAS2LE1, true));
         assert_eq!(t(" VMALLS12E1IS "), Tlbi::new(TlbiOp::VMALLS12E1, true));
         for op in TlbiOp::ALL {
-            for broadcast in [false, true] {
-                let tl = Tlbi::new(op, broadcast);
+            for tl in [
+                Tlbi::new(op, false),
+                Tlbi::new(op, true),
+                Tlbi::outer_shareable(op),
+            ] {
                 assert_eq!(tl.to_string().parse::<Tlbi>(), Ok(tl));
                 assert_eq!(tl.to_string().to_lowercase().parse::<Tlbi>(), Ok(tl));
             }
             assert_eq!(op.mnemonic().parse::<TlbiOp>(), Ok(op));
         }
-        for bad in ["vae2is", "vae1os", "vae1isnxs", "", "is", "tlbi vae1"] {
+        for bad in [
+            "vae2is",
+            "vae1osis",
+            "vae1isos",
+            "vae1isnxs",
+            "",
+            "is",
+            "os",
+            "tlbi vae1",
+        ] {
             let e = bad.parse::<Tlbi>().unwrap_err();
             assert_eq!(e, ParseTlbiError(bad.to_string()));
             assert!(e.to_string().contains(&format!("`{bad}`")));
@@ -1562,6 +1605,44 @@ mod tests {
         // Serde goes through these two (`#[serde(into, try_from)]`).
         assert_eq!(String::from(t("rvae1is")), "RVAE1IS");
         assert_eq!(Tlbi::try_from("aside1".to_string()), Ok(t("ASIDE1")));
+    }
+
+    #[test]
+    fn outer_shareable_forms_decode_and_remove_as_their_is_forms() {
+        let os = t("vale1os");
+        assert_eq!(os, Tlbi::outer_shareable(TlbiOp::VALE1));
+        assert!(os.broadcast && os.outer);
+        assert_eq!(os.to_string(), "VALE1OS");
+        assert_ne!(os, t("VALE1IS"));
+        // VALE1OS, ASID 0x42 in [63:48], TTL 4K level 3 = 0b0111 in
+        // [47:44], VA 0x4000_0000 >> 12 = 0x4_0000 in [43:0].
+        let xt = 0x0042_7000_0004_0000;
+        let d = os.decode(xt).unwrap();
+        assert_eq!(
+            d,
+            TlbiOperand::Va {
+                asid: 0x42,
+                ttl: TtlHint::new(Granule::K4, 3),
+                page: 0x4_0000,
+            }
+        );
+        assert_eq!(os.scope(&d, 5), t("VALE1IS").scope(&d, 5));
+        // RIPAS2E1OS, 4K (TG 0b01 in [47:46]), SCALE 0, NUM 1 in [43:39]:
+        // (NUM + 1) * 2^(5 * SCALE + 1) = 4 pages = 16 KiB from
+        // BaseADDR = IPA 0x8000_0000 >> 12 = 0x8_0000.
+        let os = t("RIPAS2E1OS");
+        let xt = 0x0000_4080_0008_0000;
+        let d = os.decode(xt).unwrap();
+        let s = os.scope(&d, 3);
+        assert_eq!(s, t("RIPAS2E1IS").scope(&d, 3));
+        assert_eq!(
+            s.range.map(|r| r.addrs()),
+            Some(span(0x8000_0000, 0x8000_3fff))
+        );
+        assert!(matches!(s.range, Some(InputRange::Ipa(_))));
+        // The operand-less ones too.
+        assert_eq!(t("VMALLS12E1OS"), Tlbi::outer_shareable(TlbiOp::VMALLS12E1));
+        assert_eq!(t("alle1os").to_string(), "ALLE1OS");
     }
 
     #[test]
