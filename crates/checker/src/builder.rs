@@ -340,9 +340,14 @@ impl ThreadBuilder<'_> {
         }
     }
 
-    /// A DMB or ISB (no effect in the model; see [`Op::Barrier`]).
+    /// A DMB or ISB (see [`Op::Barrier`]); `text` starting with `isb`
+    /// makes it an ISB.
     pub fn barrier(&mut self, text: String) {
-        self.ops.push(Op::Barrier { text });
+        let isb = text
+            .trim_start()
+            .get(..3)
+            .is_some_and(|w| w.eq_ignore_ascii_case("isb"));
+        self.ops.push(Op::Barrier { text, isb });
     }
 
     /// A DSB.
@@ -401,6 +406,15 @@ impl ThreadBuilder<'_> {
             Rely::ReadOnly { ctx, .. } | Rely::RetrySucceeds { ctx, .. } => {
                 if ctx >= self.b.contexts.len() {
                     return Err(BuildError::NoSuchContext(ctx));
+                }
+            }
+            Rely::Access { ctx, .. } => {
+                if ctx >= self.b.contexts.len() {
+                    return Err(BuildError::NoSuchContext(ctx));
+                }
+                // Only a model with such an access tracks what awaits an ISB.
+                if self.b.machine.unsynced.is_none() {
+                    self.b.machine.track_isb();
                 }
             }
             Rely::CurrentConfig { dev } => self.device(dev)?,

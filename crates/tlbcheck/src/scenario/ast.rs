@@ -566,6 +566,17 @@ pub enum Step {
         /// Address.
         va: u64,
     },
+    /// `access read|write CTX ADDR`: the thread's CPU makes an explicit
+    /// access, which may still use entries its completed TLBIs removed
+    /// unless an `isb` came after the completing DSB (Arm ARM D8.17.8).
+    Access {
+        /// A write.
+        write: bool,
+        /// Context name.
+        ctx: Spanned<String>,
+        /// Address.
+        va: u64,
+    },
     /// `smmu cmd ...`: a command queued on the SMMU's command queue.
     SmmuCmd(Command),
     /// `smmu cmd 0xDW0 0xDW1` in a guest thread: raw words, not decoded

@@ -853,6 +853,13 @@ impl Lower<'_> {
                             write: *write,
                         })
                         .map_err(here)?,
+                    Step::Access { write, ctx, va } => tb
+                        .rely(Rely::Access {
+                            ctx: ctx_index(ctx_names, ctx)?,
+                            va: Va(*va),
+                            write: *write,
+                        })
+                        .map_err(here)?,
                     Step::SmmuCmd(_)
                     | Step::SmmuIllegal { .. }
                     | Step::CmdqSkipErr

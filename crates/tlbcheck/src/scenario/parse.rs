@@ -1272,6 +1272,13 @@ impl Parser {
                         let va = self.number("an address")?.value;
                         Step::Retry { write, ctx, va }
                     }
+                    "access" => {
+                        self.bump();
+                        let write = self.read_or_write()?;
+                        let ctx = self.word("a context name")?;
+                        let va = self.number("an address")?.value;
+                        Step::Access { write, ctx, va }
+                    }
                     "smmu" => {
                         self.bump();
                         self.smmu_step()?
@@ -1438,7 +1445,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2, dma)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, access, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2, dma)",
                         &first,
                     )),
                 }
