@@ -315,6 +315,42 @@ fn explain_shows_the_counterexample_or_the_proof() {
 }
 
 #[test]
+fn explain_blames_the_missing_isb_for_the_issuers_own_access() {
+    let dir = "examples/tlbi/";
+    let o = tlbcheck(&["explain", &format!("{dir}03-own-access-no-isb-buggy.tlb")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("violation freed-frame-mapped at step 6"),
+        "{out}"
+    );
+    assert!(
+        out.contains("6. mm (CPU 0)       read ctx 0 VA 0x0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the issuing CPU ran no ISB after the completing DSB"),
+        "{out}"
+    );
+    // The ISB removes the verdict.
+    let o = tlbcheck(&["check", &format!("{dir}03-own-access-no-isb-fixed.tlb")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // An access through a context that is not declared is refused with
+    // its place.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../");
+    let src = std::fs::read_to_string(format!("{root}{dir}03-own-access-no-isb-fixed.tlb"))
+        .unwrap()
+        .replace("access read p1 0x0", "access read nope 0x0");
+    let f = std::env::temp_dir().join(format!("tlbcheck-access-{}.tlb", std::process::id()));
+    std::fs::write(&f, src).unwrap();
+    let o = tlbcheck(&["check", f.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(":26:"), "{}", stderr(&o));
+}
+
+#[test]
 fn explain_json_replays_exactly() {
     let o = tlbcheck(&["explain", "--json", BUGGY]);
     assert_eq!(o.status.code(), Some(0));

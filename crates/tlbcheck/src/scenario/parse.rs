@@ -2276,10 +2276,20 @@ mod tests {
                 "thread t cpu=0 {\n retry x c 0\n}",
                 "expected `read` or `write`, found `x`",
             ),
+            (
+                "thread t cpu=0 {\n access load c 0\n}",
+                "expected `read` or `write`, found `load`",
+            ),
         ] {
             assert_eq!(error_of(&format!("{head}{line}\nexpect ok\n")), want);
         }
         let s = parse("scenario s\nthread t cpu=0 {\n dsb ISHST\n}\nexpect ok\n").unwrap();
         assert_eq!(s.threads[0].steps[0].value, Step::Dsb(Dsb::Ishst));
+        let s =
+            parse("scenario s\nthread t cpu=0 {\n access write c 0x2000\n}\nexpect ok\n").unwrap();
+        assert!(matches!(
+            &s.threads[0].steps[0].value,
+            Step::Access { write: true, ctx, va: 0x2000 } if ctx.value == "c"
+        ));
     }
 }
