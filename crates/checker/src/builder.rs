@@ -229,6 +229,15 @@ pub struct ThreadBuilder<'a> {
 }
 
 impl ThreadBuilder<'_> {
+    /// HCR_EL2.E2H of the thread's CPU, which decides whether its EL2 TLBIs
+    /// reach the EL2 or the EL2&0 regime ([`Tlbi::scope_e2h`]). The model
+    /// takes it equal to the SMMU's SMMU_CR2.E2H, the setting in which
+    /// broadcast EL2 maintenance means the same to the PEs and the SMMU
+    /// (SMMUv3 3.17.5); without an SMMU, 0.
+    fn e2h(&self) -> bool {
+        self.b.machine.smmu.as_ref().is_some_and(|s| s.opts.e2h)
+    }
+
     /// The VMID the thread's CPU runs with (what its TLBIs reach).
     pub fn vmid(&mut self, vmid: u16) -> &mut Self {
         self.vmid = vmid;
@@ -298,7 +307,7 @@ impl ThreadBuilder<'_> {
             text,
             ins,
             raw: ins.takes_operand().then(|| operand.encode()),
-            scope: ins.scope(&operand, self.vmid),
+            scope: ins.scope_e2h(&operand, self.vmid, self.e2h()),
             broadcast: ins.broadcast,
         });
         Ok(())

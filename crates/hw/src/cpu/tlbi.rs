@@ -82,6 +82,13 @@ pub enum TlbiOp {
     IPAS2E1,
     /// Stage 2 by IPA, last level only (C5.5.16).
     IPAS2LE1,
+    /// EL2 regime by VA, any level (C5.5, TLBI VAE2): the EL2 regime, or
+    /// with HCR_EL2.E2H = 1 the EL2&0 regime, where the ASID applies.
+    VAE2,
+    /// As VAE2, last level only (C5.5, TLBI VALE2).
+    VALE2,
+    /// Every entry of the EL2 (or EL2&0) regime (C5.5, TLBI ALLE2).
+    ALLE2,
     /// All stage-1 and stage-2 entries of the current VMID (C5.5.80).
     VMALLS12E1,
     /// All EL1&0 entries of every VMID (C5.5.1).
@@ -120,7 +127,7 @@ pub enum OperandKind {
 
 impl TlbiOp {
     /// Every operation the model implements.
-    pub const ALL: [TlbiOp; 16] = [
+    pub const ALL: [TlbiOp; 19] = [
         TlbiOp::VAE1,
         TlbiOp::VALE1,
         TlbiOp::VAAE1,
@@ -137,6 +144,9 @@ impl TlbiOp {
         TlbiOp::RVAALE1,
         TlbiOp::RIPAS2E1,
         TlbiOp::RIPAS2LE1,
+        TlbiOp::VAE2,
+        TlbiOp::VALE2,
+        TlbiOp::ALLE2,
     ];
 
     /// The architectural mnemonic, upper case, without shareability suffix.
@@ -158,15 +168,25 @@ impl TlbiOp {
             TlbiOp::RVAALE1 => "RVAALE1",
             TlbiOp::RIPAS2E1 => "RIPAS2E1",
             TlbiOp::RIPAS2LE1 => "RIPAS2LE1",
+            TlbiOp::VAE2 => "VAE2",
+            TlbiOp::VALE2 => "VALE2",
+            TlbiOp::ALLE2 => "ALLE2",
         }
     }
 
     /// The operand shape.
     pub const fn operand_kind(self) -> OperandKind {
         match self {
-            TlbiOp::VMALLE1 | TlbiOp::VMALLS12E1 | TlbiOp::ALLE1 => OperandKind::None,
+            TlbiOp::VMALLE1 | TlbiOp::VMALLS12E1 | TlbiOp::ALLE1 | TlbiOp::ALLE2 => {
+                OperandKind::None
+            }
             TlbiOp::ASIDE1 => OperandKind::Asid,
-            TlbiOp::VAE1 | TlbiOp::VALE1 | TlbiOp::VAAE1 | TlbiOp::VAALE1 => OperandKind::Va,
+            TlbiOp::VAE1
+            | TlbiOp::VALE1
+            | TlbiOp::VAAE1
+            | TlbiOp::VAALE1
+            | TlbiOp::VAE2
+            | TlbiOp::VALE2 => OperandKind::Va,
             TlbiOp::IPAS2E1 | TlbiOp::IPAS2LE1 => OperandKind::Ipa,
             TlbiOp::RVAE1 | TlbiOp::RVALE1 | TlbiOp::RVAAE1 | TlbiOp::RVAALE1 => {
                 OperandKind::VaRange
@@ -191,6 +211,7 @@ impl TlbiOp {
             self,
             TlbiOp::VALE1
                 | TlbiOp::VAALE1
+                | TlbiOp::VALE2
                 | TlbiOp::IPAS2LE1
                 | TlbiOp::RVALE1
                 | TlbiOp::RVAALE1
@@ -204,12 +225,29 @@ impl TlbiOp {
     }
 
     /// Whether bits \[63:48\] of `Xt` are an ASID (for the VAA forms and the
-    /// IPA forms they are RES0 / NS).
+    /// IPA forms they are RES0 / NS). For VAE2 and VALE2 the ASID matters
+    /// only in the EL2&0 regime (HCR_EL2.E2H = 1); see [`Tlbi::scope_e2h`].
     pub const fn uses_asid(self) -> bool {
         matches!(
             self,
-            TlbiOp::VAE1 | TlbiOp::VALE1 | TlbiOp::ASIDE1 | TlbiOp::RVAE1 | TlbiOp::RVALE1
+            TlbiOp::VAE1
+                | TlbiOp::VALE1
+                | TlbiOp::ASIDE1
+                | TlbiOp::RVAE1
+                | TlbiOp::RVALE1
+                | TlbiOp::VAE2
+                | TlbiOp::VALE2
         )
+    }
+
+    /// The translation regime whose entries the operation reaches: EL1&0
+    /// for the `...E1` forms, EL2 (EL2&0 with E2H) for the `...E2` forms
+    /// (Arm ARM D8.17.5: the `E1`/`E2` in the mnemonic names the regime).
+    pub const fn regime(self) -> Regime {
+        match self {
+            TlbiOp::VAE2 | TlbiOp::VALE2 | TlbiOp::ALLE2 => Regime::El2,
+            _ => Regime::El10,
+        }
     }
 
     /// A stage-2 by-IPA operation (IPAS2*, RIPAS2*): it takes an IPA and
@@ -259,7 +297,7 @@ impl fmt::Display for TlbiOp {
 
 /// A mnemonic that names no operation the model implements.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, optionally with an IS or OS suffix)")]
+#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, VAE2, VALE2, ALLE2, optionally with an IS or OS suffix)")]
 pub struct ParseTlbiError(pub String);
 
 impl FromStr for TlbiOp {
@@ -350,7 +388,7 @@ impl Tlbi {
     /// VMID and reaches no stage.
     pub fn malformed_scope(&self, vmid: u16) -> InvalScope {
         InvalScope {
-            regime: Regime::El10,
+            regime: self.op.regime(),
             stages: StageSel::NONE,
             vmid: Some(vmid),
             asid: AsidSel::Any,
@@ -379,18 +417,35 @@ impl Tlbi {
     /// [`TlbiOperand::Asid`] for VAE1); operands from
     /// [`TlbiOperand::decode`] always have the right shape.
     pub fn scope(&self, operand: &TlbiOperand, vmid: u16) -> InvalScope {
+        self.scope_e2h(operand, vmid, false)
+    }
+
+    /// As [`Tlbi::scope`], for a CPU whose HCR_EL2.E2H is `e2h`. Only the
+    /// EL2 operations depend on it: with E2H = 0 they reach the EL2 regime,
+    /// whose entries carry no ASID, so VAE2/VALE2 ignore the ASID field;
+    /// with E2H = 1 they reach the EL2&0 regime, where VAE2/VALE2 remove
+    /// the ASID's non-global entries and the global ones, as VAE1 does in
+    /// EL1&0 (Arm ARM C5.5, TLBI VAE2 / VALE2 / ALLE2). EL2 entries have no
+    /// VMID, so none is matched.
+    ///
+    /// # Panics
+    ///
+    /// As [`Tlbi::scope`].
+    pub fn scope_e2h(&self, operand: &TlbiOperand, vmid: u16, e2h: bool) -> InvalScope {
         let op = self.op;
         let leaf_only = op.is_leaf_only();
         let stages = op.stages();
+        let el2 = op.regime() == Regime::El2;
         // "Would be used with the current VMID" for everything but ALLE1,
         // which reaches "cached copies ... with any VMID" (D8.17.5.4).
-        let vmid = if op == TlbiOp::ALLE1 {
+        let vmid = if op == TlbiOp::ALLE1 || el2 {
             None
         } else {
             Some(vmid)
         };
+        let asid_matters = op.uses_asid() && (!el2 || e2h);
         let whole = InvalScope {
-            regime: Regime::El10,
+            regime: op.regime(),
             stages,
             vmid,
             asid: AsidSel::Any,
@@ -417,7 +472,7 @@ impl Tlbi {
             // global final-level entries "regardless of the value of the ASID
             // field". VAA{L}E1 (C5.5.53, C5.5.56): any ASID.
             (OperandKind::Va, &TlbiOperand::Va { asid, ttl, page }) => InvalScope {
-                asid: if op.uses_asid() {
+                asid: if asid_matters {
                     AsidSel::Only {
                         asid,
                         with_global: true,
@@ -1588,7 +1643,8 @@ mod tests {
             assert_eq!(op.mnemonic().parse::<TlbiOp>(), Ok(op));
         }
         for bad in [
-            "vae2is",
+            "vae3is",
+            "vaae2",
             "vae1osis",
             "vae1isos",
             "vae1isnxs",
@@ -1646,19 +1702,73 @@ mod tests {
     }
 
     #[test]
+    fn el2_operations_reach_their_regime_with_or_without_e2h() {
+        // VAE2IS, ASID 7 in [63:48], no TTL, VA 0xffff_0000_0020_0000:
+        // VA[55:48] = 0xff and VA[47:12] = 0x0_0000_0200, so VA[55:12] =
+        // 0xff << 36 | 0x200 = 0xff0_0000_0200 in [43:0].
+        let ins = t("vae2is");
+        assert_eq!(ins, Tlbi::new(TlbiOp::VAE2, true));
+        let xt = 0x0007_0ff0_0000_0200;
+        let d = ins.decode(xt).unwrap();
+        assert_eq!(
+            d,
+            TlbiOperand::Va {
+                asid: 7,
+                ttl: None,
+                page: 0xff0_0000_0200,
+            }
+        );
+        // EL2 without E2H: no ASID, no VMID.
+        let s = ins.scope_e2h(&d, 3, false);
+        assert_eq!(s.regime, Regime::El2);
+        assert_eq!(s.vmid, None);
+        assert_eq!(s.asid, AsidSel::Any);
+        assert_eq!(ins.scope(&d, 3), s);
+        // EL2&0: the ASID's entries and the global ones.
+        let s = ins.scope_e2h(&d, 3, true);
+        assert_eq!(
+            s.asid,
+            AsidSel::Only {
+                asid: 7,
+                with_global: true,
+            }
+        );
+        assert_eq!(
+            s.range.map(|r| r.addrs()),
+            Some(span(0xffff_0000_0020_0000, 0xffff_0000_0020_0fff))
+        );
+        // VALE2: last level only; ALLE2: the whole regime, any ASID.
+        assert!(t("VALE2OS").scope_e2h(&d, 0, true).leaf_only);
+        let all = t("ALLE2IS").scope_e2h(&TlbiOperand::None, 3, true);
+        assert_eq!(
+            (all.regime, all.vmid, all.asid),
+            (Regime::El2, None, AsidSel::Any)
+        );
+        // The EL1 forms keep their regime whatever E2H is.
+        assert_eq!(t("VAE1IS").scope_e2h(&d, 3, true).regime, Regime::El10);
+    }
+
+    #[test]
     fn op_predicates() {
         use TlbiOp::*;
-        let leaf = [VALE1, VAALE1, IPAS2LE1, RVALE1, RVAALE1, RIPAS2LE1];
+        let leaf = [VALE1, VAALE1, IPAS2LE1, RVALE1, RVAALE1, RIPAS2LE1, VALE2];
         let range = [RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1];
-        let asid = [VAE1, VALE1, ASIDE1, RVAE1, RVALE1];
+        let asid = [VAE1, VALE1, ASIDE1, RVAE1, RVALE1, VAE2, VALE2];
         let s2 = [IPAS2E1, IPAS2LE1, RIPAS2E1, RIPAS2LE1];
-        let none = [VMALLE1, VMALLS12E1, ALLE1];
+        let none = [VMALLE1, VMALLS12E1, ALLE1, ALLE2];
+        let el2 = [VAE2, VALE2, ALLE2];
         for op in TlbiOp::ALL {
             assert_eq!(op.is_leaf_only(), leaf.contains(&op), "{op}");
             assert_eq!(op.is_range(), range.contains(&op), "{op}");
             assert_eq!(op.uses_asid(), asid.contains(&op), "{op}");
             assert_eq!(op.is_stage2(), s2.contains(&op), "{op}");
             assert_eq!(op.takes_operand(), !none.contains(&op), "{op}");
+            let want = if el2.contains(&op) {
+                Regime::El2
+            } else {
+                Regime::El10
+            };
+            assert_eq!(op.regime(), want, "{op}");
         }
     }
 
@@ -1697,8 +1807,8 @@ mod tests {
     }
 
     prop_compose! {
-        /// A valid (instruction, operand) pair for any of the 16 operations.
-        fn arb_valid()(op in 0usize..16, broadcast: bool, asid: u16, ns: bool,
+        /// A valid (instruction, operand) pair for any of the operations.
+        fn arb_valid()(op in 0usize..TlbiOp::ALL.len(), broadcast: bool, asid: u16, ns: bool,
                        ttl in 0usize..9, page: u64, range in arb_range())
                        -> (Tlbi, TlbiOperand) {
             let op = TlbiOp::ALL[op];

@@ -125,6 +125,9 @@ pub struct SmmuDecl {
     pub stall: bool,
     /// PRI (page requests).
     pub pri: bool,
+    /// SMMU_CR2.E2H: the EL2 StreamWorld is EL2-E2H, with ASIDs; the
+    /// model's CPUs then run with HCR_EL2.E2H = 1 too.
+    pub e2h: bool,
     /// The statement.
     pub span: Span,
 }

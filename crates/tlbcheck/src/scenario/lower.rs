@@ -1565,6 +1565,7 @@ impl Lower<'_> {
             ats: decl.ats,
             stall: decl.stall,
             pri: decl.pri,
+            e2h: decl.e2h,
             split: stream.and_then(|d| d.split),
             log2size: stream.and_then(|d| d.log2size.as_ref()).map(|l| l.value),
             max_sid: sc

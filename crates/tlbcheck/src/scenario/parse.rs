@@ -616,12 +616,13 @@ impl Parser {
                 "ril" => &mut s.ril,
                 "stall" => &mut s.stall,
                 "pri" => &mut s.pri,
+                "e2h" => &mut s.e2h,
                 _ => {
                     return Err(Located::new(
                         a.span,
                         format!("unknown SMMU feature `{}`", a.key.value),
                     )
-                    .with_help("expected btm, ats, ril, stall or pri"))
+                    .with_help("expected btm, ats, ril, stall, pri or e2h"))
                 }
             };
             if !a.values.is_empty() {
