@@ -1,4 +1,5 @@
-//! TLBI operations of the EL1&0 regime and their bit-exact 64-bit operands.
+//! TLBI operations of the EL1&0 regime and the EL2 (or EL2&0) regime, and
+//! their bit-exact 64-bit operands.
 //!
 //! Three layers:
 //!
@@ -61,7 +62,7 @@ const BASE_FIELD_BITS: u32 = 37;
 // Operations
 // ---------------------------------------------------------------------------
 
-/// A TLB maintenance operation of the EL1&0 regime, without its
+/// A TLB maintenance operation of the EL1&0 or EL2 regime, without its
 /// shareability suffix (Arm ARM D8.17.5, "The `<operation>` in TLBI").
 #[allow(clippy::upper_case_acronyms)] // the architectural mnemonics
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
