@@ -229,6 +229,15 @@ pub struct ThreadBuilder<'a> {
 }
 
 impl ThreadBuilder<'_> {
+    /// HCR_EL2.E2H of the thread's CPU, which decides whether its EL2 TLBIs
+    /// reach the EL2 or the EL2&0 regime ([`Tlbi::scope_e2h`]). The model
+    /// takes it equal to the SMMU's SMMU_CR2.E2H, the setting in which
+    /// broadcast EL2 maintenance means the same to the PEs and the SMMU
+    /// (SMMUv3 3.17.5); without an SMMU, 0.
+    fn e2h(&self) -> bool {
+        self.b.machine.smmu.as_ref().is_some_and(|s| s.opts.e2h)
+    }
+
     /// The VMID the thread's CPU runs with (what its TLBIs reach).
     pub fn vmid(&mut self, vmid: u16) -> &mut Self {
         self.vmid = vmid;
@@ -298,7 +307,7 @@ impl ThreadBuilder<'_> {
             text,
             ins,
             raw: ins.takes_operand().then(|| operand.encode()),
-            scope: ins.scope(&operand, self.vmid),
+            scope: ins.scope_e2h(&operand, self.vmid, self.e2h()),
             broadcast: ins.broadcast,
         });
         Ok(())
@@ -362,9 +371,14 @@ impl ThreadBuilder<'_> {
         }
     }
 
-    /// A DMB or ISB (no effect in the model; see [`Op::Barrier`]).
+    /// A DMB or ISB (see [`Op::Barrier`]); `text` starting with `isb`
+    /// makes it an ISB.
     pub fn barrier(&mut self, text: String) {
-        self.ops.push(Op::Barrier { text });
+        let isb = text
+            .trim_start()
+            .get(..3)
+            .is_some_and(|w| w.eq_ignore_ascii_case("isb"));
+        self.ops.push(Op::Barrier { text, isb });
     }
 
     /// A DSB.
@@ -423,6 +437,15 @@ impl ThreadBuilder<'_> {
             Rely::ReadOnly { ctx, .. } | Rely::RetrySucceeds { ctx, .. } => {
                 if ctx >= self.b.contexts.len() {
                     return Err(BuildError::NoSuchContext(ctx));
+                }
+            }
+            Rely::Access { ctx, .. } => {
+                if ctx >= self.b.contexts.len() {
+                    return Err(BuildError::NoSuchContext(ctx));
+                }
+                // Only a model with such an access tracks what awaits an ISB.
+                if self.b.machine.unsynced.is_none() {
+                    self.b.machine.track_isb();
                 }
             }
             Rely::CurrentConfig { dev } => self.device(dev)?,

@@ -358,7 +358,11 @@ impl Model {
                 smmu.device_access(&mut m.mem, *dev, *va, *write);
                 None
             }
-            Op::AwaitFault { .. } | Op::Barrier { .. } => None,
+            Op::Barrier { isb: true, .. } => {
+                s.machine.isb(cpu);
+                None
+            }
+            Op::AwaitFault { .. } | Op::Barrier { isb: false, .. } => None,
             Op::SmmuCmdqRecover { recover } => {
                 let m = &mut s.machine;
                 let Some(smmu) = m.smmu.as_mut() else {

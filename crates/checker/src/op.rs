@@ -44,6 +44,19 @@ pub enum Rely {
         /// A write (else a read).
         write: bool,
     },
+    /// The thread's CPU makes an explicit access to `va` in context `ctx`
+    /// (D15347-load-DSB in herd7's VMSA catalogue): it may be translated by
+    /// an entry that a TLBI completed by the CPU's own DSB removed, unless
+    /// an ISB came between (Arm ARM D8.17.8; without FEAT_ETS2). Such an
+    /// entry reaching a freed frame is `freed-frame-mapped`.
+    Access {
+        /// Context index.
+        ctx: usize,
+        /// Address.
+        va: Va,
+        /// A write (else a read).
+        write: bool,
+    },
     /// Device `dev`'s stream uses the configuration now in memory:
     /// `stale-config` otherwise.
     CurrentConfig {
@@ -122,16 +135,18 @@ pub enum Op {
         /// Which one.
         kind: Dsb,
     },
-    /// A DMB or an ISB: in the model they change nothing. A DMB orders the
+    /// A DMB or an ISB. A DMB changes nothing in the model: it orders the
     /// issuer's explicit accesses but neither makes a store visible to the
     /// table walkers nor completes a TLBI (Arm ARM D8.2.6.1, RSPVBD, and
-    /// D8.17.8, RPSMWS, ask for a DSB); an ISB is a context synchronization
-    /// event, which completes no TLBI either (D8.17.8). The issuer's own
-    /// later walks, which an ISB after the completing DSB orders, are not
-    /// modelled apart from other walks.
+    /// D8.17.8, RPSMWS, ask for a DSB). An ISB is a context synchronization
+    /// event, which completes no TLBI either (D8.17.8); what it does is make
+    /// the TLBIs the CPU's DSBs completed apply to the CPU's own later
+    /// explicit accesses ([`Rely::Access`]).
     Barrier {
         /// `dmb ish`, `isb`, ... as written.
         text: String,
+        /// An ISB (else a DMB).
+        isb: bool,
     },
     /// Returns a frame to the allocator (its contents stay until reuse).
     Free {
@@ -217,7 +232,7 @@ impl fmt::Display for Op {
             Op::Store { pa, value } => write!(f, "store {pa} = {value:#x}"),
             Op::Tlbi { text, .. } => write!(f, "tlbi {text}"),
             Op::Dsb { kind } => write!(f, "dsb {}", format!("{kind:?}").to_lowercase()),
-            Op::Barrier { text } => f.write_str(text),
+            Op::Barrier { text, .. } => f.write_str(text),
             Op::Free { frame } => write!(f, "free frame {:#x}", frame.base().0),
             Op::Alloc { owner } => write!(f, "alloc frame as {owner}"),
             Op::Sync(s) => s.fmt(f),
@@ -226,6 +241,9 @@ impl fmt::Display for Op {
             }
             Op::Rely(Rely::RetrySucceeds { ctx, va, write }) => {
                 write!(f, "retry {} ctx {ctx} VA {:#x}", rw(*write), va.0)
+            }
+            Op::Rely(Rely::Access { ctx, va, write }) => {
+                write!(f, "{} ctx {ctx} VA {:#x}", rw(*write), va.0)
             }
             Op::Rely(Rely::CurrentConfig { dev }) => {
                 write!(f, "rely on current SMMU config of device {dev}")

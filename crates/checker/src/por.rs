@@ -15,7 +15,7 @@
 //! one would have to be proved against every rule of the hardware model.
 
 use crate::model::{Choice, Model, State};
-use crate::op::Op;
+use crate::op::{Op, Rely};
 use crate::sync::SyncOp;
 
 /// What a step may read and write, as resource bits.
@@ -127,10 +127,18 @@ impl Footprint {
                         | SyncOp::CallRcuFree(_)
                         | SyncOp::SynchronizeRcu => Footprint::new(0, RCU),
                     },
+                    // The CPU's own access also reads what its completed
+                    // TLBIs removed before an ISB, kept with its TLBIs in
+                    // flight.
+                    Op::Rely(Rely::Access { .. }) => {
+                        Footprint::new(TLBS | MEM | PENDING_STORES | smmu | in_flight(cpu), 0)
+                    }
                     Op::Rely(_) => Footprint::new(TLBS | MEM | PENDING_STORES | smmu, 0),
                     Op::AwaitFault { .. } => Footprint::new(SMMU, 0),
-                    // No effect: independent of everything.
-                    Op::Barrier { .. } => Footprint::new(0, 0),
+                    // An ISB clears its CPU's record of removed entries
+                    // (kept with its TLBIs in flight); a DMB has no effect.
+                    Op::Barrier { isb: true, .. } => Footprint::new(0, in_flight(cpu)),
+                    Op::Barrier { isb: false, .. } => Footprint::new(0, 0),
                     Op::SmmuCmd { .. }
                     | Op::SmmuSync { .. }
                     | Op::SmmuCmdqRecover { .. }

@@ -152,6 +152,7 @@ pub fn rely(model: &Model, s: &State, cpu: u8, r: &Rely, step: u32) -> Option<Vi
     match *r {
         Rely::ReadOnly { ctx, va } => read_only(model, s, ctx, va, step),
         Rely::RetrySucceeds { ctx, va, write } => retry(model, s, cpu, ctx, va, write, step),
+        Rely::Access { ctx, va, write } => own_access(model, s, cpu, ctx, va, write, step),
         Rely::CurrentConfig { dev } => current_config(s, dev, step),
         Rely::GuestBatch(ref b) => guest_batch(s, b, step),
     }
@@ -451,6 +452,49 @@ fn retry(
         va,
         write,
         "the page table now grants the",
+    ))
+}
+
+/// The CPU's explicit access to `va` before an ISB: `freed-frame-mapped`
+/// when an entry its own completed TLBIs removed, which it may still use
+/// (Arm ARM D8.17.8, see [`tlbcheck_hw::machine::Machine::unsynced`]),
+/// translates `va` into a freed frame.
+fn own_access(
+    model: &Model,
+    s: &State,
+    cpu: u8,
+    ctx: usize,
+    va: Va,
+    write: bool,
+    step: u32,
+) -> Option<Violation> {
+    let c = &model.contexts[ctx];
+    let stage = c.access_stage();
+    let input = c.access_input(va);
+    let (e, p, pa) = s.machine.unsynced(cpu).iter().find_map(|&(e, p)| {
+        let tagged = e.kind == EntryKind::Leaf
+            && e.regime == c.regime
+            && e.vmid == c.tag_vmid()
+            && e.stage() == stage
+            && (stage == Stage::S2 || e.asid.is_none_or(|a| a == c.asid));
+        // The entry's stage is the one the context's accesses use, so a
+        // stage-1 output is final: the context has no stage 2.
+        let pa = Pa(e.translate(input).filter(|_| tagged)?.get());
+        (s.machine.mem.owner(Pfn::of(pa)) == FrameOwner::Free).then_some((e, p, pa))
+    })?;
+    let detail = format!(
+        "CPU {cpu} {} VA {:#x} with no ISB after the DSB that completed the TLBI removing {e}: its own access may still use that entry, which maps freed PA {:#x}",
+        if write { "writes" } else { "reads" },
+        va.0,
+        pa.0
+    );
+    Some(stale_entry(
+        ViolationKind::FreedFrameMapped,
+        step,
+        Holder::Cpu(cpu),
+        (e, p),
+        None,
+        detail,
     ))
 }
 

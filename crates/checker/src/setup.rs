@@ -582,6 +582,9 @@ pub struct SmmuSpec {
     pub stall: bool,
     /// SMMU_IDR0.PRI.
     pub pri: bool,
+    /// SMMU_CR2.E2H: StreamWorld EL2 is EL2-E2H, whose entries carry ASIDs
+    /// (SMMUv3 3.17.5, 6.3.12).
+    pub e2h: bool,
     /// 2-level Stream table SPLIT, or `None` for a linear table.
     pub split: Option<u8>,
     /// SMMU_STRTAB_BASE_CFG.LOG2SIZE, or `None` for the smallest that
@@ -920,7 +923,7 @@ impl MachineBuilder {
             // Without BTM the SMMU cannot take part in broadcast
             // maintenance; with it, Linux leaves PTM clear so it does.
             ptm: !spec.btm,
-            e2h: false,
+            e2h: spec.e2h,
         };
         if let Some(split) = spec.split.filter(|s| !matches!(s, 6 | 8 | 10)) {
             return Err(SetupError::SplitReserved(split));

@@ -19,7 +19,7 @@ use tlbcheck_hw::machine::{Cpu, Machine, PendingTlbi};
 use tlbcheck_hw::mem::PhysMem;
 use tlbcheck_hw::plist::PList;
 use tlbcheck_hw::smmu::model::Smmu;
-use tlbcheck_hw::tlb::MayHold;
+use tlbcheck_hw::tlb::{MayHold, Provenance, TlbEntry};
 
 /// The hash the store uses for everything.
 pub fn fx<T: Hash + ?Sized>(x: &T) -> u64 {
@@ -77,11 +77,19 @@ pub struct Parts {
     sync: (SyncState, u64),
     smmu: (Option<Box<Smmu>>, u64),
     tlbs: (Vec<MayHold>, u64),
-    pending: (Vec<PList<PendingTlbi>>, u64),
+    pending: (InFlight, u64),
     /// Ids of the components found stored by [`StateStore::resolve`], in
     /// row order (empty until then).
     found: Vec<Option<u32>>,
 }
+
+/// The CPUs' TLBIs in flight and the entries their completed TLBIs removed
+/// that their own accesses may still use until an ISB
+/// ([`Machine::unsynced`]): one component, as both change at a DSB.
+type InFlight = (
+    Vec<PList<PendingTlbi>>,
+    Option<Vec<Vec<(TlbEntry, Provenance)>>>,
+);
 
 impl Parts {
     /// Takes `s` apart.
@@ -91,6 +99,7 @@ impl Parts {
             cpus,
             pending,
             smmu,
+            unsynced,
         } = s.machine;
         Parts {
             mem: with_hash(mem),
@@ -98,7 +107,7 @@ impl Parts {
             sync: with_hash(s.sync),
             smmu: with_hash(smmu),
             tlbs: with_hash(cpus.into_iter().map(|c| c.tlb).collect()),
-            pending: with_hash(pending),
+            pending: with_hash((pending, unsynced)),
             found: Vec::new(),
         }
     }
@@ -182,7 +191,7 @@ pub struct StateStore {
     syncs: Interner<SyncState>,
     smmus: Interner<Option<Box<Smmu>>>,
     tlbs: Interner<Vec<MayHold>>,
-    pendings: Interner<Vec<PList<PendingTlbi>>>,
+    pendings: Interner<InFlight>,
     /// Rows of `width` ids, one per stored state.
     rows: Rows,
     width: usize,
@@ -361,8 +370,9 @@ impl StateStore {
             machine: Machine {
                 mem: self.mems.get(r[0]).clone(),
                 cpus,
-                pending: self.pendings.get(r[4]).clone(),
+                pending: self.pendings.get(r[4]).0.clone(),
                 smmu: self.smmus.get(r[2]).clone(),
+                unsynced: self.pendings.get(r[4]).1.clone(),
             },
             threads: r[5..].iter().map(|&t| *self.progs.get(t)).collect(),
             sync: self.syncs.get(r[1]).clone(),

@@ -2,7 +2,7 @@
 //! rendered as text or JSON, and replayed exactly from their choices.
 
 use crate::model::{Choice, Model};
-use crate::op::Op;
+use crate::op::{Op, Rely};
 use crate::violation::Violation;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -142,6 +142,8 @@ struct Candidate {
     broadcast: bool,
     smmu: bool,
     completed: bool,
+    /// The issuing CPU ran an ISB after the DSB that completed it.
+    synced: bool,
 }
 
 /// Names the last invalidation that was meant to remove the stale entry
@@ -167,6 +169,7 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
                     broadcast,
                     smmu,
                     completed: false,
+                    synced: false,
                 });
             }
         };
@@ -211,6 +214,13 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
                     l.completed = true;
                 }
             }
+            Op::Barrier { isb: true, .. } => {
+                if let Some(l) = last.as_mut() {
+                    if !l.smmu && l.cpu == cpu && l.completed {
+                        l.synced = true;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -224,6 +234,13 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
         };
     };
     let btm = smmu_opts.is_some_and(|o| o.btm && !o.ptm);
+    // The violation is the issuer's own access, the last step run.
+    let own_access = executed
+        .iter()
+        .rev()
+        .flatten()
+        .next()
+        .is_some_and(|(_, op)| matches!(op, Op::Rely(Rely::Access { .. })));
     let why = match l.reach {
         _ if holder == Holder::SmmuIotlb && !l.smmu && !btm => "a CPU TLBI reaches the SMMU only with broadcast TLB maintenance (SMMU_IDR0.BTM set, SMMU_CR2.PTM clear)".to_string(),
         // A TTL hint promises a leaf at that level and table entries
@@ -242,6 +259,7 @@ fn blame(model: &Model, executed: &[Option<(u8, Op)>], entry: &TlbEntry, holder:
         Ok(()) if !l.broadcast => {
             "it is a local (non-IS) form: it reaches the issuing CPU only".to_string()
         }
+        Ok(()) if own_access && !l.synced && holder == Holder::Cpu(l.cpu) => "it completed, but the issuing CPU ran no ISB after the completing DSB, so its own later accesses may still use the entry (Arm ARM D8.17.8)".to_string(),
         Ok(()) if matches!(holder, Holder::Atc(_)) => "the ATC refilled from the SMMU TLB after it: the TLBI must complete (CMD_SYNC) before the ATC_INV (SMMUv3 4.5.1)".to_string(),
         Ok(()) => "the entry was refilled after it was performed (a value walkers could still read while it was in flight)".to_string(),
     };

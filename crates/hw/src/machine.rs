@@ -168,6 +168,17 @@ pub struct Machine {
     /// re-closed on every store, and with BTM it takes part in broadcast
     /// TLBIs, completing them at the issuer's DSB ISH (SMMUv3 3.17).
     pub smmu: Option<Box<crate::smmu::model::Smmu>>,
+    /// Per CPU, when tracked: the entries that TLBIs completed by the CPU's
+    /// own DSB removed from its own TLB since its last ISB, sorted. Without
+    /// FEAT_ETS2 the completion of a TLBI affects the issuing PE's own later
+    /// translations only after a context synchronization event (Arm ARM
+    /// D8.17.8, "TLB maintenance completion": a DSB completes the
+    /// maintenance, and an ISB after it makes the issuer's subsequent
+    /// instructions see it), so until its ISB an explicit access of that
+    /// CPU may still be translated by one of these entries. `None`: not
+    /// tracked (no program makes such an access), which keeps the state
+    /// space of every other model as it was.
+    pub unsynced: Option<Vec<Vec<(TlbEntry, Provenance)>>>,
 }
 
 impl Machine {
@@ -185,6 +196,7 @@ impl Machine {
                 .collect(),
             pending: vec![PList::default(); cpus as usize],
             smmu: None,
+            unsynced: None,
         };
         m.refresh(0);
         m
@@ -379,6 +391,17 @@ impl Machine {
             }
             completed.push(Completed { tlbi, removed });
         }
+        if let Some(u) = &mut self.unsynced {
+            let own = &mut u[cpu as usize];
+            for c in &completed {
+                for &(a, e, p) in &c.removed {
+                    if a == cpu && !own.iter().any(|(x, _)| *x == e) {
+                        own.push((e, p));
+                    }
+                }
+            }
+            own.sort_by_key(|(e, _)| *e);
+        }
         let reach = match kind {
             Dsb::Ish | Dsb::Ishst | Dsb::Osh | Dsb::Oshst | Dsb::Sy | Dsb::St => ALL_AGENTS,
             Dsb::Nsh | Dsb::Nshst => 1 << cpu,
@@ -406,6 +429,29 @@ impl Machine {
             s.cpu_dsb(&self.mem, cpu, kind, step);
         }
         completed
+    }
+
+    /// Starts tracking, per CPU, the entries removed since its last ISB
+    /// (see [`Machine::unsynced`]).
+    pub fn track_isb(&mut self) {
+        self.unsynced = Some(vec![Vec::new(); self.cpus.len()]);
+    }
+
+    /// An ISB by `cpu`: a context synchronization event, after which the
+    /// CPU's own instructions use no entry its completed TLBIs removed (Arm
+    /// ARM D8.17.8). It completes no TLBI.
+    pub fn isb(&mut self, cpu: u8) {
+        if let Some(u) = &mut self.unsynced {
+            u[cpu as usize].clear();
+        }
+    }
+
+    /// The entries `cpu`'s own explicit accesses may still use although a
+    /// completed TLBI removed them: it has issued no ISB since.
+    pub fn unsynced(&self, cpu: u8) -> &[(TlbEntry, Provenance)] {
+        self.unsynced
+            .as_ref()
+            .map_or(&[], |u| u[cpu as usize].as_slice())
     }
 
     /// Every CPU entry that maps into `[first, last]` (leaves by output,
@@ -566,7 +612,7 @@ pub fn output_range(e: &TlbEntry) -> crate::addr::AddrRange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::{AddrRange, Granule, InputRange, Pa};
+    use crate::addr::{AddrRange, Granule, InputAddr, InputRange, Pa, Va};
     use crate::mem::Pfn;
     use crate::tlb::{AsidSel, EntryKind, Regime, StageSel};
     use crate::vmsa::desc::{s1_page, table};
@@ -694,6 +740,38 @@ mod tests {
         assert!(maps_data(&m, 0));
         assert_eq!(m.dsb(5, 0, Dsb::Ish).len(), 1);
         assert!(!maps_data(&m, 0));
+    }
+
+    /// Without FEAT_ETS2 the issuer's own accesses may use what its
+    /// completed TLBI removed until its ISB (D8.17.8); other CPUs' entries
+    /// are not recorded, and nothing is without tracking.
+    #[test]
+    fn removed_entries_await_the_issuers_isb() {
+        let mut m = machine();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        m.dsb(4, 0, Dsb::Ish);
+        assert!(m.unsynced(0).is_empty(), "not tracked");
+        let mut m = machine();
+        m.track_isb();
+        m.store(1, 0, Pa(L3), 0).unwrap();
+        m.dsb(2, 0, Dsb::Ishst);
+        m.tlbi(3, 0, by_va(true), true);
+        assert!(m.unsynced(0).is_empty(), "pending until the DSB");
+        m.dsb(4, 0, Dsb::Ish);
+        assert!(!maps_data(&m, 0) && !maps_data(&m, 1));
+        let own = m.unsynced(0);
+        assert!(own.iter().any(|(e, _)| e.kind == EntryKind::Leaf
+            && e.translate(InputAddr::Va(Va(0))).map(|o| o.get()) == Some(DATA)));
+        assert!(m.unsynced(1).is_empty(), "CPU 1's entries are not its own");
+        m.isb(1);
+        assert!(
+            !m.unsynced(0).is_empty(),
+            "another CPU's ISB does nothing here"
+        );
+        m.isb(0);
+        assert!(m.unsynced(0).is_empty());
     }
 
     /// Clearing the L2 table entry and invalidating only the leaf keeps the

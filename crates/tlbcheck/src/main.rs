@@ -213,7 +213,7 @@ impl RunArgs {
 enum EncodeWhat {
     /// A TLBI `Xt`: `encode tlbi RVAE1IS asid=5 va=0x40000000 scale=1 num=7`.
     Tlbi {
-        /// Mnemonic, with or without the IS suffix.
+        /// Mnemonic, with or without the IS or OS suffix.
         op: String,
         /// Fields: asid= va= ipa= ttl= tg= scale= num= base= ns=.
         fields: Vec<String>,
@@ -237,7 +237,7 @@ enum EncodeWhat {
 enum DecodeWhat {
     /// A TLBI `Xt`: `decode tlbi RVAE1IS 0x0005538000040000`.
     Tlbi {
-        /// Mnemonic, with or without the IS suffix.
+        /// Mnemonic, with or without the IS or OS suffix.
         op: String,
         /// The 64-bit operand.
         operand: String,

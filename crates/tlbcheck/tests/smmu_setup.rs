@@ -82,3 +82,12 @@ fn set_up_words_may_still_name_frames() {
     let m = smmu_of(&src);
     assert_eq!(m.mem.read(Pa(0x10_2000)), 5);
 }
+
+/// `e2h` sets SMMU_CR2.E2H; it is off by default.
+#[test]
+fn e2h_keyword_sets_smmu_cr2_e2h() {
+    assert!(!smmu_of(BASE).smmu.as_ref().unwrap().opts.e2h);
+    let src = BASE.replacen("smmu", "smmu e2h", 1);
+    assert!(src.contains("smmu e2h"), "{src}");
+    assert!(smmu_of(&src).smmu.as_ref().unwrap().opts.e2h);
+}

@@ -1,9 +1,11 @@
-//! TLBI operations of the EL1&0 regime and their bit-exact 64-bit operands.
+//! TLBI operations of the EL1&0 regime and the EL2 (or EL2&0) regime, and
+//! their bit-exact 64-bit operands.
 //!
 //! Three layers:
 //!
 //! 1. [`TlbiOp`] / [`Tlbi`]: the operation and its shareability (the `IS`
-//!    suffix), parsed from and printed as the architectural mnemonic.
+//!    or, with FEAT_TLBIOS, `OS` suffix), parsed from and printed as the
+//!    architectural mnemonic.
 //! 2. [`TlbiOperand`]: the decoded `Xt` register. [`TlbiOperand::encode`]
 //!    and [`TlbiOperand::decode`] are exact inverses on valid operands, and
 //!    every reserved, RES0-violating or UNPREDICTABLE encoding is a
@@ -18,7 +20,7 @@
 //! the pseudocode in J1.1.3 (`TLBIRange`, `ResTLBITTL`, `ResTLBIRTTL`,
 //! `TLBIMatch`).
 //!
-//! Model assumptions: FEAT_TTL and FEAT_TLBIRANGE are implemented;
+//! Model assumptions: FEAT_TTL, FEAT_TLBIRANGE and FEAT_TLBIOS are implemented;
 //! FEAT_LPA, FEAT_LPA2 and FEAT_D128 are not (48-bit VAs and PAs, see
 //! [`crate::addr`]); the hypervisor runs in Non-secure state.
 
@@ -60,7 +62,7 @@ const BASE_FIELD_BITS: u32 = 37;
 // Operations
 // ---------------------------------------------------------------------------
 
-/// A TLB maintenance operation of the EL1&0 regime, without its
+/// A TLB maintenance operation of the EL1&0 or EL2 regime, without its
 /// shareability suffix (Arm ARM D8.17.5, "The `<operation>` in TLBI").
 #[allow(clippy::upper_case_acronyms)] // the architectural mnemonics
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +83,13 @@ pub enum TlbiOp {
     IPAS2E1,
     /// Stage 2 by IPA, last level only (C5.5.16).
     IPAS2LE1,
+    /// EL2 regime by VA, any level (C5.5, TLBI VAE2): the EL2 regime, or
+    /// with HCR_EL2.E2H = 1 the EL2&0 regime, where the ASID applies.
+    VAE2,
+    /// As VAE2, last level only (C5.5, TLBI VALE2).
+    VALE2,
+    /// Every entry of the EL2 (or EL2&0) regime (C5.5, TLBI ALLE2).
+    ALLE2,
     /// All stage-1 and stage-2 entries of the current VMID (C5.5.80).
     VMALLS12E1,
     /// All EL1&0 entries of every VMID (C5.5.1).
@@ -119,7 +128,7 @@ pub enum OperandKind {
 
 impl TlbiOp {
     /// Every operation the model implements.
-    pub const ALL: [TlbiOp; 16] = [
+    pub const ALL: [TlbiOp; 19] = [
         TlbiOp::VAE1,
         TlbiOp::VALE1,
         TlbiOp::VAAE1,
@@ -136,6 +145,9 @@ impl TlbiOp {
         TlbiOp::RVAALE1,
         TlbiOp::RIPAS2E1,
         TlbiOp::RIPAS2LE1,
+        TlbiOp::VAE2,
+        TlbiOp::VALE2,
+        TlbiOp::ALLE2,
     ];
 
     /// The architectural mnemonic, upper case, without shareability suffix.
@@ -157,15 +169,25 @@ impl TlbiOp {
             TlbiOp::RVAALE1 => "RVAALE1",
             TlbiOp::RIPAS2E1 => "RIPAS2E1",
             TlbiOp::RIPAS2LE1 => "RIPAS2LE1",
+            TlbiOp::VAE2 => "VAE2",
+            TlbiOp::VALE2 => "VALE2",
+            TlbiOp::ALLE2 => "ALLE2",
         }
     }
 
     /// The operand shape.
     pub const fn operand_kind(self) -> OperandKind {
         match self {
-            TlbiOp::VMALLE1 | TlbiOp::VMALLS12E1 | TlbiOp::ALLE1 => OperandKind::None,
+            TlbiOp::VMALLE1 | TlbiOp::VMALLS12E1 | TlbiOp::ALLE1 | TlbiOp::ALLE2 => {
+                OperandKind::None
+            }
             TlbiOp::ASIDE1 => OperandKind::Asid,
-            TlbiOp::VAE1 | TlbiOp::VALE1 | TlbiOp::VAAE1 | TlbiOp::VAALE1 => OperandKind::Va,
+            TlbiOp::VAE1
+            | TlbiOp::VALE1
+            | TlbiOp::VAAE1
+            | TlbiOp::VAALE1
+            | TlbiOp::VAE2
+            | TlbiOp::VALE2 => OperandKind::Va,
             TlbiOp::IPAS2E1 | TlbiOp::IPAS2LE1 => OperandKind::Ipa,
             TlbiOp::RVAE1 | TlbiOp::RVALE1 | TlbiOp::RVAAE1 | TlbiOp::RVAALE1 => {
                 OperandKind::VaRange
@@ -190,6 +212,7 @@ impl TlbiOp {
             self,
             TlbiOp::VALE1
                 | TlbiOp::VAALE1
+                | TlbiOp::VALE2
                 | TlbiOp::IPAS2LE1
                 | TlbiOp::RVALE1
                 | TlbiOp::RVAALE1
@@ -203,12 +226,29 @@ impl TlbiOp {
     }
 
     /// Whether bits \[63:48\] of `Xt` are an ASID (for the VAA forms and the
-    /// IPA forms they are RES0 / NS).
+    /// IPA forms they are RES0 / NS). For VAE2 and VALE2 the ASID matters
+    /// only in the EL2&0 regime (HCR_EL2.E2H = 1); see [`Tlbi::scope_e2h`].
     pub const fn uses_asid(self) -> bool {
         matches!(
             self,
-            TlbiOp::VAE1 | TlbiOp::VALE1 | TlbiOp::ASIDE1 | TlbiOp::RVAE1 | TlbiOp::RVALE1
+            TlbiOp::VAE1
+                | TlbiOp::VALE1
+                | TlbiOp::ASIDE1
+                | TlbiOp::RVAE1
+                | TlbiOp::RVALE1
+                | TlbiOp::VAE2
+                | TlbiOp::VALE2
         )
+    }
+
+    /// The translation regime whose entries the operation reaches: EL1&0
+    /// for the `...E1` forms, EL2 (EL2&0 with E2H) for the `...E2` forms
+    /// (Arm ARM D8.17.5: the `E1`/`E2` in the mnemonic names the regime).
+    pub const fn regime(self) -> Regime {
+        match self {
+            TlbiOp::VAE2 | TlbiOp::VALE2 | TlbiOp::ALLE2 => Regime::El2,
+            _ => Regime::El10,
+        }
     }
 
     /// A stage-2 by-IPA operation (IPAS2*, RIPAS2*): it takes an IPA and
@@ -258,7 +298,7 @@ impl fmt::Display for TlbiOp {
 
 /// A mnemonic that names no operation the model implements.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, optionally with an IS suffix)")]
+#[error("unknown TLBI operation `{0}` (expected one of VAE1, VALE1, VAAE1, VAALE1, ASIDE1, VMALLE1, IPAS2E1, IPAS2LE1, VMALLS12E1, ALLE1, RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1, VAE2, VALE2, ALLE2, optionally with an IS or OS suffix)")]
 pub struct ParseTlbiError(pub String);
 
 impl FromStr for TlbiOp {
@@ -277,15 +317,38 @@ impl FromStr for TlbiOp {
 pub struct Tlbi {
     /// The operation.
     pub op: TlbiOp,
-    /// The Inner Shareable form (`IS` suffix): applies to every PE in the
-    /// Inner Shareable domain, not only the issuing one (D8.17.5).
+    /// A broadcast form (`IS` or `OS` suffix): applies to every PE in the
+    /// instruction's Shareability domain, not only the issuing one (D8.17.5).
     pub broadcast: bool,
+    /// The Outer Shareable form (`OS` suffix, FEAT_TLBIOS), which implies
+    /// `broadcast`. Its effect is "as the IS form, but for the Outer
+    /// Shareable domain" (D8.17.5, C5.5 "...OS" descriptions). The model's
+    /// CPUs and SMMUs form a single Shareability domain, which is both the
+    /// Inner and the Outer Shareable domain, so an OS form removes exactly
+    /// what its IS form removes, and the same DSBs complete it
+    /// ([`crate::machine::Dsb::completes_tlbi`]: DSB ISH suffices because
+    /// the Inner domain is the whole Outer one). The flag only keeps the
+    /// mnemonic the software wrote.
+    pub outer: bool,
 }
 
 impl Tlbi {
-    /// An instruction.
+    /// An instruction: the IS form when `broadcast`, else the local form.
     pub const fn new(op: TlbiOp, broadcast: bool) -> Tlbi {
-        Tlbi { op, broadcast }
+        Tlbi {
+            op,
+            broadcast,
+            outer: false,
+        }
+    }
+
+    /// The Outer Shareable form of `op` (`...OS`, FEAT_TLBIOS).
+    pub const fn outer_shareable(op: TlbiOp) -> Tlbi {
+        Tlbi {
+            op,
+            broadcast: true,
+            outer: true,
+        }
     }
 
     /// See [`TlbiOp::is_range`].
@@ -326,7 +389,7 @@ impl Tlbi {
     /// VMID and reaches no stage.
     pub fn malformed_scope(&self, vmid: u16) -> InvalScope {
         InvalScope {
-            regime: Regime::El10,
+            regime: self.op.regime(),
             stages: StageSel::NONE,
             vmid: Some(vmid),
             asid: AsidSel::Any,
@@ -355,18 +418,35 @@ impl Tlbi {
     /// [`TlbiOperand::Asid`] for VAE1); operands from
     /// [`TlbiOperand::decode`] always have the right shape.
     pub fn scope(&self, operand: &TlbiOperand, vmid: u16) -> InvalScope {
+        self.scope_e2h(operand, vmid, false)
+    }
+
+    /// As [`Tlbi::scope`], for a CPU whose HCR_EL2.E2H is `e2h`. Only the
+    /// EL2 operations depend on it: with E2H = 0 they reach the EL2 regime,
+    /// whose entries carry no ASID, so VAE2/VALE2 ignore the ASID field;
+    /// with E2H = 1 they reach the EL2&0 regime, where VAE2/VALE2 remove
+    /// the ASID's non-global entries and the global ones, as VAE1 does in
+    /// EL1&0 (Arm ARM C5.5, TLBI VAE2 / VALE2 / ALLE2). EL2 entries have no
+    /// VMID, so none is matched.
+    ///
+    /// # Panics
+    ///
+    /// As [`Tlbi::scope`].
+    pub fn scope_e2h(&self, operand: &TlbiOperand, vmid: u16, e2h: bool) -> InvalScope {
         let op = self.op;
         let leaf_only = op.is_leaf_only();
         let stages = op.stages();
+        let el2 = op.regime() == Regime::El2;
         // "Would be used with the current VMID" for everything but ALLE1,
         // which reaches "cached copies ... with any VMID" (D8.17.5.4).
-        let vmid = if op == TlbiOp::ALLE1 {
+        let vmid = if op == TlbiOp::ALLE1 || el2 {
             None
         } else {
             Some(vmid)
         };
+        let asid_matters = op.uses_asid() && (!el2 || e2h);
         let whole = InvalScope {
-            regime: Regime::El10,
+            regime: op.regime(),
             stages,
             vmid,
             asid: AsidSel::Any,
@@ -393,7 +473,7 @@ impl Tlbi {
             // global final-level entries "regardless of the value of the ASID
             // field". VAA{L}E1 (C5.5.53, C5.5.56): any ASID.
             (OperandKind::Va, &TlbiOperand::Va { asid, ttl, page }) => InvalScope {
-                asid: if op.uses_asid() {
+                asid: if asid_matters {
                     AsidSel::Only {
                         asid,
                         with_global: true,
@@ -456,7 +536,9 @@ impl From<TlbiOp> for Tlbi {
 impl fmt::Display for Tlbi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.op.mnemonic())?;
-        if self.broadcast {
+        if self.outer {
+            f.write_str("OS")?;
+        } else if self.broadcast {
             f.write_str("IS")?;
         }
         Ok(())
@@ -466,18 +548,23 @@ impl fmt::Display for Tlbi {
 impl FromStr for Tlbi {
     type Err = ParseTlbiError;
 
-    /// Parses a mnemonic with an optional `IS` suffix, case-insensitively
-    /// (`"vae1is"`, `"RVALE1"`, `"ipas2le1is"`). No base mnemonic ends in
-    /// `IS`, so stripping the suffix is unambiguous.
+    /// Parses a mnemonic with an optional `IS` or `OS` suffix,
+    /// case-insensitively (`"vae1is"`, `"RVALE1"`, `"ipas2le1os"`). No base
+    /// mnemonic ends in `IS` or `OS`, so stripping the suffix is unambiguous.
+    /// Every EL1&0 operation the model knows has an OS form (FEAT_TLBIOS,
+    /// C5.5: VAE1OS ... RIPAS2LE1OS).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
         if let Some(op) = TlbiOp::from_mnemonic(&upper) {
             return Ok(Tlbi::new(op, false));
         }
+        if let Some(op) = upper.strip_suffix("IS").and_then(TlbiOp::from_mnemonic) {
+            return Ok(Tlbi::new(op, true));
+        }
         upper
-            .strip_suffix("IS")
+            .strip_suffix("OS")
             .and_then(TlbiOp::from_mnemonic)
-            .map(|op| Tlbi::new(op, true))
+            .map(Tlbi::outer_shareable)
             .ok_or_else(|| ParseTlbiError(s.to_string()))
     }
 }
@@ -1546,14 +1633,27 @@ mod tests {
         assert_eq!(t("ipas2le1is"), Tlbi::new(TlbiOp::IPAS2LE1, true));
         assert_eq!(t(" VMALLS12E1IS "), Tlbi::new(TlbiOp::VMALLS12E1, true));
         for op in TlbiOp::ALL {
-            for broadcast in [false, true] {
-                let tl = Tlbi::new(op, broadcast);
+            for tl in [
+                Tlbi::new(op, false),
+                Tlbi::new(op, true),
+                Tlbi::outer_shareable(op),
+            ] {
                 assert_eq!(tl.to_string().parse::<Tlbi>(), Ok(tl));
                 assert_eq!(tl.to_string().to_lowercase().parse::<Tlbi>(), Ok(tl));
             }
             assert_eq!(op.mnemonic().parse::<TlbiOp>(), Ok(op));
         }
-        for bad in ["vae2is", "vae1os", "vae1isnxs", "", "is", "tlbi vae1"] {
+        for bad in [
+            "vae3is",
+            "vaae2",
+            "vae1osis",
+            "vae1isos",
+            "vae1isnxs",
+            "",
+            "is",
+            "os",
+            "tlbi vae1",
+        ] {
             let e = bad.parse::<Tlbi>().unwrap_err();
             assert_eq!(e, ParseTlbiError(bad.to_string()));
             assert!(e.to_string().contains(&format!("`{bad}`")));
@@ -1565,19 +1665,111 @@ mod tests {
     }
 
     #[test]
+    fn outer_shareable_forms_decode_and_remove_as_their_is_forms() {
+        let os = t("vale1os");
+        assert_eq!(os, Tlbi::outer_shareable(TlbiOp::VALE1));
+        assert!(os.broadcast && os.outer);
+        assert_eq!(os.to_string(), "VALE1OS");
+        assert_ne!(os, t("VALE1IS"));
+        // VALE1OS, ASID 0x42 in [63:48], TTL 4K level 3 = 0b0111 in
+        // [47:44], VA 0x4000_0000 >> 12 = 0x4_0000 in [43:0].
+        let xt = 0x0042_7000_0004_0000;
+        let d = os.decode(xt).unwrap();
+        assert_eq!(
+            d,
+            TlbiOperand::Va {
+                asid: 0x42,
+                ttl: TtlHint::new(Granule::K4, 3),
+                page: 0x4_0000,
+            }
+        );
+        assert_eq!(os.scope(&d, 5), t("VALE1IS").scope(&d, 5));
+        // RIPAS2E1OS, 4K (TG 0b01 in [47:46]), SCALE 0, NUM 1 in [43:39]:
+        // (NUM + 1) * 2^(5 * SCALE + 1) = 4 pages = 16 KiB from
+        // BaseADDR = IPA 0x8000_0000 >> 12 = 0x8_0000.
+        let os = t("RIPAS2E1OS");
+        let xt = 0x0000_4080_0008_0000;
+        let d = os.decode(xt).unwrap();
+        let s = os.scope(&d, 3);
+        assert_eq!(s, t("RIPAS2E1IS").scope(&d, 3));
+        assert_eq!(
+            s.range.map(|r| r.addrs()),
+            Some(span(0x8000_0000, 0x8000_3fff))
+        );
+        assert!(matches!(s.range, Some(InputRange::Ipa(_))));
+        // The operand-less ones too.
+        assert_eq!(t("VMALLS12E1OS"), Tlbi::outer_shareable(TlbiOp::VMALLS12E1));
+        assert_eq!(t("alle1os").to_string(), "ALLE1OS");
+    }
+
+    #[test]
+    fn el2_operations_reach_their_regime_with_or_without_e2h() {
+        // VAE2IS, ASID 7 in [63:48], no TTL, VA 0xffff_0000_0020_0000:
+        // VA[55:48] = 0xff and VA[47:12] = 0x0_0000_0200, so VA[55:12] =
+        // 0xff << 36 | 0x200 = 0xff0_0000_0200 in [43:0].
+        let ins = t("vae2is");
+        assert_eq!(ins, Tlbi::new(TlbiOp::VAE2, true));
+        let xt = 0x0007_0ff0_0000_0200;
+        let d = ins.decode(xt).unwrap();
+        assert_eq!(
+            d,
+            TlbiOperand::Va {
+                asid: 7,
+                ttl: None,
+                page: 0xff0_0000_0200,
+            }
+        );
+        // EL2 without E2H: no ASID, no VMID.
+        let s = ins.scope_e2h(&d, 3, false);
+        assert_eq!(s.regime, Regime::El2);
+        assert_eq!(s.vmid, None);
+        assert_eq!(s.asid, AsidSel::Any);
+        assert_eq!(ins.scope(&d, 3), s);
+        // EL2&0: the ASID's entries and the global ones.
+        let s = ins.scope_e2h(&d, 3, true);
+        assert_eq!(
+            s.asid,
+            AsidSel::Only {
+                asid: 7,
+                with_global: true,
+            }
+        );
+        assert_eq!(
+            s.range.map(|r| r.addrs()),
+            Some(span(0xffff_0000_0020_0000, 0xffff_0000_0020_0fff))
+        );
+        // VALE2: last level only; ALLE2: the whole regime, any ASID.
+        assert!(t("VALE2OS").scope_e2h(&d, 0, true).leaf_only);
+        let all = t("ALLE2IS").scope_e2h(&TlbiOperand::None, 3, true);
+        assert_eq!(
+            (all.regime, all.vmid, all.asid),
+            (Regime::El2, None, AsidSel::Any)
+        );
+        // The EL1 forms keep their regime whatever E2H is.
+        assert_eq!(t("VAE1IS").scope_e2h(&d, 3, true).regime, Regime::El10);
+    }
+
+    #[test]
     fn op_predicates() {
         use TlbiOp::*;
-        let leaf = [VALE1, VAALE1, IPAS2LE1, RVALE1, RVAALE1, RIPAS2LE1];
+        let leaf = [VALE1, VAALE1, IPAS2LE1, RVALE1, RVAALE1, RIPAS2LE1, VALE2];
         let range = [RVAE1, RVALE1, RVAAE1, RVAALE1, RIPAS2E1, RIPAS2LE1];
-        let asid = [VAE1, VALE1, ASIDE1, RVAE1, RVALE1];
+        let asid = [VAE1, VALE1, ASIDE1, RVAE1, RVALE1, VAE2, VALE2];
         let s2 = [IPAS2E1, IPAS2LE1, RIPAS2E1, RIPAS2LE1];
-        let none = [VMALLE1, VMALLS12E1, ALLE1];
+        let none = [VMALLE1, VMALLS12E1, ALLE1, ALLE2];
+        let el2 = [VAE2, VALE2, ALLE2];
         for op in TlbiOp::ALL {
             assert_eq!(op.is_leaf_only(), leaf.contains(&op), "{op}");
             assert_eq!(op.is_range(), range.contains(&op), "{op}");
             assert_eq!(op.uses_asid(), asid.contains(&op), "{op}");
             assert_eq!(op.is_stage2(), s2.contains(&op), "{op}");
             assert_eq!(op.takes_operand(), !none.contains(&op), "{op}");
+            let want = if el2.contains(&op) {
+                Regime::El2
+            } else {
+                Regime::El10
+            };
+            assert_eq!(op.regime(), want, "{op}");
         }
     }
 
@@ -1616,8 +1808,8 @@ mod tests {
     }
 
     prop_compose! {
-        /// A valid (instruction, operand) pair for any of the 16 operations.
-        fn arb_valid()(op in 0usize..16, broadcast: bool, asid: u16, ns: bool,
+        /// A valid (instruction, operand) pair for any of the operations.
+        fn arb_valid()(op in 0usize..TlbiOp::ALL.len(), broadcast: bool, asid: u16, ns: bool,
                        ttl in 0usize..9, page: u64, range in arb_range())
                        -> (Tlbi, TlbiOperand) {
             let op = TlbiOp::ALL[op];

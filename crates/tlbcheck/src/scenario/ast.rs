@@ -125,6 +125,9 @@ pub struct SmmuDecl {
     pub stall: bool,
     /// PRI (page requests).
     pub pri: bool,
+    /// SMMU_CR2.E2H: the EL2 StreamWorld is EL2-E2H, with ASIDs; the
+    /// model's CPUs then run with HCR_EL2.E2H = 1 too.
+    pub e2h: bool,
     /// The statement.
     pub span: Span,
 }
@@ -559,6 +562,17 @@ pub enum Step {
     },
     /// `retry read|write CTX ADDR`.
     Retry {
+        /// A write.
+        write: bool,
+        /// Context name.
+        ctx: Spanned<String>,
+        /// Address.
+        va: u64,
+    },
+    /// `access read|write CTX ADDR`: the thread's CPU makes an explicit
+    /// access, which may still use entries its completed TLBIs removed
+    /// unless an `isb` came after the completing DSB (Arm ARM D8.17.8).
+    Access {
         /// A write.
         write: bool,
         /// Context name.

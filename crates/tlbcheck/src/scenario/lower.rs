@@ -855,6 +855,13 @@ impl Lower<'_> {
                             write: *write,
                         })
                         .map_err(here)?,
+                    Step::Access { write, ctx, va } => tb
+                        .rely(Rely::Access {
+                            ctx: ctx_index(ctx_names, ctx)?,
+                            va: Va(*va),
+                            write: *write,
+                        })
+                        .map_err(here)?,
                     Step::SmmuCmd(_)
                     | Step::SmmuIllegal { .. }
                     | Step::CmdqSkipErr
@@ -1561,6 +1568,7 @@ impl Lower<'_> {
             ats: decl.ats,
             stall: decl.stall,
             pri: decl.pri,
+            e2h: decl.e2h,
             split: stream.and_then(|d| d.split),
             log2size: stream.and_then(|d| d.log2size.as_ref()).map(|l| l.value),
             max_sid: sc

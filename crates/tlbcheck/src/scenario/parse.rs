@@ -616,12 +616,13 @@ impl Parser {
                 "ril" => &mut s.ril,
                 "stall" => &mut s.stall,
                 "pri" => &mut s.pri,
+                "e2h" => &mut s.e2h,
                 _ => {
                     return Err(Located::new(
                         a.span,
                         format!("unknown SMMU feature `{}`", a.key.value),
                     )
-                    .with_help("expected btm, ats, ril, stall or pri"))
+                    .with_help("expected btm, ats, ril, stall, pri or e2h"))
                 }
             };
             if !a.values.is_empty() {
@@ -1272,6 +1273,13 @@ impl Parser {
                         let va = self.number("an address")?.value;
                         Step::Retry { write, ctx, va }
                     }
+                    "access" => {
+                        self.bump();
+                        let write = self.read_or_write()?;
+                        let ctx = self.word("a context name")?;
+                        let va = self.number("an address")?.value;
+                        Step::Access { write, ctx, va }
+                    }
                     "smmu" => {
                         self.bump();
                         self.smmu_step()?
@@ -1438,7 +1446,7 @@ impl Parser {
                         .with_help("see \"Reserved words\" in docs/scenario-format.md"))
                     }
                     _ => return Err(expected(
-                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2, dma)",
+                        "a step (FRAME[i] = ..., store, tlbi, dsb, free, alloc, rcu_read_lock, rcu_read_unlock, call_rcu, synchronize_rcu, rely-read-only, retry, access, smmu, cmd_sync, device, await-fault, resume, rely-config, munmap, madvise-dontneed, write-fault, fork, mirror-fault, mremap, mprotect, reclaim, exit, mmap, touch, migrate, s2, dma)",
                         &first,
                     )),
                 }
@@ -2299,10 +2307,20 @@ mod tests {
                 "thread t cpu=0 {\n retry x c 0\n}",
                 "expected `read` or `write`, found `x`",
             ),
+            (
+                "thread t cpu=0 {\n access load c 0\n}",
+                "expected `read` or `write`, found `load`",
+            ),
         ] {
             assert_eq!(error_of(&format!("{head}{line}\nexpect ok\n")), want);
         }
         let s = parse("scenario s\nthread t cpu=0 {\n dsb ISHST\n}\nexpect ok\n").unwrap();
         assert_eq!(s.threads[0].steps[0].value, Step::Dsb(Dsb::Ishst));
+        let s =
+            parse("scenario s\nthread t cpu=0 {\n access write c 0x2000\n}\nexpect ok\n").unwrap();
+        assert!(matches!(
+            &s.threads[0].steps[0].value,
+            Step::Access { write: true, ctx, va: 0x2000 } if ctx.value == "c"
+        ));
     }
 }
