@@ -2313,6 +2313,7 @@ impl Planner<'_> {
                 self.push_then(
                     Op::Barrier {
                         text: String::new(),
+                        isb: false,
                     },
                     "invalidate_range_start: kvm_mmu_notifier",
                     After::Call(n, call),
