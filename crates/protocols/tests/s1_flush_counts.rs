@@ -7,6 +7,7 @@
 //! pages (Arm ARM D8.17.5.2), `MAX_TLBI_OPS` = 512 caps the non-range
 //! loop, `MAX_TLBI_RANGE_PAGES` = 32 << 16 the range loop.
 
+use tlbcheck_hw::addr::Granule;
 use tlbcheck_hw::cpu::tlbi::{TlbiOp, TlbiOperand};
 use tlbcheck_hw::machine::Dsb;
 use tlbcheck_protocols::linux::arm64::*;
@@ -111,7 +112,7 @@ fn per_page_without_the_cap_is_one_tlbi_per_page() {
     // The loop with no MAX_TLBI_OPS cap is the non-range loop of
     // __flush_tlb_range itself.
     for n in SIZES {
-        let steps = range_steps(RangeLoop::ScaleUp, false, 0, n, PAGE_SIZE);
+        let steps = range_steps(RangeLoop::ScaleUp, false, Granule::K4, 0, n, PAGE_SIZE);
         assert_eq!(steps.len() as u64, n);
         assert!(steps.iter().all(|s| matches!(s, RangeStep::Single(_))));
     }
