@@ -693,6 +693,29 @@ fn epd0_is_a_translation_fault_not_a_bypass() {
 }
 
 #[test]
+fn a_nested_stream_with_epd0_translates_nothing() {
+    // Nested, CD.EPD0 = 1: the stage-1 walk is disabled, so the access
+    // faults and no walk (of either stage) fills the IOTLB: the stream is
+    // not a stage-2-only one (SMMUv3 5.4, CD.EPD0).
+    let mut ste = Ste::stage2(5, S2_L0, Granule::K4);
+    ste.config = StreamConfig::Nested;
+    ste.s1_context_ptr = CD;
+    let mut quiet = cd(1);
+    quiet.epd0 = true;
+    let leaf = s1_page(IPA_DATA, true, true, false);
+    let mut fx = Fx::new(SmmuOptions::default(), ste, Some(quiet), vec![dev()], leaf);
+    assert!(
+        matches!(fx.access(0, 0x20, true), AccessOutcome::Fault { .. }),
+        "EPD0 must fault"
+    );
+    assert!(
+        fx.smmu.iotlb.iter().next().is_none(),
+        "no walk may fill the IOTLB: {:?}",
+        fx.smmu.iotlb.iter().collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn stage2_ste_translates_ipa() {
     let ste = Ste::stage2(5, S2_L0, Granule::K4);
     let mut fx = Fx::new(SmmuOptions::default(), ste, None, vec![dev()], ro_leaf());

@@ -406,9 +406,11 @@ impl Smmu {
             None
         };
         let s1 = match c.cd {
-            Some(cd) if ste.config.stage1() && !cd.epd0 => {
-                cd.granule0().map(|g| StageConfig::new(g, cd.ttb0))
-            }
+            // CD.EPD0 = 1 disables TTB0 walks: every stage-1 lookup is a
+            // Translation fault (SMMUv3 5.4, CD.EPD0), so the stream has no
+            // translation at all, not a stage-2-only one.
+            Some(cd) if ste.config.stage1() && cd.epd0 => return None,
+            Some(cd) if ste.config.stage1() => cd.granule0().map(|g| StageConfig::new(g, cd.ttb0)),
             _ => None,
         };
         if s1.is_none() && s2.is_none() {
