@@ -1268,6 +1268,44 @@ impl Planner<'_> {
         self.push(Op::Sync(s), func);
     }
 
+    /// `tlb_end_vma` on arm64, which does not select
+    /// MMU_GATHER_MERGE_VMAS: `tlb_flush_mmu_tlbonly` flushes the cleared
+    /// PTEs of `[start, end)` (last level, level 3, PAGE_SIZE stride) and,
+    /// before 6bbd42e2df8f, tells the secondaries.
+    fn tlb_end_vma(
+        &mut self,
+        p: usize,
+        v: Version,
+        cpu: CpuFeatures,
+        asid: u16,
+        start: u64,
+        end: u64,
+    ) {
+        self.arch(
+            p,
+            arm64::tlb_flush(
+                v.arm64(),
+                cpu,
+                asid,
+                false,
+                start,
+                end,
+                PAGE_SIZE,
+                false,
+                Some(3),
+            ),
+            "tlb_end_vma: tlb_flush",
+        );
+        if v.range_end_notifies() {
+            self.secondary(
+                p,
+                start,
+                end,
+                "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
+            );
+        }
+    }
+
     /// The arm64 flush steps, with the secondaries expanded.
     fn arch(&mut self, p: usize, ops: Vec<ArchOp>, func: &'static str) {
         for a in ops {
@@ -1435,29 +1473,7 @@ impl Planner<'_> {
         // (only cleared_ptes: last level, level 3, PAGE_SIZE stride), and
         // resets the gather's range.
         if cleared {
-            self.arch(
-                p,
-                arm64::tlb_flush(
-                    code,
-                    cpu,
-                    asid,
-                    false,
-                    tlb_start,
-                    tlb_end,
-                    PAGE_SIZE,
-                    false,
-                    Some(3),
-                ),
-                "tlb_end_vma: tlb_flush",
-            );
-            if v.range_end_notifies() {
-                self.secondary(
-                    p,
-                    tlb_start,
-                    tlb_end,
-                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
-                );
-            }
+            self.tlb_end_vma(p, v, cpu, asid, tlb_start, tlb_end);
         }
         if v.range_end_notifies() {
             self.secondary(
@@ -1791,29 +1807,7 @@ impl Planner<'_> {
         // MMU_GATHER_MERGE_VMAS on arm64): only PTEs were touched
         // (cleared_ptes), so a leaf flush at level 3.
         if changed {
-            self.arch(
-                p,
-                arm64::tlb_flush(
-                    code,
-                    k.cpu,
-                    proc_.asid,
-                    false,
-                    tlb_start,
-                    tlb_end,
-                    PAGE_SIZE,
-                    false,
-                    Some(3),
-                ),
-                "tlb_end_vma: tlb_flush",
-            );
-            if v.range_end_notifies() {
-                self.secondary(
-                    p,
-                    tlb_start,
-                    tlb_end,
-                    "tlb_end_vma: tlb_flush_mmu_tlbonly: invalidate_range",
-                );
-            }
+            self.tlb_end_vma(p, v, k.cpu, proc_.asid, tlb_start, tlb_end);
         }
         self.push_then(
             Op::Sync(SyncOp::AtomicRead(pending)),
