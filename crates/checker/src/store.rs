@@ -128,6 +128,9 @@ struct Rows {
     len: usize,
 }
 
+/// The widest row: the five machine components and one id per thread.
+const ROW_MAX: usize = 5 + crate::builder::MAX_THREADS;
+
 /// Rows per chunk.
 const CHUNK_ROWS: usize = 1 << 14;
 
@@ -286,12 +289,22 @@ impl StateStore {
         if found[4].is_some() {
             drop(std::mem::take(&mut p.pending.0));
         }
-        let row: Option<Vec<u32>> = found.iter().copied().collect();
+        // The row on the stack: this runs once per successor.
+        let mut buf = [0u32; ROW_MAX];
+        let complete = found.len() <= ROW_MAX
+            && found
+                .iter()
+                .zip(buf.iter_mut())
+                .all(|(f, b)| f.map(|id| *b = id).is_some());
+        let n = found.len();
         p.found = found;
-        let row = row?;
+        if !complete {
+            return None;
+        }
+        let row = &buf[..n];
         let (rows, w) = (&self.rows, self.width);
         self.index
-            .find(fx(&row[..]), |&id| rows.get(id, w) == &row[..])
+            .find(fx(row), |&id| rows.get(id, w) == row)
             .copied()
     }
 
