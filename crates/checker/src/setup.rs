@@ -508,6 +508,9 @@ impl Slot {
         let strip_af = |d: u64, af: bool| if af { d } else { d & !bits::AF };
         Ok(match *desc {
             Desc::Table(next) => {
+                // At level 3 descriptor bits [1:0] = 0b11 encode a page, so
+                // there is no table descriptor there (Arm ARM D8.3,
+                // translation table descriptor formats).
                 if level == Some(3) {
                     return Err(SetupError::TableAtLevel3);
                 }
@@ -556,7 +559,8 @@ impl Slot {
                 if self.table.is_some() {
                     return Err(SetupError::L1CdInTable);
                 }
-                // L2Ptr is bits [55:12]: a level-2 CD table is 4 KiB aligned.
+                // L2Ptr is bits [55:12]: a level-2 CD table is 4 KiB aligned
+                // (SMMUv3 5.3, Level 1 Context Descriptor).
                 L1Cd {
                     valid: true,
                     l2ptr: aligned(l2, 12, "level-2 CD table")?,
