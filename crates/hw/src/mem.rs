@@ -10,6 +10,7 @@
 use crate::addr::Pa;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -163,6 +164,10 @@ pub struct PhysMem {
     pool_base: Pfn,
     /// Owner of each frame of the pool (shared copy-on-write).
     owners: Arc<Vec<FrameOwner>>,
+    /// Wrapping sum of a mixed hash of each frame's owner, kept up to date
+    /// by every change of owner, so hashing a memory does not read every
+    /// frame.
+    owners_hash: u64,
     /// Free frames; the last one is handed out next, so the most recently
     /// freed frame is reused first and a use-after-free shows at once.
     free: Vec<u32>,
@@ -173,6 +178,7 @@ pub struct PhysMem {
 impl PartialEq for PhysMem {
     fn eq(&self, o: &Self) -> bool {
         self.words_hash == o.words_hash
+            && self.owners_hash == o.owners_hash
             && self.pool_base == o.pool_base
             && self.free == o.free
             && self.pending == o.pending
@@ -187,10 +193,17 @@ impl std::hash::Hash for PhysMem {
         h.write_u64(self.words_hash);
         h.write_usize(self.words.len());
         self.pool_base.hash(h);
-        self.owners.hash(h);
+        h.write_u64(self.owners_hash);
         self.free.hash(h);
         self.pending.hash(h);
     }
+}
+
+/// A well-mixed hash of frame `idx`'s owner, for the order-independent sum.
+fn owner_hash(idx: u32, owner: FrameOwner) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    owner.hash(&mut h);
+    word_hash(Pa(u64::from(idx)), h.finish())
 }
 
 /// A well-mixed hash of one word, for the order-independent sum.
@@ -210,6 +223,9 @@ impl PhysMem {
             words_hash: 0,
             pool_base,
             owners: Arc::new(vec![FrameOwner::Free; frames as usize]),
+            owners_hash: (0..frames).fold(0u64, |sum, i| {
+                sum.wrapping_add(owner_hash(i, FrameOwner::Free))
+            }),
             free: (0..frames).rev().collect(),
             pending: Vec::new(),
         }
@@ -378,7 +394,11 @@ impl PhysMem {
     /// from now on it is kept as a sorted set, so that states differing only
     /// in the order their frames were freed are one state.
     pub fn forget_free_order(&mut self) {
-        self.free.sort_unstable();
+        // Called after every step: most steps free nothing, and checking is
+        // cheaper than sorting a sorted list.
+        if !self.free.is_sorted() {
+            self.free.sort_unstable();
+        }
     }
 
     /// Stores some walker may not observe yet, in sorted order.
@@ -386,12 +406,22 @@ impl PhysMem {
         &self.pending
     }
 
+    /// Sets the owner of pool frame `idx`, keeping `owners_hash` in step.
+    fn put_owner(&mut self, idx: u32, owner: FrameOwner) {
+        let slot = &mut Arc::make_mut(&mut self.owners)[idx as usize];
+        self.owners_hash = self
+            .owners_hash
+            .wrapping_sub(owner_hash(idx, *slot))
+            .wrapping_add(owner_hash(idx, owner));
+        *slot = owner;
+    }
+
     /// Hands out a frame (most recently freed first), zeroed, tagged `owner`.
     pub fn alloc(&mut self, owner: FrameOwner) -> Result<Pfn, MemError> {
         let idx = self.free.pop().ok_or(MemError::OutOfFrames)?;
         let pfn = Pfn(self.pool_base.0 + u64::from(idx));
         self.zero_frame(pfn);
-        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
+        self.put_owner(idx, owner);
         Ok(pfn)
     }
 
@@ -405,7 +435,7 @@ impl PhysMem {
             .position(|&f| f == idx)
             .ok_or(MemError::DoubleFree(pfn))?;
         self.free.remove(pos);
-        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
+        self.put_owner(idx, owner);
         Ok(())
     }
 
@@ -428,7 +458,7 @@ impl PhysMem {
     pub fn free(&mut self, pfn: Pfn) -> Result<(), MemError> {
         self.check_free(pfn)?;
         let idx = self.pool_index(pfn)?;
-        Arc::make_mut(&mut self.owners)[idx as usize] = FrameOwner::Free;
+        self.put_owner(idx, FrameOwner::Free);
         self.free.push(idx);
         Ok(())
     }
@@ -444,7 +474,7 @@ impl PhysMem {
     /// Re-tags a frame in use (for example a data page that becomes a table).
     pub fn set_owner(&mut self, pfn: Pfn, owner: FrameOwner) -> Result<(), MemError> {
         let idx = self.pool_index(pfn)?;
-        Arc::make_mut(&mut self.owners)[idx as usize] = owner;
+        self.put_owner(idx, owner);
         Ok(())
     }
 

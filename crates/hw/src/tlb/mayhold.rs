@@ -27,6 +27,22 @@ pub struct Provenance {
     pub source: u64,
 }
 
+/// Answers of [`MayHold::covered`] kept per thread, by the address of the
+/// set's storage (whose `Arc` the value holds) and the scope.
+type CoveredMemo = std::collections::HashMap<
+    (usize, InvalScope),
+    (Arc<BTreeMap<TlbEntry, Provenance>>, Vec<TlbEntry>),
+    rustc_hash::FxBuildHasher,
+>;
+
+/// Answers kept at most (then forgotten all at once: a set that is no
+/// longer shared is never asked about again).
+const COVERED_MAX: usize = 4096;
+
+thread_local! {
+    static COVERED: std::cell::RefCell<CoveredMemo> = std::cell::RefCell::default();
+}
+
 /// Every entry one agent may hold, with provenance.
 ///
 /// Equality and hashing look at the entries only: two states that allow the
@@ -211,6 +227,27 @@ impl MayHold {
     /// Every held entry `scope` covers, found by visiting only the key
     /// ranges the scope can reach.
     pub fn covered(&self, scope: &InvalScope) -> Vec<TlbEntry> {
+        // The explorer asks this of the same few sets (shared from its
+        // store) for the same few scopes in state after state: answers are
+        // kept per (set storage, scope), the storage held so that its
+        // address cannot be reused while the answer is kept.
+        let key = (Arc::as_ptr(&self.entries) as usize, *scope);
+        let hit = COVERED.with(|c| c.borrow().get(&key).map(|(_, v)| v.clone()));
+        if let Some(v) = hit {
+            return v;
+        }
+        let doomed = self.covered_uncached(scope);
+        COVERED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= COVERED_MAX {
+                c.clear();
+            }
+            c.insert(key, (Arc::clone(&self.entries), doomed.clone()));
+        });
+        doomed
+    }
+
+    fn covered_uncached(&self, scope: &InvalScope) -> Vec<TlbEntry> {
         let mut doomed = Vec::new();
         let mut consider = |e: &TlbEntry, _: &Provenance| {
             if scope.covers(e) {
@@ -368,6 +405,23 @@ mod tests {
     }
 
     const P: Provenance = Provenance { step: 0, source: 0 };
+
+    #[test]
+    fn a_kept_answer_is_never_given_for_a_changed_set() {
+        let mut m = MayHold::new();
+        let first = leaf(Some(1), 0, Stage::S1, 0x1000, 12, 3);
+        m.insert(first, P);
+        let all = scope(AsidSel::Any, None, false);
+        assert_eq!(m.covered(&all), vec![first]);
+        // Sharing storage with the kept answer, the set is copied on write.
+        let second = leaf(Some(1), 0, Stage::S1, 0x2000, 12, 3);
+        m.insert(second, P);
+        assert_eq!(m.covered(&all), vec![first, second]);
+        let copy = m.clone();
+        m.remove_entries(&[first]);
+        assert_eq!(m.covered(&all), vec![second]);
+        assert_eq!(copy.covered(&all), vec![first, second]);
+    }
 
     #[test]
     fn range_invalidation_reaches_blocks_that_start_before_the_range() {
